@@ -1,0 +1,99 @@
+# dm-user: top-level build and test entry points.
+#
+#   make deps     install every Debian package the build and tests need
+#   make          build the module for every installed kernel, the daemon and
+#                 the BPF tools
+#   make check    deps (if missing), build, host unit tests, VM tests on every
+#                 installed kernel; ends with "N passed, N failed"
+#   make soak     the VM tests at soak-sized counts
+#   make demo     boot a guest and show dm-user serving a file under load
+#
+# Kernels: every /lib/modules/<version>/build that has a matching
+# /boot/vmlinuz-<version>.  Restrict with KVERS="<version> ...".
+
+SHELL := /bin/bash
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+BUILD := $(ROOT)/build
+
+KVERS ?= $(sort $(foreach b,$(wildcard /lib/modules/*/build),\
+	$(if $(wildcard /boot/vmlinuz-$(notdir $(patsubst %/build,%,$(b)))),\
+	$(notdir $(patsubst %/build,%,$(b))))))
+KMODS := $(foreach k,$(KVERS),$(BUILD)/kmod/$(k)/dm-user.ko)
+MODULE_SRCS := $(wildcard $(ROOT)/module/*.c $(ROOT)/module/*.h \
+	$(ROOT)/module/Kbuild $(ROOT)/module/include/uapi/linux/*.h)
+
+# Everything the build, the tests and the demo use, as Debian packages.
+DEPS := make gcc clang llvm pkg-config git \
+	linux-image-amd64 linux-headers-amd64 \
+	linux-image-6.12-amd64 linux-headers-6.12-amd64 \
+	qemu-system-x86 busybox-static kmod xz-utils zstd cpio dwarves \
+	dmsetup libdevmapper-dev libjansson-dev libmicrohttpd-dev \
+	libbpf-dev bpftool bpftrace libncurses-dev \
+	fio e2fsprogs util-linux strace procps psmisc curl jq
+
+all: modules daemon bpf
+
+# ---- packages --------------------------------------------------------------
+
+deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS)
+
+# Installs only when something is missing, so `make check` stays quick.
+deps-if-needed:
+	@missing=$$(for p in $(DEPS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then echo "installing:" $$missing; $(MAKE) -C $(ROOT) deps; fi
+
+# ---- build -----------------------------------------------------------------
+
+modules: $(KMODS)
+
+# One build directory per kernel: kbuild builds external modules in place.
+# Where the headers have no vmlinux (Debian 6.1), kbuild skips module BTF, so
+# generate it with pahole against the BTF of that kernel's own image.
+$(BUILD)/kmod/%/dm-user.ko: $(MODULE_SRCS)
+	@test -n "$(KVERS)" || { echo "no kernel headers installed: run 'make deps'" >&2; exit 1; }
+	@mkdir -p $(@D)/include/uapi/linux
+	@cp -p $(ROOT)/module/dm-user.c $(ROOT)/module/dm-user-trace.h $(ROOT)/module/Kbuild $(@D)/
+	@cp -p $(ROOT)/module/include/uapi/linux/dm-user.h $(@D)/include/uapi/linux/
+	$(MAKE) -C /lib/modules/$*/build M=$(@D) W=1 modules 2>&1 | \
+		grep -v 'Skipping BTF generation'; test $${PIPESTATUS[0]} -eq 0
+	@if [ ! -e /lib/modules/$*/build/vmlinux ]; then \
+		$(ROOT)/module/scripts/vmlinux-btf.sh /boot/vmlinuz-$* $(@D)/vmlinux.btf && \
+		pahole -J --btf_base $(@D)/vmlinux.btf $@ && \
+		rm -f $(@D)/vmlinux.btf && echo "  BTF     $@ (pahole, base /boot/vmlinuz-$*)"; \
+	fi
+	@readelf -S $@ | grep -q '\.BTF' || { echo "$@: no BTF section" >&2; exit 1; }
+
+daemon:
+	$(MAKE) -C $(ROOT)/daemon
+
+bpf:
+	$(MAKE) -C $(ROOT)/bpf
+
+# ---- tests -----------------------------------------------------------------
+
+unit: daemon
+	$(MAKE) -C $(ROOT)/tests/unit check
+
+check: deps-if-needed
+	@$(MAKE) -C $(ROOT) all
+	@$(ROOT)/tests/check.sh $(foreach k,$(KVERS),--kernel $(k))
+
+soak: deps-if-needed
+	@$(MAKE) -C $(ROOT) all
+	@$(ROOT)/tests/check.sh --soak $(foreach k,$(KVERS),--kernel $(k))
+
+demo: deps-if-needed
+	@$(MAKE) -C $(ROOT) all
+	@$(ROOT)/tests/demo/demo.sh
+
+clean:
+	rm -rf $(BUILD)
+	-$(MAKE) -C $(ROOT)/daemon clean
+	-$(MAKE) -C $(ROOT)/bpf clean
+	-$(MAKE) -C $(ROOT)/tests/unit clean
+
+.PHONY: all deps deps-if-needed modules daemon bpf unit check soak demo clean

@@ -1,0 +1,1174 @@
+// SPDX-License-Identifier: GPL-2.0+
+/*
+ * dm-user: a device-mapper target that hands every BIO to a userspace daemon.
+ *
+ * Based on the dm-user RFC by Palmer Dabbelt <palmerdabbelt@google.com>,
+ * rewritten for current kernels; the wire protocol is unchanged.
+ *
+ * Objects and their lifetimes
+ *
+ *  - struct dmu_target: one per "user" target in a table.  Created by the
+ *    constructor, which also registers the misc device
+ *    /dev/dm-user/<control-name>.  It is reference counted: device-mapper
+ *    holds one reference from ctr to dtr, and every open channel holds one.
+ *    It is freed when the last of these goes.
+ *
+ *  - struct dmu_channel: one per open() of the control device.  A daemon
+ *    reads requests from a channel and must answer each request on the
+ *    channel it read it from.  A channel lives until its file is released.
+ *
+ *  - struct dmu_msg: the per-bio data of every BIO that reaches map().  Being
+ *    per-bio data, it needs no allocation and lives exactly as long as the
+ *    BIO: it ends with bio_endio().  A message is in exactly one state:
+ *
+ *      QUEUED    on target->queue, waiting for a daemon to read it
+ *      READING   channel->rd_cur: a daemon has its header, maybe not all
+ *                of its payload yet
+ *      SENT      on channel->sent: fully read, waiting for the reply
+ *      REPLYING  channel->wr_cur: the reply header arrived, its payload is
+ *                still being copied in
+ *
+ *    Every state change happens under target->lock.  Whoever takes a message
+ *    off a list or out of a slot owns it, and only its owner ends the BIO.
+ *    A READING or REPLYING message is owned by the channel, and its data are
+ *    copied under the channel's rd_lock or wr_lock, never under the spinlock.
+ *
+ * Lock order (outer to inner)
+ *
+ *  1. misc_mtx (held by the misc core around dev_open())
+ *  2. channel->rd_lock, channel->wr_lock (never both)
+ *  3. target->lock (a spinlock: map() takes no sleeping lock)
+ *
+ * Device-mapper suspends a device, and waits for every BIO it has mapped,
+ * before it calls the destructor, so no message exists when dtr runs.  What
+ * keeps a suspend from waiting forever on a daemon that is gone is presuspend:
+ * with no channel open, it ends every queued request with an error.
+ */
+
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/device-mapper.h>
+#include <linux/fs.h>
+#include <linux/kref.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/poll.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/uio.h>
+#include <linux/version.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+
+#include "include/uapi/linux/dm-user.h"
+
+#define CREATE_TRACE_POINTS
+#include "dm-user-trace.h"
+
+#define DM_MSG_PREFIX "user"
+
+#define DMU_CTL_NAME_MAX	64
+#define DMU_MAX_DISCARD_SECTORS	(1U << 21)	/* 1 GiB: len fits in u32 */
+#define DMU_TICK_MS_MAX		1000U
+
+/* Defaults of the optional table arguments. */
+#define DMU_DEFAULT_QUEUE_DEPTH	0	/* unlimited */
+#define DMU_DEFAULT_TIMEOUT_MS	0	/* no timeout */
+#define DMU_DEFAULT_RECOVERY_MS	0	/* fail at once when a daemon dies */
+
+enum dmu_state {
+	DMU_QUEUED,
+	DMU_READING,
+	DMU_SENT,
+	DMU_REPLYING,
+};
+
+struct dmu_target;
+struct dmu_channel;
+
+struct dmu_msg {
+	struct dm_user_message hdr;	/* the request as the daemon sees it */
+	struct bio *bio;
+	struct list_head node;		/* on target->queue or channel->sent */
+	struct dmu_channel *ch;		/* owner while READING/SENT/REPLYING */
+	enum dmu_state state;
+	struct bvec_iter data;		/* position in the BIO's data */
+	size_t pos;			/* bytes of header + payload moved */
+	unsigned long deadline;		/* jiffies, if the target has a timeout */
+};
+
+struct dmu_target {
+	spinlock_t lock;
+	struct list_head queue;		/* QUEUED messages, oldest first */
+	struct list_head channels;
+	wait_queue_head_t rd_wait;	/* daemons waiting for requests */
+	wait_queue_head_t space_wait;	/* map() waiting for queue_depth */
+	u64 next_seq;
+	unsigned int nr_queued;		/* QUEUED */
+	unsigned int nr_in_flight;	/* READING, SENT or REPLYING */
+	unsigned int nr_channels;
+	u32 next_channel_id;
+	bool dead;			/* dtr has run */
+	bool orphaned;			/* no daemon: map() fails at once */
+	bool recovering;		/* no daemon, inside recovery_ms */
+	bool suspending;
+	unsigned long orphan_deadline;	/* jiffies, while recovering */
+
+	/* Table arguments. */
+	sector_t begin;
+	unsigned int queue_depth;
+	unsigned int timeout_ms;
+	unsigned int recovery_ms;
+
+	/* Counters for status, under lock. */
+	u64 completed;
+	u64 errors;
+	u64 timeouts;
+	u64 requeues;
+
+	dev_t dev;
+	struct delayed_work work;	/* timeouts and the recovery window */
+	struct kref kref;
+	struct miscdevice misc;
+	struct list_head node;		/* on dmu_targets */
+	char ctl_name[DMU_CTL_NAME_MAX + 1];
+	char misc_name[sizeof("dm-user/") + DMU_CTL_NAME_MAX];
+};
+
+struct dmu_channel {
+	struct dmu_target *t;
+	u32 id;
+	struct list_head node;		/* on target->channels */
+	struct list_head sent;		/* SENT messages */
+	struct mutex rd_lock;		/* serialises read() on this file */
+	struct mutex wr_lock;		/* serialises write() on this file */
+	struct dmu_msg *rd_cur;		/* READING message */
+	struct dmu_msg *wr_cur;		/* REPLYING message */
+	struct dm_user_message reply;	/* reply header being assembled */
+	size_t reply_pos;
+	bool broken;			/* protocol error: the channel is refused */
+};
+
+/* Control names in use, so a duplicate fails in ctr, not in sysfs. */
+static LIST_HEAD(dmu_targets);
+static DEFINE_MUTEX(dmu_targets_lock);
+
+/* ---- protocol helpers ---------------------------------------------------- */
+
+static int dmu_req_type(struct bio *bio, u64 *type)
+{
+	switch (bio_op(bio)) {
+	case REQ_OP_READ:
+		*type = DM_USER_REQ_MAP_READ;
+		return 0;
+	case REQ_OP_WRITE:
+		/* dm sends flushes as empty writes with REQ_PREFLUSH. */
+		if ((bio->bi_opf & REQ_PREFLUSH) && !bio->bi_iter.bi_size)
+			*type = DM_USER_REQ_MAP_FLUSH;
+		else
+			*type = DM_USER_REQ_MAP_WRITE;
+		return 0;
+	case REQ_OP_FLUSH:
+		*type = DM_USER_REQ_MAP_FLUSH;
+		return 0;
+	case REQ_OP_DISCARD:
+		*type = DM_USER_REQ_MAP_DISCARD;
+		return 0;
+	case REQ_OP_SECURE_ERASE:
+		*type = DM_USER_REQ_MAP_SECURE_ERASE;
+		return 0;
+	case REQ_OP_WRITE_ZEROES:
+		*type = DM_USER_REQ_MAP_WRITE_ZEROES;
+		return 0;
+	case REQ_OP_ZONE_OPEN:
+		*type = DM_USER_REQ_MAP_ZONE_OPEN;
+		return 0;
+	case REQ_OP_ZONE_CLOSE:
+		*type = DM_USER_REQ_MAP_ZONE_CLOSE;
+		return 0;
+	case REQ_OP_ZONE_FINISH:
+		*type = DM_USER_REQ_MAP_ZONE_FINISH;
+		return 0;
+	case REQ_OP_ZONE_APPEND:
+		*type = DM_USER_REQ_MAP_ZONE_APPEND;
+		return 0;
+	case REQ_OP_ZONE_RESET:
+		*type = DM_USER_REQ_MAP_ZONE_RESET;
+		return 0;
+	case REQ_OP_ZONE_RESET_ALL:
+		*type = DM_USER_REQ_MAP_ZONE_RESET_ALL;
+		return 0;
+	default:
+		/* Passthrough (REQ_OP_DRV_*) and anything newer. */
+		return -EOPNOTSUPP;
+	}
+}
+
+/*
+ * Request flags as the daemon sees them.  Flags with no protocol bit (those
+ * the block layer keeps for itself, like REQ_ALLOC_CACHE) are not passed on:
+ * they say nothing the daemon could act on.
+ */
+static u64 dmu_req_flags(struct bio *bio)
+{
+	static const struct {
+		blk_opf_t req;
+		u64 user;
+	} map[] = {
+		{ REQ_FAILFAST_DEV, DM_USER_REQ_MAP_FLAG_FAILFAST_DEV },
+		{ REQ_FAILFAST_TRANSPORT, DM_USER_REQ_MAP_FLAG_FAILFAST_TRANSPORT },
+		{ REQ_FAILFAST_DRIVER, DM_USER_REQ_MAP_FLAG_FAILFAST_DRIVER },
+		{ REQ_SYNC, DM_USER_REQ_MAP_FLAG_SYNC },
+		{ REQ_META, DM_USER_REQ_MAP_FLAG_META },
+		{ REQ_PRIO, DM_USER_REQ_MAP_FLAG_PRIO },
+		{ REQ_NOMERGE, DM_USER_REQ_MAP_FLAG_NOMERGE },
+		{ REQ_IDLE, DM_USER_REQ_MAP_FLAG_IDLE },
+		{ REQ_INTEGRITY, DM_USER_REQ_MAP_FLAG_INTEGRITY },
+		{ REQ_FUA, DM_USER_REQ_MAP_FLAG_FUA },
+		{ REQ_PREFLUSH, DM_USER_REQ_MAP_FLAG_PREFLUSH },
+		{ REQ_RAHEAD, DM_USER_REQ_MAP_FLAG_RAHEAD },
+		{ REQ_BACKGROUND, DM_USER_REQ_MAP_FLAG_BACKGROUND },
+		{ REQ_NOWAIT, DM_USER_REQ_MAP_FLAG_NOWAIT },
+#ifdef REQ_CGROUP_PUNT
+		{ REQ_CGROUP_PUNT, DM_USER_REQ_MAP_FLAG_CGROUP_PUNT },
+#endif
+		{ REQ_NOUNMAP, DM_USER_REQ_MAP_FLAG_NOUNMAP },
+		{ REQ_POLLED, DM_USER_REQ_MAP_FLAG_HIPRI },
+		{ REQ_DRV, DM_USER_REQ_MAP_FLAG_DRV },
+		{ REQ_SWAP, DM_USER_REQ_MAP_FLAG_SWAP },
+	};
+	u64 flags = 0;
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(map); i++)
+		if (bio->bi_opf & map[i].req)
+			flags |= map[i].user;
+	return flags;
+}
+
+/* Only a WRITE request carries a payload to the daemon. */
+static size_t dmu_bytes_to_user(const struct dmu_msg *m)
+{
+	size_t n = sizeof(m->hdr);
+
+	if (m->hdr.type == DM_USER_REQ_MAP_WRITE)
+		n += m->hdr.len;
+	return n;
+}
+
+/* Only a successful READ reply carries a payload from the daemon. */
+static bool dmu_reply_has_data(const struct dmu_msg *m, u64 status)
+{
+	return m->hdr.type == DM_USER_REQ_MAP_READ &&
+	       status == DM_USER_RESP_SUCCESS && m->hdr.len;
+}
+
+static blk_status_t dmu_reply_status(u64 status)
+{
+	switch (status) {
+	case DM_USER_RESP_SUCCESS:
+		return BLK_STS_OK;
+	case DM_USER_RESP_UNSUPPORTED:
+		return BLK_STS_NOTSUPP;
+	default:
+		return BLK_STS_IOERR;
+	}
+}
+
+/*
+ * Copy between the BIO's data, from m->data on, and a user iterator.  The
+ * BIO's own iterator is never advanced, so a requeued message can start over.
+ */
+static size_t dmu_copy_bio(struct dmu_msg *m, struct iov_iter *iter,
+			   bool to_user)
+{
+	size_t done = 0;
+
+	while (m->data.bi_size && iov_iter_count(iter)) {
+		struct bio_vec bv = bio_iter_iovec(m->bio, m->data);
+		size_t n;
+
+		if (to_user)
+			n = copy_page_to_iter(bv.bv_page, bv.bv_offset,
+					      bv.bv_len, iter);
+		else
+			n = copy_page_from_iter(bv.bv_page, bv.bv_offset,
+						bv.bv_len, iter);
+		bio_advance_iter_single(m->bio, &m->data, n);
+		done += n;
+		if (n < bv.bv_len)
+			break;	/* end of the user buffer, or a fault */
+	}
+	return done;
+}
+
+/* ---- message lifecycle -------------------------------------------------- */
+
+static void dmu_msg_reset(struct dmu_msg *m)
+{
+	m->ch = NULL;
+	m->state = DMU_QUEUED;
+	m->data = m->bio->bi_iter;
+	m->pos = 0;
+}
+
+/* Ends a message its caller owns; takes no lock but the target's. */
+static void dmu_end(struct dmu_target *t, struct dmu_msg *m,
+		    blk_status_t status, u32 how)
+{
+	struct bio *bio = m->bio;
+
+	trace_dm_user_complete(t->dev, m->hdr.seq, m->hdr.type, m->hdr.len,
+			       blk_status_to_errno(status), how);
+	spin_lock(&t->lock);
+	t->completed++;
+	if (status)
+		t->errors++;
+	if (how == DM_USER_END_TIMEOUT)
+		t->timeouts++;
+	spin_unlock(&t->lock);
+	bio->bi_status = status;
+	bio_endio(bio);
+}
+
+static void dmu_end_list(struct dmu_target *t, struct list_head *list,
+			 blk_status_t status, u32 how)
+{
+	struct dmu_msg *m, *tmp;
+
+	list_for_each_entry_safe(m, tmp, list, node) {
+		list_del_init(&m->node);
+		dmu_end(t, m, status, how);
+	}
+}
+
+/*
+ * Puts messages a channel held back on the queue, in seq order, ahead of
+ * everything mapped since.  Called with the lock held.
+ */
+static void dmu_requeue_locked(struct dmu_target *t, struct list_head *list)
+{
+	struct dmu_msg *m, *tmp, *pos;
+
+	list_for_each_entry_safe_reverse(m, tmp, list, node) {
+		list_del(&m->node);
+		dmu_msg_reset(m);
+		/* Find the first queued message with a larger seq. */
+		list_for_each_entry(pos, &t->queue, node)
+			if (pos->hdr.seq > m->hdr.seq)
+				break;
+		list_add_tail(&m->node, &pos->node);
+		t->nr_in_flight--;
+		t->nr_queued++;
+		t->requeues++;
+	}
+}
+
+/* Moves every QUEUED message to @list.  Called with the lock held. */
+static void dmu_take_queue_locked(struct dmu_target *t, struct list_head *list)
+{
+	list_splice_tail_init(&t->queue, list);
+	t->nr_queued = 0;
+	wake_up_all(&t->space_wait);
+}
+
+static void dmu_schedule_work_locked(struct dmu_target *t)
+{
+	unsigned long delay = msecs_to_jiffies(DMU_TICK_MS_MAX);
+
+	if (t->dead)
+		return;
+	if (t->timeout_ms)
+		delay = min(delay, msecs_to_jiffies(max(t->timeout_ms / 4, 1U)));
+	if (t->recovering)
+		delay = min(delay, time_after(t->orphan_deadline, jiffies) ?
+				   t->orphan_deadline - jiffies : 0UL);
+	mod_delayed_work(system_wq, &t->work, max(delay, 1UL));
+}
+
+/* The clock runs while requests could time out or a daemon may return. */
+static bool dmu_needs_work_locked(struct dmu_target *t)
+{
+	return (t->timeout_ms && (t->nr_queued || t->nr_in_flight)) ||
+	       t->recovering;
+}
+
+/* Moves expired messages to @to and returns how many. */
+static unsigned int dmu_collect_expired(struct list_head *from,
+					struct list_head *to)
+{
+	struct dmu_msg *m, *tmp;
+	unsigned int n = 0;
+
+	list_for_each_entry_safe(m, tmp, from, node) {
+		if (time_after_eq(jiffies, m->deadline)) {
+			list_move_tail(&m->node, to);
+			n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * The target's clock: ends requests nobody answered within timeout_ms, and
+ * the requests of a daemon that did not come back within recovery_ms.
+ * READING and REPLYING messages are mid-copy inside a system call of their
+ * channel; they end with that call or with that channel.
+ */
+static void dmu_work(struct work_struct *work)
+{
+	struct dmu_target *t = container_of(to_delayed_work(work),
+					    struct dmu_target, work);
+	struct dmu_channel *c;
+	LIST_HEAD(expired);
+	LIST_HEAD(orphans);
+
+	spin_lock(&t->lock);
+	if (t->timeout_ms) {
+		t->nr_queued -= dmu_collect_expired(&t->queue, &expired);
+		list_for_each_entry(c, &t->channels, node)
+			t->nr_in_flight -= dmu_collect_expired(&c->sent,
+							       &expired);
+		if (!list_empty(&expired))
+			wake_up_all(&t->space_wait);
+	}
+	if (t->recovering && time_after_eq(jiffies, t->orphan_deadline)) {
+		t->recovering = false;
+		t->orphaned = true;
+		dmu_take_queue_locked(t, &orphans);
+	}
+	if (dmu_needs_work_locked(t))
+		dmu_schedule_work_locked(t);
+	spin_unlock(&t->lock);
+
+	dmu_end_list(t, &expired, BLK_STS_IOERR, DM_USER_END_TIMEOUT);
+	dmu_end_list(t, &orphans, BLK_STS_IOERR, DM_USER_END_TEARDOWN);
+}
+
+static void dmu_target_free(struct kref *kref)
+{
+	kfree(container_of(kref, struct dmu_target, kref));
+}
+
+static void dmu_target_put(struct dmu_target *t)
+{
+	kref_put(&t->kref, dmu_target_free);
+}
+
+/* ---- channel: the control device's file operations ---------------------- */
+
+static int dev_open(struct inode *inode, struct file *file)
+{
+	/*
+	 * The misc core calls this under misc_mtx with private_data pointing
+	 * at our miscdevice.  dtr deregisters it under the same mutex before
+	 * it drops device-mapper's reference, so the target is alive here.
+	 */
+	struct dmu_target *t = container_of(file->private_data,
+					    struct dmu_target, misc);
+	struct dmu_channel *c;
+
+	c = kzalloc(sizeof(*c), GFP_KERNEL);
+	if (!c)
+		return -ENOMEM;
+
+	c->t = t;
+	INIT_LIST_HEAD(&c->sent);
+	mutex_init(&c->rd_lock);
+	mutex_init(&c->wr_lock);
+
+	spin_lock(&t->lock);
+	kref_get(&t->kref);
+	c->id = t->next_channel_id++;
+	list_add_tail(&c->node, &t->channels);
+	t->nr_channels++;
+	t->orphaned = false;
+	t->recovering = false;
+	spin_unlock(&t->lock);
+
+	file->private_data = c;
+	return stream_open(inode, file);
+}
+
+/*
+ * A channel gives up the messages it holds: they go back on the queue for
+ * another channel when the target has a recovery window, and fail otherwise.
+ * When the last channel goes and nothing may recover, the queue fails too,
+ * and so does every request mapped until a daemon opens a channel again.
+ */
+static int dev_release(struct inode *inode, struct file *file)
+{
+	struct dmu_channel *c = file->private_data;
+	struct dmu_target *t = c->t;
+	LIST_HEAD(held);
+	LIST_HEAD(failed);
+
+	/* No read() or write() can be running: this was the last reference. */
+	spin_lock(&t->lock);
+	list_del(&c->node);
+	t->nr_channels--;
+	if (c->rd_cur)
+		list_add_tail(&c->rd_cur->node, &held);
+	if (c->wr_cur)
+		list_add_tail(&c->wr_cur->node, &held);
+	list_splice_tail_init(&c->sent, &held);
+
+	if (t->recovery_ms && !t->dead) {
+		dmu_requeue_locked(t, &held);
+		if (t->nr_channels == 0) {
+			t->recovering = true;
+			t->orphan_deadline = jiffies +
+					     msecs_to_jiffies(t->recovery_ms);
+			dmu_schedule_work_locked(t);
+		}
+		wake_up_all(&t->rd_wait);
+	} else {
+		struct dmu_msg *m;
+
+		list_for_each_entry(m, &held, node)
+			t->nr_in_flight--;
+		list_splice_tail_init(&held, &failed);
+		if (t->nr_channels == 0) {
+			t->orphaned = true;
+			dmu_take_queue_locked(t, &failed);
+		}
+		wake_up_all(&t->space_wait);
+	}
+	spin_unlock(&t->lock);
+
+	dmu_end_list(t, &failed, BLK_STS_IOERR, DM_USER_END_CLOSED);
+	mutex_destroy(&c->rd_lock);
+	mutex_destroy(&c->wr_lock);
+	kfree(c);
+	dmu_target_put(t);
+	return 0;
+}
+
+/* Takes the oldest queued message for this channel, or says why not. */
+static int dmu_take_next(struct dmu_channel *c)
+{
+	struct dmu_target *t = c->t;
+	struct dmu_msg *m;
+	int r = 0;
+
+	spin_lock(&t->lock);
+	if (t->dead) {
+		r = -ENOTBLK;
+	} else if (list_empty(&t->queue)) {
+		r = -EAGAIN;
+	} else {
+		m = list_first_entry(&t->queue, struct dmu_msg, node);
+		list_del_init(&m->node);
+		m->state = DMU_READING;
+		m->ch = c;
+		t->nr_queued--;
+		t->nr_in_flight++;
+		c->rd_cur = m;
+		trace_dm_user_read(t->dev, m->hdr.seq, m->hdr.type, c->id);
+	}
+	spin_unlock(&t->lock);
+	return r;
+}
+
+static bool dmu_readable(struct dmu_target *t)
+{
+	return READ_ONCE(t->dead) || !list_empty_careful(&t->queue);
+}
+
+/*
+ * read(): one request per call, header first, then a WRITE's payload.  A
+ * short buffer gets the rest of the same request on the next call, as the
+ * original protocol allows.
+ */
+static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
+{
+	struct file *file = iocb->ki_filp;
+	struct dmu_channel *c = file->private_data;
+	struct dmu_target *t = c->t;
+	struct dmu_msg *m;
+	size_t total, hdr, n;
+	ssize_t r;
+
+	if (!iov_iter_count(to))
+		return 0;
+
+	for (;;) {
+		if (mutex_lock_interruptible(&c->rd_lock))
+			return -ERESTARTSYS;
+		if (c->broken) {
+			r = -EIO;
+			goto out;
+		}
+		if (c->rd_cur)
+			break;
+		r = dmu_take_next(c);
+		if (r == 0)
+			break;
+		if (r != -EAGAIN)
+			goto out;
+		mutex_unlock(&c->rd_lock);
+		if ((file->f_flags & O_NONBLOCK) || (iocb->ki_flags & IOCB_NOWAIT))
+			return -EAGAIN;
+		if (wait_event_interruptible(t->rd_wait, dmu_readable(t)))
+			return -ERESTARTSYS;
+	}
+
+	m = c->rd_cur;
+	total = dmu_bytes_to_user(m);
+	r = 0;
+	if (m->pos < sizeof(m->hdr)) {
+		hdr = sizeof(m->hdr) - m->pos;
+		n = copy_to_iter((u8 *)&m->hdr + m->pos, hdr, to);
+		m->pos += n;
+		r += n;
+		if (n < hdr)
+			goto short_copy;
+	}
+	if (m->pos < total) {
+		n = dmu_copy_bio(m, to, true);
+		m->pos += n;
+		r += n;
+	}
+
+short_copy:
+	if (!r) {
+		r = -EFAULT;
+	} else if (m->pos == total) {
+		spin_lock(&t->lock);
+		m->state = DMU_SENT;
+		list_add_tail(&m->node, &c->sent);
+		spin_unlock(&t->lock);
+		c->rd_cur = NULL;
+	}
+out:
+	mutex_unlock(&c->rd_lock);
+	return r;
+}
+
+static struct dmu_msg *dmu_find_sent(struct dmu_channel *c, u64 seq)
+{
+	struct dmu_target *t = c->t;
+	struct dmu_msg *m, *found = NULL;
+
+	spin_lock(&t->lock);
+	list_for_each_entry(m, &c->sent, node) {
+		if (m->hdr.seq == seq) {
+			list_del_init(&m->node);
+			m->state = DMU_REPLYING;
+			found = m;
+			break;
+		}
+	}
+	spin_unlock(&t->lock);
+	return found;
+}
+
+/* Ends a REPLYING message with the daemon's status. */
+static void dmu_finish_reply(struct dmu_channel *c, struct dmu_msg *m,
+			     u64 status)
+{
+	struct dmu_target *t = c->t;
+
+	spin_lock(&t->lock);
+	t->nr_in_flight--;
+	wake_up(&t->space_wait);
+	spin_unlock(&t->lock);
+	dmu_end(t, m, dmu_reply_status(status), DM_USER_END_REPLY);
+}
+
+/*
+ * A protocol error refuses this channel only: every later read() and write()
+ * on it fails with EIO, and its requests are handled as if it had closed
+ * once the daemon closes it.  Other channels go on.
+ */
+static ssize_t dmu_refuse(struct dmu_channel *c, const char *why, u64 seq)
+{
+	c->broken = true;
+	DMERR_LIMIT("%s: channel %u refused: %s (seq %llu)",
+		    c->t->ctl_name, c->id, why, seq);
+	return -EINVAL;
+}
+
+/*
+ * write(): reply headers, each followed by a successful READ's payload.  Any
+ * split into calls is fine, and replies may come in any order.
+ */
+static ssize_t dev_write(struct kiocb *iocb, struct iov_iter *from)
+{
+	struct dmu_channel *c = iocb->ki_filp->private_data;
+	struct dmu_target *t = c->t;
+	ssize_t done = 0;
+	size_t n;
+
+	if (!iov_iter_count(from))
+		return 0;
+	if (mutex_lock_interruptible(&c->wr_lock))
+		return -ERESTARTSYS;
+	if (c->broken) {
+		done = -EIO;
+		goto out;
+	}
+
+	while (iov_iter_count(from)) {
+		struct dmu_msg *m = c->wr_cur;
+
+		if (!m) {
+			size_t want = sizeof(c->reply) - c->reply_pos;
+
+			n = copy_from_iter((u8 *)&c->reply + c->reply_pos,
+					   want, from);
+			c->reply_pos += n;
+			done += n;
+			if (n < want)
+				break;
+			c->reply_pos = 0;
+
+			m = dmu_find_sent(c, c->reply.seq);
+			if (!m) {
+				done = dmu_refuse(c, c->reply.seq < READ_ONCE(t->next_seq) ?
+						  "reply to a request not outstanding on this channel" :
+						  "reply to a request never issued",
+						  c->reply.seq);
+				goto out;
+			}
+			trace_dm_user_write(t->dev, m->hdr.seq, c->reply.type);
+			if (!dmu_reply_has_data(m, c->reply.type)) {
+				dmu_finish_reply(c, m, c->reply.type);
+				continue;
+			}
+			m->data = m->bio->bi_iter;
+			c->wr_cur = m;
+			continue;
+		}
+
+		n = dmu_copy_bio(m, from, false);
+		done += n;
+		if (!m->data.bi_size) {
+			c->wr_cur = NULL;
+			dmu_finish_reply(c, m, DM_USER_RESP_SUCCESS);
+		} else if (!n) {
+			break;
+		}
+	}
+	if (!done)
+		done = -EFAULT;
+out:
+	mutex_unlock(&c->wr_lock);
+	return done;
+}
+
+static __poll_t dev_poll(struct file *file, poll_table *wait)
+{
+	struct dmu_channel *c = file->private_data;
+	struct dmu_target *t = c->t;
+	__poll_t mask = EPOLLOUT | EPOLLWRNORM;
+
+	poll_wait(file, &t->rd_wait, wait);
+	if (READ_ONCE(c->broken))
+		return EPOLLERR;
+	if (READ_ONCE(t->dead))
+		mask |= EPOLLHUP | EPOLLIN | EPOLLRDNORM;
+	else if (READ_ONCE(c->rd_cur) || !list_empty_careful(&t->queue))
+		mask |= EPOLLIN | EPOLLRDNORM;
+	return mask;
+}
+
+static const struct file_operations dmu_fops = {
+	.owner = THIS_MODULE,
+	.open = dev_open,
+	.release = dev_release,
+	.read_iter = dev_read,
+	.write_iter = dev_write,
+	.poll = dev_poll,
+};
+
+/* ---- target: the device-mapper interface -------------------------------- */
+
+static bool dmu_ctl_name_valid(const char *name)
+{
+	size_t len = strlen(name);
+
+	return len && len <= DMU_CTL_NAME_MAX && !strchr(name, '/') &&
+	       strcmp(name, ".") && strcmp(name, "..");
+}
+
+static int dmu_parse_options(struct dmu_target *t, struct dm_arg_set *as,
+			     char **error)
+{
+	static const struct dm_arg count = {
+		0, 6, "Invalid number of optional arguments"
+	};
+	unsigned int argc, value;
+	const char *key;
+	int r;
+
+	if (!as->argc)
+		return 0;
+	r = dm_read_arg_group(&count, as, &argc, error);
+	if (r)
+		return r;
+
+	while (argc) {
+		key = dm_shift_arg(as);
+		argc--;
+		if (!argc) {
+			*error = "Optional argument is missing its value";
+			return -EINVAL;
+		}
+		if (kstrtouint(dm_shift_arg(as), 10, &value)) {
+			*error = "Optional argument value is not a number";
+			return -EINVAL;
+		}
+		argc--;
+		if (!strcasecmp(key, "queue_depth")) {
+			t->queue_depth = value;
+		} else if (!strcasecmp(key, "timeout_ms")) {
+			t->timeout_ms = value;
+		} else if (!strcasecmp(key, "recovery_ms")) {
+			t->recovery_ms = value;
+		} else {
+			*error = "Unknown optional argument";
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/*
+ * <start> <length> <control-name> [<#opt_args> <opt_args>...]
+ *
+ * <start>: sector the daemon sees for the first sector of this target.
+ * <length>: must equal the target's length.
+ * <control-name>: the daemon opens /dev/dm-user/<control-name>.
+ * Optional: queue_depth <n>, timeout_ms <ms>, recovery_ms <ms>.
+ */
+static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+{
+	struct dm_arg_set as = { .argc = argc, .argv = argv };
+	struct dmu_target *t, *other;
+	unsigned long long start, len;
+	char dummy;
+	int r;
+
+	if (argc < 3) {
+		ti->error = "Invalid argument count: <start> <length> <control-name> [<#opt_args> <opt_args>...]";
+		return -EINVAL;
+	}
+	if (sscanf(argv[0], "%llu%c", &start, &dummy) != 1 ||
+	    start != (sector_t)start) {
+		ti->error = "Invalid start sector";
+		return -EINVAL;
+	}
+	if (sscanf(argv[1], "%llu%c", &len, &dummy) != 1 || len != ti->len) {
+		ti->error = "Length must equal the target length";
+		return -EINVAL;
+	}
+	if (!dmu_ctl_name_valid(argv[2])) {
+		ti->error = "Invalid control name";
+		return -EINVAL;
+	}
+
+	t = kzalloc(sizeof(*t), GFP_KERNEL);
+	if (!t) {
+		ti->error = "Cannot allocate target";
+		return -ENOMEM;
+	}
+	spin_lock_init(&t->lock);
+	INIT_LIST_HEAD(&t->queue);
+	INIT_LIST_HEAD(&t->channels);
+	INIT_LIST_HEAD(&t->node);
+	init_waitqueue_head(&t->rd_wait);
+	init_waitqueue_head(&t->space_wait);
+	INIT_DELAYED_WORK(&t->work, dmu_work);
+	kref_init(&t->kref);
+	t->begin = start;
+	t->queue_depth = DMU_DEFAULT_QUEUE_DEPTH;
+	t->timeout_ms = DMU_DEFAULT_TIMEOUT_MS;
+	t->recovery_ms = DMU_DEFAULT_RECOVERY_MS;
+	t->dev = disk_devt(dm_disk(dm_table_get_md(ti->table)));
+	strscpy(t->ctl_name, argv[2], sizeof(t->ctl_name));
+	snprintf(t->misc_name, sizeof(t->misc_name), "dm-user/%s", argv[2]);
+
+	as.argc -= 3;
+	as.argv += 3;
+	r = dmu_parse_options(t, &as, &ti->error);
+	if (r)
+		goto bad;
+	if (as.argc) {
+		ti->error = "Invalid argument count: unexpected trailing arguments";
+		r = -EINVAL;
+		goto bad;
+	}
+
+	mutex_lock(&dmu_targets_lock);
+	list_for_each_entry(other, &dmu_targets, node) {
+		if (!strcmp(other->ctl_name, t->ctl_name)) {
+			mutex_unlock(&dmu_targets_lock);
+			ti->error = "Control name already in use";
+			r = -EBUSY;
+			goto bad;
+		}
+	}
+	t->misc.minor = MISC_DYNAMIC_MINOR;
+	t->misc.name = t->misc_name;
+	t->misc.fops = &dmu_fops;
+	t->misc.mode = 0600;
+	r = misc_register(&t->misc);
+	if (r) {
+		mutex_unlock(&dmu_targets_lock);
+		ti->error = "Cannot register control device";
+		goto bad;
+	}
+	list_add_tail(&t->node, &dmu_targets);
+	mutex_unlock(&dmu_targets_lock);
+
+	ti->private = t;
+	ti->per_io_data_size = sizeof(struct dmu_msg);
+	ti->num_flush_bios = 1;
+	ti->flush_supported = true;
+	ti->num_discard_bios = 1;
+	ti->discards_supported = true;
+	return 0;
+
+bad:
+	kfree(t);
+	return r;
+}
+
+static void user_dtr(struct dm_target *ti)
+{
+	struct dmu_target *t = ti->private;
+	LIST_HEAD(left);
+
+	/* After this no open() can reach the target; open channels remain. */
+	mutex_lock(&dmu_targets_lock);
+	list_del(&t->node);
+	misc_deregister(&t->misc);
+	mutex_unlock(&dmu_targets_lock);
+
+	spin_lock(&t->lock);
+	t->dead = true;
+	/* Suspend drained every BIO; anything left would be a bug. */
+	WARN_ON_ONCE(t->nr_queued || t->nr_in_flight);
+	dmu_take_queue_locked(t, &left);
+	wake_up_all(&t->rd_wait);
+	spin_unlock(&t->lock);
+
+	cancel_delayed_work_sync(&t->work);
+	dmu_end_list(t, &left, BLK_STS_IOERR, DM_USER_END_TEARDOWN);
+	dmu_target_put(t);
+}
+
+static bool dmu_has_room(struct dmu_target *t)
+{
+	return !t->queue_depth ||
+	       t->nr_queued + t->nr_in_flight < t->queue_depth ||
+	       t->orphaned || t->suspending || t->dead;
+}
+
+static int user_map(struct dm_target *ti, struct bio *bio)
+{
+	struct dmu_target *t = ti->private;
+	struct dmu_msg *m = dm_per_bio_data(bio, sizeof(struct dmu_msg));
+	u64 type;
+
+	if (dmu_req_type(bio, &type)) {
+		trace_dm_user_complete(t->dev, 0, bio_op(bio),
+				       bio->bi_iter.bi_size,
+				       blk_status_to_errno(BLK_STS_NOTSUPP),
+				       DM_USER_END_REJECTED);
+		bio->bi_status = BLK_STS_NOTSUPP;
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+
+	m->bio = bio;
+	m->hdr.type = type;
+	m->hdr.flags = dmu_req_flags(bio);
+	m->hdr.sector = t->begin + dm_target_offset(ti, bio->bi_iter.bi_sector);
+	m->hdr.len = bio->bi_iter.bi_size;
+	INIT_LIST_HEAD(&m->node);
+	dmu_msg_reset(m);
+	if (t->timeout_ms)
+		m->deadline = jiffies + msecs_to_jiffies(t->timeout_ms);
+
+	spin_lock(&t->lock);
+	/*
+	 * queue_depth pushes back on the submitter: it waits here, holding no
+	 * lock, until the daemon has made room.  A REQ_NOWAIT submitter is
+	 * told to try again instead.
+	 */
+	while (!dmu_has_room(t)) {
+		spin_unlock(&t->lock);
+		if (bio->bi_opf & REQ_NOWAIT) {
+			bio_wouldblock_error(bio);
+			return DM_MAPIO_SUBMITTED;
+		}
+		wait_event_idle(t->space_wait, dmu_has_room(t));
+		spin_lock(&t->lock);
+	}
+	m->hdr.seq = t->next_seq++;
+	if (t->orphaned || (t->suspending && !t->nr_channels)) {
+		spin_unlock(&t->lock);
+		dmu_end(t, m, BLK_STS_IOERR, DM_USER_END_TEARDOWN);
+		return DM_MAPIO_SUBMITTED;
+	}
+	list_add_tail(&m->node, &t->queue);
+	t->nr_queued++;
+	trace_dm_user_map(t->dev, m->hdr.seq, type, m->hdr.flags, m->hdr.sector,
+			  m->hdr.len, t->nr_queued, t->nr_in_flight);
+	if (t->timeout_ms && !delayed_work_pending(&t->work))
+		dmu_schedule_work_locked(t);
+	spin_unlock(&t->lock);
+
+	wake_up(&t->rd_wait);
+	return DM_MAPIO_SUBMITTED;
+}
+
+/*
+ * A suspend waits for every mapped BIO.  With no daemon attached nothing
+ * would ever end them, so they fail now, and so does whatever is mapped
+ * until the suspend is over.
+ */
+static void user_presuspend(struct dm_target *ti)
+{
+	struct dmu_target *t = ti->private;
+	LIST_HEAD(failed);
+
+	spin_lock(&t->lock);
+	t->suspending = true;
+	if (!t->nr_channels)
+		dmu_take_queue_locked(t, &failed);
+	wake_up_all(&t->space_wait);
+	spin_unlock(&t->lock);
+
+	dmu_end_list(t, &failed, BLK_STS_IOERR, DM_USER_END_TEARDOWN);
+}
+
+static void user_resume(struct dm_target *ti)
+{
+	struct dmu_target *t = ti->private;
+
+	spin_lock(&t->lock);
+	t->suspending = false;
+	spin_unlock(&t->lock);
+}
+
+static void user_presuspend_undo(struct dm_target *ti)
+{
+	user_resume(ti);
+}
+
+static void user_status(struct dm_target *ti, status_type_t type,
+			unsigned int status_flags, char *result,
+			unsigned int maxlen)
+{
+	struct dmu_target *t = ti->private;
+	unsigned int sz = 0, nopt;
+
+	switch (type) {
+	case STATUSTYPE_INFO:
+		spin_lock(&t->lock);
+		DMEMIT("%u %u %u %llu %llu %llu %llu", t->nr_channels,
+		       t->nr_queued, t->nr_in_flight, t->completed, t->errors,
+		       t->timeouts, t->requeues);
+		spin_unlock(&t->lock);
+		break;
+	case STATUSTYPE_TABLE:
+		DMEMIT("%llu %llu %s", (unsigned long long)t->begin,
+		       (unsigned long long)ti->len, t->ctl_name);
+		nopt = 2 * (!!t->queue_depth + !!t->timeout_ms +
+			    !!t->recovery_ms);
+		if (!nopt)
+			break;
+		DMEMIT(" %u", nopt);
+		if (t->queue_depth)
+			DMEMIT(" queue_depth %u", t->queue_depth);
+		if (t->timeout_ms)
+			DMEMIT(" timeout_ms %u", t->timeout_ms);
+		if (t->recovery_ms)
+			DMEMIT(" recovery_ms %u", t->recovery_ms);
+		break;
+	case STATUSTYPE_IMA:
+		*result = '\0';
+		break;
+	}
+}
+
+/* dmsetup message <dev> 0 timeout_ms <ms> | recovery_ms <ms> */
+static int user_message(struct dm_target *ti, unsigned int argc, char **argv,
+			char *result, unsigned int maxlen)
+{
+	struct dmu_target *t = ti->private;
+	unsigned int value;
+
+	if (argc != 2) {
+		DMWARN("%s: invalid message: expected <timeout_ms|recovery_ms> <value>",
+		       t->ctl_name);
+		return -EINVAL;
+	}
+	if (kstrtouint(argv[1], 10, &value)) {
+		DMWARN("%s: invalid message value: %s", t->ctl_name, argv[1]);
+		return -EINVAL;
+	}
+
+	spin_lock(&t->lock);
+	if (!strcasecmp(argv[0], "timeout_ms")) {
+		t->timeout_ms = value;
+	} else if (!strcasecmp(argv[0], "recovery_ms")) {
+		t->recovery_ms = value;
+	} else {
+		spin_unlock(&t->lock);
+		DMWARN("%s: unrecognised message: %s", t->ctl_name, argv[0]);
+		return -EINVAL;
+	}
+	if (dmu_needs_work_locked(t))
+		dmu_schedule_work_locked(t);
+	spin_unlock(&t->lock);
+	return 0;
+}
+
+static void user_io_hints(struct dm_target *ti, struct queue_limits *limits)
+{
+	limits->max_discard_sectors = DMU_MAX_DISCARD_SECTORS;
+	limits->max_hw_discard_sectors = DMU_MAX_DISCARD_SECTORS;
+	limits->discard_granularity = SECTOR_SIZE;
+}
+
+static struct target_type user_target = {
+	.name = "user",
+	.version = { 1, 1, 0 },
+	.module = THIS_MODULE,
+	.ctr = user_ctr,
+	.dtr = user_dtr,
+	.map = user_map,
+	.presuspend = user_presuspend,
+	.presuspend_undo = user_presuspend_undo,
+	.resume = user_resume,
+	.status = user_status,
+	.message = user_message,
+	.io_hints = user_io_hints,
+};
+
+/* ---- module ------------------------------------------------------------- */
+
+static int __init dm_user_init(void)
+{
+	int r = dm_register_target(&user_target);
+
+	if (r)
+		DMERR("register failed %d", r);
+	return r;
+}
+
+static void __exit dm_user_exit(void)
+{
+	dm_unregister_target(&user_target);
+}
+
+module_init(dm_user_init);
+module_exit(dm_user_exit);
+
+MODULE_DESCRIPTION(DM_NAME " target that hands every BIO to a userspace daemon");
+MODULE_AUTHOR("dm-user developers");
+MODULE_LICENSE("GPL");
