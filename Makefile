@@ -31,7 +31,9 @@ DEPS := make gcc clang llvm pkg-config git \
 	libbpf-dev bpftool bpftrace libncurses-dev \
 	fio e2fsprogs util-linux strace procps psmisc curl jq
 
-all: modules daemon bpf
+all: modules daemon bpf tools
+
+CFLAGS_USER := -std=c11 -O2 -g -Wall -Wextra -Werror -I$(ROOT)/module/include/uapi
 
 # ---- packages --------------------------------------------------------------
 
@@ -73,6 +75,13 @@ daemon:
 bpf:
 	$(MAKE) -C $(ROOT)/bpf
 
+# Test tools that run inside the guest.
+tools: $(BUILD)/tools/dmu-client
+
+$(BUILD)/tools/%: $(ROOT)/tests/tools/%.c $(ROOT)/module/include/uapi/linux/dm-user.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_USER) -o $@ $<
+
 # ---- tests -----------------------------------------------------------------
 
 unit: daemon
@@ -96,4 +105,4 @@ clean:
 	-$(MAKE) -C $(ROOT)/bpf clean
 	-$(MAKE) -C $(ROOT)/tests/unit clean
 
-.PHONY: all deps deps-if-needed modules daemon bpf unit check soak demo clean
+.PHONY: all deps deps-if-needed modules daemon bpf tools unit check soak demo clean

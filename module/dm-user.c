@@ -617,8 +617,14 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 	total = dmu_bytes_to_user(m);
 	r = 0;
 	if (m->pos < sizeof(m->hdr)) {
-		hdr = sizeof(m->hdr) - m->pos;
-		n = copy_to_iter((u8 *)&m->hdr + m->pos, hdr, to);
+		/*
+		 * The message lives in the bio slab, which hardened usercopy
+		 * rightly refuses to expose: copy out from the stack.
+		 */
+		struct dm_user_message h = m->hdr;
+
+		hdr = sizeof(h) - m->pos;
+		n = copy_to_iter((u8 *)&h + m->pos, hdr, to);
 		m->pos += n;
 		r += n;
 		if (n < hdr)
@@ -1045,9 +1051,27 @@ static void user_presuspend(struct dm_target *ti)
 	dmu_end_list(t, &failed, BLK_STS_IOERR, DM_USER_END_TEARDOWN);
 }
 
+/*
+ * Before 6.7, dm-table does not call io_hints for a target with no
+ * underlying devices, so the discard limits below never reach the queue.
+ * Resume runs after the table's limits are applied and before I/O restarts:
+ * set them there.
+ */
+static void dmu_discard_limits_compat(struct dm_target *ti)
+{
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 7, 0)
+	struct request_queue *q = dm_disk(dm_table_get_md(ti->table))->queue;
+
+	blk_queue_max_discard_sectors(q, DMU_MAX_DISCARD_SECTORS);
+	q->limits.discard_granularity = SECTOR_SIZE;
+#endif
+}
+
 static void user_resume(struct dm_target *ti)
 {
 	struct dmu_target *t = ti->private;
+
+	dmu_discard_limits_compat(ti);
 
 	spin_lock(&t->lock);
 	t->suspending = false;
@@ -1056,7 +1080,11 @@ static void user_resume(struct dm_target *ti)
 
 static void user_presuspend_undo(struct dm_target *ti)
 {
-	user_resume(ti);
+	struct dmu_target *t = ti->private;
+
+	spin_lock(&t->lock);
+	t->suspending = false;
+	spin_unlock(&t->lock);
 }
 
 static void user_status(struct dm_target *ti, status_type_t type,
