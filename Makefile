@@ -99,10 +99,25 @@ demo: deps-if-needed
 	@$(MAKE) -C $(ROOT) all
 	@$(ROOT)/tests/demo/demo.sh
 
+# Kernel style: checkpatch.pl from Debian's linux-source package.
+CHECKPATCH := $(BUILD)/checkpatch/scripts/checkpatch.pl
+$(CHECKPATCH):
+	@ls /usr/src/linux-source-*.tar.xz >/dev/null 2>&1 || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends linux-source
+	@mkdir -p $(BUILD)/checkpatch
+	tar -xJf $$(ls /usr/src/linux-source-*.tar.xz | tail -n 1) -C $(BUILD)/checkpatch \
+		--strip-components=1 --wildcards '*/scripts/checkpatch.pl' \
+		'*/scripts/spelling.txt' '*/scripts/const_structs.checkpatch'
+
+lint: $(CHECKPATCH)
+	perl $(CHECKPATCH) --no-tree -q -f $(ROOT)/module/dm-user.c \
+		$(ROOT)/module/dm-user-trace.h $(ROOT)/module/include/uapi/linux/dm-user.h
+	@echo "checkpatch: clean"
+
 clean:
 	rm -rf $(BUILD)
 	-$(MAKE) -C $(ROOT)/daemon clean
 	-$(MAKE) -C $(ROOT)/bpf clean
 	-$(MAKE) -C $(ROOT)/tests/unit clean
 
-.PHONY: all deps deps-if-needed modules daemon bpf tools unit check soak demo clean
+.PHONY: all deps deps-if-needed modules daemon bpf tools unit lint check soak demo clean

@@ -56,7 +56,6 @@
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/uio.h>
-#include <linux/version.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
@@ -1053,15 +1052,18 @@ static void user_presuspend(struct dm_target *ti)
 
 /*
  * Before 6.7, dm-table does not call io_hints for a target with no
- * underlying devices, so the discard limits below never reach the queue.
- * Resume runs after the table's limits are applied and before I/O restarts:
- * set them there.
+ * underlying devices, so the discard limits there never reach the queue.
+ * Those kernels still have blk_queue_max_discard_sectors() (Kbuild probes
+ * for it).  Resume runs after the table's limits are applied and before I/O
+ * restarts: fill in what dm left out.
  */
 static void dmu_discard_limits_compat(struct dm_target *ti)
 {
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 7, 0)
+#ifdef DMU_HAVE_BLK_QUEUE_MAX_DISCARD_SECTORS
 	struct request_queue *q = dm_disk(dm_table_get_md(ti->table))->queue;
 
+	if (q->limits.max_discard_sectors)
+		return;
 	blk_queue_max_discard_sectors(q, DMU_MAX_DISCARD_SECTORS);
 	q->limits.discard_granularity = SECTOR_SIZE;
 #endif

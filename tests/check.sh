@@ -1,0 +1,57 @@
+#!/bin/bash
+# Runs every test: host unit suites, then the VM suite on each kernel.
+# Prints each suite's own lines, then one closing line "N passed, N failed"
+# summed over all of them, and exits non-zero if anything failed.
+#
+#   tests/check.sh [--soak] [--kernel KVER]... [--filter REGEX]
+#
+# Options go to tests/vm/suite.sh; --soak runs the VM tests at soak counts.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+log_dir=$root/build/check
+mkdir -p "$log_dir"
+
+passed=0 failed=0
+suites_failed=()
+
+# run_suite NAME COMMAND...: runs a suite that ends with "N passed, N failed".
+run_suite() {
+	local name=$1 log=$log_dir/$1.log line p f rc
+	shift
+	echo "== $name"
+	"$@" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+	if [[ -z $line ]]; then
+		echo "$name: no result line (exit status $rc): counted as 1 failure"
+		failed=$((failed + 1))
+		suites_failed+=("$name")
+		return
+	fi
+	p=${line%% passed*}
+	f=${line#*passed, }
+	f=${f%% failed*}
+	passed=$((passed + p))
+	failed=$((failed + f))
+	if ((rc != 0 && f == 0)); then
+		echo "$name: exit status $rc with no failed test: counted as 1 failure"
+		failed=$((failed + 1))
+	fi
+	((rc == 0 && f == 0)) || suites_failed+=("$name")
+}
+
+for mk in "$root"/tests/unit/Makefile "$root"/tests/unit/*/Makefile; do
+	[[ -f $mk ]] || continue
+	dir=$(dirname "$mk")
+	run_suite "unit-${dir#"$root"/tests/}" make -s -C "$dir" check
+done
+
+run_suite vm "$root"/tests/vm/suite.sh "$@"
+
+echo
+if ((${#suites_failed[@]})); then
+	echo "failed suites: ${suites_failed[*]} (logs in $log_dir)"
+fi
+echo "$passed passed, $failed failed"
+((failed == 0))
