@@ -76,7 +76,7 @@ bpf:
 	$(MAKE) -C $(ROOT)/bpf
 
 # Test tools that run inside the guest.
-tools: $(BUILD)/tools/dmu-client
+tools: $(BUILD)/tools/dmu-client $(BUILD)/tools/dmu-hostile
 
 $(BUILD)/tools/%: $(ROOT)/tests/tools/%.c $(ROOT)/module/include/uapi/linux/dm-user.h
 	@mkdir -p $(@D)

@@ -69,6 +69,7 @@
 #define DMU_CTL_NAME_MAX	64
 #define DMU_MAX_DISCARD_SECTORS	(1U << 21)	/* 1 GiB: len fits in u32 */
 #define DMU_TICK_MS_MAX		1000U
+#define DMU_EXPIRED_SLOTS	32	/* timed-out seqs a channel remembers */
 
 /* Defaults of the optional table arguments. */
 #define DMU_DEFAULT_QUEUE_DEPTH	0	/* unlimited */
@@ -134,6 +135,13 @@ struct dmu_target {
 	char misc_name[sizeof("dm-user/") + DMU_CTL_NAME_MAX];
 };
 
+/* A request that timed out after its channel read it; see dev_write(). */
+struct dmu_expired {
+	u64 seq;
+	u64 read_len;		/* a READ's len: its late reply carries data */
+	bool valid;
+};
+
 struct dmu_channel {
 	struct dmu_target *t;
 	u32 id;
@@ -145,12 +153,23 @@ struct dmu_channel {
 	struct dmu_msg *wr_cur;		/* REPLYING message */
 	struct dm_user_message reply;	/* reply header being assembled */
 	size_t reply_pos;
+	u64 drain;			/* late reply payload bytes to discard */
 	bool broken;			/* protocol error: the channel is refused */
+	unsigned int expired_next;	/* under target->lock */
+	struct dmu_expired expired[DMU_EXPIRED_SLOTS];
 };
 
 /* Control names in use, so a duplicate fails in ctr, not in sysfs. */
 static LIST_HEAD(dmu_targets);
 static DEFINE_MUTEX(dmu_targets_lock);
+
+/*
+ * Own caches: slabinfo shows exactly what is live, and a leak makes
+ * kmem_cache_destroy() complain at rmmod.  Messages need no cache: they
+ * are per-bio data.
+ */
+static struct kmem_cache *dmu_target_cache;
+static struct kmem_cache *dmu_channel_cache;
 
 /* ---- protocol helpers ---------------------------------------------------- */
 
@@ -392,20 +411,51 @@ static bool dmu_needs_work_locked(struct dmu_target *t)
 	       t->recovering;
 }
 
-/* Moves expired messages to @to and returns how many. */
+/* Remembers a request that timed out on @c, so its late reply is no error. */
+static void dmu_remember_expired(struct dmu_channel *c, struct dmu_msg *m)
+{
+	struct dmu_expired *e = &c->expired[c->expired_next];
+
+	c->expired_next = (c->expired_next + 1) % DMU_EXPIRED_SLOTS;
+	e->seq = m->hdr.seq;
+	e->read_len = m->hdr.type == DM_USER_REQ_MAP_READ ? m->hdr.len : 0;
+	e->valid = true;
+}
+
+/*
+ * Moves expired messages to @to and returns how many.  @c is the channel
+ * they were sent on, or NULL for the queue.
+ */
 static unsigned int dmu_collect_expired(struct list_head *from,
-					struct list_head *to)
+					struct list_head *to,
+					struct dmu_channel *c)
 {
 	struct dmu_msg *m, *tmp;
 	unsigned int n = 0;
 
 	list_for_each_entry_safe(m, tmp, from, node) {
 		if (time_after_eq(jiffies, m->deadline)) {
+			if (c)
+				dmu_remember_expired(c, m);
 			list_move_tail(&m->node, to);
 			n++;
 		}
 	}
 	return n;
+}
+
+/* Forgets and returns a remembered timed-out request, if @seq is one. */
+static struct dmu_expired *dmu_take_expired(struct dmu_channel *c, u64 seq)
+{
+	unsigned int i;
+
+	for (i = 0; i < DMU_EXPIRED_SLOTS; i++) {
+		if (c->expired[i].valid && c->expired[i].seq == seq) {
+			c->expired[i].valid = false;
+			return &c->expired[i];
+		}
+	}
+	return NULL;
 }
 
 /*
@@ -424,10 +474,10 @@ static void dmu_work(struct work_struct *work)
 
 	spin_lock(&t->lock);
 	if (t->timeout_ms) {
-		t->nr_queued -= dmu_collect_expired(&t->queue, &expired);
+		t->nr_queued -= dmu_collect_expired(&t->queue, &expired, NULL);
 		list_for_each_entry(c, &t->channels, node)
 			t->nr_in_flight -= dmu_collect_expired(&c->sent,
-							       &expired);
+							       &expired, c);
 		if (!list_empty(&expired))
 			wake_up_all(&t->space_wait);
 	}
@@ -446,7 +496,8 @@ static void dmu_work(struct work_struct *work)
 
 static void dmu_target_free(struct kref *kref)
 {
-	kfree(container_of(kref, struct dmu_target, kref));
+	kmem_cache_free(dmu_target_cache,
+			container_of(kref, struct dmu_target, kref));
 }
 
 static void dmu_target_put(struct dmu_target *t)
@@ -467,7 +518,7 @@ static int dev_open(struct inode *inode, struct file *file)
 					    struct dmu_target, misc);
 	struct dmu_channel *c;
 
-	c = kzalloc(sizeof(*c), GFP_KERNEL);
+	c = kmem_cache_zalloc(dmu_channel_cache, GFP_KERNEL);
 	if (!c)
 		return -ENOMEM;
 
@@ -538,7 +589,7 @@ static int dev_release(struct inode *inode, struct file *file)
 	dmu_end_list(t, &failed, BLK_STS_IOERR, DM_USER_END_CLOSED);
 	mutex_destroy(&c->rd_lock);
 	mutex_destroy(&c->wr_lock);
-	kfree(c);
+	kmem_cache_free(dmu_channel_cache, c);
 	dmu_target_put(t);
 	return 0;
 }
@@ -668,6 +719,29 @@ static struct dmu_msg *dmu_find_sent(struct dmu_channel *c, u64 seq)
 	return found;
 }
 
+/*
+ * A reply to a request that timed out on this channel is late, not wrong:
+ * it is accepted, and a READ's data are discarded.
+ */
+static bool dmu_late_reply(struct dmu_channel *c)
+{
+	struct dmu_target *t = c->t;
+	struct dmu_expired *e;
+	bool late = false;
+
+	spin_lock(&t->lock);
+	e = dmu_take_expired(c, c->reply.seq);
+	if (e) {
+		late = true;
+		if (c->reply.type == DM_USER_RESP_SUCCESS)
+			c->drain = e->read_len;
+	}
+	spin_unlock(&t->lock);
+	if (late)
+		trace_dm_user_write(t->dev, c->reply.seq, c->reply.type);
+	return late;
+}
+
 /* Ends a REPLYING message with the daemon's status. */
 static void dmu_finish_reply(struct dmu_channel *c, struct dmu_msg *m,
 			     u64 status)
@@ -717,6 +791,15 @@ static ssize_t dev_write(struct kiocb *iocb, struct iov_iter *from)
 	while (iov_iter_count(from)) {
 		struct dmu_msg *m = c->wr_cur;
 
+		if (c->drain) {
+			n = iov_iter_count(from);
+			if (n > c->drain)
+				n = c->drain;
+			iov_iter_advance(from, n);
+			c->drain -= n;
+			done += n;
+			continue;
+		}
 		if (!m) {
 			size_t want = sizeof(c->reply) - c->reply_pos;
 
@@ -729,7 +812,9 @@ static ssize_t dev_write(struct kiocb *iocb, struct iov_iter *from)
 			c->reply_pos = 0;
 
 			m = dmu_find_sent(c, c->reply.seq);
-			if (!m) {
+			if (!m && dmu_late_reply(c)) {
+				continue;
+			} else if (!m) {
 				done = dmu_refuse(c, c->reply.seq < READ_ONCE(t->next_seq) ?
 						  "reply to a request not outstanding on this channel" :
 						  "reply to a request never issued",
@@ -873,7 +958,7 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		return -EINVAL;
 	}
 
-	t = kzalloc(sizeof(*t), GFP_KERNEL);
+	t = kmem_cache_zalloc(dmu_target_cache, GFP_KERNEL);
 	if (!t) {
 		ti->error = "Cannot allocate target";
 		return -ENOMEM;
@@ -936,7 +1021,7 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	return 0;
 
 bad:
-	kfree(t);
+	kmem_cache_free(dmu_target_cache, t);
 	return r;
 }
 
@@ -1184,16 +1269,36 @@ static struct target_type user_target = {
 
 static int __init dm_user_init(void)
 {
-	int r = dm_register_target(&user_target);
+	int r = -ENOMEM;
 
-	if (r)
+	dmu_target_cache = KMEM_CACHE(dmu_target, 0);
+	if (!dmu_target_cache)
+		goto bad;
+	/* Only the reply header is written from user memory. */
+	dmu_channel_cache = kmem_cache_create_usercopy("dmu_channel",
+		sizeof(struct dmu_channel), 0, 0,
+		offsetof(struct dmu_channel, reply),
+		sizeof_field(struct dmu_channel, reply), NULL);
+	if (!dmu_channel_cache)
+		goto bad;
+	r = dm_register_target(&user_target);
+	if (r) {
 		DMERR("register failed %d", r);
+		goto bad;
+	}
+	return 0;
+
+bad:
+	kmem_cache_destroy(dmu_channel_cache);
+	kmem_cache_destroy(dmu_target_cache);
 	return r;
 }
 
 static void __exit dm_user_exit(void)
 {
 	dm_unregister_target(&user_target);
+	kmem_cache_destroy(dmu_channel_cache);
+	kmem_cache_destroy(dmu_target_cache);
 }
 
 module_init(dm_user_init);

@@ -11,6 +11,7 @@
  *     --nonblock         O_NONBLOCK + poll() instead of blocking reads
  *     --exit-after N     exit (without answering) after reading N requests
  *     --stall            read requests and never answer them
+ *     --delay-ms N       wait N ms before answering each batch
  *     --ready FILE       create FILE once the control device is open
  *
  * It exits 0 when the target goes away (read() fails with ENOTBLK).
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/dm-user.h>
@@ -52,6 +54,7 @@ struct opts {
 	int nonblock;
 	long exit_after;
 	int stall;
+	long delay_ms;
 	const char *ready;
 };
 
@@ -251,6 +254,15 @@ static int serve(const char *ctl, const struct opts *o)
 		}
 		if (o->stall)
 			continue;
+		if (o->delay_ms) {
+			struct timespec ts = {
+				.tv_sec = o->delay_ms / 1000,
+				.tv_nsec = (o->delay_ms % 1000) * 1000000L,
+			};
+
+			while (nanosleep(&ts, &ts) && errno == EINTR)
+				;
+		}
 		for (i = n - 1; i >= 0; i--)
 			answer(fd, &reqs[i], o);
 	}
@@ -264,7 +276,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: %s serve CTL SIZE [--piecewise] [--batch N] [--nonblock]\n"
-		"       [--exit-after N] [--stall] [--ready FILE]\n", prog);
+		"       [--exit-after N] [--stall] [--delay-ms N] [--ready FILE]\n", prog);
 	exit(2);
 }
 
@@ -287,6 +299,8 @@ int main(int argc, char **argv)
 			o.stall = 1;
 		else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
 			o.batch = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--delay-ms") && i + 1 < argc)
+			o.delay_ms = atol(argv[++i]);
 		else if (!strcmp(argv[i], "--exit-after") && i + 1 < argc)
 			o.exit_after = atol(argv[++i]);
 		else if (!strcmp(argv[i], "--ready") && i + 1 < argc)
