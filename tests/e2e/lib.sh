@@ -1,0 +1,274 @@
+# shellcheck shell=bash disable=SC2034 # variables here are for the tests that source this file
+# tests/e2e/lib.sh: sourced by every e2e test, first thing after the shebang:
+#
+#     #!/bin/bash
+#     # timeout: 120            (optional; default 300 s)
+#     . "$(dirname "$0")/lib.sh"
+#
+# It turns on `set -euo pipefail`, fills in the DMU_* variables when a test is run
+# by hand inside a guest, and installs an EXIT trap that calls dmu_cleanup, so a
+# test that dies half-way still removes its devices, stops its daemons and unloads
+# the module. Conventions are in tests/README.md.
+#
+# Functions (all fail the test through `die` unless stated otherwise):
+#   log MSG...                      progress line with a timestamp
+#   die MSG...                      print "FAIL: MSG" to stderr, exit 1
+#   assert_eq ACTUAL EXPECTED MSG   die unless the two strings are equal
+#   assert_fails CMD...             run CMD; die if it succeeds
+#   wait_for_path PATH TIMEOUT      poll until PATH exists; returns 1 on timeout
+#   wait_for_gone PATH TIMEOUT      poll until PATH no longer exists; 1 on timeout
+#   wait_until TIMEOUT CMD...       poll until CMD succeeds; 1 on timeout
+#   dmu_tmpdir                      print a fresh directory on tmpfs (removed on exit)
+#   dmu_load [PARAM=VALUE...]       insmod $DMU_KO unless loaded; check /sys/module
+#   dmu_unload                      rmmod dm_user and check it is gone
+#   dmu_cleanup                     stop lib-started processes, remove dm devices
+#                                   named dmu-test* or using a "user" target, rmmod,
+#                                   remove dmu_tmpdir directories (runs on exit)
+#   dmu_bg CMD...                   start CMD in the background, remember it for
+#                                   cleanup; its pid is in DMU_BG_PID (call it
+#                                   directly, not inside $(...))
+#   dmu_running PID / dmu_not_running PID
+#                                   whether PID runs (an exited, unreaped child
+#                                   counts as not running); no die
+#   dmu_stop PID [TIMEOUT]          SIGTERM PID, wait (10 s default), SIGKILL if it
+#                                   must; returns PID's exit status
+#   dmu_daemon_start NAME FILE SIZE [ARGS...]
+#                                   start $DMU_DAEMON --file FILE --name NAME
+#                                   --size SIZE --ready-file F ARGS..., wait for F;
+#                                   pid in DMU_DAEMON_PID, ready file (pid=,
+#                                   device=, control=, metrics= lines) in
+#                                   DMU_DAEMON_READY
+#   dmu_daemon_stop [PID]           SIGTERM the daemon; die unless it exits 0 in 30 s
+#   dmu_dm_names                    print the names of all dm devices
+#   dmu_dm_exists NAME              true if dm device NAME exists (no die)
+#   dmu_kmsg_mark                   write a unique marker to the kernel log, print it
+#   dmu_dmesg_since MARK            print kernel log lines after MARK
+#   dmu_scale NORMAL SOAK           print SOAK when DMU_SOAK=1, else NORMAL
+
+set -euo pipefail
+set -o errtrace
+
+DMU_ROOT=${DMU_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)}
+DMU_KVER=${DMU_KVER:-$(uname -r)}
+DMU_KO=${DMU_KO:-$DMU_ROOT/build/kmod/$DMU_KVER/dm-user.ko}
+DMU_SOAK=${DMU_SOAK:-0}
+DMU_DAEMON=${DMU_DAEMON:-$DMU_ROOT/daemon/dmuserd}
+# No udev in the guest: libdevmapper must create /dev/mapper nodes itself.
+DM_DISABLE_UDEV=${DM_DISABLE_UDEV:-1}
+export DMU_ROOT DMU_KVER DMU_KO DMU_SOAK DMU_DAEMON DM_DISABLE_UDEV
+
+DMU_TEST=${0##*/}
+DMU_TEST=${DMU_TEST%.sh}
+# Everything a test creates through the lib lives under this directory.
+_DMU_STATE=${TMPDIR:-/tmp}/dmu-lib.$DMU_TEST.$$
+_DMU_T0=${EPOCHREALTIME/[.,]/}
+
+# "[seconds since the test started] message", without forking (forks are slow
+# in an emulated guest).
+log() {
+	local now=${EPOCHREALTIME/[.,]/} cs
+	cs=$(((10#$now - 10#$_DMU_T0) / 10000))
+	printf '[%3d.%02d] %s\n' $((cs / 100)) $((cs % 100)) "$*"
+}
+
+die() {
+	printf '%s: FAIL: %s\n' "$DMU_TEST" "$*" >&2
+	exit 1
+}
+
+assert_eq() {
+	(($# == 3)) || die "assert_eq wants ACTUAL EXPECTED MSG, got $# args"
+	[[ $1 == "$2" ]] || die "$3: expected '$2', got '$1'"
+}
+
+assert_fails() {
+	local rc=0
+	"$@" || rc=$?
+	((rc != 0)) || die "expected failure, but it succeeded: $*"
+}
+
+# Polling helpers: check a real condition every 50 ms until a deadline.
+wait_until() {
+	local timeout=$1; shift
+	local end=$((SECONDS + timeout))
+	while ! "$@"; do
+		((SECONDS < end)) || return 1
+		sleep 0.05
+	done
+}
+_dmu_exists() { [[ -e $1 || -L $1 ]]; }
+_dmu_absent() { ! _dmu_exists "$1"; }
+wait_for_path() {
+	wait_until "$2" _dmu_exists "$1" && return 0
+	echo "$DMU_TEST: $1 did not appear within $2 s" >&2
+	return 1
+}
+wait_for_gone() {
+	wait_until "$2" _dmu_absent "$1" && return 0
+	echo "$DMU_TEST: $1 still exists after $2 s" >&2
+	return 1
+}
+
+dmu_scale() { if [[ $DMU_SOAK == 1 ]]; then echo "$2"; else echo "$1"; fi; }
+
+dmu_tmpdir() {
+	local d
+	mkdir -p "$_DMU_STATE/tmp"
+	d=$(mktemp -d "$_DMU_STATE/tmp/XXXXXX")
+	[[ $(stat -f -c %T "$d") == tmpfs ]] || die "$d is not on tmpfs"
+	echo "$d"
+}
+
+# ---- module -----------------------------------------------------------------
+
+# shellcheck disable=SC2120 # parameters are optional
+dmu_load() {
+	[[ -e /proc/modules ]] || die "this kernel has no module support: run the test in the VM (tests/vm/suite.sh --kernel KVER --filter $DMU_TEST)"
+	if [[ ! -d /sys/module/dm_user ]]; then
+		[[ -f $DMU_KO ]] || die "module not built: $DMU_KO (build it with make, see README)"
+		[[ -d /sys/module/dm_mod ]] || modprobe dm-mod || die "modprobe dm-mod failed"
+		insmod "$DMU_KO" "$@" || die "insmod $DMU_KO $* failed"
+	fi
+	[[ -d /sys/module/dm_user ]] || die "/sys/module/dm_user missing after insmod"
+}
+
+dmu_unload() {
+	[[ -d /sys/module/dm_user ]] || die "dmu_unload: dm_user is not loaded"
+	rmmod dm_user || die "rmmod dm_user failed (refcnt $(cat /sys/module/dm_user/refcnt 2>/dev/null || echo ?))"
+	wait_for_gone /sys/module/dm_user 10 || die "dm_user still in /sys/module after rmmod"
+}
+
+# ---- device-mapper ---------------------------------------------------------------
+
+dmu_dm_names() {
+	local out
+	out=$(dmsetup info -c --noheadings -o name 2>/dev/null) || return 0
+	[[ $out == "No devices found" ]] || printf '%s\n' "$out"
+}
+
+dmu_dm_exists() { dmsetup info "$1" >/dev/null 2>&1; }
+
+# ---- background processes ----------------------------------------------------------
+
+DMU_BG_PID=""
+dmu_bg() {
+	mkdir -p "$_DMU_STATE"
+	"$@" &
+	DMU_BG_PID=$!
+	echo "$DMU_BG_PID" >>"$_DMU_STATE/pids"
+}
+
+# True while PID runs (a zombie child that has exited does not count).
+_dmu_running() {
+	local st
+	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	st=${st##*) }
+	[[ ${st%% *} != Z ]]
+}
+_dmu_not_running() { ! _dmu_running "$1"; }
+dmu_running() { _dmu_running "$@"; }
+dmu_not_running() { _dmu_not_running "$@"; }
+
+dmu_stop() {
+	local pid=$1 timeout=${2:-10} rc=0
+	if _dmu_running "$pid"; then
+		kill -TERM "$pid" 2>/dev/null || true
+		if ! wait_until "$timeout" _dmu_not_running "$pid"; then
+			echo "$DMU_TEST: pid $pid ignored SIGTERM for $timeout s; sending SIGKILL" >&2
+			kill -KILL "$pid" 2>/dev/null || true
+			wait_until 10 _dmu_not_running "$pid" || echo "$DMU_TEST: pid $pid survived SIGKILL" >&2
+		fi
+	fi
+	wait "$pid" 2>/dev/null || rc=$?
+	if [[ -f $_DMU_STATE/pids ]]; then
+		sed -i "/^$pid\$/d" "$_DMU_STATE/pids"
+	fi
+	return "$rc"
+}
+
+DMU_DAEMON_PID="" DMU_DAEMON_READY=""
+_dmu_daemon_up_or_dead() { [[ -e $1 ]] || ! _dmu_running "$2"; }
+dmu_daemon_start() {
+	(($# >= 3)) || die "dmu_daemon_start NAME FILE SIZE [ARGS...]"
+	local name=$1 file=$2 size=$3 ready
+	shift 3
+	[[ -x $DMU_DAEMON ]] || die "daemon not built: $DMU_DAEMON"
+	mkdir -p "$_DMU_STATE"
+	ready=$_DMU_STATE/ready.$name
+	DMU_DAEMON_READY=$ready
+	rm -f "$ready"
+	dmu_bg "$DMU_DAEMON" --file "$file" --name "$name" --size "$size" --ready-file "$ready" "$@"
+	DMU_DAEMON_PID=$DMU_BG_PID
+	wait_until 30 _dmu_daemon_up_or_dead "$ready" "$DMU_DAEMON_PID" ||
+		die "$DMU_DAEMON did not write its ready file within 30 s"
+	if [[ ! -e $ready ]]; then
+		local rc=0
+		wait "$DMU_DAEMON_PID" || rc=$?
+		die "$DMU_DAEMON exited with status $rc before it was ready"
+	fi
+}
+
+# shellcheck disable=SC2120 # the pid is optional
+dmu_daemon_stop() {
+	local pid=${1:-$DMU_DAEMON_PID} rc=0
+	[[ -n $pid ]] || die "dmu_daemon_stop: no daemon pid"
+	dmu_stop "$pid" 30 || rc=$?
+	assert_eq "$rc" 0 "daemon (pid $pid) exit status after SIGTERM"
+}
+
+# ---- kernel log ----------------------------------------------------------------------
+
+dmu_kmsg_mark() {
+	local mark="dmu-mark:$DMU_TEST:$$:$SRANDOM"
+	echo "<6>$mark" >/dev/kmsg
+	echo "$mark"
+}
+
+dmu_dmesg_since() {
+	dmesg | awk -v m="$1" 'found { print; next } index($0, m) { found = 1 }'
+}
+
+# ---- cleanup -------------------------------------------------------------------------
+
+dmu_cleanup() {
+	local pid name
+	if [[ -f $_DMU_STATE/pids ]]; then
+		while read -r pid; do
+			[[ -n $pid ]] && { dmu_stop "$pid" 10 || true; }
+		done <"$_DMU_STATE/pids"
+	fi
+	while IFS= read -r name; do
+		[[ -n $name ]] || continue
+		if [[ $name == dmu-test* ]] || dmsetup table "$name" 2>/dev/null | awk '$3 == "user" { f = 1 } END { exit !f }'; then
+			dmsetup remove --noudevsync --force --retry "$name" >/dev/null ||
+				echo "$DMU_TEST: cleanup: cannot remove dm device $name" >&2
+		fi
+	done < <(dmu_dm_names)
+	if [[ -d /sys/module/dm_user ]]; then
+		rmmod dm_user || echo "$DMU_TEST: cleanup: rmmod dm_user failed" >&2
+	fi
+	rm -rf "$_DMU_STATE"
+}
+
+_dmu_on_err() {
+	local rc=$1 line=$2 cmd=$3 i
+	echo "$DMU_TEST: line $line: '$cmd' exited $rc" >&2
+	for ((i = 1; i < ${#FUNCNAME[@]} - 1; i++)); do
+		echo "    from ${FUNCNAME[$i]}() at ${BASH_SOURCE[$i + 1]##*/}:${BASH_LINENO[$i]}" >&2
+	done
+}
+
+_dmu_on_exit() {
+	local rc=$?
+	set +e
+	trap - ERR
+	dmu_cleanup
+	if ((rc == 0)); then log "PASS"; else log "FAILED (exit $rc)"; fi
+	exit "$rc"
+}
+
+trap '_dmu_on_err $? $LINENO "$BASH_COMMAND"' ERR
+trap _dmu_on_exit EXIT
+# timeout(1) sends SIGTERM: exit non-zero through the EXIT trap, which cleans up.
+trap 'echo "$DMU_TEST: killed by SIGTERM" >&2; exit 143' TERM
+trap 'exit 130' INT
