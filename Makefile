@@ -29,7 +29,8 @@ DEPS := make gcc clang llvm pkg-config git \
 	qemu-system-x86 busybox-static kmod xz-utils zstd cpio dwarves \
 	dmsetup libdevmapper-dev libjansson-dev libmicrohttpd-dev \
 	libbpf-dev bpftool bpftrace libncurses-dev \
-	fio e2fsprogs util-linux strace procps psmisc curl jq
+	fio e2fsprogs util-linux strace procps psmisc iproute2 curl jq \
+	python3 python3-jsonschema
 
 all: modules daemon bpf tools
 

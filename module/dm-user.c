@@ -288,6 +288,8 @@ static blk_status_t dmu_reply_status(u64 status)
 		return BLK_STS_OK;
 	case DM_USER_RESP_UNSUPPORTED:
 		return BLK_STS_NOTSUPP;
+	case DM_USER_RESP_NOSPC:
+		return BLK_STS_NOSPC;
 	default:
 		return BLK_STS_IOERR;
 	}

@@ -87,6 +87,8 @@ echo 0 >/proc/sys/kernel/panic_on_warn || fail "set panic_on_warn"
 echo 5 >/proc/sys/kernel/printk
 # Tests write markers to /dev/kmsg; do not rate-limit them.
 echo on >/proc/sys/kernel/printk_devkmsg
+# Loopback, for the metrics endpoints the tests scrape on 127.0.0.1.
+chroot "$R" /sbin/ip link set lo up || fail "ip link set lo up"
 
 rm -f "$R$OUT/.dmu/status"
 chroot "$R" /usr/bin/env -i /bin/bash "$OUT/.dmu/cmd.sh" </dev/null

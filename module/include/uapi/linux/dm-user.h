@@ -57,6 +57,11 @@
 #define DM_USER_RESP_SUCCESS		0
 #define DM_USER_RESP_ERROR		1
 #define DM_USER_RESP_UNSUPPORTED	2
+/*
+ * Extension: the request failed for lack of space; the BIO fails with
+ * ENOSPC.  Kernels that predate it fail the BIO with EIO, as for ERROR.
+ */
+#define DM_USER_RESP_NOSPC		3
 
 struct dm_user_message {
 	__u64 seq;	/* chosen by the kernel, echoed by the reply */

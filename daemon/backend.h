@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * A backend stores the device's bytes.  channel.c turns each request into
+ * calls on this small ops table; a second backend is one new file that
+ * fills it in.
+ *
+ * Every op returns 0 or a negative errno.  Offsets and lengths are in bytes
+ * and already checked against the device size.  All ops may be called
+ * concurrently from every worker thread: implementations keep no mutable
+ * shared state on these paths.
+ */
+#ifndef DMUSERD_BACKEND_H
+#define DMUSERD_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct dmu_backend;
+
+struct dmu_backend_ops {
+	/* Fill buf with len bytes from off. */
+	int (*read)(struct dmu_backend *b, void *buf, size_t len, uint64_t off);
+	/* Store len bytes of buf at off (not necessarily durable yet). */
+	int (*write)(struct dmu_backend *b, const void *buf, size_t len, uint64_t off);
+	/* Make every completed write durable. */
+	int (*flush)(struct dmu_backend *b);
+	/* Forget a range; reads of it must return zeroes afterwards. */
+	int (*discard)(struct dmu_backend *b, uint64_t off, uint64_t len);
+	/*
+	 * Make a range read as zeroes.  may_unmap: storage may be
+	 * deallocated (the request did not carry NOUNMAP).
+	 */
+	int (*write_zeroes)(struct dmu_backend *b, uint64_t off, uint64_t len,
+			    bool may_unmap);
+	/* Overwrite a range with zeroes, durably. */
+	int (*secure_erase)(struct dmu_backend *b, uint64_t off, uint64_t len);
+};
+
+struct dmu_backend {
+	const struct dmu_backend_ops *ops;
+	uint64_t size;		/* bytes exposed as the device */
+};
+
+#endif

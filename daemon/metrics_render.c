@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "metrics_render.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_STATUS_FIELDS 32
+
+/* ---- the target's status line ------------------------------------------ */
+
+static bool parse_u64(const char *text, size_t len, uint64_t *out)
+{
+	char buf[32];
+	char *end;
+
+	if (len == 0 || len >= sizeof(buf) || !isdigit((unsigned char)text[0]))
+		return false;
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+	errno = 0;
+	unsigned long long v = strtoull(buf, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool set_key(struct dmu_status_field *f, const char *text, size_t len)
+{
+	if (len == 0 || len >= sizeof(f->key) || !isalpha((unsigned char)text[0]))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)text[i];
+
+		f->key[i] = isalnum(ch) ? (char)tolower(ch) : '_';
+	}
+	f->key[len] = '\0';
+	return true;
+}
+
+/*
+ * dm-user's status line is seven numbers (module/README.md):
+ *   <channels> <queued> <in_flight> <completed> <errors> <timeouts> <requeues>
+ * Numbers past those seven are named field_<n>.  A line that does not start
+ * with a number is read as "key value" pairs and "key=value" words instead,
+ * so a differently built target still reports what it can.
+ */
+static const char *const status_names[] = {
+	"channels", "queued", "in_flight", "completed", "errors", "timeouts", "requeues",
+};
+
+static size_t split(const char *line, const char **tok, size_t *tlen, size_t max)
+{
+	size_t n = 0;
+
+	for (const char *p = line; *p && n < max;) {
+		while (isspace((unsigned char)*p))
+			p++;
+		if (!*p)
+			break;
+		tok[n] = p;
+		while (*p && !isspace((unsigned char)*p))
+			p++;
+		tlen[n] = (size_t)(p - tok[n]);
+		n++;
+	}
+	return n;
+}
+
+static size_t parse_positional(const char **tok, const size_t *tlen, size_t ntok,
+			       struct dmu_status_field *fields, size_t max)
+{
+	size_t n = 0;
+	const size_t nnames = sizeof(status_names) / sizeof(status_names[0]);
+
+	for (size_t i = 0; i < ntok && n < max; i++) {
+		if (!parse_u64(tok[i], tlen[i], &fields[n].value))
+			break;
+		if (i < nnames)
+			snprintf(fields[n].key, sizeof(fields[n].key), "%s", status_names[i]);
+		else
+			snprintf(fields[n].key, sizeof(fields[n].key), "field_%zu", i);
+		n++;
+	}
+	return n;
+}
+
+static size_t parse_pairs(const char **tok, const size_t *tlen, size_t ntok,
+			  struct dmu_status_field *fields, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < ntok && n < max; i++) {
+		const char *eq = memchr(tok[i], '=', tlen[i]);
+		struct dmu_status_field *f = &fields[n];
+
+		if (eq) {
+			size_t klen = (size_t)(eq - tok[i]);
+
+			if (set_key(f, tok[i], klen) &&
+			    parse_u64(eq + 1, tlen[i] - klen - 1, &f->value))
+				n++;
+		} else if (i + 1 < ntok && set_key(f, tok[i], tlen[i]) &&
+			   parse_u64(tok[i + 1], tlen[i + 1], &f->value)) {
+			n++;
+			i++;
+		}
+	}
+	return n;
+}
+
+size_t dmu_parse_target_status(const char *line, struct dmu_status_field *fields,
+			       size_t max)
+{
+	const char *tok[64];
+	size_t tlen[64];
+	size_t ntok = line ? split(line, tok, tlen, 64) : 0;
+
+	if (ntok && isdigit((unsigned char)tok[0][0]))
+		return parse_positional(tok, tlen, ntok, fields, max);
+	return parse_pairs(tok, tlen, ntok, fields, max);
+}
+
+/* ---- JSON -------------------------------------------------------------- */
+
+static json_t *json_u64(uint64_t v)
+{
+	return json_integer((json_int_t)(v > INT64_MAX ? INT64_MAX : v));
+}
+
+static json_t *json_histogram(const struct dmu_op_snapshot *op)
+{
+	json_t *buckets = json_array();
+
+	for (unsigned i = 0; i < DMU_HIST_BUCKETS - 1; i++)
+		json_array_append_new(buckets, json_pack("{s:o, s:o}",
+			"upper", json_u64(dmu_hist_upper_ns(i)),
+			"count", json_u64(op->latency[i])));
+	return json_pack("{s:o, s:o, s:o, s:o}",
+			 "count", json_u64(op->latency_count),
+			 "sum", json_u64(op->latency_sum_ns),
+			 "buckets", buckets,
+			 "overflow", json_u64(op->latency[DMU_HIST_BUCKETS - 1]));
+}
+
+static json_t *json_ops(const struct dmu_metrics_snapshot *s)
+{
+	json_t *ops = json_object();
+
+	for (unsigned i = 0; i < DMU_OP_COUNT; i++) {
+		const struct dmu_op_snapshot *op = &s->op[i];
+
+		json_object_set_new(ops, dmu_op_name(i), json_pack("{s:o, s:o, s:o, s:o}",
+			"requests", json_u64(op->requests),
+			"bytes", json_u64(op->bytes),
+			"errors", json_u64(op->errors),
+			"latency_ns", json_histogram(op)));
+	}
+	return ops;
+}
+
+static json_t *json_target(const char *status)
+{
+	struct dmu_status_field f[MAX_STATUS_FIELDS];
+	size_t n = status ? dmu_parse_target_status(status, f, MAX_STATUS_FIELDS) : 0;
+	json_t *fields = json_object();
+
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(fields, f[i].key, json_u64(f[i].value));
+	return json_pack("{s:b, s:o, s:o}",
+			 "available", status != NULL,
+			 "status", status ? json_string(status) : json_null(),
+			 "fields", fields);
+}
+
+json_t *dmu_render_json(const struct dmu_metrics_snapshot *s,
+			const struct dmu_metrics_info *info)
+{
+	json_t *replies = json_object();
+
+	for (unsigned i = 0; i < DMU_STATUS_COUNT; i++)
+		json_object_set_new(replies, dmu_status_name(i), json_u64(s->replies[i]));
+
+	return json_pack("{s:s, s:{s:s, s:o, s:b, s:s, s:s, s:b}, s:i, s:f,"
+			 " s:o, s:o, s:o, s:o, s:o, s:o}",
+		"version", info->version,
+		"device",
+			"name", info->name,
+			"size_bytes", json_u64(info->size_bytes),
+			"read_only", info->read_only,
+			"backing_file", info->backing_file,
+			"control_path", info->control_path,
+			"direct", info->direct,
+		"threads", (int)info->threads,
+		"uptime_seconds", info->uptime_seconds,
+		"in_flight", json_u64(s->in_flight),
+		"backend_flushes", json_u64(s->backend_flushes),
+		"channel_reopens", json_u64(s->channel_reopens),
+		"replies", replies,
+		"ops", json_ops(s),
+		"target", json_target(info->target_status));
+}
+
+/* ---- Prometheus text format 0.0.4 -------------------------------------- */
+
+static void family(FILE *out, const char *name, const char *type, const char *help)
+{
+	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value: backslash, double quote and newline escaped. */
+static void label_value(FILE *out, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			fprintf(out, "\\%c", *v);
+		else if (*v == '\n')
+			fputs("\\n", out);
+		else
+			fputc(*v, out);
+	}
+}
+
+static void per_op_counter(FILE *out, const struct dmu_metrics_snapshot *s,
+			   const char *name, const char *help, size_t field)
+{
+	family(out, name, "counter", help);
+	for (unsigned i = 0; i < DMU_OP_COUNT; i++) {
+		const uint64_t *v = (const uint64_t *)((const char *)&s->op[i] + field);
+
+		fprintf(out, "%s{op=\"%s\"} %" PRIu64 "\n", name, dmu_op_name(i), *v);
+	}
+}
+
+static void histogram(FILE *out, const struct dmu_metrics_snapshot *s)
+{
+	const char *name = "dmuser_request_duration_seconds";
+
+	family(out, name, "histogram",
+	       "Time from reading a request to writing its reply, by operation.");
+	for (unsigned i = 0; i < DMU_OP_COUNT; i++) {
+		const struct dmu_op_snapshot *op = &s->op[i];
+		const char *opn = dmu_op_name(i);
+		uint64_t cumulative = 0;
+
+		for (unsigned b = 0; b < DMU_HIST_BUCKETS - 1; b++) {
+			cumulative += op->latency[b];
+			fprintf(out, "%s_bucket{op=\"%s\",le=\"%.12g\"} %" PRIu64 "\n",
+				name, opn, (double)dmu_hist_upper_ns(b) / 1e9, cumulative);
+		}
+		fprintf(out, "%s_bucket{op=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
+			name, opn, op->latency_count);
+		fprintf(out, "%s_sum{op=\"%s\"} %" PRIu64 ".%09" PRIu64 "\n", name, opn,
+			op->latency_sum_ns / 1000000000u, op->latency_sum_ns % 1000000000u);
+		fprintf(out, "%s_count{op=\"%s\"} %" PRIu64 "\n", name, opn,
+			op->latency_count);
+	}
+}
+
+static void gauge(FILE *out, const char *name, const char *help, double v)
+{
+	family(out, name, "gauge", help);
+	fprintf(out, "%s %.17g\n", name, v);
+}
+
+static void target(FILE *out, const char *status)
+{
+	struct dmu_status_field f[MAX_STATUS_FIELDS];
+	size_t n = status ? dmu_parse_target_status(status, f, MAX_STATUS_FIELDS) : 0;
+
+	gauge(out, "dmuser_target_up",
+	      "1 if the target's status could be read from the kernel.", status != NULL);
+	for (size_t i = 0; i < n; i++) {
+		char name[80];
+
+		snprintf(name, sizeof(name), "dmuser_target_%.47s", f[i].key);
+		family(out, name, "gauge", "A field of the target's status line.");
+		fprintf(out, "%s %" PRIu64 "\n", name, f[i].value);
+	}
+}
+
+int dmu_render_prometheus(const struct dmu_metrics_snapshot *s,
+			  const struct dmu_metrics_info *info, FILE *out)
+{
+	family(out, "dmuser_info", "gauge", "Daemon version and device name; always 1.");
+	fputs("dmuser_info{version=\"", out);
+	label_value(out, info->version);
+	fputs("\",device=\"", out);
+	label_value(out, info->name);
+	fputs("\"} 1\n", out);
+
+	gauge(out, "dmuser_device_size_bytes", "Size of the device.", (double)info->size_bytes);
+	gauge(out, "dmuser_read_only", "1 if the device is read-only.", info->read_only);
+	gauge(out, "dmuser_threads", "Worker threads, one channel each.", info->threads);
+	gauge(out, "dmuser_uptime_seconds", "Time since the daemon started.", info->uptime_seconds);
+	gauge(out, "dmuser_in_flight_requests",
+	      "Requests read from the kernel and not yet answered.", (double)s->in_flight);
+
+	per_op_counter(out, s, "dmuser_requests_total", "Requests answered, by operation.",
+		       offsetof(struct dmu_op_snapshot, requests));
+	per_op_counter(out, s, "dmuser_request_bytes_total",
+		       "Bytes covered by successful requests, by operation.",
+		       offsetof(struct dmu_op_snapshot, bytes));
+	per_op_counter(out, s, "dmuser_request_errors_total",
+		       "Requests answered with an error, by operation.",
+		       offsetof(struct dmu_op_snapshot, errors));
+
+	family(out, "dmuser_replies_total", "counter", "Replies sent, by status.");
+	for (unsigned i = 0; i < DMU_STATUS_COUNT; i++)
+		fprintf(out, "dmuser_replies_total{status=\"%s\"} %" PRIu64 "\n",
+			dmu_status_name(i), s->replies[i]);
+
+	family(out, "dmuser_backend_flushes_total", "counter",
+	       "Flushes (fdatasync) issued to the backing file.");
+	fprintf(out, "dmuser_backend_flushes_total %" PRIu64 "\n", s->backend_flushes);
+	family(out, "dmuser_channel_reopens_total", "counter",
+	       "Channels closed and reopened after a broken stream.");
+	fprintf(out, "dmuser_channel_reopens_total %" PRIu64 "\n", s->channel_reopens);
+
+	histogram(out, s);
+	target(out, info->target_status);
+	return ferror(out) ? -1 : 0;
+}

@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "options.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "version.h"
+
+void dmu_usage(FILE *out)
+{
+	fputs(
+"Usage: dmuserd --file PATH --name NAME [options]\n"
+"\n"
+"Serve the device-mapper device /dev/mapper/NAME (target \"user\") from the\n"
+"backing file PATH.  The daemon creates the device, answers its requests\n"
+"through /dev/dm-user/NAME and removes the device on SIGINT or SIGTERM.\n"
+"\n"
+"Required:\n"
+"  -f, --file PATH          backing file (or block device); it must exist\n"
+"  -n, --name NAME          name of the dm device and of its control device\n"
+"\n"
+"Options:\n"
+"  -s, --size BYTES         device size; suffixes K, M, G, T (powers of 1024).\n"
+"                           Default: the file's size.  A larger size grows\n"
+"                           the file (ftruncate); a smaller one exposes only\n"
+"                           the start of it.  Must be a multiple of 512.\n"
+"  -t, --threads N          worker threads, each with its own channel\n"
+"                           (default 1, at most 256)\n"
+"  -d, --direct             open the backing file with O_DIRECT\n"
+"  -r, --read-only          create a read-only device; writes get an error\n"
+"  -a, --attach             serve a device that already exists (e.g. after a\n"
+"                           restart) instead of creating one; leave it in\n"
+"                           place at exit\n"
+"  -R, --ready-file PATH    once the device is up and every worker is\n"
+"                           serving, write PATH (atomically) with lines\n"
+"                           pid=, name=, device=, control=, metrics=;\n"
+"                           it is deleted at exit\n"
+"  -m, --metrics ADDR:PORT  serve GET /metrics over HTTP (JSON, or Prometheus\n"
+"                           text with ?format=prometheus or Accept: text/plain).\n"
+"                           PORT alone binds 127.0.0.1; port 0 picks a free\n"
+"                           port (see the ready file)\n"
+"  -h, --help               show this help and exit\n"
+"  -V, --version            show the version and exit\n"
+"\n"
+"Testing:\n"
+"      --inject-delay-us N  sleep N microseconds before answering each request\n"
+"\n"
+"Exit status: 0 after a clean shutdown, 1 on a runtime error, 2 on bad usage.\n",
+		out);
+}
+
+int dmu_parse_size(const char *text, uint64_t *out)
+{
+	static const char units[] = "KMGT";
+	char *end;
+
+	if (!text || !isdigit((unsigned char)text[0]))
+		return -1;
+	errno = 0;
+	unsigned long long value = strtoull(text, &end, 10);
+	if (errno)
+		return -1;
+
+	unsigned shift = 0;
+	if (*end) {
+		const char *unit = strchr(units, toupper((unsigned char)*end));
+
+		if (!unit)
+			return -1;
+		shift = 10 * (unsigned)(unit - units + 1);
+		end++;
+		if (*end == 'i' && end[1] == 'B')	/* KiB, MiB, ... */
+			end += 2;
+		else if (*end == 'B' || *end == 'b')	/* KB, MB, ... */
+			end++;
+	}
+	if (*end)
+		return -1;
+	if (shift && value > (UINT64_MAX >> shift))
+		return -1;
+	*out = (uint64_t)value << shift;
+	return 0;
+}
+
+static int parse_port(const char *text, uint16_t *port)
+{
+	char *end;
+
+	if (!isdigit((unsigned char)text[0]))
+		return -1;
+	errno = 0;
+	unsigned long value = strtoul(text, &end, 10);
+	if (errno || *end || value > 65535)
+		return -1;
+	*port = (uint16_t)value;
+	return 0;
+}
+
+static int listen_ipv4(const char *host, uint16_t port, struct dmu_listen *l)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr;
+
+	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+		return -1;
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons(port);
+	l->addr_len = sizeof(*sin);
+	snprintf(l->text, sizeof(l->text), "%s:%u", host, port);
+	return 0;
+}
+
+static int listen_ipv6(const char *host, uint16_t port, struct dmu_listen *l)
+{
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l->addr;
+
+	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+		return -1;
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons(port);
+	l->addr_len = sizeof(*sin6);
+	snprintf(l->text, sizeof(l->text), "[%s]:%u", host, port);
+	return 0;
+}
+
+int dmu_parse_listen(const char *text, struct dmu_listen *out)
+{
+	char host[64] = "127.0.0.1";
+	const char *port_text = text;
+	bool ipv6 = false;
+
+	memset(out, 0, sizeof(*out));
+	if (text[0] == '[') {			/* [ADDR6]:PORT */
+		const char *close = strchr(text, ']');
+		size_t len = close ? (size_t)(close - text - 1) : 0;
+
+		if (!close || close[1] != ':' || len == 0 || len >= sizeof(host))
+			return -1;
+		memcpy(host, text + 1, len);
+		host[len] = '\0';
+		port_text = close + 2;
+		ipv6 = true;
+	} else {
+		const char *colon = strrchr(text, ':');
+
+		if (colon) {			/* ADDR:PORT or :PORT */
+			size_t len = (size_t)(colon - text);
+
+			if (len >= sizeof(host))
+				return -1;
+			if (len) {
+				memcpy(host, text, len);
+				host[len] = '\0';
+			}
+			port_text = colon + 1;
+		}
+	}
+
+	uint16_t port;
+	if (parse_port(port_text, &port))
+		return -1;
+	if (ipv6 ? listen_ipv6(host, port, out) : listen_ipv4(host, port, out))
+		return -1;
+	out->enabled = true;
+	return 0;
+}
+
+enum { OPT_INJECT_DELAY = 256 };
+
+static const struct option long_options[] = {
+	{ "file",		required_argument, NULL, 'f' },
+	{ "name",		required_argument, NULL, 'n' },
+	{ "size",		required_argument, NULL, 's' },
+	{ "threads",		required_argument, NULL, 't' },
+	{ "direct",		no_argument,       NULL, 'd' },
+	{ "read-only",		no_argument,       NULL, 'r' },
+	{ "attach",		no_argument,       NULL, 'a' },
+	{ "ready-file",		required_argument, NULL, 'R' },
+	{ "metrics",		required_argument, NULL, 'm' },
+	{ "inject-delay-us",	required_argument, NULL, OPT_INJECT_DELAY },
+	{ "help",		no_argument,       NULL, 'h' },
+	{ "version",		no_argument,       NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int parse_unsigned(const char *text, unsigned long max, unsigned *out)
+{
+	char *end;
+
+	if (!isdigit((unsigned char)text[0]))
+		return -1;
+	errno = 0;
+	unsigned long value = strtoul(text, &end, 10);
+	if (errno || *end || value > max)
+		return -1;
+	*out = (unsigned)value;
+	return 0;
+}
+
+/*
+ * The name is the dm device's name and the control device's, a path
+ * component under /dev/mapper and /dev/dm-user.  The target accepts control
+ * names of at most 64 characters (module/README.md).
+ */
+#define MAX_NAME_LEN 64
+
+static int check_name(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > MAX_NAME_LEN || strchr(name, '/') ||
+	    !strcmp(name, ".") || !strcmp(name, "..") || !strcmp(name, "control"))
+		return -1;
+	return 0;
+}
+
+static int parse_one(int opt, const char *arg, struct dmu_options *o)
+{
+	switch (opt) {
+	case 'f':
+		o->file = arg;
+		return 0;
+	case 'n':
+		if (check_name(arg)) {
+			dmu_error("invalid --name '%s': 1 to %d characters, no '/'", arg,
+				  MAX_NAME_LEN);
+			return -1;
+		}
+		o->name = arg;
+		return 0;
+	case 's':
+		if (dmu_parse_size(arg, &o->size)) {
+			dmu_error("invalid --size '%s': expected BYTES with an optional K, M, G or T suffix",
+				  arg);
+			return -1;
+		}
+		if (o->size == 0 || o->size % 512) {
+			dmu_error("invalid --size '%s': must be a positive multiple of 512 bytes", arg);
+			return -1;
+		}
+		return 0;
+	case 't':
+		if (parse_unsigned(arg, DMU_MAX_THREADS, &o->threads) || o->threads == 0) {
+			dmu_error("invalid --threads '%s': expected 1 to %d", arg, DMU_MAX_THREADS);
+			return -1;
+		}
+		return 0;
+	case 'd':
+		o->direct = true;
+		return 0;
+	case 'r':
+		o->read_only = true;
+		return 0;
+	case 'a':
+		o->attach = true;
+		return 0;
+	case 'R':
+		o->ready_file = arg;
+		return 0;
+	case 'm':
+		if (dmu_parse_listen(arg, &o->metrics)) {
+			dmu_error("invalid --metrics '%s': expected PORT, ADDR:PORT or [ADDR6]:PORT", arg);
+			return -1;
+		}
+		return 0;
+	case OPT_INJECT_DELAY:
+		if (parse_unsigned(arg, 60UL * 1000 * 1000, &o->inject_delay_us)) {
+			dmu_error("invalid --inject-delay-us '%s': expected 0 to 60000000", arg);
+			return -1;
+		}
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+enum dmu_parse_result dmu_options_parse(int argc, char **argv,
+					struct dmu_options *o)
+{
+	int opt;
+
+	memset(o, 0, sizeof(*o));
+	o->threads = 1;
+	optind = 1;
+	opterr = 0;	/* we print our own messages */
+
+	while ((opt = getopt_long(argc, argv, ":f:n:s:t:draR:m:hV",
+				  long_options, NULL)) != -1) {
+		switch (opt) {
+		case 'h':
+			dmu_usage(stdout);
+			return DMU_PARSE_EXIT;
+		case 'V':
+			printf("dmuserd %s\n", DMUSERD_VERSION);
+			return DMU_PARSE_EXIT;
+		case ':':
+			dmu_error("option '%s' needs an argument (see --help)", argv[optind - 1]);
+			return DMU_PARSE_ERROR;
+		case '?':
+			dmu_error("unknown option '%s' (see --help)", argv[optind - 1]);
+			return DMU_PARSE_ERROR;
+		default:
+			if (parse_one(opt, optarg, o))
+				return DMU_PARSE_ERROR;
+		}
+	}
+	if (optind < argc) {
+		dmu_error("unexpected argument '%s' (see --help)", argv[optind]);
+		return DMU_PARSE_ERROR;
+	}
+	if (!o->file || !o->name) {
+		dmu_error("--file and --name are required (see --help)");
+		return DMU_PARSE_ERROR;
+	}
+	return DMU_PARSE_OK;
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Command line: what the user asked for, checked for syntax only.
+ * Whether the file exists or the name is free is for main.c to find out.
+ */
+#ifndef DMUSERD_OPTIONS_H
+#define DMUSERD_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#define DMU_MAX_THREADS 256
+
+struct dmu_listen {
+	bool enabled;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	char text[80];		/* as the user gave it, normalised: "ADDR:PORT" */
+};
+
+struct dmu_options {
+	const char *file;
+	const char *name;
+	uint64_t size;		/* bytes; 0 = the backing file's size */
+	unsigned threads;
+	bool direct;
+	bool read_only;
+	bool attach;
+	const char *ready_file;
+	struct dmu_listen metrics;
+	unsigned inject_delay_us;
+};
+
+enum dmu_parse_result {
+	DMU_PARSE_OK,		/* run the daemon */
+	DMU_PARSE_EXIT,		/* --help or --version printed; exit 0 */
+	DMU_PARSE_ERROR,	/* message printed; exit 2 */
+};
+
+enum dmu_parse_result dmu_options_parse(int argc, char **argv,
+					struct dmu_options *opts);
+
+/*
+ * "4096", "64K", "1M", "2G", "1T" (binary multiples; "KiB"-style and "B"
+ * suffixes are accepted too).  Returns 0, or -1 for bad syntax or overflow.
+ */
+int dmu_parse_size(const char *text, uint64_t *out);
+
+/*
+ * "PORT", ":PORT", "ADDR:PORT" or "[ADDR6]:PORT".  Without an address the
+ * listener binds 127.0.0.1 only.  Returns 0, or -1 for bad syntax.
+ */
+int dmu_parse_listen(const char *text, struct dmu_listen *out);
+
+void dmu_usage(FILE *out);
+
+#endif

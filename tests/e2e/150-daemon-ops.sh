@@ -1,0 +1,74 @@
+#!/bin/bash
+# timeout: 300
+# Discard, write-zeroes, FUA and flush, end to end through dmuserd:
+#  - a discarded range reads back as zeroes, through the device and in the backing
+#    file, the file's blocks are freed (PUNCH_HOLE), and the data around it stays;
+#  - BLKZEROOUT (blkdiscard -z) zeroes a range;
+#  - O_DIRECT|O_DSYNC writes (REQ_FUA) and fsync of the device (a flush) reach
+#    fdatasync: dmuserd's backend_flushes counter grows by at least one per write.
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+tmp=$(dmu_tmpdir)
+name=dmu-test-ops
+size=$((32 << 20))
+dev=/dev/mapper/$name
+MiB=$((1 << 20))
+
+ip link set lo up # the metrics listen on 127.0.0.1
+dmu_load
+truncate -s "$size" "$tmp/backing"
+head -c $((16 * MiB)) /dev/urandom >"$tmp/pattern"
+dmu_bg "$DMU_DAEMON" --file "$tmp/backing" --name "$name" --metrics 0 --ready-file "$tmp/ready"
+pid=$DMU_BG_PID
+wait_for_path "$tmp/ready" 30 || die "dmuserd did not start"
+url=http://127.0.0.1:$(sed -n 's/^metrics=127\.0\.0\.1://p' "$tmp/ready")/metrics
+metric() { curl -sf "$url" | jq -r "$1"; }
+
+dd if="$tmp/pattern" of="$dev" bs=1M oflag=direct status=none
+blocks_before=$(stat -c %b "$tmp/backing")
+
+# zeroes_at OFFSET LEN FILE: LEN bytes of FILE at OFFSET are all zero
+zeroes_at() { cmp -n "$2" -i "$1:0" "$3" /dev/zero; }
+# same_at OFFSET LEN FILE: FILE matches the pattern there
+same_at() { cmp -n "$2" -i "$1:$1" "$3" "$tmp/pattern"; }
+
+log "discard 4 MiB at 1 MiB"
+discards0=$(metric .ops.discard.requests)
+blkdiscard -o "$MiB" -l $((4 * MiB)) "$dev"
+dd if="$dev" of="$tmp/back" bs=1M count=16 iflag=direct status=none
+zeroes_at "$MiB" $((4 * MiB)) "$tmp/back" || die "discarded range does not read back as zeroes"
+same_at 0 "$MiB" "$tmp/back" || die "data before the discarded range changed"
+same_at $((5 * MiB)) $((11 * MiB)) "$tmp/back" || die "data after the discarded range changed"
+zeroes_at "$MiB" $((4 * MiB)) "$tmp/backing" || die "discarded range is not zero in the backing file"
+blocks_after=$(stat -c %b "$tmp/backing")
+log "backing file blocks: $blocks_before before, $blocks_after after"
+((blocks_after < blocks_before)) || die "discard freed no blocks of the backing file"
+(($(metric .ops.discard.requests) > discards0)) || die "no discard request counted"
+assert_eq "$(metric .ops.discard.errors)" 0 "discard errors"
+
+log "BLKZEROOUT 1 MiB at 8 MiB"
+blkdiscard -z -o $((8 * MiB)) -l "$MiB" "$dev"
+dd if="$dev" of="$tmp/back" bs=1M count=16 iflag=direct status=none
+zeroes_at $((8 * MiB)) "$MiB" "$tmp/back" || die "zeroed range does not read back as zeroes"
+same_at $((9 * MiB)) "$MiB" "$tmp/back" || die "data after the zeroed range changed"
+
+log "FUA: 16 O_DIRECT|O_DSYNC writes"
+flushes0=$(metric .backend_flushes)
+dd if="$tmp/pattern" of="$dev" bs=4k count=16 seek=4096 oflag=direct,dsync status=none
+flushes1=$(metric .backend_flushes)
+log "backend flushes: $flushes0 -> $flushes1"
+((flushes1 - flushes0 >= 16)) || die "16 FUA writes made only $((flushes1 - flushes0)) fdatasync calls"
+
+log "flush: fsync of the device"
+flush_reqs0=$(metric .ops.flush.requests)
+sync "$dev"
+flushes2=$(metric .backend_flushes)
+(($(metric .ops.flush.requests) > flush_reqs0)) || die "fsync sent no flush request to dmuserd"
+((flushes2 > flushes1)) || die "the flush request made no fdatasync call"
+assert_eq "$(metric '[.ops[].errors] | add')" 0 "errors"
+
+rc=0
+dmu_stop "$pid" 30 || rc=$?
+assert_eq "$rc" 0 "dmuserd exit status after SIGTERM"
+dmu_unload

@@ -1,0 +1,621 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The protocol, against a fake kernel: a SOCK_SEQPACKET socketpair.  Like
+ * the control device, a seqpacket socket never merges two writes into one
+ * read, so each record the test sends is what one kernel read() would
+ * return: "header + payload" in one record, or the header and then the
+ * payload in pieces.  (A record is never split either, so pieces must not
+ * straddle the channel's buffer: the tests keep them to divisors of it.)
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "fake_backend.h"
+#include "test.h"
+
+#define DEV_SIZE (1024 * 1024)
+#define CAP (16 * 1024)
+
+struct rig {
+	int kernel;		/* the test's end: plays the kernel */
+	struct fake_backend fb;
+	struct dmu_metrics metrics;
+	struct dmu_channel ch;
+	pthread_t thread;
+	enum dmu_serve_result result;
+};
+
+static void rig_init_cfg(struct rig *r, bool read_only, unsigned delay_us)
+{
+	int sv[2];
+
+	REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+	r->kernel = sv[0];
+	fake_backend_init(&r->fb, DEV_SIZE);
+	REQUIRE(dmu_metrics_init(&r->metrics, 1) == 0);
+	struct dmu_channel_config cfg = {
+		.backend = &r->fb.base,
+		.metrics = &r->metrics.thread[0],
+		.capacity = CAP,
+		.read_only = read_only,
+		.inject_delay_us = delay_us,
+	};
+	REQUIRE(dmu_channel_init(&r->ch, sv[1], &cfg) == 0);
+}
+
+static void rig_init(struct rig *r)
+{
+	rig_init_cfg(r, false, 0);
+}
+
+static void send_record(struct rig *r, const void *buf, size_t len)
+{
+	REQUIRE(send(r->kernel, buf, len, 0) == (ssize_t)len);
+}
+
+/*
+ * Send a request.  piece == 0: header and payload in one record; otherwise
+ * the header alone, then the payload in records of `piece` bytes.
+ */
+static void send_request(struct rig *r, uint64_t seq, uint64_t type, uint64_t flags,
+			 uint64_t sector, uint64_t len, const void *payload, size_t piece)
+{
+	size_t plen = payload ? (size_t)len : 0;
+	unsigned char *buf = malloc(DMU_MSG_SIZE + plen);
+	struct dm_user_message m = { seq, type, flags, sector, len };
+
+	memcpy(buf, &m, DMU_MSG_SIZE);
+	if (plen)
+		memcpy(buf + DMU_MSG_SIZE, payload, plen);
+	if (!piece) {
+		send_record(r, buf, DMU_MSG_SIZE + plen);
+	} else {
+		send_record(r, buf, DMU_MSG_SIZE);
+		for (size_t off = 0; off < plen; off += piece)
+			send_record(r, buf + DMU_MSG_SIZE + off,
+				    plen - off < piece ? plen - off : piece);
+	}
+	free(buf);
+}
+
+/* Read a reply: the header, and data_len bytes of data after it. */
+static void recv_reply(struct rig *r, struct dm_user_message *hdr, void *data,
+		       size_t data_len, unsigned *records)
+{
+	size_t want = DMU_MSG_SIZE + data_len, got = 0;
+	unsigned char *buf = malloc(want + 1);
+
+	*records = 0;
+	while (got < want) {
+		ssize_t n = recv(r->kernel, buf + got, want + 1 - got, 0);
+
+		REQUIRE(n > 0);
+		got += (size_t)n;
+		(*records)++;
+	}
+	REQUIRE_EQ(got, want);
+	memcpy(hdr, buf, DMU_MSG_SIZE);
+	if (data_len)
+		memcpy(data, buf + DMU_MSG_SIZE, data_len);
+	free(buf);
+}
+
+static void *serve_thread(void *arg)
+{
+	struct rig *r = arg;
+
+	r->result = dmu_channel_serve_one(&r->ch);
+	return NULL;
+}
+
+/* Serve one request on a thread: large transfers need both ends running. */
+static void serve_async(struct rig *r)
+{
+	REQUIRE(pthread_create(&r->thread, NULL, serve_thread, r) == 0);
+}
+
+static enum dmu_serve_result serve_wait(struct rig *r)
+{
+	pthread_join(r->thread, NULL);
+	return r->result;
+}
+
+/* Send a header-only request, serve it, read the header-only reply. */
+static struct dm_user_message round_trip(struct rig *r, uint64_t seq, uint64_t type,
+					 uint64_t flags, uint64_t sector, uint64_t len)
+{
+	struct dm_user_message reply;
+	unsigned records;
+
+	send_request(r, seq, type, flags, sector, len, NULL, 0);
+	CHECK_EQ(dmu_channel_serve_one(&r->ch), DMU_CH_OK);
+	recv_reply(r, &reply, NULL, 0, &records);
+	return reply;
+}
+
+static unsigned char *pattern(size_t len, unsigned seed)
+{
+	unsigned char *p = malloc(len);
+
+	for (size_t i = 0; i < len; i++)
+		p[i] = (unsigned char)(i * 13 + seed + i / 4096);
+	return p;
+}
+
+static const struct dmu_op_counters *op_metrics(struct rig *r, enum dmu_op op)
+{
+	return &r->metrics.thread[0].op[op];
+}
+
+TEST(channel_read_returns_data_and_echoes_header)
+{
+	struct rig r;
+	struct dm_user_message reply;
+	unsigned char data[4096];
+	unsigned records;
+
+	rig_init(&r);
+	send_request(&r, 0xdeadbeefcafe0001ull, DM_USER_REQ_MAP_READ,
+		     DM_USER_REQ_MAP_FLAG_SYNC, 8, sizeof(data), NULL, 0);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_OK);
+	recv_reply(&r, &reply, data, sizeof(data), &records);
+
+	CHECK_EQ(reply.seq, 0xdeadbeefcafe0001ull);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	CHECK_EQ(reply.flags, DM_USER_REQ_MAP_FLAG_SYNC);
+	CHECK_EQ(reply.sector, 8);
+	CHECK_EQ(reply.len, sizeof(data));
+	CHECK(memcmp(data, r.fb.mem + 8 * 512, sizeof(data)) == 0);
+	CHECK_EQ(records, 1);	/* header and data leave in one write() */
+	CHECK_EQ(r.fb.calls[F_READ], 1);
+	CHECK_EQ(r.fb.log[0].off, 4096);
+	CHECK_EQ(r.fb.log[0].len, 4096);
+}
+
+TEST(channel_write_in_one_read)
+{
+	struct rig r;
+	unsigned char *p = pattern(8192, 1);
+
+	rig_init(&r);
+	send_request(&r, 42, DM_USER_REQ_MAP_WRITE, 0, 16, 8192, p, 0);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_OK);
+
+	struct dm_user_message reply;
+	unsigned records;
+	recv_reply(&r, &reply, NULL, 0, &records);
+	CHECK_EQ(reply.seq, 42);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(r.fb.mem + 16 * 512, p, 8192) == 0);
+	CHECK_EQ(r.fb.calls[F_WRITE], 1);
+	CHECK_EQ(r.fb.calls[F_FLUSH], 0);
+	free(p);
+}
+
+TEST(channel_write_header_then_payload_in_pieces)
+{
+	struct rig r;
+	unsigned char *p = pattern(8192, 2);
+
+	rig_init(&r);
+	send_request(&r, 43, DM_USER_REQ_MAP_WRITE, 0, 3, 8192, p, 512);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_OK);
+
+	struct dm_user_message reply;
+	unsigned records;
+	recv_reply(&r, &reply, NULL, 0, &records);
+	CHECK_EQ(reply.seq, 43);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(r.fb.mem + 3 * 512, p, 8192) == 0);
+	free(p);
+}
+
+TEST(channel_write_larger_than_buffer)
+{
+	struct rig r;
+	size_t len = 4 * CAP + 4096;
+	unsigned char *p = pattern(len, 3);
+
+	rig_init(&r);
+	serve_async(&r);
+	send_request(&r, 44, DM_USER_REQ_MAP_WRITE, 0, 0, len, p, 4096);
+	CHECK_EQ(serve_wait(&r), DMU_CH_OK);
+
+	struct dm_user_message reply;
+	unsigned records;
+	recv_reply(&r, &reply, NULL, 0, &records);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(r.fb.mem, p, len) == 0);
+	CHECK_EQ(r.fb.calls[F_WRITE], 5);	/* a buffer at a time */
+	CHECK_EQ(op_metrics(&r, DMU_OP_WRITE)->bytes, len);
+	free(p);
+}
+
+TEST(channel_read_larger_than_buffer)
+{
+	struct rig r;
+	size_t len = 2 * CAP + 8192;
+	unsigned char *data = malloc(len);
+	struct dm_user_message reply;
+	unsigned records;
+
+	rig_init(&r);
+	serve_async(&r);
+	send_request(&r, 45, DM_USER_REQ_MAP_READ, 0, 10, len, NULL, 0);
+	recv_reply(&r, &reply, data, len, &records);
+	CHECK_EQ(serve_wait(&r), DMU_CH_OK);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	CHECK_EQ(reply.len, len);
+	CHECK(memcmp(data, r.fb.mem + 10 * 512, len) == 0);
+	CHECK_EQ(records, 3);
+	free(data);
+}
+
+TEST(channel_flush_calls_backend_flush)
+{
+	struct rig r;
+
+	rig_init(&r);
+	struct dm_user_message reply = round_trip(&r, 7, DM_USER_REQ_MAP_FLUSH, 0, 0, 0);
+	CHECK_EQ(reply.seq, 7);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	CHECK_EQ(r.fb.calls[F_FLUSH], 1);
+	CHECK_EQ(r.metrics.thread[0].backend_flushes, 1);
+	CHECK_EQ(op_metrics(&r, DMU_OP_FLUSH)->requests, 1);
+}
+
+TEST(channel_fua_write_flushes_after_writing)
+{
+	struct rig r;
+	unsigned char *p = pattern(4096, 4);
+
+	rig_init(&r);
+	send_request(&r, 8, DM_USER_REQ_MAP_WRITE, DM_USER_REQ_MAP_FLAG_FUA, 0, 4096, p, 0);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_OK);
+	REQUIRE_EQ(r.fb.nlog, 2);
+	CHECK_EQ(r.fb.log[0].op, F_WRITE);
+	CHECK_EQ(r.fb.log[1].op, F_FLUSH);
+	free(p);
+}
+
+TEST(channel_preflush_write_flushes_before_writing)
+{
+	struct rig r;
+	unsigned char *p = pattern(4096, 5);
+
+	rig_init(&r);
+	send_request(&r, 9, DM_USER_REQ_MAP_WRITE, DM_USER_REQ_MAP_FLAG_PREFLUSH, 0, 4096, p, 0);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_OK);
+	REQUIRE_EQ(r.fb.nlog, 2);
+	CHECK_EQ(r.fb.log[0].op, F_FLUSH);
+	CHECK_EQ(r.fb.log[1].op, F_WRITE);
+	free(p);
+}
+
+/* dm sends an empty flush as a zero-length WRITE with PREFLUSH. */
+TEST(channel_empty_preflush_write_only_flushes)
+{
+	struct rig r;
+
+	rig_init(&r);
+	struct dm_user_message reply = round_trip(&r, 10, DM_USER_REQ_MAP_WRITE,
+						  DM_USER_REQ_MAP_FLAG_PREFLUSH, 0, 0);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	CHECK_EQ(r.fb.calls[F_FLUSH], 1);
+	CHECK_EQ(r.fb.calls[F_WRITE], 0);
+}
+
+TEST(channel_discard_punches_the_range)
+{
+	struct rig r;
+
+	rig_init(&r);
+	struct dm_user_message reply = round_trip(&r, 11, DM_USER_REQ_MAP_DISCARD, 0, 64, 65536);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	REQUIRE_EQ(r.fb.calls[F_DISCARD], 1);
+	CHECK_EQ(r.fb.log[0].off, 64 * 512);
+	CHECK_EQ(r.fb.log[0].len, 65536);
+	CHECK_EQ(op_metrics(&r, DMU_OP_DISCARD)->bytes, 65536);
+}
+
+TEST(channel_write_zeroes_honours_nounmap)
+{
+	struct rig r;
+
+	rig_init(&r);
+	struct dm_user_message reply = round_trip(&r, 12, DM_USER_REQ_MAP_WRITE_ZEROES, 0, 0, 4096);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	reply = round_trip(&r, 13, DM_USER_REQ_MAP_WRITE_ZEROES,
+			   DM_USER_REQ_MAP_FLAG_NOUNMAP, 8, 4096);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	REQUIRE_EQ(r.fb.calls[F_WRITE_ZEROES], 2);
+	CHECK(r.fb.log[0].may_unmap);
+	CHECK(!r.fb.log[1].may_unmap);
+}
+
+TEST(channel_secure_erase_zeroes)
+{
+	struct rig r;
+
+	rig_init(&r);
+	struct dm_user_message reply = round_trip(&r, 14, DM_USER_REQ_MAP_SECURE_ERASE, 0, 2, 1024);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	CHECK_EQ(r.fb.calls[F_SECURE_ERASE], 1);
+	static const unsigned char zeroes[1024];
+	CHECK(memcmp(r.fb.mem + 1024, zeroes, 1024) == 0);
+}
+
+TEST(channel_unknown_ops_are_unsupported)
+{
+	static const uint64_t types[] = {
+		DM_USER_REQ_MAP_WRITE_SAME, DM_USER_REQ_MAP_ZONE_OPEN,
+		DM_USER_REQ_MAP_ZONE_CLOSE, DM_USER_REQ_MAP_ZONE_FINISH,
+		DM_USER_REQ_MAP_ZONE_APPEND, DM_USER_REQ_MAP_ZONE_RESET,
+		DM_USER_REQ_MAP_ZONE_RESET_ALL, 99, UINT64_MAX,
+	};
+	struct rig r;
+
+	rig_init(&r);
+	for (unsigned i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		struct dm_user_message reply = round_trip(&r, 100 + i, types[i], 0, 0, 4096);
+
+		CHECK_EQ(reply.seq, 100 + i);
+		CHECK_EQ(reply.type, DM_USER_RESP_UNSUPPORTED);
+	}
+	CHECK_EQ(r.fb.nlog, 0);
+	CHECK_EQ(op_metrics(&r, DMU_OP_OTHER)->requests, 9);
+	CHECK_EQ(op_metrics(&r, DMU_OP_OTHER)->errors, 0);
+	CHECK_EQ(r.metrics.thread[0].replies[DM_USER_RESP_UNSUPPORTED], 9);
+}
+
+TEST(channel_backend_error_fails_that_request_only)
+{
+	struct rig r;
+	unsigned char *p = pattern(4096, 6);
+	struct dm_user_message reply;
+	unsigned char data[4096];
+	unsigned records;
+
+	rig_init(&r);
+	fake_backend_fail_next(&r.fb, F_WRITE, -EIO);
+	send_request(&r, 20, DM_USER_REQ_MAP_WRITE, 0, 0, 4096, p, 0);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_OK);
+	recv_reply(&r, &reply, NULL, 0, &records);
+	CHECK_EQ(reply.seq, 20);
+	CHECK_EQ(reply.type, DM_USER_RESP_ERROR);
+
+	/* The channel goes on serving. */
+	send_request(&r, 21, DM_USER_REQ_MAP_READ, 0, 0, sizeof(data), NULL, 0);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_OK);
+	recv_reply(&r, &reply, data, sizeof(data), &records);
+	CHECK_EQ(reply.seq, 21);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+
+	CHECK_EQ(op_metrics(&r, DMU_OP_WRITE)->errors, 1);
+	CHECK_EQ(op_metrics(&r, DMU_OP_WRITE)->bytes, 0);
+	CHECK_EQ(op_metrics(&r, DMU_OP_READ)->errors, 0);
+	free(p);
+}
+
+/* ENOSPC part way through a large write: the rest of the payload is still
+ * consumed, so the next request is read from the right place. */
+TEST(channel_enospc_mid_write_drains_payload)
+{
+	struct rig r;
+	size_t len = 3 * CAP;
+	unsigned char *p = pattern(len, 7);
+
+	rig_init(&r);
+	fake_backend_fail_next(&r.fb, F_WRITE, -ENOSPC);
+	serve_async(&r);
+	send_request(&r, 30, DM_USER_REQ_MAP_WRITE, DM_USER_REQ_MAP_FLAG_FUA, 0, len, p, 4096);
+	CHECK_EQ(serve_wait(&r), DMU_CH_OK);
+
+	struct dm_user_message reply;
+	unsigned records;
+	recv_reply(&r, &reply, NULL, 0, &records);
+	/* ENOSPC has its own status, so the writer sees ENOSPC, not EIO. */
+	CHECK_EQ(reply.type, DM_USER_RESP_NOSPC);
+	CHECK_EQ(r.metrics.thread[0].replies[DM_USER_RESP_NOSPC], 1);
+	CHECK_EQ(op_metrics(&r, DMU_OP_WRITE)->errors, 1);
+	CHECK_EQ(r.fb.calls[F_WRITE], 1);	/* no more writes after the failure */
+	CHECK_EQ(r.fb.calls[F_FLUSH], 0);	/* no FUA flush for a failed write */
+
+	reply = round_trip(&r, 31, DM_USER_REQ_MAP_FLUSH, 0, 0, 0);
+	CHECK_EQ(reply.seq, 31);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	free(p);
+}
+
+TEST(channel_read_error_sends_no_data)
+{
+	struct rig r;
+
+	rig_init(&r);
+	fake_backend_fail_next(&r.fb, F_READ, -EIO);
+	struct dm_user_message reply = round_trip(&r, 40, DM_USER_REQ_MAP_READ, 0, 0, 4096);
+	CHECK_EQ(reply.seq, 40);
+	CHECK_EQ(reply.type, DM_USER_RESP_ERROR);
+	CHECK_EQ(op_metrics(&r, DMU_OP_READ)->errors, 1);
+}
+
+TEST(channel_failed_flush_is_an_error)
+{
+	struct rig r;
+
+	rig_init(&r);
+	fake_backend_fail_next(&r.fb, F_FLUSH, -EIO);
+	struct dm_user_message reply = round_trip(&r, 41, DM_USER_REQ_MAP_FLUSH, 0, 0, 0);
+	CHECK_EQ(reply.type, DM_USER_RESP_ERROR);
+}
+
+TEST(channel_out_of_range_is_an_error)
+{
+	struct rig r;
+	unsigned char *p = pattern(8192, 8);
+
+	rig_init(&r);
+	struct dm_user_message reply = round_trip(&r, 50, DM_USER_REQ_MAP_READ, 0,
+						  DEV_SIZE / 512 - 1, 1024);
+	CHECK_EQ(reply.type, DM_USER_RESP_ERROR);
+	reply = round_trip(&r, 51, DM_USER_REQ_MAP_DISCARD, 0, UINT64_MAX / 256, 512);
+	CHECK_EQ(reply.type, DM_USER_RESP_ERROR);
+
+	unsigned records;
+	send_request(&r, 52, DM_USER_REQ_MAP_WRITE, 0, DEV_SIZE / 512 - 8, 8192, p, 1024);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_OK);
+	recv_reply(&r, &reply, NULL, 0, &records);
+	CHECK_EQ(reply.type, DM_USER_RESP_ERROR);
+	CHECK_EQ(r.fb.nlog, 0);
+
+	/* The last two sectors are in range. */
+	unsigned char data[1024];
+	send_request(&r, 53, DM_USER_REQ_MAP_READ, 0, DEV_SIZE / 512 - 2, sizeof(data), NULL, 0);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_OK);
+	recv_reply(&r, &reply, data, sizeof(data), &records);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	free(p);
+}
+
+TEST(channel_read_only_refuses_changes)
+{
+	struct rig r;
+	unsigned char *p = pattern(4096, 9);
+	unsigned records;
+
+	rig_init_cfg(&r, true, 0);
+	struct dm_user_message reply;
+	send_request(&r, 60, DM_USER_REQ_MAP_WRITE, 0, 0, 4096, p, 0);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_OK);
+	recv_reply(&r, &reply, NULL, 0, &records);
+	CHECK_EQ(reply.type, DM_USER_RESP_ERROR);
+	CHECK_EQ(round_trip(&r, 61, DM_USER_REQ_MAP_DISCARD, 0, 0, 4096).type, DM_USER_RESP_ERROR);
+	CHECK_EQ(round_trip(&r, 62, DM_USER_REQ_MAP_WRITE_ZEROES, 0, 0, 4096).type, DM_USER_RESP_ERROR);
+	CHECK_EQ(round_trip(&r, 63, DM_USER_REQ_MAP_SECURE_ERASE, 0, 0, 4096).type, DM_USER_RESP_ERROR);
+	CHECK_EQ(round_trip(&r, 64, DM_USER_REQ_MAP_FLUSH, 0, 0, 0).type, DM_USER_RESP_SUCCESS);
+	CHECK_EQ(r.fb.calls[F_WRITE] + r.fb.calls[F_DISCARD] + r.fb.calls[F_WRITE_ZEROES] +
+		 r.fb.calls[F_SECURE_ERASE], 0);
+
+	unsigned char data[512];
+	send_request(&r, 65, DM_USER_REQ_MAP_READ, 0, 0, sizeof(data), NULL, 0);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_OK);
+	recv_reply(&r, &reply, data, sizeof(data), &records);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	free(p);
+}
+
+TEST(channel_payload_after_a_read_request_breaks_the_channel)
+{
+	struct rig r;
+	unsigned char junk[512] = { 0 };
+
+	rig_init(&r);
+	send_request(&r, 70, DM_USER_REQ_MAP_READ, 0, 0, 512, junk, 0);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_BROKEN);
+	CHECK_EQ(r.ch.last_errno, EPROTO);
+}
+
+TEST(channel_eof_means_gone)
+{
+	struct rig r;
+
+	rig_init(&r);
+	close(r.kernel);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_GONE);
+}
+
+TEST(channel_closed_mid_request_is_broken)
+{
+	struct rig r;
+	struct dm_user_message m = { 1, DM_USER_REQ_MAP_WRITE, 0, 0, 4096 };
+
+	rig_init(&r);
+	send_record(&r, &m, sizeof(m));		/* payload never comes */
+	shutdown(r.kernel, SHUT_WR);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_BROKEN);
+	CHECK_EQ(r.ch.last_errno, EPIPE);
+}
+
+TEST(channel_header_in_pieces)
+{
+	struct rig r;
+	struct dm_user_message m = { 77, DM_USER_REQ_MAP_FLUSH, 0, 0, 0 };
+	unsigned char *b = (unsigned char *)&m;
+	struct dm_user_message reply;
+	unsigned records;
+
+	rig_init(&r);
+	send_record(&r, b, 8);
+	send_record(&r, b + 8, 30);
+	send_record(&r, b + 38, 2);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_OK);
+	recv_reply(&r, &reply, NULL, 0, &records);
+	CHECK_EQ(reply.seq, 77);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+TEST(channel_signal_while_idle_is_reported)
+{
+	struct rig r;
+	struct sigaction sa = { .sa_handler = on_usr1 };
+
+	rig_init(&r);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);	/* no SA_RESTART */
+	r.result = DMU_CH_OK;
+	serve_async(&r);
+	/* A signal may land before the read() starts: repeat until it returns. */
+	while (pthread_kill(r.thread, SIGUSR1) == 0 &&
+	       pthread_tryjoin_np(r.thread, NULL) == EBUSY)
+		usleep(1000);
+	CHECK_EQ(r.result, DMU_CH_INTERRUPTED);
+}
+
+TEST(channel_metrics_count_requests_bytes_and_latency)
+{
+	struct rig r;
+	unsigned char *p = pattern(8192, 10);
+	struct dm_user_message reply;
+	unsigned char data[4096];
+	unsigned records;
+
+	rig_init(&r);
+	send_request(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 0, 8192, p, 0);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_OK);
+	recv_reply(&r, &reply, NULL, 0, &records);
+	send_request(&r, 2, DM_USER_REQ_MAP_READ, 0, 0, 4096, NULL, 0);
+	CHECK_EQ(dmu_channel_serve_one(&r.ch), DMU_CH_OK);
+	recv_reply(&r, &reply, data, sizeof(data), &records);
+
+	struct dmu_metrics_snapshot s;
+	dmu_metrics_snapshot(&r.metrics, &s);
+	CHECK_EQ(s.op[DMU_OP_WRITE].requests, 1);
+	CHECK_EQ(s.op[DMU_OP_WRITE].bytes, 8192);
+	CHECK_EQ(s.op[DMU_OP_READ].requests, 1);
+	CHECK_EQ(s.op[DMU_OP_READ].bytes, 4096);
+	CHECK_EQ(s.op[DMU_OP_READ].latency_count, 1);
+	CHECK_EQ(s.op[DMU_OP_WRITE].latency_count, 1);
+	CHECK(s.op[DMU_OP_READ].latency_sum_ns > 0);
+	CHECK_EQ(s.in_flight, 0);
+	CHECK_EQ(s.replies[DM_USER_RESP_SUCCESS], 2);
+	free(p);
+}
+
+TEST(channel_inject_delay_adds_latency)
+{
+	struct rig r;
+
+	rig_init_cfg(&r, false, 20000);
+	round_trip(&r, 1, DM_USER_REQ_MAP_FLUSH, 0, 0, 0);
+	CHECK(op_metrics(&r, DMU_OP_FLUSH)->latency_sum_ns >= 20000000u);
+}

@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: GPL-2.0
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "options.h"
+#include "test.h"
+
+static uint64_t size_of(const char *text)
+{
+	uint64_t v = 0;
+
+	REQUIRE(dmu_parse_size(text, &v) == 0);
+	return v;
+}
+
+TEST(options_sizes_take_binary_suffixes)
+{
+	CHECK_EQ(size_of("0"), 0);
+	CHECK_EQ(size_of("4096"), 4096);
+	CHECK_EQ(size_of("4K"), 4096);
+	CHECK_EQ(size_of("4k"), 4096);
+	CHECK_EQ(size_of("64M"), 64ull << 20);
+	CHECK_EQ(size_of("1G"), 1ull << 30);
+	CHECK_EQ(size_of("2T"), 2ull << 40);
+	CHECK_EQ(size_of("1GiB"), 1ull << 30);
+	CHECK_EQ(size_of("8KB"), 8192);
+}
+
+TEST(options_bad_sizes_are_rejected)
+{
+	static const char *const bad[] = {
+		"", "K", "-1", " 1", "1.5G", "12Q", "1GG", "1Gi", "1 G",
+		"99999999999999999999", "17179869184G",
+	};
+	uint64_t v;
+
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (dmu_parse_size(bad[i], &v) == 0)
+			t_fail(__FILE__, __LINE__, "\"%s\" accepted as %" PRIu64, bad[i], v);
+}
+
+TEST(options_listen_defaults_to_loopback)
+{
+	struct dmu_listen l;
+
+	REQUIRE(dmu_parse_listen("9100", &l) == 0);
+	CHECK(l.enabled);
+	CHECK_STR(l.text, "127.0.0.1:9100");
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&l.addr;
+	CHECK_EQ(sin->sin_family, AF_INET);
+	CHECK_EQ(ntohs(sin->sin_port), 9100);
+	CHECK_EQ(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+
+	REQUIRE(dmu_parse_listen(":0", &l) == 0);
+	CHECK_STR(l.text, "127.0.0.1:0");
+	REQUIRE(dmu_parse_listen("0.0.0.0:80", &l) == 0);
+	CHECK_STR(l.text, "0.0.0.0:80");
+	REQUIRE(dmu_parse_listen("[::1]:9100", &l) == 0);
+	CHECK_STR(l.text, "[::1]:9100");
+	CHECK_EQ(l.addr.ss_family, AF_INET6);
+}
+
+TEST(options_bad_listen_is_rejected)
+{
+	static const char *const bad[] = {
+		"", ":", "host:80", "127.0.0.1:", "127.0.0.1:65536", "[::1]", "[::1]80",
+		"::1:80", "1.2.3:80", "80x",
+	};
+	struct dmu_listen l;
+
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (dmu_parse_listen(bad[i], &l) == 0)
+			t_fail(__FILE__, __LINE__, "\"%s\" accepted", bad[i]);
+}
+
+static enum dmu_parse_result parse(struct dmu_options *o, const char *const *args)
+{
+	char *argv[32];
+	int argc = 0;
+
+	argv[argc++] = (char *)"dmuserd";
+	while (*args)
+		argv[argc++] = (char *)*args++;
+	argv[argc] = NULL;
+	return dmu_options_parse(argc, argv, o);
+}
+
+TEST(options_full_command_line)
+{
+	struct dmu_options o;
+	const char *args[] = {
+		"--file", "/tmp/f", "--name", "d0", "--size", "1G", "--threads", "4",
+		"--direct", "--read-only", "--ready-file", "/tmp/r", "--metrics",
+		"127.0.0.1:9100", "--inject-delay-us", "250", NULL,
+	};
+
+	REQUIRE_EQ(parse(&o, args), DMU_PARSE_OK);
+	CHECK_STR(o.file, "/tmp/f");
+	CHECK_STR(o.name, "d0");
+	CHECK_EQ(o.size, 1ull << 30);
+	CHECK_EQ(o.threads, 4);
+	CHECK(o.direct);
+	CHECK(o.read_only);
+	CHECK(!o.attach);
+	CHECK_STR(o.ready_file, "/tmp/r");
+	CHECK(o.metrics.enabled);
+	CHECK_EQ(o.inject_delay_us, 250);
+}
+
+TEST(options_defaults)
+{
+	struct dmu_options o;
+	const char *args[] = { "-f", "/tmp/f", "-n", "d0", "--attach", NULL };
+
+	REQUIRE_EQ(parse(&o, args), DMU_PARSE_OK);
+	CHECK_EQ(o.size, 0);
+	CHECK_EQ(o.threads, 1);
+	CHECK(o.attach);
+	CHECK(!o.metrics.enabled);
+	CHECK(o.ready_file == NULL);
+
+	const char *longest[] = {	/* the longest name: 64 characters */
+		"-f", "/tmp/f", "-n",
+		"x234567890123456789012345678901234567890123456789012345678901234", NULL,
+	};
+	CHECK_EQ(parse(&o, longest), DMU_PARSE_OK);
+	CHECK_EQ(strlen(o.name), 64);
+}
+
+TEST(options_usage_errors)
+{
+	static const char *const cases[][8] = {
+		{ NULL },
+		{ "--file", "/tmp/f", NULL },
+		{ "--name", "d0", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--size", "1000", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--size", "0", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--threads", "0", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--threads", "257", NULL },
+		{ "-f", "/tmp/f", "-n", "a/b", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--bogus", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "extra", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--metrics", "nope", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--size", NULL },
+		{ "-f", "/tmp/f", "-n", "x2345678901234567890123456789012345678901234567890123456789012345", NULL },
+	};
+	struct dmu_options o;
+
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (parse(&o, cases[i]) != DMU_PARSE_ERROR)
+			t_fail(__FILE__, __LINE__, "case %u accepted", i);
+}
