@@ -8,16 +8,18 @@
 #   make soak     the VM tests at soak-sized counts
 #   make demo     boot a guest and show dm-user serving a file under load
 #
-# Kernels: every /lib/modules/<version>/build that has a matching
-# /boot/vmlinuz-<version>.  Restrict with KVERS="<version> ...".
+# Kernels: every generic -amd64 /lib/modules/<version>/build that has a
+# matching /boot/vmlinuz-<version>.  Restrict with KVERS="<version> ...".
 
 SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 BUILD := $(ROOT)/build
 
-KVERS ?= $(sort $(foreach b,$(wildcard /lib/modules/*/build),\
+# Generic -amd64 flavour only, as the VM harness (tests/vm/common.sh).
+KVERS ?= $(filter-out %-cloud-amd64 %-rt-amd64,$(filter %-amd64,\
+	$(sort $(foreach b,$(wildcard /lib/modules/*/build),\
 	$(if $(wildcard /boot/vmlinuz-$(notdir $(patsubst %/build,%,$(b)))),\
-	$(notdir $(patsubst %/build,%,$(b))))))
+	$(notdir $(patsubst %/build,%,$(b))))))))
 KMODS := $(foreach k,$(KVERS),$(BUILD)/kmod/$(k)/dm-user.ko)
 MODULE_SRCS := $(wildcard $(ROOT)/module/*.c $(ROOT)/module/*.h \
 	$(ROOT)/module/Kbuild $(ROOT)/module/include/uapi/linux/*.h)

@@ -5,7 +5,10 @@
 #
 #   tests/check.sh [--soak] [--kernel KVER]... [--filter REGEX]
 #
-# Options go to tests/vm/suite.sh; --soak runs the VM tests at soak counts.
+# The kernels' VM suites run at the same time, one guest each: much of a VM
+# test is waiting (timeouts, recovery windows, paced I/O), so two guests
+# overlap well even on two cores.  Their output is shown one suite after the
+# other.  --soak runs the VM tests at soak counts.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,7 +50,28 @@ for mk in "$root"/tests/unit/Makefile "$root"/tests/unit/*/Makefile; do
 	run_suite "unit-${dir#"$root"/tests/}" make -s -C "$dir" check
 done
 
-run_suite vm "$root"/tests/vm/suite.sh "$@"
+# Split the arguments: kernels here, everything else to every suite.
+kernels=() args=()
+while (($#)); do
+	case $1 in
+	--kernel) kernels+=("${2:?--kernel needs a value}"); shift 2 ;;
+	*) args+=("$1"); shift ;;
+	esac
+done
+if ((${#kernels[@]} == 0)); then
+	mapfile -t kernels < <(. "$root/tests/vm/common.sh" && vm_kernels)
+fi
+
+pids=()
+for k in "${kernels[@]}"; do
+	"$root"/tests/vm/suite.sh --kernel "$k" "${args[@]}" >"$log_dir/vm-$k.run" 2>&1 &
+	pids+=($!)
+done
+for i in "${!kernels[@]}"; do
+	rc=0
+	wait "${pids[$i]}" || rc=$?
+	run_suite "vm-${kernels[$i]}" bash -c 'cat "$1"; exit "$2"' _ "$log_dir/vm-${kernels[$i]}.run" "$rc"
+done
 
 echo
 if ((${#suites_failed[@]})); then

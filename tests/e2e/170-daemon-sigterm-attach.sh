@@ -13,7 +13,7 @@
 
 tmp=$(dmu_tmpdir)
 name=dmu-test-attach
-sectors=$((128 << 11)) # 128 MiB
+sectors=$(($(dmu_scale 64 128) << 11)) # MiB: 64, 128 in `make soak`
 size=$((sectors * 512))
 dev=/dev/mapper/$name
 dmu_load
@@ -35,7 +35,7 @@ dmsetup create --noudevsync "$name" --table "0 $sectors user 0 $sectors $name 2 
 dmsetup mknodes "$name"
 start_attached
 
-# Paced (about 12000 requests at 300 a second), so that the three restarts
+# Paced (about 6000 writes at 300 a second; 12000 in soak), so that the three restarts
 # always fall inside the run however fast the guest is.
 fio --name=verify --filename="$dev" --rw=randwrite --bssplit=4k/50:16k/25:64k/25 \
 	--size="$size" --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=300 \

@@ -11,7 +11,7 @@
 
 tmp=$(dmu_tmpdir)
 name=dmu-test-kill
-kills=$(dmu_scale 10 50)
+kills=$(dmu_scale 5 50)
 dmu_load
 truncate -s 128M "$tmp/backing"
 dmu_daemon_start "$name" "$tmp/backing" 128M --threads 2

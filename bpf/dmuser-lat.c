@@ -1,0 +1,529 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * dmuser-lat: summarize dm-user request latency as log2 histograms, by
+ * stage: queue (mapped -> taken by the daemon), daemon (taken -> answered)
+ * and total (mapped -> completed).  Modelled on libbpf-tools' biolatency.
+ */
+#include <argp.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/libbpf.h>
+#include <bpf/bpf.h>
+#include <linux/dm-user.h>
+
+#include "dmuser-lat.h"
+#include "dmuser_lat.skel.h"
+#include "trace_helpers.h"
+
+#define PROG "dmuser-lat"
+
+static struct env {
+	bool timestamp;
+	bool milliseconds;
+	bool per_dev;
+	bool per_op;
+	bool qd;
+	bool json;
+	bool load_only;
+	unsigned int stages;	/* bit per enum dmu_stage */
+	const char *devname;
+	__u32 dev;
+	bool filter_op;
+	unsigned int op;
+	time_t interval;
+	long times;
+	enum dmu_attach_mode attach;
+} env = {
+	.stages = 1U << DMU_STAGE_TOTAL,
+	.interval = 99999999,
+	.times = 99999999,
+};
+
+static volatile sig_atomic_t exiting;
+
+const char *argp_program_version = "dmuser-lat 0.1";
+const char argp_program_doc[] =
+"Summarize dm-user request latency as log2 histograms.\n"
+"\n"
+"Stages: queue = mapped by the target -> header read by the daemon;\n"
+"daemon = read by the daemon -> reply written; total = mapped -> completed.\n"
+"\n"
+"USAGE: dmuser-lat [-h] [-T] [-m] [-D] [-O] [-Q] [-S STAGE] [-d DEV] [-o OP]\n"
+"                  [--json] [interval] [count]\n"
+"\n"
+"EXAMPLES:\n"
+"    dmuser-lat                # total latency histogram, until Ctrl-C\n"
+"    dmuser-lat 1 10           # print 1 second summaries, 10 times\n"
+"    dmuser-lat -mT 1          # 1s summaries, milliseconds, and timestamps\n"
+"    dmuser-lat -S daemon      # time spent in the daemon\n"
+"    dmuser-lat -S all -O      # every stage, one histogram per op\n"
+"    dmuser-lat -D             # one histogram per dm-user device\n"
+"    dmuser-lat -d dmu-test0   # only this device (dm name, dm-N or MAJ:MIN)\n"
+"    dmuser-lat -o write       # only writes\n"
+"    dmuser-lat -Q             # also queue depth sampled at map\n"
+"    dmuser-lat --json 1 5     # one JSON object per interval\n";
+
+enum {
+	OPT_JSON = 1000,
+	OPT_ATTACH,
+	OPT_LOAD_ONLY,
+};
+
+static const struct argp_option opts[] = {
+	{ "timestamp", 'T', NULL, 0, "Include timestamp on output", 0 },
+	{ "milliseconds", 'm', NULL, 0, "Millisecond histogram", 0 },
+	{ "per-device", 'D', NULL, 0, "Print a histogram per device", 0 },
+	{ "per-op", 'O', NULL, 0, "Print a histogram per op (read, write, flush, ...)", 0 },
+	{ "stage", 'S', "STAGE", 0, "queue, daemon, total (default) or all; may be repeated", 0 },
+	{ "device", 'd', "DEV", 0, "Trace this device only", 0 },
+	{ "op", 'o', "OP", 0, "Trace this op only (read, write, flush, discard, ...)", 0 },
+	{ "queue-depth", 'Q', NULL, 0, "Also print queue-depth histograms (queued and in flight, sampled at map)", 0 },
+	{ "json", OPT_JSON, NULL, 0, "Print one JSON object per interval", 0 },
+	{ "verbose", 'v', NULL, 0, "Verbose debug output", 0 },
+	{ "attach", OPT_ATTACH, "MODE", OPTION_HIDDEN, "auto, tp_btf, raw_tp or tracepoint (or env " DMU_ATTACH_ENV ")", 0 },
+	{ "load-only", OPT_LOAD_ONLY, NULL, OPTION_HIDDEN, "Load (verifier) and exit; attach too if the module is loaded", 0 },
+	{ NULL, 'h', NULL, OPTION_HIDDEN, "Show the full help", 0 },
+	{},
+};
+
+static error_t parse_arg(int key, char *arg, struct argp_state *state)
+{
+	static int pos_args;
+	char *end;
+	int i;
+
+	switch (key) {
+	case 'h':
+		argp_state_help(state, stdout, ARGP_HELP_STD_HELP);
+		break;
+	case 'v':
+		dmu_verbose = true;
+		break;
+	case 'T':
+		env.timestamp = true;
+		break;
+	case 'm':
+		env.milliseconds = true;
+		break;
+	case 'D':
+		env.per_dev = true;
+		break;
+	case 'O':
+		env.per_op = true;
+		break;
+	case 'Q':
+		env.qd = true;
+		break;
+	case 'S': {
+		static bool seen;
+
+		if (!seen)
+			env.stages = 0;
+		seen = true;
+		if (!strcmp(arg, "all")) {
+			env.stages = (1U << DMU_NR_STAGES) - 1;
+			break;
+		}
+		for (i = 0; i < DMU_NR_STAGES; i++)
+			if (!strcmp(arg, dmu_stage_names[i]))
+				break;
+		if (i == DMU_NR_STAGES) {
+			fprintf(stderr, "invalid stage: %s (queue, daemon, total or all)\n", arg);
+			argp_usage(state);
+		}
+		env.stages |= 1U << i;
+		break;
+	}
+	case 'd':
+		env.devname = arg;
+		break;
+	case 'o':
+		if (dmu_op_parse(arg, &env.op)) {
+			fprintf(stderr, "invalid op: %s\n", arg);
+			argp_usage(state);
+		}
+		env.filter_op = true;
+		break;
+	case OPT_JSON:
+		env.json = true;
+		break;
+	case OPT_ATTACH:
+		if (dmu_attach_parse(arg, &env.attach)) {
+			fprintf(stderr, "invalid attach mode: %s (auto, tp_btf, raw_tp, tracepoint)\n", arg);
+			argp_usage(state);
+		}
+		break;
+	case OPT_LOAD_ONLY:
+		env.load_only = true;
+		break;
+	case ARGP_KEY_ARG:
+		errno = 0;
+		if (pos_args == 0) {
+			env.interval = strtol(arg, &end, 10);
+			if (errno || *end || env.interval <= 0) {
+				fprintf(stderr, "invalid interval: %s\n", arg);
+				argp_usage(state);
+			}
+		} else if (pos_args == 1) {
+			env.times = strtol(arg, &end, 10);
+			if (errno || *end || env.times <= 0) {
+				fprintf(stderr, "invalid count: %s\n", arg);
+				argp_usage(state);
+			}
+		} else {
+			fprintf(stderr, "unrecognized positional argument: %s\n", arg);
+			argp_usage(state);
+		}
+		pos_args++;
+		break;
+	default:
+		return ARGP_ERR_UNKNOWN;
+	}
+	return 0;
+}
+
+static void sig_handler(int sig)
+{
+	(void)sig;
+	exiting = 1;
+}
+
+/* ---- loading ----------------------------------------------------------- */
+
+struct attach_ctx {
+	struct dmuser_lat_bpf *obj;
+	bool attach;
+};
+
+static int open_load_attach(enum dmu_attach_mode mode, void *data)
+{
+	struct attach_ctx *ctx = data;
+	struct dmuser_lat_bpf *obj;
+	int err;
+
+	obj = dmuser_lat_bpf__open();
+	if (!obj)
+		return errno ? -errno : -ENOMEM;
+
+	obj->rodata->targ_per_dev = env.per_dev;
+	obj->rodata->targ_per_op = env.per_op;
+	obj->rodata->targ_ms = env.milliseconds;
+	obj->rodata->targ_qd = env.qd;
+	obj->rodata->filter_dev = env.devname != NULL;
+	obj->rodata->targ_dev = env.dev;
+	obj->rodata->filter_op = env.filter_op;
+	obj->rodata->targ_op = env.op;
+
+	err = dmu_attach_select(obj->obj, mode);
+	if (!err)
+		err = dmuser_lat_bpf__load(obj);
+	if (!err && ctx->attach)
+		err = dmuser_lat_bpf__attach(obj);
+	if (err) {
+		dmuser_lat_bpf__destroy(obj);
+		return err;
+	}
+	ctx->obj = obj;
+	return 0;
+}
+
+/* ---- printing ---------------------------------------------------------- */
+
+struct hist_ent {
+	struct dmu_hist_key key;
+	struct dmu_hist hist;
+};
+
+struct stat_ent {
+	struct dmu_op_key key;
+	struct dmu_op_stats st;
+};
+
+static int cmp_hist_ent(const void *a, const void *b)
+{
+	const struct dmu_hist_key *x = &((const struct hist_ent *)a)->key;
+	const struct dmu_hist_key *y = &((const struct hist_ent *)b)->key;
+
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	if (x->op != y->op)
+		return x->op < y->op ? -1 : 1;
+	return 0;
+}
+
+static int cmp_stat_ent(const void *a, const void *b)
+{
+	const struct dmu_op_key *x = &((const struct stat_ent *)a)->key;
+	const struct dmu_op_key *y = &((const struct stat_ent *)b)->key;
+
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	if (x->op != y->op)
+		return x->op < y->op ? -1 : 1;
+	return 0;
+}
+
+/* Reads and deletes every entry of a histogram map; returns the count. */
+static int drain_hists(int fd, struct hist_ent *ents, int max)
+{
+	struct dmu_hist_key key, next, *prev = NULL;
+	int n = 0, i;
+
+	while (n < max && !bpf_map_get_next_key(fd, prev, &next)) {
+		if (!bpf_map_lookup_elem(fd, &next, &ents[n].hist)) {
+			ents[n].key = next;
+			n++;
+		}
+		key = next;
+		prev = &key;
+	}
+	for (i = 0; i < n; i++)
+		bpf_map_delete_elem(fd, &ents[i].key);
+	qsort(ents, n, sizeof(*ents), cmp_hist_ent);
+	return n;
+}
+
+static int drain_stats(int fd, struct stat_ent *ents, int max)
+{
+	struct dmu_op_key key, next, *prev = NULL;
+	int n = 0, i;
+
+	while (n < max && !bpf_map_get_next_key(fd, prev, &next)) {
+		if (!bpf_map_lookup_elem(fd, &next, &ents[n].st)) {
+			ents[n].key = next;
+			n++;
+		}
+		key = next;
+		prev = &key;
+	}
+	for (i = 0; i < n; i++)
+		bpf_map_delete_elem(fd, &ents[i].key);
+	qsort(ents, n, sizeof(*ents), cmp_stat_ent);
+	return n;
+}
+
+static const char *qd_names[] = { [DMU_QD_QUEUED] = "queued", [DMU_QD_IN_FLIGHT] = "in_flight" };
+
+static void print_label(const struct dmu_hist_key *k, bool qd)
+{
+	char name[256], opbuf[16];
+	const char *sep = "";
+
+	if (env.per_dev) {
+		dmu_dev_name(k->dev, name, sizeof(name));
+		printf("device = %s", name);
+		sep = ", ";
+	}
+	if (env.per_op) {
+		printf("%sop = %s", sep, dmu_op_name(k->op, opbuf, sizeof(opbuf)));
+		sep = ", ";
+	}
+	if (qd)
+		printf("%squeue depth = %s\n", sep, qd_names[k->kind]);
+	else
+		printf("%sstage = %s\n", sep, dmu_stage_names[k->kind]);
+}
+
+static void json_key(const struct dmu_hist_key *k)
+{
+	char name[256], opbuf[16];
+
+	if (env.per_dev) {
+		dmu_dev_name(k->dev, name, sizeof(name));
+		printf("\"device\":");
+		dmu_json_str(stdout, name);
+		printf(",\"dev\":\"%u:%u\",", dmu_major(k->dev), dmu_minor(k->dev));
+	}
+	if (env.per_op)
+		printf("\"op\":\"%s\",", dmu_op_name(k->op, opbuf, sizeof(opbuf)));
+}
+
+static void json_hist(const struct dmu_hist *h)
+{
+	double p50 = dmu_hist_percentile(h->slots, DMU_MAX_SLOTS, 0.50);
+	double p99 = dmu_hist_percentile(h->slots, DMU_MAX_SLOTS, 0.99);
+
+	printf("\"count\":%llu,\"p50\":%.1f,\"p99\":%.1f,\"buckets\":",
+	       dmu_hist_total(h->slots, DMU_MAX_SLOTS), p50, p99);
+	dmu_json_log2_hist(stdout, h->slots, DMU_MAX_SLOTS);
+}
+
+static int print_interval(struct dmuser_lat_bpf *obj, enum dmu_attach_mode mode)
+{
+	static struct hist_ent lat[DMU_LAT_MAX_HISTS], qd[DMU_LAT_MAX_HISTS];
+	static struct stat_ent st[DMU_LAT_MAX_HISTS];
+	const char *units = env.milliseconds ? "msecs" : "usecs";
+	int nlat, nqd, nst, i, j;
+	char ts[32], name[256], opbuf[16];
+	bool first;
+
+	nlat = drain_hists(bpf_map__fd(obj->maps.hists), lat, DMU_LAT_MAX_HISTS);
+	nqd = drain_hists(bpf_map__fd(obj->maps.qdepth), qd, DMU_LAT_MAX_HISTS);
+	nst = drain_stats(bpf_map__fd(obj->maps.opstats), st, DMU_LAT_MAX_HISTS);
+	dmu_strftime_now(ts, sizeof(ts));
+
+	if (env.json) {
+		printf("{\"time\":\"%s\",\"unit\":\"%s\",\"attach\":\"%s\",\"latency\":[",
+		       ts, units, dmu_attach_name(mode));
+		for (i = 0, first = true; i < nlat; i++) {
+			if (!(env.stages & (1U << lat[i].key.kind)))
+				continue;
+			printf("%s{", first ? "" : ",");
+			first = false;
+			json_key(&lat[i].key);
+			printf("\"stage\":\"%s\",", dmu_stage_names[lat[i].key.kind]);
+			json_hist(&lat[i].hist);
+			printf("}");
+		}
+		printf("]");
+		if (env.qd) {
+			printf(",\"queue_depth\":[");
+			for (i = 0; i < nqd; i++) {
+				printf("%s{", i ? "," : "");
+				json_key(&qd[i].key);
+				printf("\"kind\":\"%s\",", qd_names[qd[i].key.kind]);
+				json_hist(&qd[i].hist);
+				printf("}");
+			}
+			printf("]");
+		}
+		printf(",\"ops\":[");
+		for (i = 0; i < nst; i++) {
+			struct dmu_hist_key k = { .dev = st[i].key.dev, .op = st[i].key.op };
+			bool per_op = env.per_op;
+
+			printf("%s{", i ? "," : "");
+			env.per_op = true;	/* op stats are always by op */
+			json_key(&k);
+			env.per_op = per_op;
+			printf("\"ios\":%llu,\"bytes\":%llu,\"errors\":%llu",
+			       (unsigned long long)st[i].st.ios,
+			       (unsigned long long)st[i].st.bytes,
+			       (unsigned long long)st[i].st.errors);
+			for (j = 0; j < DMU_NR_ENDS; j++)
+				printf(",\"%s\":%llu", j == DMU_END_TIMEOUT ? "timeouts" : dmu_end_names[j],
+				       (unsigned long long)st[i].st.ends[j]);
+			printf("}");
+		}
+		printf("]}\n");
+		fflush(stdout);
+		return 0;
+	}
+
+	if (env.timestamp)
+		printf("%-8s\n", ts);
+	for (i = 0, first = true; i < nlat; i++) {
+		if (!(env.stages & (1U << lat[i].key.kind)))
+			continue;
+		if (!first)
+			printf("\n");
+		first = false;
+		print_label(&lat[i].key, false);
+		dmu_print_log2_hist(stdout, lat[i].hist.slots, DMU_MAX_SLOTS, units);
+	}
+	for (i = 0; env.qd && i < nqd; i++) {
+		printf("\n");
+		print_label(&qd[i].key, true);
+		dmu_print_log2_hist(stdout, qd[i].hist.slots, DMU_MAX_SLOTS, "requests");
+	}
+	for (i = 0, first = true; i < nst; i++) {
+		const struct dmu_op_stats *s = &st[i].st;
+
+		if (!s->errors && !s->ends[DMU_END_TIMEOUT])
+			continue;
+		if (first)
+			printf("\n");
+		first = false;
+		if (env.per_dev) {
+			dmu_dev_name(st[i].key.dev, name, sizeof(name));
+			printf("device = %s, ", name);
+		}
+		printf("op = %s: %llu errors, %llu timeouts (of %llu completed; closed %llu, teardown %llu, rejected %llu)\n",
+		       dmu_op_name(st[i].key.op, opbuf, sizeof(opbuf)),
+		       (unsigned long long)s->errors,
+		       (unsigned long long)s->ends[DMU_END_TIMEOUT],
+		       (unsigned long long)s->ios,
+		       (unsigned long long)s->ends[DMU_END_CLOSED],
+		       (unsigned long long)s->ends[DMU_END_TEARDOWN],
+		       (unsigned long long)s->ends[DMU_END_REJECTED]);
+	}
+	printf("\n");
+	fflush(stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct argp argp = {
+		.options = opts,
+		.parser = parse_arg,
+		.doc = argp_program_doc,
+	};
+	struct attach_ctx ctx = { .attach = true };
+	const char *envmode;
+	int err, mode;
+
+	envmode = getenv(DMU_ATTACH_ENV);
+	if (envmode && *envmode && dmu_attach_parse(envmode, &env.attach)) {
+		fprintf(stderr, PROG ": invalid %s=%s (auto, tp_btf, raw_tp, tracepoint)\n",
+			DMU_ATTACH_ENV, envmode);
+		return 1;
+	}
+	err = argp_parse(&argp, argc, argv, 0, NULL, NULL);
+	if (err)
+		return err;
+
+	libbpf_set_print(dmu_libbpf_print);
+
+	if (!dmu_module_loaded(PROG)) {
+		/* --load-only can still run the verifier on the untyped modes */
+		if (!env.load_only || env.attach == DMU_ATTACH_AUTO ||
+		    env.attach == DMU_ATTACH_TP_BTF)
+			return 1;
+		ctx.attach = false;
+		dmu_no_probe = true;
+	}
+	if (env.devname && dmu_dev_resolve(env.devname, &env.dev)) {
+		fprintf(stderr, PROG ": no block device '%s'\n", env.devname);
+		return 1;
+	}
+
+	mode = dmu_attach(PROG, env.attach, open_load_attach, &ctx);
+	if (mode < 0)
+		return 1;
+	if (env.load_only) {
+		printf("%s: loaded%s with %s\n", PROG, ctx.attach ? " and attached" : "",
+		       dmu_attach_name(mode));
+		dmuser_lat_bpf__destroy(ctx.obj);
+		return 0;
+	}
+
+	signal(SIGINT, sig_handler);
+	signal(SIGTERM, sig_handler);
+
+	/* with --json the banner goes to stderr, so stdout stays JSON lines */
+	fprintf(env.json ? stderr : stdout,
+		"Tracing dm-user request latency (attach: %s)... Hit Ctrl-C to end.\n",
+		dmu_attach_name(mode));
+	fflush(env.json ? stderr : stdout);
+
+	while (!exiting) {
+		sleep(env.interval);
+		if (!env.json)
+			printf("\n");
+		err = print_interval(ctx.obj, mode);
+		if (err || --env.times == 0)
+			break;
+	}
+
+	dmu_check_misses(PROG, ctx.obj->obj);
+	dmuser_lat_bpf__destroy(ctx.obj);
+	return err != 0;
+}

@@ -1,0 +1,779 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * dmuser-top: live per-device view of dm-user targets from their
+ * tracepoints alone, so it works with any daemon.
+ *
+ * The BPF side keeps cumulative counters; every interval this program
+ * subtracts the previous snapshot, so nothing is lost between reads.
+ * Percentiles come from log2 histograms: the rank's bucket is found and
+ * the value is interpolated linearly inside it (see dmu_hist_percentile()),
+ * so they are estimates accurate to within the bucket (a factor of 2).
+ */
+#include <argp.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <curses.h>
+#include <bpf/libbpf.h>
+#include <bpf/bpf.h>
+#include <linux/dm-user.h>
+
+#include "dmuser-top.h"
+#include "dmuser_top.skel.h"
+#include "trace_helpers.h"
+
+#define PROG "dmuser-top"
+
+enum sort_key { SORT_IOPS, SORT_TPUT, SORT_LAT, SORT_QD, SORT_ERR, NR_SORT };
+static const char *const sort_names[] = { "iops", "tput", "lat", "qd", "err" };
+
+static struct env {
+	bool batch;
+	bool json;
+	bool load_only;
+	bool reverse;
+	enum sort_key sort;
+	double interval;
+	long iterations;	/* 0: forever */
+	const char *devname;
+	__u32 dev;
+	enum dmu_attach_mode attach;
+} env = {
+	.interval = 1.0,
+};
+
+static volatile sig_atomic_t exiting;
+
+const char *argp_program_version = "dmuser-top 0.1";
+const char argp_program_doc[] =
+"Live per-device view of dm-user targets, from their tracepoints.\n"
+"\n"
+"One row per dm-user device: read/write IOPS and MB/s, p50/p99 latency of\n"
+"each stage (queue: mapped -> taken by the daemon; daemon: taken -> answered;\n"
+"total: mapped -> completed), average queue depth and requests in flight\n"
+"sampled at map, and errors and timeouts since the start.  Percentiles are\n"
+"estimated from log2 histograms, interpolating inside the bucket.\n"
+"\n"
+"USAGE: dmuser-top [-h] [-b] [--json] [-s KEY] [-d DEV] [-i SECS] [-n COUNT]\n"
+"                  [interval] [count]\n"
+"\n"
+"EXAMPLES:\n"
+"    dmuser-top                # live view, refreshed every second\n"
+"    dmuser-top -s lat 2       # sort by total p99 latency, every 2 seconds\n"
+"    dmuser-top -b 1 10        # plain lines, 10 times (also when not a TTY)\n"
+"    dmuser-top --json -n 5    # one JSON object per interval\n"
+"    dmuser-top -d dmu-test0   # only this device\n"
+"\n"
+"KEYS (interactive): i/t/l/d/e sort by iops/throughput/latency/depth/errors,\n"
+"r reverse, +/- slower/faster refresh, q quit.\n";
+
+enum {
+	OPT_JSON = 1000,
+	OPT_ATTACH,
+	OPT_LOAD_ONLY,
+};
+
+static const struct argp_option opts[] = {
+	{ "batch", 'b', NULL, 0, "Batch mode: plain lines, no curses", 0 },
+	{ "json", OPT_JSON, NULL, 0, "Print one JSON object per interval", 0 },
+	{ "sort", 's', "KEY", 0, "Sort by iops (default), tput, lat, qd or err", 0 },
+	{ "reverse", 'r', NULL, 0, "Reverse the sort order (smallest first)", 0 },
+	{ "interval", 'i', "SECS", 0, "Refresh interval in seconds (default 1)", 0 },
+	{ "iterations", 'n', "COUNT", 0, "Stop after COUNT intervals", 0 },
+	{ "device", 'd', "DEV", 0, "Show this device only", 0 },
+	{ "verbose", 'v', NULL, 0, "Verbose debug output", 0 },
+	{ "attach", OPT_ATTACH, "MODE", OPTION_HIDDEN, "auto, tp_btf, raw_tp or tracepoint (or env " DMU_ATTACH_ENV ")", 0 },
+	{ "load-only", OPT_LOAD_ONLY, NULL, OPTION_HIDDEN, "Load (verifier) and exit", 0 },
+	{ NULL, 'h', NULL, OPTION_HIDDEN, "Show the full help", 0 },
+	{},
+};
+
+static int parse_sort(const char *s, enum sort_key *k)
+{
+	int i;
+
+	for (i = 0; i < NR_SORT; i++) {
+		if (!strcmp(s, sort_names[i])) {
+			*k = i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static int parse_interval(const char *s, double *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtod(s, &end);
+	if (errno || end == s || *end || !(*v >= 0.05) || *v > 3600)
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_count(const char *s, long *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtol(s, &end, 10);
+	if (errno || end == s || *end || *v <= 0)
+		return -EINVAL;
+	return 0;
+}
+
+static error_t parse_arg(int key, char *arg, struct argp_state *state)
+{
+	static int pos_args;
+
+	switch (key) {
+	case 'h':
+		argp_state_help(state, stdout, ARGP_HELP_STD_HELP);
+		break;
+	case 'v':
+		dmu_verbose = true;
+		break;
+	case 'b':
+		env.batch = true;
+		break;
+	case OPT_JSON:
+		env.json = true;
+		break;
+	case 's':
+		if (parse_sort(arg, &env.sort)) {
+			fprintf(stderr, "invalid sort key: %s (iops, tput, lat, qd, err)\n", arg);
+			argp_usage(state);
+		}
+		break;
+	case 'r':
+		env.reverse = true;
+		break;
+	case 'i':
+		if (parse_interval(arg, &env.interval)) {
+			fprintf(stderr, "invalid interval: %s\n", arg);
+			argp_usage(state);
+		}
+		break;
+	case 'n':
+		if (parse_count(arg, &env.iterations)) {
+			fprintf(stderr, "invalid count: %s\n", arg);
+			argp_usage(state);
+		}
+		break;
+	case 'd':
+		env.devname = arg;
+		break;
+	case OPT_ATTACH:
+		if (dmu_attach_parse(arg, &env.attach)) {
+			fprintf(stderr, "invalid attach mode: %s (auto, tp_btf, raw_tp, tracepoint)\n", arg);
+			argp_usage(state);
+		}
+		break;
+	case OPT_LOAD_ONLY:
+		env.load_only = true;
+		break;
+	case ARGP_KEY_ARG:
+		if (pos_args == 0) {
+			if (parse_interval(arg, &env.interval)) {
+				fprintf(stderr, "invalid interval: %s\n", arg);
+				argp_usage(state);
+			}
+		} else if (pos_args == 1) {
+			if (parse_count(arg, &env.iterations)) {
+				fprintf(stderr, "invalid count: %s\n", arg);
+				argp_usage(state);
+			}
+		} else {
+			fprintf(stderr, "unrecognized positional argument: %s\n", arg);
+			argp_usage(state);
+		}
+		pos_args++;
+		break;
+	default:
+		return ARGP_ERR_UNKNOWN;
+	}
+	return 0;
+}
+
+static void sig_handler(int sig)
+{
+	(void)sig;
+	exiting = 1;
+}
+
+/* ---- loading ----------------------------------------------------------- */
+
+struct attach_ctx {
+	struct dmuser_top_bpf *obj;
+	bool attach;
+};
+
+static int open_load_attach(enum dmu_attach_mode mode, void *data)
+{
+	struct attach_ctx *ctx = data;
+	struct dmuser_top_bpf *obj;
+	int err;
+
+	obj = dmuser_top_bpf__open();
+	if (!obj)
+		return errno ? -errno : -ENOMEM;
+	obj->rodata->filter_dev = env.devname != NULL;
+	obj->rodata->targ_dev = env.dev;
+
+	err = dmu_attach_select(obj->obj, mode);
+	if (!err)
+		err = dmuser_top_bpf__load(obj);
+	if (!err && ctx->attach)
+		err = dmuser_top_bpf__attach(obj);
+	if (err) {
+		dmuser_top_bpf__destroy(obj);
+		return err;
+	}
+	ctx->obj = obj;
+	return 0;
+}
+
+/* ---- per-device state -------------------------------------------------- */
+
+enum { CLS_READ, CLS_WRITE, CLS_OTHER, NR_CLS };
+
+struct counters {		/* cumulative, as read from the maps */
+	unsigned long long ios[NR_CLS], bytes[NR_CLS];
+	unsigned long long errors, timeouts;
+	struct dmu_dev_gauge gauge;
+	struct dmu_hist hist[DMU_NR_STAGES];
+};
+
+struct row {
+	__u32 dev;
+	char name[128];
+	bool listed;		/* a live dm device with a "user" target */
+	bool active;		/* seen in the maps this round */
+	struct counters prev, cur;
+	/* this interval */
+	double iops[NR_CLS], bps[NR_CLS];
+	double p50[DMU_NR_STAGES], p99[DMU_NR_STAGES];
+	unsigned long long lat_count[DMU_NR_STAGES];
+	double qd, in_flight;
+	unsigned long long errors, timeouts;	/* in the interval */
+};
+
+static struct row *rows;
+static int nrows, rows_cap;
+/* the DEVICE column grows to the longest name shown, up to 64 */
+static int name_width = 16;
+
+static struct row *get_row(__u32 dev)
+{
+	int i;
+
+	for (i = 0; i < nrows; i++)
+		if (rows[i].dev == dev)
+			return &rows[i];
+	if (nrows == rows_cap) {
+		int cap = rows_cap ? rows_cap * 2 : 16;
+		struct row *r = realloc(rows, cap * sizeof(*r));
+
+		if (!r)
+			return NULL;
+		rows = r;
+		rows_cap = cap;
+	}
+	memset(&rows[nrows], 0, sizeof(rows[0]));
+	rows[nrows].dev = dev;
+	return &rows[nrows++];
+}
+
+static void read_maps(struct dmuser_top_bpf *obj)
+{
+	struct dmu_op_key okey, onext, *oprev = NULL;
+	struct dmu_hist_key hkey, hnext, *hprev = NULL;
+	__u32 gkey, gnext, *gprev = NULL;
+	struct dmu_op_stats st;
+	struct dmu_dev_gauge g;
+	struct dmu_hist h;
+	struct row *r;
+	int fd, i;
+
+	for (i = 0; i < nrows; i++) {
+		rows[i].prev = rows[i].cur;
+		memset(&rows[i].cur, 0, sizeof(rows[i].cur));
+		rows[i].active = false;
+	}
+
+	fd = bpf_map__fd(obj->maps.opstats);
+	while (!bpf_map_get_next_key(fd, oprev, &onext)) {
+		okey = onext;
+		oprev = &okey;
+		if (bpf_map_lookup_elem(fd, &okey, &st) || !(r = get_row(okey.dev)))
+			continue;
+		i = okey.op == DM_USER_REQ_MAP_READ ? CLS_READ :
+		    okey.op == DM_USER_REQ_MAP_WRITE ? CLS_WRITE : CLS_OTHER;
+		r->cur.ios[i] += st.ios;
+		r->cur.bytes[i] += st.bytes;
+		r->cur.errors += st.errors;
+		r->cur.timeouts += st.ends[DMU_END_TIMEOUT];
+		r->active = true;
+	}
+
+	fd = bpf_map__fd(obj->maps.gauges);
+	while (!bpf_map_get_next_key(fd, gprev, &gnext)) {
+		gkey = gnext;
+		gprev = &gkey;
+		if (bpf_map_lookup_elem(fd, &gkey, &g) || !(r = get_row(gkey)))
+			continue;
+		r->cur.gauge = g;
+		r->active = true;
+	}
+
+	fd = bpf_map__fd(obj->maps.hists);
+	while (!bpf_map_get_next_key(fd, hprev, &hnext)) {
+		hkey = hnext;
+		hprev = &hkey;
+		if (hkey.kind >= DMU_NR_STAGES)
+			continue;
+		if (bpf_map_lookup_elem(fd, &hkey, &h) || !(r = get_row(hkey.dev)))
+			continue;
+		r->cur.hist[hkey.kind] = h;
+		r->active = true;
+	}
+}
+
+static void list_devices(void)
+{
+	__u32 devs[256];
+	int n, i;
+
+	for (i = 0; i < nrows; i++)
+		rows[i].listed = false;
+	n = dmu_list_user_devs(devs, 256);
+	if (n < 0) {
+		/* no /dev/mapper/control: show what the tracepoints saw */
+		for (i = 0; i < nrows; i++)
+			rows[i].listed = true;
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		struct row *r;
+
+		if (env.devname && devs[i] != env.dev)
+			continue;
+		r = get_row(devs[i]);
+		if (r)
+			r->listed = true;
+	}
+}
+
+static void compute(double secs)
+{
+	int i, c, s;
+
+	for (i = 0; i < nrows; i++) {
+		struct row *r = &rows[i];
+		unsigned long long samples;
+
+		dmu_dev_name(r->dev, r->name, sizeof(r->name));
+		for (c = 0; c < NR_CLS; c++) {
+			r->iops[c] = (r->cur.ios[c] - r->prev.ios[c]) / secs;
+			r->bps[c] = (r->cur.bytes[c] - r->prev.bytes[c]) / secs;
+		}
+		for (s = 0; s < DMU_NR_STAGES; s++) {
+			struct dmu_hist d;
+			int k;
+
+			for (k = 0; k < DMU_MAX_SLOTS; k++)
+				d.slots[k] = r->cur.hist[s].slots[k] - r->prev.hist[s].slots[k];
+			r->lat_count[s] = dmu_hist_total(d.slots, DMU_MAX_SLOTS);
+			r->p50[s] = dmu_hist_percentile(d.slots, DMU_MAX_SLOTS, 0.50);
+			r->p99[s] = dmu_hist_percentile(d.slots, DMU_MAX_SLOTS, 0.99);
+		}
+		samples = r->cur.gauge.samples - r->prev.gauge.samples;
+		r->qd = samples ? (double)(r->cur.gauge.queued_sum - r->prev.gauge.queued_sum) / samples : 0;
+		r->in_flight = samples ?
+			(double)(r->cur.gauge.in_flight_sum - r->prev.gauge.in_flight_sum) / samples : 0;
+		r->errors = r->cur.errors - r->prev.errors;
+		r->timeouts = r->cur.timeouts - r->prev.timeouts;
+	}
+}
+
+static double sort_value(const struct row *r)
+{
+	switch (env.sort) {
+	case SORT_IOPS:
+		return r->iops[CLS_READ] + r->iops[CLS_WRITE] + r->iops[CLS_OTHER];
+	case SORT_TPUT:
+		return r->bps[CLS_READ] + r->bps[CLS_WRITE] + r->bps[CLS_OTHER];
+	case SORT_LAT:
+		return r->p99[DMU_STAGE_TOTAL];
+	case SORT_QD:
+		return r->qd;
+	case SORT_ERR:
+		return (double)r->cur.errors + r->cur.timeouts;
+	default:
+		return 0;
+	}
+}
+
+static int cmp_rows(const void *a, const void *b)
+{
+	const struct row *x = a, *y = b;
+	double vx = sort_value(x), vy = sort_value(y);
+	int c = vx > vy ? -1 : vx < vy ? 1 : 0;
+
+	if (env.reverse)
+		c = -c;
+	return c ? c : strcmp(x->name, y->name);
+}
+
+/* Rows to show: listed devices, and any device with activity. */
+static int visible(struct row ***out)
+{
+	static struct row **vis;
+	static int cap;
+	int i, n = 0;
+
+	if (cap < nrows) {
+		struct row **v = realloc(vis, nrows * sizeof(*v));
+
+		if (!v)
+			return 0;
+		vis = v;
+		cap = nrows;
+	}
+	qsort(rows, nrows, sizeof(rows[0]), cmp_rows);
+	for (i = 0; i < nrows; i++) {
+		struct row *r = &rows[i];
+		bool moved = memcmp(&r->cur, &r->prev, sizeof(r->cur)) != 0;
+
+		if (r->listed || moved)
+			vis[n++] = r;
+	}
+	name_width = 16;
+	for (i = 0; i < n; i++) {
+		int w = (int)strlen(vis[i]->name);
+
+		if (w > name_width)
+			name_width = w < 64 ? w : 64;
+	}
+	*out = vis;
+	return n;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+/* ns -> "412us", "4.21ms", "1.20s"; "-" when there were no samples */
+static const char *fmt_lat(double ns, char *buf, size_t len)
+{
+	double us = ns / 1000;
+
+	if (ns < 0)
+		snprintf(buf, len, "-");
+	else if (us < 10)
+		snprintf(buf, len, "%.1fus", us);
+	else if (us < 1000)
+		snprintf(buf, len, "%.0fus", us);
+	else if (us < 10000)
+		snprintf(buf, len, "%.2fms", us / 1000);
+	else if (us < 1000000)
+		snprintf(buf, len, "%.1fms", us / 1000);
+	else
+		snprintf(buf, len, "%.2fs", us / 1000000);
+	return buf;
+}
+
+#define HDR_FMT "%-*s %8s %8s %7s %7s %7s %7s %7s %7s %7s %7s %5s %5s %5s %5s"
+#define HDR_ARGS name_width, "DEVICE", "R/s", "W/s", "RMB/s", "WMB/s", "Q_p50", "Q_p99", \
+	"D_p50", "D_p99", "T_p50", "T_p99", "QD", "INFL", "ERR", "TMO"
+
+static void format_row(const struct row *r, char *buf, size_t len)
+{
+	char l[6][16];
+	int s;
+
+	for (s = 0; s < DMU_NR_STAGES; s++) {
+		fmt_lat(r->p50[s], l[2 * s], sizeof(l[0]));
+		fmt_lat(r->p99[s], l[2 * s + 1], sizeof(l[0]));
+	}
+	snprintf(buf, len,
+		 "%-*.*s %8.1f %8.1f %7.2f %7.2f %7s %7s %7s %7s %7s %7s %5.1f %5.1f %5llu %5llu",
+		 name_width, name_width, r->name, r->iops[CLS_READ], r->iops[CLS_WRITE],
+		 r->bps[CLS_READ] / 1e6, r->bps[CLS_WRITE] / 1e6,
+		 l[0], l[1], l[2], l[3], l[4], l[5], r->qd, r->in_flight,
+		 r->cur.errors, r->cur.timeouts);
+}
+
+static void print_batch(double secs, enum dmu_attach_mode mode)
+{
+	struct row **vis;
+	char ts[32], line[512];
+	int n, i;
+
+	n = visible(&vis);
+	dmu_strftime_now(ts, sizeof(ts));
+	printf("%s dmuser-top: %d device%s, interval %.2fs, attach %s, sort %s\n",
+	       ts, n, n == 1 ? "" : "s", secs, dmu_attach_name(mode), sort_names[env.sort]);
+	printf(HDR_FMT "\n", HDR_ARGS);
+	for (i = 0; i < n; i++) {
+		format_row(vis[i], line, sizeof(line));
+		printf("%s\n", line);
+	}
+	printf("\n");
+	fflush(stdout);
+}
+
+static void json_num(const char *key, double v, bool comma)
+{
+	if (v < 0 || !isfinite(v))
+		printf("\"%s\":null%s", key, comma ? "," : "");
+	else
+		printf("\"%s\":%.3f%s", key, v, comma ? "," : "");
+}
+
+static void print_json(double secs, enum dmu_attach_mode mode)
+{
+	struct row **vis;
+	struct timespec now;
+	char ts[32];
+	int n, i, s;
+
+	n = visible(&vis);
+	clock_gettime(CLOCK_REALTIME, &now);
+	dmu_strftime_now(ts, sizeof(ts));
+	printf("{\"time\":\"%s\",\"timestamp\":%ld.%03ld,\"interval_s\":%.3f,\"attach\":\"%s\",\"devices\":[",
+	       ts, (long)now.tv_sec, now.tv_nsec / 1000000, secs, dmu_attach_name(mode));
+	for (i = 0; i < n; i++) {
+		const struct row *r = vis[i];
+
+		printf("%s{\"device\":", i ? "," : "");
+		dmu_json_str(stdout, r->name);
+		printf(",\"dev\":\"%u:%u\",", dmu_major(r->dev), dmu_minor(r->dev));
+		json_num("read_iops", r->iops[CLS_READ], true);
+		json_num("write_iops", r->iops[CLS_WRITE], true);
+		json_num("other_iops", r->iops[CLS_OTHER], true);
+		json_num("read_mbps", r->bps[CLS_READ] / 1e6, true);
+		json_num("write_mbps", r->bps[CLS_WRITE] / 1e6, true);
+		printf("\"latency_us\":{");
+		for (s = 0; s < DMU_NR_STAGES; s++) {
+			printf("%s\"%s\":{\"count\":%llu,", s ? "," : "", dmu_stage_names[s],
+			       r->lat_count[s]);
+			json_num("p50", r->p50[s] < 0 ? -1 : r->p50[s] / 1000, true);
+			json_num("p99", r->p99[s] < 0 ? -1 : r->p99[s] / 1000, false);
+			printf("}");
+		}
+		printf("},");
+		json_num("queue_depth", r->qd, true);
+		json_num("in_flight", r->in_flight, true);
+		printf("\"errors\":%llu,\"timeouts\":%llu,\"errors_total\":%llu,\"timeouts_total\":%llu}",
+		       r->errors, r->timeouts, r->cur.errors, r->cur.timeouts);
+	}
+	printf("]}\n");
+	fflush(stdout);
+}
+
+static void draw_curses(double secs, enum dmu_attach_mode mode, bool have_data)
+{
+	struct row **vis;
+	char ts[32], line[512];
+	int n, i, y = 0;
+
+	n = visible(&vis);
+	dmu_strftime_now(ts, sizeof(ts));
+	erase();
+	mvprintw(y++, 0, "dmuser-top - %s   %d device%s   interval %.2fs   attach %s   sort %s%s",
+		 ts, n, n == 1 ? "" : "s", env.interval, dmu_attach_name(mode),
+		 sort_names[env.sort], env.reverse ? " (reversed)" : "");
+	mvprintw(y++, 0, "latency p50/p99 per stage: Q queue, D daemon, T total (log2 estimates); "
+		 "QD/INFL averaged at map");
+	mvprintw(y++, 0, "keys: i t l d e sort, r reverse, +/- interval, q quit");
+	y++;
+	attron(A_REVERSE);
+	snprintf(line, sizeof(line), HDR_FMT, HDR_ARGS);
+	mvprintw(y++, 0, "%-*s", COLS > 0 ? COLS : 1, line);
+	attroff(A_REVERSE);
+	if (!have_data)
+		mvprintw(y++, 0, "(collecting for %.2fs...)", secs);
+	for (i = 0; i < n && y < LINES; i++) {
+		format_row(vis[i], line, sizeof(line));
+		mvprintw(y++, 0, "%s", line);
+	}
+	if (have_data && !n && y < LINES)
+		mvprintw(y++, 0, "(no dm-user devices)");
+	refresh();
+}
+
+static double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* curses: wait for the interval while handling keys; returns true to redraw only */
+static bool curses_wait(double until, bool *quit)
+{
+	while (!exiting) {
+		double left = until - mono_now();
+		int ch;
+
+		if (left <= 0)
+			return false;
+		timeout(left > 0.1 ? 100 : (int)(left * 1000) + 1);
+		ch = getch();
+		switch (ch) {
+		case 'q':
+		case 'Q':
+			*quit = true;
+			return false;
+		case 'i': env.sort = SORT_IOPS; return true;
+		case 't': env.sort = SORT_TPUT; return true;
+		case 'l': env.sort = SORT_LAT; return true;
+		case 'd': env.sort = SORT_QD; return true;
+		case 'e': env.sort = SORT_ERR; return true;
+		case 'r': env.reverse = !env.reverse; return true;
+		case '+':
+			env.interval = env.interval * 2 > 60 ? 60 : env.interval * 2;
+			return true;
+		case '-':
+			env.interval = env.interval / 2 < 0.1 ? 0.1 : env.interval / 2;
+			return true;
+		case KEY_RESIZE:
+			return true;
+		default:
+			break;
+		}
+	}
+	return false;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct argp argp = {
+		.options = opts,
+		.parser = parse_arg,
+		.doc = argp_program_doc,
+	};
+	struct attach_ctx ctx = { .attach = true };
+	SCREEN *screen = NULL;
+	const char *envmode;
+	double last, next;
+	long done = 0;
+	bool quit = false;
+	int err, mode;
+
+	envmode = getenv(DMU_ATTACH_ENV);
+	if (envmode && *envmode && dmu_attach_parse(envmode, &env.attach)) {
+		fprintf(stderr, PROG ": invalid %s=%s (auto, tp_btf, raw_tp, tracepoint)\n",
+			DMU_ATTACH_ENV, envmode);
+		return 1;
+	}
+	err = argp_parse(&argp, argc, argv, 0, NULL, NULL);
+	if (err)
+		return err;
+	if (!env.json && !isatty(STDOUT_FILENO))
+		env.batch = true;
+
+	libbpf_set_print(dmu_libbpf_print);
+
+	if (!dmu_module_loaded(PROG)) {
+		if (!env.load_only || env.attach == DMU_ATTACH_AUTO ||
+		    env.attach == DMU_ATTACH_TP_BTF)
+			return 1;
+		ctx.attach = false;
+		dmu_no_probe = true;
+	}
+	if (env.devname && dmu_dev_resolve(env.devname, &env.dev)) {
+		fprintf(stderr, PROG ": no block device '%s'\n", env.devname);
+		return 1;
+	}
+
+	mode = dmu_attach(PROG, env.attach, open_load_attach, &ctx);
+	if (mode < 0)
+		return 1;
+	if (env.load_only) {
+		printf("%s: loaded%s with %s\n", PROG, ctx.attach ? " and attached" : "",
+		       dmu_attach_name(mode));
+		dmuser_top_bpf__destroy(ctx.obj);
+		return 0;
+	}
+
+	/* before curses, which then leaves these handlers alone */
+	signal(SIGINT, sig_handler);
+	signal(SIGTERM, sig_handler);
+
+	if (!env.batch && !env.json) {
+		screen = newterm(NULL, stdout, stdin);
+		if (!screen) {
+			env.batch = true;
+		} else {
+			cbreak();
+			noecho();
+			keypad(stdscr, TRUE);
+			curs_set(0);
+		}
+	}
+
+	if (!screen)
+		fprintf(stderr, "Tracing dm-user devices (attach: %s)... Hit Ctrl-C to end.\n",
+			dmu_attach_name(mode));
+
+	last = mono_now();
+	list_devices();
+	if (screen)
+		draw_curses(env.interval, mode, false);
+	while (!exiting && !quit) {
+		next = last + env.interval;
+		if (screen) {
+			while (curses_wait(next, &quit)) {
+				next = last + env.interval;
+				draw_curses(env.interval, mode, done > 0);
+			}
+		} else {
+			double left;
+
+			while (!exiting && (left = next - mono_now()) > 0) {
+				struct timespec ts = {
+					.tv_sec = (time_t)left,
+					.tv_nsec = (long)((left - (time_t)left) * 1e9),
+				};
+				nanosleep(&ts, NULL);
+			}
+		}
+		if (quit)
+			break;
+		{
+			double now = mono_now(), secs = now - last;
+
+			if (secs <= 0)
+				secs = 1e-3;
+			read_maps(ctx.obj);
+			list_devices();
+			compute(secs);
+			last = now;
+			done++;
+			if (screen)
+				draw_curses(secs, mode, true);
+			else if (env.json)
+				print_json(secs, mode);
+			else
+				print_batch(secs, mode);
+		}
+		if (env.iterations && done >= env.iterations)
+			break;
+	}
+
+	if (screen) {
+		endwin();
+		delscreen(screen);
+	}
+	dmu_check_misses(PROG, ctx.obj->obj);
+	dmuser_top_bpf__destroy(ctx.obj);
+	free(rows);
+	return 0;
+}

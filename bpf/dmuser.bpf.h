@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * BPF side helpers shared by dmuser_lat.bpf.c and dmuser_top.bpf.c:
+ * the per-request start map, log2 histograms, and the programs that attach
+ * the four dm-user tracepoints in each of the three ways we support.
+ *
+ * Include after vmlinux.h and the libbpf headers.
+ */
+#ifndef __DMUSER_BPF_H
+#define __DMUSER_BPF_H
+
+#include "dmuser.h"
+
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+
+/*
+ * Requests seen at dm_user_map and not yet completed, keyed by (dev, seq).
+ * Not preallocated: elements are freed after an RCU grace period, never
+ * reused under a concurrent lookup.  (An LRU map lost about one request in
+ * 50000 on 6.1 under load.)  Entries whose completion we never see (mapped
+ * just before dm_user_complete was attached) stay until the tool exits.
+ */
+#define DMU_MAX_REQS 65536
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, DMU_MAX_REQS);
+	__type(key, struct dmu_req_key);
+	__type(value, struct dmu_req);
+} start SEC(".maps");
+
+/* A zeroed histogram, the initial value of new histogram entries. */
+static struct dmu_hist dmu_zero_hist;
+
+static __always_inline void *
+dmu_lookup_or_try_init(void *map, const void *key, const void *init)
+{
+	void *val;
+	long err;
+
+	val = bpf_map_lookup_elem(map, key);
+	if (val)
+		return val;
+	err = bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+	if (err && err != -EEXIST)
+		return NULL;
+	return bpf_map_lookup_elem(map, key);
+}
+
+/* floor(log2(v)) for v >= 1, 0 for v == 0 (as in libbpf-tools bits.bpf.h) */
+static __always_inline __u64 dmu_log2(__u32 v)
+{
+	__u32 shift, r;
+
+	r = (v > 0xFFFF) << 4; v >>= r;
+	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
+	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
+	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+static __always_inline __u64 dmu_log2l(__u64 v)
+{
+	__u32 hi = v >> 32;
+
+	if (hi)
+		return dmu_log2(hi) + 32;
+	return dmu_log2(v);
+}
+
+/* Adds one value to the log2 histogram of map[key]. */
+static __always_inline void dmu_hist_add(void *map, struct dmu_hist_key *key, __u64 val)
+{
+	struct dmu_hist *h;
+	__u64 slot;
+
+	h = dmu_lookup_or_try_init(map, key, &dmu_zero_hist);
+	if (!h)
+		return;
+	slot = dmu_log2l(val);
+	if (slot >= DMU_MAX_SLOTS)
+		slot = DMU_MAX_SLOTS - 1;
+	__sync_fetch_and_add(&h->slots[slot], 1);
+}
+
+/*
+ * The attach programs.  A tool defines
+ *
+ *   static __always_inline int on_map(__u32 dev, __u64 seq, __u32 op, __u64 flags,
+ *                                     __u64 sector, __u32 bytes, __u32 queued,
+ *                                     __u32 in_flight);
+ *   static __always_inline int on_read(__u32 dev, __u64 seq, __u32 op, __u32 channel);
+ *   static __always_inline int on_write(__u32 dev, __u64 seq, __u32 status);
+ *   static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 bytes,
+ *                                          int error, __u32 how);
+ *
+ * and then expands DMU_ATTACH_PROGRAMS().  That defines every event three
+ * times: tp_btf (typed, needs the module's BTF), raw_tp (untyped arguments,
+ * same order), and the tracefs tracepoint (the record layouts of dmuser.h).
+ * Userspace keeps exactly one family with bpf_program__set_autoload(), chosen
+ * by the section prefix (see dmu_attach_select() in trace_helpers.c).
+ */
+#define DMU_ATTACH_PROGRAMS()							\
+SEC("tp_btf/dm_user_map")							\
+int BPF_PROG(dmu_map_btf, dev_t dev, __u64 seq, __u32 op, __u64 flags,		\
+	     __u64 sector, __u32 bytes, __u32 queued, __u32 in_flight)		\
+{										\
+	return on_map(dev, seq, op, flags, sector, bytes, queued, in_flight);	\
+}										\
+SEC("tp_btf/dm_user_read")							\
+int BPF_PROG(dmu_read_btf, dev_t dev, __u64 seq, __u32 op, __u32 channel)	\
+{										\
+	return on_read(dev, seq, op, channel);					\
+}										\
+SEC("tp_btf/dm_user_write")							\
+int BPF_PROG(dmu_write_btf, dev_t dev, __u64 seq, __u32 status)		\
+{										\
+	return on_write(dev, seq, status);					\
+}										\
+SEC("tp_btf/dm_user_complete")							\
+int BPF_PROG(dmu_complete_btf, dev_t dev, __u64 seq, __u32 op, __u32 bytes,	\
+	     int error, __u32 how)						\
+{										\
+	return on_complete(dev, seq, op, bytes, error, how);			\
+}										\
+SEC("raw_tp/dm_user_map")							\
+int BPF_PROG(dmu_map_raw, dev_t dev, __u64 seq, __u32 op, __u64 flags,		\
+	     __u64 sector, __u32 bytes, __u32 queued, __u32 in_flight)		\
+{										\
+	return on_map(dev, seq, op, flags, sector, bytes, queued, in_flight);	\
+}										\
+SEC("raw_tp/dm_user_read")							\
+int BPF_PROG(dmu_read_raw, dev_t dev, __u64 seq, __u32 op, __u32 channel)	\
+{										\
+	return on_read(dev, seq, op, channel);					\
+}										\
+SEC("raw_tp/dm_user_write")							\
+int BPF_PROG(dmu_write_raw, dev_t dev, __u64 seq, __u32 status)		\
+{										\
+	return on_write(dev, seq, status);					\
+}										\
+SEC("raw_tp/dm_user_complete")							\
+int BPF_PROG(dmu_complete_raw, dev_t dev, __u64 seq, __u32 op, __u32 bytes,	\
+	     int error, __u32 how)						\
+{										\
+	return on_complete(dev, seq, op, bytes, error, how);			\
+}										\
+SEC("tracepoint/dm_user/dm_user_map")						\
+int dmu_map_tp(struct dmu_tp_map *ctx)						\
+{										\
+	return on_map(ctx->dev, ctx->seq, ctx->op, ctx->flags, ctx->sector,	\
+		      ctx->bytes, ctx->queued, ctx->in_flight);			\
+}										\
+SEC("tracepoint/dm_user/dm_user_read")						\
+int dmu_read_tp(struct dmu_tp_read *ctx)					\
+{										\
+	return on_read(ctx->dev, ctx->seq, ctx->op, ctx->channel);		\
+}										\
+SEC("tracepoint/dm_user/dm_user_write")						\
+int dmu_write_tp(struct dmu_tp_write *ctx)					\
+{										\
+	return on_write(ctx->dev, ctx->seq, ctx->status);			\
+}										\
+SEC("tracepoint/dm_user/dm_user_complete")					\
+int dmu_complete_tp(struct dmu_tp_complete *ctx)				\
+{										\
+	return on_complete(ctx->dev, ctx->seq, ctx->op, ctx->bytes,		\
+			   ctx->error, ctx->how);				\
+}
+
+#endif /* __DMUSER_BPF_H */

@@ -1,0 +1,747 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Userspace helpers of the dm-user BPF tools.  See trace_helpers.h.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <linux/dm-ioctl.h>
+#include <linux/dm-user.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+
+#include "dmuser.h"
+#include "trace_helpers.h"
+
+bool dmu_verbose;
+bool dmu_libbpf_quiet;
+bool dmu_no_probe;
+
+int dmu_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG && !dmu_verbose)
+		return 0;
+	if (dmu_libbpf_quiet && !dmu_verbose)
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+/* ---- names ------------------------------------------------------------- */
+
+const char *const dmu_op_names[] = {
+	[DM_USER_REQ_MAP_READ] = "read",
+	[DM_USER_REQ_MAP_WRITE] = "write",
+	[DM_USER_REQ_MAP_FLUSH] = "flush",
+	[DM_USER_REQ_MAP_DISCARD] = "discard",
+	[DM_USER_REQ_MAP_SECURE_ERASE] = "secure_erase",
+	[DM_USER_REQ_MAP_WRITE_SAME] = "write_same",
+	[DM_USER_REQ_MAP_WRITE_ZEROES] = "write_zeroes",
+	[DM_USER_REQ_MAP_ZONE_OPEN] = "zone_open",
+	[DM_USER_REQ_MAP_ZONE_CLOSE] = "zone_close",
+	[DM_USER_REQ_MAP_ZONE_FINISH] = "zone_finish",
+	[DM_USER_REQ_MAP_ZONE_APPEND] = "zone_append",
+	[DM_USER_REQ_MAP_ZONE_RESET] = "zone_reset",
+	[DM_USER_REQ_MAP_ZONE_RESET_ALL] = "zone_reset_all",
+	NULL,
+};
+#define NR_OP_NAMES (sizeof(dmu_op_names) / sizeof(dmu_op_names[0]) - 1)
+
+const char *const dmu_stage_names[] = {
+	[DMU_STAGE_QUEUE] = "queue",
+	[DMU_STAGE_DAEMON] = "daemon",
+	[DMU_STAGE_TOTAL] = "total",
+};
+
+const char *const dmu_end_names[] = {
+	[DMU_END_REPLY] = "reply",
+	[DMU_END_CLOSED] = "closed",
+	[DMU_END_TIMEOUT] = "timeout",
+	[DMU_END_TEARDOWN] = "teardown",
+	[DMU_END_REJECTED] = "rejected",
+};
+
+const char *dmu_op_name(unsigned int op, char *buf, size_t len)
+{
+	if (op < NR_OP_NAMES && dmu_op_names[op])
+		return dmu_op_names[op];
+	snprintf(buf, len, "op%u", op);
+	return buf;
+}
+
+int dmu_op_parse(const char *s, unsigned int *op)
+{
+	char *end;
+	unsigned long v;
+	size_t i;
+
+	for (i = 0; i < NR_OP_NAMES; i++) {
+		if (dmu_op_names[i] && !strcasecmp(s, dmu_op_names[i])) {
+			*op = i;
+			return 0;
+		}
+	}
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno || end == s || *end || v > UINT32_MAX)
+		return -EINVAL;
+	*op = v;
+	return 0;
+}
+
+void dmu_json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = *s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+void dmu_strftime_now(char *buf, size_t len)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	strftime(buf, len, "%H:%M:%S", &tm);
+}
+
+/* ---- attach modes ------------------------------------------------------ */
+
+static const char *const attach_names[] = {
+	[DMU_ATTACH_AUTO] = "auto",
+	[DMU_ATTACH_TP_BTF] = "tp_btf",
+	[DMU_ATTACH_RAW_TP] = "raw_tp",
+	[DMU_ATTACH_TRACEPOINT] = "tracepoint",
+};
+
+/* section prefix of each mode's programs, see DMU_ATTACH_PROGRAMS() */
+static const char *const attach_sections[] = {
+	[DMU_ATTACH_TP_BTF] = "tp_btf/",
+	[DMU_ATTACH_RAW_TP] = "raw_tp/",
+	[DMU_ATTACH_TRACEPOINT] = "tracepoint/",
+};
+
+static const char *const events[] = {
+	"dm_user_map", "dm_user_read", "dm_user_write", "dm_user_complete",
+};
+#define NR_EVENTS 4
+
+const char *dmu_attach_name(enum dmu_attach_mode mode)
+{
+	if ((unsigned int)mode <= DMU_ATTACH_TRACEPOINT)
+		return attach_names[mode];
+	return "?";
+}
+
+int dmu_attach_parse(const char *s, enum dmu_attach_mode *mode)
+{
+	int i;
+
+	for (i = DMU_ATTACH_AUTO; i <= DMU_ATTACH_TRACEPOINT; i++) {
+		if (!strcmp(s, attach_names[i])) {
+			*mode = i;
+			return 0;
+		}
+	}
+	/* the section names are accepted too */
+	if (!strcmp(s, "raw_tracepoint")) {
+		*mode = DMU_ATTACH_RAW_TP;
+		return 0;
+	}
+	if (!strcmp(s, "tp")) {
+		*mode = DMU_ATTACH_TRACEPOINT;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+bool dmu_module_loaded(const char *prog)
+{
+	if (access("/sys/module/dm_user", F_OK) == 0)
+		return true;
+	fprintf(stderr, "%s: dm-user module not loaded (no /sys/module/dm_user)\n", prog);
+	return false;
+}
+
+bool dmu_probe_tp_btf(char *why, size_t len)
+{
+	struct btf *vmlinux, *mod;
+	char name[64];
+	bool ok = true;
+	int i;
+
+	if (access("/sys/kernel/btf/dm_user", R_OK)) {
+		snprintf(why, len, "no module BTF (/sys/kernel/btf/dm_user)");
+		return false;
+	}
+	vmlinux = btf__load_vmlinux_btf();
+	if (!vmlinux) {
+		snprintf(why, len, "no kernel BTF: %s", strerror(errno));
+		return false;
+	}
+	mod = btf__parse_split("/sys/kernel/btf/dm_user", vmlinux);
+	if (!mod) {
+		snprintf(why, len, "cannot parse /sys/kernel/btf/dm_user: %s", strerror(errno));
+		btf__free(vmlinux);
+		return false;
+	}
+	for (i = 0; i < NR_EVENTS; i++) {
+		snprintf(name, sizeof(name), "btf_trace_%s", events[i]);
+		if (btf__find_by_name_kind(mod, name, BTF_KIND_TYPEDEF) < 0) {
+			snprintf(why, len, "module BTF has no %s", name);
+			ok = false;
+			break;
+		}
+	}
+	btf__free(mod);
+	btf__free(vmlinux);
+	return ok;
+}
+
+/* ---- tracefs record layouts -------------------------------------------- */
+
+#define FIELD(ev, st, f) { ev, #f, offsetof(struct st, f), sizeof(((struct st *)0)->f) }
+static const struct {
+	const char *event, *field;
+	unsigned int offset, size;
+} tp_layout[] = {
+	FIELD("dm_user_map", dmu_tp_map, dev),
+	FIELD("dm_user_map", dmu_tp_map, seq),
+	FIELD("dm_user_map", dmu_tp_map, op),
+	FIELD("dm_user_map", dmu_tp_map, flags),
+	FIELD("dm_user_map", dmu_tp_map, sector),
+	FIELD("dm_user_map", dmu_tp_map, bytes),
+	FIELD("dm_user_map", dmu_tp_map, queued),
+	FIELD("dm_user_map", dmu_tp_map, in_flight),
+	FIELD("dm_user_read", dmu_tp_read, dev),
+	FIELD("dm_user_read", dmu_tp_read, seq),
+	FIELD("dm_user_read", dmu_tp_read, op),
+	FIELD("dm_user_read", dmu_tp_read, channel),
+	FIELD("dm_user_write", dmu_tp_write, dev),
+	FIELD("dm_user_write", dmu_tp_write, seq),
+	FIELD("dm_user_write", dmu_tp_write, status),
+	FIELD("dm_user_complete", dmu_tp_complete, dev),
+	FIELD("dm_user_complete", dmu_tp_complete, seq),
+	FIELD("dm_user_complete", dmu_tp_complete, op),
+	FIELD("dm_user_complete", dmu_tp_complete, bytes),
+	FIELD("dm_user_complete", dmu_tp_complete, error),
+	FIELD("dm_user_complete", dmu_tp_complete, how),
+};
+#undef FIELD
+
+static const char *find_events_dir(void)
+{
+	static const char *const dirs[] = {
+		"/sys/kernel/tracing/events/dm_user",
+		"/sys/kernel/debug/tracing/events/dm_user",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		if (access(dirs[i], F_OK) == 0)
+			return dirs[i];
+	return NULL;
+}
+
+/*
+ * Finds "field:<type> <name>;\toffset:N;\tsize:N;" in a format file.
+ * Returns 0 and the offset and size, or -ENOENT.
+ */
+static int format_field(FILE *f, const char *name, unsigned int *off, unsigned int *size)
+{
+	char line[512];
+
+	rewind(f);
+	while (fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, "field:"), *semi, *n;
+
+		if (!p)
+			continue;
+		semi = strchr(p, ';');
+		if (!semi)
+			continue;
+		/* the name is the last word before the ';' */
+		n = semi;
+		while (n > p && !isspace((unsigned char)n[-1]))
+			n--;
+		if ((size_t)(semi - n) != strlen(name) || strncmp(n, name, semi - n))
+			continue;
+		p = strstr(semi, "offset:");
+		if (!p || sscanf(p, "offset:%u;", off) != 1)
+			return -EINVAL;
+		p = strstr(p, "size:");
+		if (!p || sscanf(p, "size:%u;", size) != 1)
+			return -EINVAL;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+bool dmu_probe_tracepoint(const char *events_dir, char *why, size_t len)
+{
+	char path[PATH_MAX];
+	const char *cur = NULL;
+	FILE *f = NULL;
+	unsigned int off, size;
+	size_t i;
+	bool ok = true;
+
+	if (!events_dir)
+		events_dir = find_events_dir();
+	if (!events_dir) {
+		snprintf(why, len, "no tracefs events/dm_user (is tracefs mounted?)");
+		return false;
+	}
+	for (i = 0; i < sizeof(tp_layout) / sizeof(tp_layout[0]) && ok; i++) {
+		if (!cur || strcmp(cur, tp_layout[i].event)) {
+			if (f)
+				fclose(f);
+			cur = tp_layout[i].event;
+			snprintf(path, sizeof(path), "%s/%s/format", events_dir, cur);
+			f = fopen(path, "r");
+			if (!f) {
+				snprintf(why, len, "%s: %s", path, strerror(errno));
+				return false;
+			}
+		}
+		if (format_field(f, tp_layout[i].field, &off, &size)) {
+			snprintf(why, len, "%s: no field %s", path, tp_layout[i].field);
+			ok = false;
+		} else if (off != tp_layout[i].offset || size != tp_layout[i].size) {
+			snprintf(why, len, "%s: %s at offset %u size %u, expected %u size %u",
+				 path, tp_layout[i].field, off, size,
+				 tp_layout[i].offset, tp_layout[i].size);
+			ok = false;
+		}
+	}
+	if (f)
+		fclose(f);
+	return ok;
+}
+
+int dmu_attach_select(struct bpf_object *obj, enum dmu_attach_mode mode)
+{
+	struct bpf_program *prog;
+	const char *want;
+	int err;
+
+	if (mode < DMU_ATTACH_TP_BTF || mode > DMU_ATTACH_TRACEPOINT)
+		return -EINVAL;
+	want = attach_sections[mode];
+	bpf_object__for_each_program(prog, obj) {
+		const char *sec = bpf_program__section_name(prog);
+		bool on = !strncmp(sec, want, strlen(want));
+
+		err = bpf_program__set_autoload(prog, on);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* DMUSER_ATTACH_SKIP=tp_btf,raw_tp: pretend these modes are unavailable (tests) */
+static bool skipped(enum dmu_attach_mode m)
+{
+	const char *skip = getenv(DMU_ATTACH_SKIP_ENV), *p;
+	size_t n = strlen(attach_names[m]);
+
+	for (p = skip; p && (p = strstr(p, attach_names[m])); p += n) {
+		if ((p == skip || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+int dmu_attach(const char *prog, enum dmu_attach_mode requested,
+	       dmu_attach_fn fn, void *ctx)
+{
+	enum dmu_attach_mode first = DMU_ATTACH_TP_BTF, last = DMU_ATTACH_TRACEPOINT, m;
+	char why[3][300] = { "", "", "" };
+	int err;
+
+	if (requested != DMU_ATTACH_AUTO)
+		first = last = requested;
+
+	for (m = first; m <= last; m++) {
+		char *w = why[m - DMU_ATTACH_TP_BTF];
+		bool probed = true;
+
+		if (skipped(m)) {
+			snprintf(w, sizeof(why[0]), "skipped by %s", DMU_ATTACH_SKIP_ENV);
+			probed = false;
+		} else if (dmu_no_probe)
+			;
+		else if (m == DMU_ATTACH_TP_BTF)
+			probed = dmu_probe_tp_btf(w, sizeof(why[0]));
+		else if (m == DMU_ATTACH_TRACEPOINT)
+			probed = dmu_probe_tracepoint(NULL, w, sizeof(why[0]));
+		if (!probed) {
+			if (dmu_verbose)
+				fprintf(stderr, "%s: %s: %s\n", prog, attach_names[m], w);
+			continue;
+		}
+		/* a failing mode that is not the last resort stays quiet */
+		dmu_libbpf_quiet = m != last;
+		err = fn(m, ctx);
+		dmu_libbpf_quiet = false;
+		if (!err) {
+			if (dmu_verbose)
+				fprintf(stderr, "%s: using %s\n", prog, attach_names[m]);
+			return m;
+		}
+		snprintf(w, sizeof(why[0]), "load/attach failed: %s", strerror(-err));
+		if (dmu_verbose)
+			fprintf(stderr, "%s: %s: %s\n", prog, attach_names[m], w);
+	}
+	fprintf(stderr, "%s: cannot attach to the dm-user tracepoints", prog);
+	for (m = first; m <= last; m++)
+		fprintf(stderr, "%s %s: %s", m == first ? ":" : ";",
+			attach_names[m], why[m - DMU_ATTACH_TP_BTF]);
+	fputc('\n', stderr);
+	return -1;
+}
+
+unsigned long long dmu_check_misses(const char *prog, struct bpf_object *obj)
+{
+	unsigned long long misses = 0;
+	struct bpf_program *p;
+
+	bpf_object__for_each_program(p, obj) {
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(p);
+
+		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len))
+			continue;
+		misses += info.recursion_misses;
+	}
+	if (misses)
+		fprintf(stderr, "%s: warning: the BPF programs missed %llu events (recursion)\n",
+			prog, misses);
+	return misses;
+}
+
+/* ---- log2 histograms --------------------------------------------------- */
+
+void dmu_slot_bounds(int slot, unsigned long long *lo, unsigned long long *hi)
+{
+	*lo = slot ? 1ULL << slot : 0;
+	*hi = (1ULL << (slot + 1)) - 1;
+}
+
+unsigned long long dmu_hist_total(const unsigned int *vals, int n)
+{
+	unsigned long long t = 0;
+	int i;
+
+	for (i = 0; i < n; i++)
+		t += vals[i];
+	return t;
+}
+
+int dmu_hist_mode(const unsigned int *vals, int n)
+{
+	unsigned int max = 0;
+	int i, mode = -1;
+
+	for (i = 0; i < n; i++) {
+		if (vals[i] > max) {
+			max = vals[i];
+			mode = i;
+		}
+	}
+	return mode;
+}
+
+double dmu_hist_percentile(const unsigned int *vals, int n, double p)
+{
+	unsigned long long total = dmu_hist_total(vals, n), lo, hi;
+	double rank, before = 0;
+	int i;
+
+	if (!total)
+		return -1;
+	if (p <= 0)
+		p = 1e-9;
+	if (p > 1)
+		p = 1;
+	rank = p * (double)total;
+	for (i = 0; i < n; i++) {
+		if (!vals[i])
+			continue;
+		if (before + vals[i] >= rank || i == n - 1) {
+			double frac = (rank - before) / vals[i];
+
+			if (frac < 0)
+				frac = 0;
+			if (frac > 1)
+				frac = 1;
+			dmu_slot_bounds(i, &lo, &hi);
+			return (double)lo + frac * (double)(hi + 1 - lo);
+		}
+		before += vals[i];
+	}
+	return -1;	/* not reached */
+}
+
+static void print_stars(FILE *f, unsigned int val, unsigned int val_max, int width)
+{
+	int num_stars, num_spaces, i;
+	bool need_plus;
+
+	num_stars = (int)((unsigned long long)(val < val_max ? val : val_max) * width / val_max);
+	num_spaces = width - num_stars;
+	need_plus = val > val_max;
+	for (i = 0; i < num_stars; i++)
+		fputc('*', f);
+	for (i = 0; i < num_spaces; i++)
+		fputc(' ', f);
+	if (need_plus)
+		fputc('+', f);
+}
+
+void dmu_print_log2_hist(FILE *f, const unsigned int *vals, int n, const char *val_type)
+{
+	int stars_max = 40, idx_max = -1, stars, width, i;
+	unsigned int val, val_max = 0;
+	unsigned long long low, high;
+
+	for (i = 0; i < n; i++) {
+		val = vals[i];
+		if (val > 0)
+			idx_max = i;
+		if (val > val_max)
+			val_max = val;
+	}
+	if (idx_max < 0)
+		return;
+
+	fprintf(f, "%*s%-*s : count    distribution\n", idx_max <= 32 ? 5 : 15, "",
+		idx_max <= 32 ? 19 : 29, val_type);
+	stars = idx_max <= 32 ? stars_max : stars_max / 2;
+	width = idx_max <= 32 ? 10 : 20;
+	for (i = 0; i <= idx_max; i++) {
+		dmu_slot_bounds(i, &low, &high);
+		val = vals[i];
+		fprintf(f, "%*llu -> %-*llu : %-8u |", width, low, width, high, val);
+		print_stars(f, val, val_max, stars);
+		fprintf(f, "|\n");
+	}
+}
+
+void dmu_json_log2_hist(FILE *f, const unsigned int *vals, int n)
+{
+	unsigned long long lo, hi;
+	int i, idx_max = -1;
+
+	for (i = 0; i < n; i++)
+		if (vals[i])
+			idx_max = i;
+	fputc('[', f);
+	for (i = 0; i <= idx_max; i++) {
+		dmu_slot_bounds(i, &lo, &hi);
+		fprintf(f, "%s{\"lo\":%llu,\"hi\":%llu,\"count\":%u}", i ? "," : "",
+			lo, hi, vals[i]);
+	}
+	fputc(']', f);
+}
+
+/* ---- devices ----------------------------------------------------------- */
+
+static int read_line(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return -errno;
+	if (!fgets(buf, len, f)) {
+		fclose(f);
+		return -EIO;
+	}
+	fclose(f);
+	n = strlen(buf);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	return 0;
+}
+
+void dmu_dev_name(__u32 dev, char *buf, size_t len)
+{
+	char path[PATH_MAX], link[PATH_MAX];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/dm/name",
+		 dmu_major(dev), dmu_minor(dev));
+	if (!read_line(path, buf, len) && buf[0])
+		return;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u", dmu_major(dev), dmu_minor(dev));
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n > 0) {
+		char *base;
+
+		link[n] = '\0';
+		base = strrchr(link, '/');
+		snprintf(buf, len, "%s", base ? base + 1 : link);
+		return;
+	}
+	snprintf(buf, len, "%u:%u", dmu_major(dev), dmu_minor(dev));
+}
+
+static int dev_from_sysfs(const char *block, __u32 *dev)
+{
+	char path[PATH_MAX], line[64];
+	unsigned int maj, min;
+
+	snprintf(path, sizeof(path), "/sys/block/%s/dev", block);
+	if (read_line(path, line, sizeof(line)) || sscanf(line, "%u:%u", &maj, &min) != 2)
+		return -ENOENT;
+	*dev = dmu_mkdev(maj, min);
+	return 0;
+}
+
+int dmu_dev_resolve(const char *spec, __u32 *dev)
+{
+	unsigned int maj, min;
+	char path[PATH_MAX], name[256];
+	struct stat st;
+	struct dirent *de;
+	DIR *d;
+	int n = -1;
+
+	if (sscanf(spec, "%u:%u%n", &maj, &min, &n) == 2 && n == (int)strlen(spec)) {
+		*dev = dmu_mkdev(maj, min);
+		return 0;
+	}
+	if (spec[0] == '/') {
+		if (stat(spec, &st) || !S_ISBLK(st.st_mode))
+			return -ENOENT;
+		*dev = dmu_mkdev(major(st.st_rdev), minor(st.st_rdev));
+		return 0;
+	}
+	if (!strchr(spec, '/') && !dev_from_sysfs(spec, dev))
+		return 0;	/* "dm-3" */
+	d = opendir("/sys/block");
+	if (!d)
+		return -ENOENT;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, "dm-", 3))
+			continue;
+		snprintf(path, sizeof(path), "/sys/block/%s/dm/name", de->d_name);
+		if (read_line(path, name, sizeof(name)) || strcmp(name, spec))
+			continue;
+		if (!dev_from_sysfs(de->d_name, dev)) {
+			closedir(d);
+			return 0;
+		}
+	}
+	closedir(d);
+	return -ENOENT;
+}
+
+/* One DM ioctl with a growing buffer; returns the buffer (free it) or NULL. */
+static struct dm_ioctl *dm_ioctl_call(int fd, unsigned long cmd, const char *name, __u32 flags)
+{
+	size_t size = 16384;
+
+	for (;;) {
+		struct dm_ioctl *io = calloc(1, size);
+
+		if (!io)
+			return NULL;
+		io->version[0] = DM_VERSION_MAJOR;
+		io->version[1] = 0;
+		io->version[2] = 0;
+		io->data_size = size;
+		io->data_start = sizeof(*io);
+		io->flags = flags;
+		if (name)
+			snprintf(io->name, sizeof(io->name), "%s", name);
+		if (ioctl(fd, cmd, io) < 0) {
+			free(io);
+			return NULL;
+		}
+		if (!(io->flags & DM_BUFFER_FULL_FLAG))
+			return io;
+		free(io);
+		if (size >= (1U << 24))
+			return NULL;
+		size *= 4;
+	}
+}
+
+static bool has_user_target(int fd, const char *name)
+{
+	struct dm_ioctl *io = dm_ioctl_call(fd, DM_TABLE_STATUS, name, DM_STATUS_TABLE_FLAG);
+	bool found = false;
+	__u32 i, off = 0;
+
+	if (!io)
+		return false;
+	for (i = 0; i < io->target_count; i++) {
+		struct dm_target_spec *spec;
+
+		if (io->data_start + off + sizeof(*spec) > io->data_size)
+			break;
+		spec = (struct dm_target_spec *)((char *)io + io->data_start + off);
+		if (!strncmp(spec->target_type, "user", sizeof(spec->target_type))) {
+			found = true;
+			break;
+		}
+		off = spec->next;
+	}
+	free(io);
+	return found;
+}
+
+int dmu_list_user_devs(__u32 *devs, int max)
+{
+	struct dm_ioctl *io;
+	struct dm_name_list *nl;
+	int fd, count = 0;
+	__u32 off = 0;
+
+	fd = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	io = dm_ioctl_call(fd, DM_LIST_DEVICES, NULL, 0);
+	if (!io) {
+		int err = -errno;
+
+		close(fd);
+		return err ? err : -EIO;
+	}
+	if (io->data_size >= io->data_start + sizeof(*nl)) {
+		for (;;) {
+			nl = (struct dm_name_list *)((char *)io + io->data_start + off);
+			if (!nl->dev)
+				break;	/* empty list */
+			if (count < max && has_user_target(fd, nl->name))
+				devs[count++] = dmu_mkdev(major(nl->dev), minor(nl->dev));
+			if (!nl->next)
+				break;
+			off += nl->next;
+		}
+	}
+	free(io);
+	close(fd);
+	return count;
+}

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Userspace helpers of the dm-user BPF tools: attach-mode selection and
+ * fallback, log2 histograms (printing, percentiles), device names.
+ */
+#ifndef __DMU_TRACE_HELPERS_H
+#define __DMU_TRACE_HELPERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdarg.h>
+#include <linux/types.h>
+#include <bpf/libbpf.h>
+
+/* ---- attach modes ------------------------------------------------------ */
+
+enum dmu_attach_mode {
+	DMU_ATTACH_AUTO = 0,	/* tp_btf, else raw_tp, else tracepoint */
+	DMU_ATTACH_TP_BTF,
+	DMU_ATTACH_RAW_TP,
+	DMU_ATTACH_TRACEPOINT,
+};
+
+/* Environment variable that forces a mode, like the hidden --attach=. */
+#define DMU_ATTACH_ENV "DMUSER_ATTACH"
+/* For tests of the fallback: modes listed here (comma-separated) count as unavailable. */
+#define DMU_ATTACH_SKIP_ENV "DMUSER_ATTACH_SKIP"
+
+const char *dmu_attach_name(enum dmu_attach_mode mode);
+/* "auto", "tp_btf", "raw_tp" or "tracepoint"; 0 or -EINVAL */
+int dmu_attach_parse(const char *s, enum dmu_attach_mode *mode);
+
+/*
+ * Prints "<prog>: dm-user module not loaded (no /sys/module/dm_user)" and
+ * returns false if the module is absent.
+ */
+bool dmu_module_loaded(const char *prog);
+
+/* Module BTF has btf_trace_<event> for all four events. */
+bool dmu_probe_tp_btf(char *why, size_t len);
+/* The tracefs formats match the layouts of dmuser.h (events_dir NULL: find tracefs). */
+bool dmu_probe_tracepoint(const char *events_dir, char *why, size_t len);
+
+/* Keeps autoload only on the programs of this mode (by section prefix). */
+int dmu_attach_select(struct bpf_object *obj, enum dmu_attach_mode mode);
+
+/*
+ * Opens, configures, loads and attaches a skeleton in the given mode;
+ * returns 0, or a negative errno after destroying what it made.
+ */
+typedef int (*dmu_attach_fn)(enum dmu_attach_mode mode, void *ctx);
+
+/*
+ * Tries the requested mode, or in AUTO each mode in order, probing each
+ * first.  Returns the mode that attached, or -1 after printing why none did.
+ */
+int dmu_attach(const char *prog, enum dmu_attach_mode requested,
+	       dmu_attach_fn fn, void *ctx);
+
+/* Sum of the programs' recursion_misses (events the kernel did not hand to
+ * them); warns on stderr if there were any. */
+unsigned long long dmu_check_misses(const char *prog, struct bpf_object *obj);
+
+/* libbpf print callback: debug output only with dmu_verbose, and nothing
+ * while dmu_libbpf_quiet (set while probing a mode that may fail). */
+extern bool dmu_verbose;
+extern bool dmu_libbpf_quiet;
+/* skip the probes (verifier checks without the module) */
+extern bool dmu_no_probe;
+int dmu_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args);
+
+/* ---- log2 histograms --------------------------------------------------- */
+
+/* Bounds of a slot as printed: [lo, hi], inclusive (slot 0 is [0, 1]). */
+void dmu_slot_bounds(int slot, unsigned long long *lo, unsigned long long *hi);
+unsigned long long dmu_hist_total(const unsigned int *vals, int n);
+/* Slot with the largest count (the lowest such slot), -1 if empty. */
+int dmu_hist_mode(const unsigned int *vals, int n);
+/*
+ * Estimated p-quantile, 0 < p <= 1.  The rank r = p * total falls in the
+ * first slot whose cumulative count reaches it; the counts of that slot are
+ * taken as spread evenly over its value range [lo, hi + 1), so the estimate
+ * is lo + (r - before) / count * (hi + 1 - lo).  The error is bounded by the
+ * slot width, i.e. within a factor of 2.  Returns -1 for an empty histogram.
+ */
+double dmu_hist_percentile(const unsigned int *vals, int n, double p);
+/* bcc's print_log2_hist(): "     usecs   : count    distribution" */
+void dmu_print_log2_hist(FILE *f, const unsigned int *vals, int n, const char *val_type);
+/* JSON array of {"lo":..,"hi":..,"count":..} up to the last non-empty slot */
+void dmu_json_log2_hist(FILE *f, const unsigned int *vals, int n);
+
+/* ---- devices ----------------------------------------------------------- */
+
+/* The kernel's dev_t encoding, as in the tracepoints. */
+static inline __u32 dmu_mkdev(unsigned int major, unsigned int minor)
+{
+	return (major << 20) | (minor & 0xfffff);
+}
+static inline unsigned int dmu_major(__u32 dev) { return dev >> 20; }
+static inline unsigned int dmu_minor(__u32 dev) { return dev & 0xfffff; }
+
+/* dm name ("dmu-test0"), else the block name ("dm-3"), else "254:3". */
+void dmu_dev_name(__u32 dev, char *buf, size_t len);
+/*
+ * Resolves a dm name ("dmu-test0"), a block name ("dm-3"), a path
+ * ("/dev/mapper/dmu-test0", "/dev/dm-3") or "MAJ:MIN".  0 or -ENOENT.
+ */
+int dmu_dev_resolve(const char *spec, __u32 *dev);
+/* dev_t of the live dm devices whose table has a "user" target; count or -errno */
+int dmu_list_user_devs(__u32 *devs, int max);
+
+/* ---- misc -------------------------------------------------------------- */
+
+extern const char *const dmu_op_names[];	/* by DM_USER_REQ_MAP_* */
+const char *dmu_op_name(unsigned int op, char *buf, size_t len);
+/* "read", "write", ... or a number; -EINVAL if unknown */
+int dmu_op_parse(const char *s, unsigned int *op);
+extern const char *const dmu_stage_names[];	/* by enum dmu_stage */
+extern const char *const dmu_end_names[];	/* by enum dmu_end */
+
+void dmu_json_str(FILE *f, const char *s);
+/* "HH:MM:SS" of the local time */
+void dmu_strftime_now(char *buf, size_t len);
+
+#endif /* __DMU_TRACE_HELPERS_H */

@@ -1,0 +1,121 @@
+#!/bin/bash
+# timeout: 300
+# dmuser-top in batch (-b), automatic batch (stdout not a TTY) and --json modes,
+# while fio runs randrw 4k on device A and device B sits idle:
+#   - one row per dm-user device, the idle one included (found through the DM
+#     ioctls), the busy one first when sorted by IOPS;
+#   - A's read and write IOPS are plausible: within a factor of 3 of the rates
+#     in A's block-layer statistics (/sys/dev/block/M:m/stat) over the same time; MB/s = IOPS x 4096 bytes; latency percentiles present, p50 <= p99;
+#     queue depth > 0; no errors;
+#   - -d shows only the named device;
+#   - the curses view starts, draws its title and the devices, and ends after -n
+#     (on a pseudo-terminal from script(1)).
+. "$(dirname "$0")/lib.sh"
+. "$DMU_ROOT/bpf/tests/lib.sh"
+
+bpf_require
+tmp=$(dmu_tmpdir)
+a=dmu-test-top-a
+b=dmu-test-top-b
+
+dmu_load
+bpf_device "$b" "$tmp/disk-b" 32M
+daemon_b=$DMU_DAEMON_PID
+bpf_device "$a" "$tmp/disk-a" 64M --threads 2
+
+# reads and writes completed by the dm device, from its block-layer statistics
+dm_stat() { awk '{ print $1, $5 }' "/sys/dev/block/$(dmsetup info -c --noheadings -o major,minor --separator : "$a")/stat"; }
+
+log "fio randrw 4k iodepth 4 on $a"
+dmu_bg fio --name=top --filename="/dev/mapper/$a" --ioengine=libaio --direct=1 --bs=4k \
+	--rw=randrw --iodepth=4 --time_based --runtime=600 --output=/dev/null
+fio_pid=$DMU_BG_PID
+sleep 1
+
+read -r r0 w0 < <(dm_stat)
+t0=$EPOCHREALTIME
+bpf_tool_spawn "$tmp/batch" dmuser-top -b -i 1 -n 4
+p1=$BPF_TOOL_PID
+bpf_tool_spawn "$tmp/json" dmuser-top --json 1 4
+p2=$BPF_TOOL_PID
+bpf_tool_spawn "$tmp/auto" dmuser-top -s lat -i 1 -n 2
+p3=$BPF_TOOL_PID
+bpf_tool_spawn "$tmp/only-b" dmuser-top -b -d "$b" -i 0.5 -n 2
+p4=$BPF_TOOL_PID
+for p in "$p1:batch" "$p2:json" "$p3:auto" "$p4:only-b"; do
+	bpf_tool_ready "$tmp/${p#*:}" "${p%%:*}"
+done
+for p in "$p1" "$p2" "$p3" "$p4"; do
+	wait_until 60 _dmu_not_running "$p" || die "dmuser-top (pid $p) did not stop after -n"
+	bpf_tool_stop "$p"
+done
+read -r r1 w1 < <(dm_stat)
+t1=$EPOCHREALTIME
+_dmu_running "$fio_pid" || die "fio ended early"
+dmu_stop "$fio_pid" || true
+
+log "dmuser-top -b:"
+cat "$tmp/batch"
+log "dmuser-top --json (first line): $(head -1 "$tmp/json")"
+
+# the reference: the device's own counters over the time the tools ran
+ref_r=$(awk -v n=$((r1 - r0)) -v a="$t0" -v b="$t1" 'BEGIN { print n / (b - a) }')
+ref_w=$(awk -v n=$((w1 - w0)) -v a="$t0" -v b="$t1" 'BEGIN { print n / (b - a) }')
+log "block-layer stat of $a: $ref_r reads/s, $ref_w writes/s"
+
+# plausible VALUE REF WHAT: VALUE within a factor of 3 of REF
+plausible() {
+	awk -v v="$1" -v r="$2" 'BEGIN { exit !(r > 0 && v >= r / 3 && v <= r * 3) }' ||
+		die "$3: $1, not within a factor of 3 of the block layer's $2"
+}
+
+# --- batch ----------------------------------------------------------------------
+assert_eq "$(grep -c '^DEVICE  *R/s  *W/s  *RMB/s  *WMB/s  *Q_p50  *Q_p99  *D_p50  *D_p99  *T_p50  *T_p99  *QD  *INFL  *ERR  *TMO$' "$tmp/batch")" 4 \
+	"batch header lines"
+assert_eq "$(grep -c "dmuser-top: 2 devices" "$tmp/batch")" 4 "batch: 2 devices in every interval"
+# the rows after each header: A first (sorted by IOPS), then B
+assert_eq "$(awk '/^DEVICE/ { getline; print $1 }' "$tmp/batch" | sort -u)" "$a" "batch: busiest device first"
+assert_eq "$(awk -v d="$b" '$1 == d { print $2 "/" $3 }' "$tmp/batch" | sort -u)" "0.0/0.0" "batch: idle device B"
+r=$(awk -v d="$a" '$1 == d { s += $2; n++ } END { print s / n }' "$tmp/batch")
+w=$(awk -v d="$a" '$1 == d { s += $3; n++ } END { print s / n }' "$tmp/batch")
+plausible "$r" "$ref_r" "batch: average read IOPS of $a"
+plausible "$w" "$ref_w" "batch: average write IOPS of $a"
+awk -v d="$a" '$1 == d && ($6 == "-" || $11 == "-" || $14 != 0 || $15 != 0) { exit 1 }' "$tmp/batch" ||
+	die "batch: $a rows lack latencies or show errors"
+
+# --- json -------------------------------------------------------------------------
+assert_eq "$(wc -l <"$tmp/json")" 4 "JSON lines"
+jq -e . "$tmp/json" >/dev/null || die "not JSON: $(cat "$tmp/json")"
+assert_eq "$(jq -r '[.devices[].device] | sort | join(" ")' "$tmp/json" | sort -u)" "$a $b" "JSON: devices"
+sel=".devices[] | select(.device == \"$a\")"
+r=$(jq -s "[.[] | $sel | .read_iops] | add / length" "$tmp/json")
+w=$(jq -s "[.[] | $sel | .write_iops] | add / length" "$tmp/json")
+plausible "$r" "$ref_r" "JSON: average read IOPS of $a"
+plausible "$w" "$ref_w" "JSON: average write IOPS of $a"
+jq -e "$sel | (.read_mbps - .read_iops * 4096 / 1e6 | fabs) < 0.01 + .read_mbps / 100" "$tmp/json" >/dev/null ||
+	die "JSON: read MB/s is not read IOPS x 4 KiB"
+jq -e "$sel | [.latency_us[] | .count > 0 and .p50 > 0 and .p50 <= .p99] | all" "$tmp/json" >/dev/null ||
+	die "JSON: latency percentiles of $a missing or p50 > p99"
+jq -e "$sel | .queue_depth > 0 and .errors_total == 0 and .timeouts_total == 0" "$tmp/json" >/dev/null ||
+	die "JSON: $a queue depth or errors wrong"
+jq -e ".devices[] | select(.device == \"$b\") | .read_iops == 0 and .latency_us.total.p50 == null" \
+	"$tmp/json" >/dev/null || die "JSON: idle device B shows activity"
+
+# --- automatic batch (stdout is a file here), sorted by latency ---------------------
+assert_eq "$(grep -c '^DEVICE' "$tmp/auto")" 2 "automatic batch mode when stdout is not a TTY"
+grep -q "sort lat" "$tmp/auto" || die "-s lat not reported: $(cat "$tmp/auto")"
+
+# --- -d: only B ----------------------------------------------------------------------
+assert_eq "$(awk '/^DEVICE/ { getline; print $1 }' "$tmp/only-b" | sort -u)" "$b" "-d $b rows"
+grep -q "^$a " "$tmp/only-b" && die "-d $b shows $a: $(cat "$tmp/only-b")"
+
+# --- curses, on a pseudo-terminal made by script(1) ------------------------------------
+log "curses mode on a pty"
+TERM=xterm script -qfec "$BPF_TOP -i 0.3 -n 3" "$tmp/tty.log" >/dev/null </dev/null ||
+	die "dmuser-top in curses mode failed: $(cat "$tmp/tty.log")"
+grep -aq 'dmuser-top - ' "$tmp/tty.log" || die "no curses title line: $(cat -v "$tmp/tty.log" | head)"
+grep -aq "$a" "$tmp/tty.log" || die "curses view lacks $a: $(cat -v "$tmp/tty.log" | head)"
+
+dmu_daemon_stop
+dmu_daemon_stop "$daemon_b"
+dmu_unload

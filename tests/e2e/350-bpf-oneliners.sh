@@ -1,0 +1,85 @@
+#!/bin/bash
+# timeout: 900
+# Every bpftrace program in bpf/oneliners/ runs against live I/O and prints
+# non-empty output of its expected shape.  bpftrace -c starts the load only once
+# the probes are attached and ends when the load ends, printing the maps.
+#   - the normal load: fio randrw 4k, iodepth 8, 3 s, on a 2-thread daemon that
+#     takes 1 ms per request (so dmu-slow.bt 1 has requests to show);
+#   - dmu-errors.bt gets a device nobody serves, with timeout_ms 200: its reads
+#     time out.
+# The loads are shell scripts run as "/bin/sh FILE": bpftrace -c splits its
+# command on spaces, and /tmp may be noexec.
+# A new .bt file without an entry in "expect" below fails the test.
+# The outputs are kept in $DMU_OUT/bpf-oneliners/ when DMU_OUT is set.
+. "$(dirname "$0")/lib.sh"
+. "$DMU_ROOT/bpf/tests/lib.sh"
+
+bpf_require
+tmp=$(dmu_tmpdir)
+name=dmu-test-bt
+noserve=dmu-test-bt-noserve
+keep=${DMU_OUT:+$DMU_OUT/bpf-oneliners}
+[[ -z $keep ]] || mkdir -p "$keep"
+
+dmu_load
+bpf_device "$name" "$tmp/disk" 64M --threads 2 --inject-delay-us 1000
+dev=$BPF_DEV
+
+cat >"$tmp/load.sh" <<EOF
+exec fio --name=bt --filename=$dev --ioengine=libaio --direct=1 --bs=4k --rw=randrw \
+	--iodepth=8 --time_based --runtime=3 --output=/dev/null
+EOF
+# reads of a device nobody serves, each ended by the 200 ms timeout
+cat >"$tmp/timeouts.sh" <<EOF
+for i in 1 2 3; do
+	dd if=/dev/mapper/$noserve of=/dev/null bs=4k count=1 skip=\$i iflag=direct 2>/dev/null
+done
+exit 0
+EOF
+dmsetup create --noudevsync "$noserve" --table "0 2048 user 0 2048 $noserve 2 timeout_ms 200"
+dmsetup mknodes "$noserve"
+
+num='[0-9]+'
+dev_re="$num, $num"
+hist_row='^\[[0-9]+[KMG]?, [0-9]+[KMG]?\) +[0-9]+ \|@*'
+lhist_row='^\[[0-9]+, [0-9]+\) +[0-9]+ \|@*'
+# script -> "load|arg|regex;regex;..." (each regex must match at least one line)
+declare -A expect=(
+	[dmu-ops.bt]="load||^@requests\[$dev_re, read\]: $num\$;^@requests\[$dev_re, write\]: $num\$"
+	[dmu-latency-by-op.bt]="load||^@usecs\[read\]: ?\$;^@usecs\[write\]: ?\$;$hist_row"
+	[dmu-daemon-threads.bt]="load||^@usecs\[[^,]+, $num\]: ?\$;^@requests\[[^,]+, $num\]: $num\$;$hist_row"
+	[dmu-qdepth.bt]="load||^@queued: ?\$;^@in_flight: ?\$;$lhist_row"
+	[dmu-slow.bt]="load|1|^TIME +DEV +SEQ +OP;^[0-9:]{8} +$num:$num +$num +[01] +$num +4096 +$num +$num +$num +0 +0\$"
+	[dmu-errors.bt]="timeouts||^TIME +COMM;^[0-9:]{8} .* complete +$num +0 +timeout +-$num\$;^@failed\[timeout, 0, -$num\]: $num\$"
+	[dmu-bytes.bt]="load||^@bytes\[read\]: $num\$;^@bytes\[write\]: $num\$;^@size\[read\]: ?\$;$hist_row"
+	[dmu-channels.bt]="load||^@requests\[$dev_re, $num\]: $num\$;^@readers\[$num, [^,]+, $num\]: $num\$"
+	[dmu-stages.bt]="load||^@queue_us: ?\$;^@daemon_us: ?\$;^@total_us: ?\$;$hist_row"
+	[dmu-iostat.bt]="load||^[0-9]{2}:[0-9]{2}:[0-9]{2}\$;^@ios\[$dev_re, [01]\]: $num\$;^@kib\[$dev_re, [01]\]: $num\$"
+	[dmu-snoop.bt]="load||^TIME\(ms\) +DEV;^$num +$num:$num +[01] +$num +4096 +[^ ]+ +$num +$num +$num 0\$"
+)
+
+n=0
+for bt in "$BPF_DIR"/oneliners/*.bt; do
+	base=$(basename "$bt")
+	[[ -n ${expect[$base]:-} ]] || die "$base has no expected output in $0"
+	IFS='|' read -r load arg regexes <<<"${expect[$base]}"
+	log "$base (load: $load${arg:+, arg $arg})"
+	out=$tmp/$base.out
+	# shellcheck disable=SC2086 # $arg is empty or one word
+	timeout -s INT 300 bpftrace -c "/bin/sh $tmp/$load.sh" "$bt" $arg >"$out" 2>"$out.err" ||
+		die "$base: bpftrace failed: $(cat "$out.err")"
+	[[ -z $keep ]] || cp "$out" "$keep/$base.out"
+	[[ -s $out ]] || die "$base: no output"
+	IFS=';' read -ra res <<<"$regexes"
+	for re in "${res[@]}"; do
+		grep -Eq -- "$re" "$out" || die "$base: no line matches /$re/ in:
+$(head -40 "$out")"
+	done
+	log "$base: $(wc -l <"$out") lines, ok"
+	n=$((n + 1))
+done
+((n >= 8)) || die "only $n one-liners in bpf/oneliners"
+
+dmsetup remove --noudevsync "$noserve"
+dmu_daemon_stop
+dmu_unload
