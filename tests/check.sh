@@ -47,7 +47,8 @@ run_suite() {
 for mk in "$root"/tests/unit/Makefile "$root"/tests/unit/*/Makefile; do
 	[[ -f $mk ]] || continue
 	dir=$(dirname "$mk")
-	run_suite "unit-${dir#"$root"/tests/}" make -s -C "$dir" check
+	name=${dir#"$root"/tests/}
+	run_suite "${name//\//-}" make -s -C "$dir" check
 done
 
 # Split the arguments: kernels here, everything else to every suite.
