@@ -43,6 +43,32 @@
  * before it calls the destructor, so no message exists when dtr runs.  What
  * keeps a suspend from waiting forever on a daemon that is gone is presuspend:
  * with no channel open, it ends every queued request with an error.
+ *
+ * The RFC's open questions (its FIXMEs), and how this version answers them
+ *
+ *  - A mutex on the map path: map() takes only target->lock, a spinlock held
+ *    for a few list operations, and allocates nothing (the message is per-bio
+ *    data), so it cannot deadlock on memory pressure.
+ *  - Queue size and throttling: the queue needs no memory of its own, so it
+ *    is unbounded by default; the queue_depth argument makes the submitter
+ *    wait (REQ_NOWAIT gets BLK_STS_AGAIN), which is the push-back the RFC
+ *    looked for in DM_MAPIO_REQUEUE (bio-based dm only honours that during a
+ *    noflush suspend).
+ *  - DM_MAPIO_KILL or a later error: an op the protocol cannot carry ends in
+ *    map() with BLK_STS_NOTSUPP, which is what KILL would do with a more
+ *    precise status; everything else is handed to the daemon.
+ *  - Flush ordering: the block layer does not order BIOs around a flush; the
+ *    submitter waits for what must precede it.  A FLUSH (or PREFLUSH/FUA)
+ *    request must not be answered before the writes the daemon has already
+ *    answered are durable; that is the daemon's contract, in the UAPI.
+ *  - Early termination of iov copies: copy_page_{to,from}_iter() return
+ *    short on a fault; the copy stops there, and the call reports the bytes
+ *    moved, or EFAULT if there were none.
+ *  - A misc device per target: kept, as /dev/dm-user/<control-name>;
+ *    duplicate names fail in ctr with a clear error instead of in sysfs.
+ *  - Replies bound to the channel that read the request: kept.  It is what
+ *    lets a dying channel hand its requests back (recovery_ms) instead of
+ *    failing them.
  */
 
 #include <linux/bio.h>
