@@ -5,7 +5,7 @@
 #                 the BPF tools
 #   make check    deps (if missing), build, host unit tests, VM tests on every
 #                 installed kernel; ends with "N passed, N failed"
-#   make soak     the VM tests at soak-sized counts
+#   make soak     the VM tests that have soak-sized counts, at those counts
 #   make demo     boot a guest and show dm-user serving a file under load
 #
 # Kernels: every generic -amd64 /lib/modules/<version>/build that has a
