@@ -524,6 +524,11 @@ int main(int argc, char **argv)
 	}
 
 	dmu_check_misses(PROG, ctx.obj->obj);
+	if (ctx.obj->bss->dmu_init_failed || ctx.obj->bss->dmu_init_retried || dmu_verbose)
+		fprintf(stderr, "%s: map inserts: %llu failed, %llu retried (last error %lld)\n", PROG,
+			(unsigned long long)ctx.obj->bss->dmu_init_failed,
+			(unsigned long long)ctx.obj->bss->dmu_init_retried,
+			(long long)ctx.obj->bss->dmu_init_err);
 	dmuser_lat_bpf__destroy(ctx.obj);
 	return err != 0;
 }
