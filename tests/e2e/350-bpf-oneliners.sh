@@ -1,14 +1,17 @@
 #!/bin/bash
-# timeout: 900
+# timeout: 600
 # Every bpftrace program in bpf/oneliners/ runs against live I/O and prints
-# non-empty output of its expected shape.  bpftrace -c starts the load only once
-# the probes are attached and ends when the load ends, printing the maps.
+# non-empty output of its expected shape.
 #   - the normal load: fio randrw 4k, iodepth 8, 3 s, on a 2-thread daemon that
 #     takes 1 ms per request (so dmu-slow.bt 1 has requests to show);
 #   - dmu-errors.bt gets a device nobody serves, with timeout_ms 200: its reads
 #     time out.
-# The loads are shell scripts run as "/bin/sh FILE": bpftrace -c splits its
-# command on spaces, and /tmp may be noexec.
+# Starting bpftrace (LLVM) is most of the cost in an emulated guest, so the
+# programs that share a load run in groups of $group at once: each runs
+# "bpftrace -c WAIT", and bpftrace starts WAIT only once its probes are
+# attached.  WAIT marks itself ready and blocks on a lock the test holds; when
+# every program of the group is ready the test runs the load once, then lets
+# go of the lock: each WAIT exits, and its bpftrace prints its maps and ends.
 # A new .bt file without an entry in "expect" below fails the test.
 # The outputs are kept in $DMU_OUT/bpf-oneliners/ when DMU_OUT is set.
 . "$(dirname "$0")/lib.sh"
@@ -25,16 +28,24 @@ dmu_load
 bpf_device "$name" "$tmp/disk" 64M --threads 2 --inject-delay-us 1000
 dev=$BPF_DEV
 
-cat >"$tmp/load.sh" <<EOF
-exec fio --name=bt --filename=$dev --ioengine=libaio --direct=1 --bs=4k --rw=randrw \
-	--iodepth=8 --time_based --runtime=3 --output=/dev/null
-EOF
+# the loads, run by the test while a group of programs is attached
+load() {
+	fio --name=bt --filename="$dev" --ioengine=libaio --direct=1 --bs=4k --rw=randrw \
+		--iodepth=8 --time_based --runtime=3 --output=/dev/null || die "fio failed"
+}
 # reads of a device nobody serves, each ended by the 200 ms timeout
-cat >"$tmp/timeouts.sh" <<EOF
-for i in 1 2 3; do
-	dd if=/dev/mapper/$noserve of=/dev/null bs=4k count=1 skip=\$i iflag=direct 2>/dev/null
-done
-exit 0
+timeouts() {
+	local i
+	for i in 1 2 3; do
+		! dd if="/dev/mapper/$noserve" of=/dev/null bs=4k count=1 skip="$i" iflag=direct 2>/dev/null ||
+			die "a read of $noserve succeeded"
+	done
+}
+# WAIT: "/bin/sh FILE NAME" (bpftrace -c splits its command on spaces, and
+# /tmp may be noexec)
+cat >"$tmp/wait.sh" <<EOF
+: >"$tmp/ready.\$1"
+exec flock "$tmp/go.lock" true
 EOF
 dmsetup create --noudevsync "$noserve" --table "0 2048 user 0 2048 $noserve 2 timeout_ms 200"
 dmsetup mknodes "$noserve"
@@ -58,16 +69,60 @@ declare -A expect=(
 	[dmu-snoop.bt]="load||^TIME\(ms\) +DEV;^$num +$num:$num +[01] +$num +4096 +[^ ]+ +$num +$num +$num 0\$"
 )
 
+# run_group LOAD SCRIPT...: the scripts attached at once around one LOAD
+declare -A pid=()
+_all_ready() {
+	local base
+	for base in "$@"; do
+		[[ -e $tmp/ready.$base ]] || { _dmu_running "${pid[$base]}" || die "$base: bpftrace ended before attaching: $(cat "$tmp/$base.out.err")"; return 1; }
+	done
+}
+run_group() {
+	local load=$1 base arg rc
+	shift
+	log "attaching: $*"
+	exec 9>"$tmp/go.lock"
+	flock 9
+	for base in "$@"; do
+		IFS='|' read -r _ arg _ <<<"${expect[$base]}"
+		# shellcheck disable=SC2086 # $arg is empty or one word
+		dmu_bg bpftrace -c "/bin/sh $tmp/wait.sh $base" "$BPF_DIR/oneliners/$base" $arg \
+			>"$tmp/$base.out" 2>"$tmp/$base.out.err" 9>&-
+		pid[$base]=$DMU_BG_PID
+	done
+	wait_until 300 _all_ready "$@" || die "not attached within 300 s: $*"
+	log "all attached; load: $load"
+	"$load"
+	flock -u 9
+	exec 9>&-
+	for base in "$@"; do
+		wait_until 120 _dmu_not_running "${pid[$base]}" || die "$base: bpftrace did not end"
+		rc=0
+		dmu_stop "${pid[$base]}" || rc=$?
+		((rc == 0)) || die "$base: bpftrace failed (exit $rc): $(cat "$tmp/$base.out.err")"
+	done
+}
+
+group=5
 n=0
+for load in load timeouts; do
+	scripts=()
+	for bt in "$BPF_DIR"/oneliners/*.bt; do
+		base=$(basename "$bt")
+		[[ -n ${expect[$base]:-} ]] || die "$base has no expected output in $0"
+		if [[ ${expect[$base]%%|*} == "$load" ]]; then
+			scripts+=("$base")
+		fi
+	done
+	for ((i = 0; i < ${#scripts[@]}; i += group)); do
+		run_group "$load" "${scripts[@]:i:group}"
+	done
+done
+
 for bt in "$BPF_DIR"/oneliners/*.bt; do
 	base=$(basename "$bt")
-	[[ -n ${expect[$base]:-} ]] || die "$base has no expected output in $0"
-	IFS='|' read -r load arg regexes <<<"${expect[$base]}"
-	log "$base (load: $load${arg:+, arg $arg})"
+	IFS='|' read -r _ _ regexes <<<"${expect[$base]}"
 	out=$tmp/$base.out
-	# shellcheck disable=SC2086 # $arg is empty or one word
-	timeout -s INT 300 bpftrace -c "/bin/sh $tmp/$load.sh" "$bt" $arg >"$out" 2>"$out.err" ||
-		die "$base: bpftrace failed: $(cat "$out.err")"
 	[[ -z $keep ]] || cp "$out" "$keep/$base.out"
 	[[ -s $out ]] || die "$base: no output"
 	IFS=';' read -ra res <<<"$regexes"
