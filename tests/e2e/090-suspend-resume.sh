@@ -1,5 +1,6 @@
 #!/bin/bash
 # timeout: 600
+# soak-timeout: 1800
 # dmsetup suspend/resume with I/O in flight: 10 cycles (100 in `make soak`)
 # while fio --verify runs; every cycle completes, fio sees no error.
 # `dmsetup remove` while a daemon is attached works (the daemon sees ENOTBLK

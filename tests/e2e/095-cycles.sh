@@ -1,5 +1,6 @@
 #!/bin/bash
 # timeout: 900
+# soak-timeout: 2700
 # 10 cycles (200 in `make soak`) of: load, create, serve, write and read back,
 # remove, unload. Afterwards the kernel holds nothing of ours: no dm_user
 # module, and the module's slab caches had no live objects before each rmmod
@@ -41,6 +42,7 @@ for ((i = 1; i <= cycles; i++)); do
 		[[ $n == 0 ]] || die "cycle $i: $n live objects in slab cache $cache after remove"
 	done
 	dmu_unload
+	((i % 20)) || log "$i cycles"
 done
 assert_eq "$(wc -l </proc/modules)" "$modules_before" "number of loaded modules"
 log "$cycles cycles, no live objects left"

@@ -1,5 +1,6 @@
 #!/bin/bash
 # timeout: 1200
+# soak-timeout: 3600
 # dmuserd under fio --verify=crc32c: random writes of 4k to 128k blocks over the
 # whole device (256 MiB; 1 GiB with DMU_SOAK=1), then every block read back and
 # checked, through libaio with O_DIRECT, at iodepth 1 (one worker thread) and at

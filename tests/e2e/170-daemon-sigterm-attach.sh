@@ -1,5 +1,6 @@
 #!/bin/bash
 # timeout: 900
+# soak-timeout: 1800
 # Stopping dmuserd under load loses no acknowledged write.
 #  1. A device with a recovery window (recovery_ms), served by `dmuserd --attach`:
 #     while fio writes with --verify=crc32c, the daemon is stopped with SIGTERM

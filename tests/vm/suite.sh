@@ -65,10 +65,13 @@ for t in "$DMU_ROOT"/tests/e2e/[0-9]*.sh; do
 done
 ((${#tests[@]})) || vm_die "no test in tests/e2e matches '${filter}'"
 
+# The guest's timeout for a test (as tests/vm/guest-suite.sh picks it): N from
+# its "# timeout: N" line, else 300; under --soak a "# soak-timeout: N" line wins.
 test_timeout() {
-	local n
+	local n s=""
 	n=$(sed -n 's/^# timeout: *\([0-9][0-9]*\).*/\1/p' "$DMU_ROOT/tests/e2e/$1" | head -n1)
-	echo "${n:-300}"
+	((soak)) && s=$(sed -n 's/^# soak-timeout: *\([0-9][0-9]*\).*/\1/p' "$DMU_ROOT/tests/e2e/$1" | head -n1)
+	echo "${s:-${n:-300}}"
 }
 
 passed=0 failed=0
