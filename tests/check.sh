@@ -5,6 +5,9 @@
 #
 #   tests/check.sh [--soak] [--kernel KVER]... [--filter REGEX]
 #
+# --filter picks the VM tests by file name (bash =~); with --soak, among the
+# tests that have soak counts.
+#
 # The kernels' VM suites run at the same time, one guest each: much of a VM
 # test is waiting (timeouts, recovery windows, paced I/O), so two guests
 # overlap well even on two cores.  Their output is shown one suite after the
@@ -56,20 +59,28 @@ for mk in "$root"/tests/unit/Makefile "$root"/tests/unit/*/Makefile; do
 done
 
 # Split the arguments: kernels here, everything else to every suite.
-kernels=() args=() soak=0
+kernels=() args=() soak=0 filter=""
 while (($#)); do
 	case $1 in
 	--kernel) kernels+=("${2:?--kernel needs a value}"); shift 2 ;;
 	--soak) soak=1; args+=("$1"); shift ;;
+	--filter) filter=${2:?--filter needs a value}; shift 2 ;;
 	*) args+=("$1"); shift ;;
 	esac
 done
 if ((soak)); then
-	scaled=$(grep -l dmu_scale "$root"/tests/e2e/[0-9]*.sh | xargs -n1 basename | paste -sd'|')
-	[[ -n $scaled ]] || { echo "check.sh: no test has soak counts" >&2; exit 1; }
-	args+=(--filter "^(${scaled//./\\.})\$")
+	# the tests with soak counts, and of those the ones --filter picks
+	picked=()
+	while IFS= read -r t; do
+		t=$(basename "$t")
+		if [[ -z $filter || $t =~ $filter ]]; then picked+=("$t"); fi
+	done < <(grep -l dmu_scale "$root"/tests/e2e/[0-9]*.sh)
+	((${#picked[@]})) || { echo "check.sh: no test with soak counts matches '${filter}'" >&2; exit 1; }
+	scaled=$(IFS='|'; echo "${picked[*]}")
+	filter="^(${scaled//./\\.})\$"
 	echo "soak: $scaled"
 fi
+[[ -z $filter ]] || args+=(--filter "$filter")
 if ((${#kernels[@]} == 0)); then
 	mapfile -t kernels < <(. "$root/tests/vm/common.sh" && vm_kernels)
 fi
