@@ -1,7 +1,7 @@
 #!/bin/bash
 # timeout: 600
 # soak-timeout: 1800
-# dmsetup suspend/resume with I/O in flight: 10 cycles (100 in `make soak`)
+# dmsetup suspend/resume with I/O in flight: 5 cycles (100 in `make soak`)
 # while fio --verify runs; every cycle completes, fio sees no error.
 # `dmsetup remove` while a daemon is attached works (the daemon sees ENOTBLK
 # and exits cleanly); `rmmod` while a target exists fails with EBUSY, as for
@@ -13,7 +13,7 @@ tmp=$(dmu_tmpdir)
 name=dmu-test-sus
 sectors=65536
 size=$((sectors * 512))
-cycles=$(dmu_scale 10 100)
+cycles=$(dmu_scale 5 100)
 dmu_load
 
 dmsetup create --noudevsync "$name" --table "0 $sectors user 0 $sectors $name"

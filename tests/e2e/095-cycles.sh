@@ -1,7 +1,7 @@
 #!/bin/bash
 # timeout: 900
 # soak-timeout: 2700
-# 10 cycles (200 in `make soak`) of: load, create, serve, write and read back,
+# 5 cycles (200 in `make soak`) of: load, create, serve, write and read back,
 # remove, unload. Afterwards the kernel holds nothing of ours: no dm_user
 # module, and the module's slab caches had no live objects before each rmmod
 # (the guest boots with slab_nomerge, so the caches are not shared). Leaked
@@ -13,7 +13,7 @@ tmp=$(dmu_tmpdir)
 name=dmu-test-cyc
 sectors=8192
 size=$((sectors * 512))
-cycles=$(dmu_scale 10 200)
+cycles=$(dmu_scale 5 200)
 head -c 262144 /dev/urandom >"$tmp/p"
 modules_before=$(wc -l </proc/modules)
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # timeout: 900
 # soak-timeout: 3600
-# Daemon crash recovery: dmuserd is killed with SIGKILL 10 times (50 in
+# Daemon crash recovery: dmuserd is killed with SIGKILL 3 times (50 in
 # `make soak`) while fio --verify writes and then verifies the device, and
 # is restarted each time with --attach inside the target's recovery window.
 # fio must see no I/O error and no verify error, and the target must count no
@@ -11,7 +11,7 @@
 
 tmp=$(dmu_tmpdir)
 name=dmu-test-kill
-kills=$(dmu_scale 5 50)
+kills=$(dmu_scale 3 50)
 dmu_load
 truncate -s 128M "$tmp/backing"
 dmu_daemon_start "$name" "$tmp/backing" 128M --threads 2

@@ -2,13 +2,14 @@
 # shellcheck source-path=SCRIPTDIR
 # Run the e2e tests (tests/e2e/[0-9]*.sh) in QEMU guests, one guest per kernel.
 #
-#   tests/vm/suite.sh [--kernel KVER]... [--filter REGEX] [--soak] [-v]
+#   tests/vm/suite.sh [--kernel KVER]... [--filter REGEX] [--soak] [--smp N] [-v]
 #
 # --kernel  a kernel to test (repeatable; exact version or unambiguous prefix such as
 #           6.1 or 6.12). Default: every installed generic -amd64 kernel with headers.
 #           Each one must have build/kmod/<kver>/dm-user.ko, else this fails.
 # --filter  run only the tests whose file name matches REGEX (bash =~).
 # --soak    export DMU_SOAK=1 to the tests (bigger counts).
+# --smp     virtual CPUs per guest (default 2).
 # -v        stream the guest consoles.
 #
 # Prints "PASS <kver> <test>" or "FAIL <kver> <test>" per test (with the test's
@@ -27,12 +28,13 @@ usage() {
 	exit 2
 }
 
-kernels_arg=() filter="" soak=0 verbose=0
+kernels_arg=() filter="" soak=0 smp=2 verbose=0
 while (($#)); do
 	case $1 in
 	--kernel) kernels_arg+=("${2:?}"); shift 2 ;;
 	--filter) filter=${2:?}; shift 2 ;;
 	--soak) soak=1; shift ;;
+	--smp) smp=${2:?}; shift 2 ;;
 	-v | --verbose) verbose=1; shift ;;
 	-h | --help) usage ;;
 	*) echo "suite.sh: unknown argument '$1'" >&2; usage ;;
@@ -134,7 +136,7 @@ for kver in "${kernels[@]}"; do
 		mkdir -p "$dir"
 		budget=120
 		for t in "${remaining[@]}"; do budget=$((budget + $(test_timeout "$t") + 60)); done
-		runargs=(--kernel "$kver" --out "$dir" --timeout "$budget" -q)
+		runargs=(--kernel "$kver" --out "$dir" --timeout "$budget" --smp "$smp" -q)
 		((soak)) && runargs+=(--env DMU_SOAK=1)
 		((verbose)) && runargs+=(-v)
 
