@@ -745,3 +745,29 @@ int dmu_list_user_devs(__u32 *devs, int max)
 	close(fd);
 	return count;
 }
+
+/* ---- maps -------------------------------------------------------------- */
+
+int dmu_map_dump(int fd, void *ents, size_t ent_size, size_t val_off, int max,
+		 bool clear)
+{
+	char *base = ents;
+	const void *prev = NULL;
+	int n = 0, i;
+
+	while (n < max) {
+		char *ent = base + (size_t)n * ent_size;
+
+		/* the kernel copies the cursor in before it writes the next
+		 * key, so both may be the same record */
+		if (bpf_map_get_next_key(fd, prev, ent))
+			break;
+		prev = ent;
+		/* an entry deleted meanwhile is skipped; its key stays the cursor */
+		if (!bpf_map_lookup_elem(fd, ent, ent + val_off))
+			n++;
+	}
+	for (i = 0; clear && i < n; i++)
+		bpf_map_delete_elem(fd, base + (size_t)i * ent_size);
+	return n;
+}

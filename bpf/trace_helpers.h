@@ -110,6 +110,18 @@ int dmu_dev_resolve(const char *spec, __u32 *dev);
 /* dev_t of the live dm devices whose table has a "user" target; count or -errno */
 int dmu_list_user_devs(__u32 *devs, int max);
 
+/* ---- maps -------------------------------------------------------------- */
+
+/*
+ * Copies up to max entries of a BPF hash map into ents, an array of
+ * ent_size-byte records each holding the key at offset 0 and the value at
+ * val_off.  With clear, the copied entries are then deleted (per-interval
+ * tools); without, the map is left as it is (cumulative exporters).
+ * Returns the number of entries copied.
+ */
+int dmu_map_dump(int fd, void *ents, size_t ent_size, size_t val_off, int max,
+		 bool clear);
+
 /* ---- misc -------------------------------------------------------------- */
 
 extern const char *const dmu_op_names[];	/* by DM_USER_REQ_MAP_* */
