@@ -32,7 +32,8 @@ DEPS := make gcc clang llvm pkg-config git \
 	dmsetup libdevmapper-dev libjansson-dev libmicrohttpd-dev \
 	libbpf-dev bpftool bpftrace libncurses-dev \
 	fio e2fsprogs util-linux strace procps psmisc iproute2 curl jq \
-	python3 python3-jsonschema
+	python3 python3-jsonschema python3-yaml \
+	prometheus chromium fonts-dejavu-core
 
 all: modules daemon bpf tools
 
