@@ -203,17 +203,12 @@ int main(int argc, char **argv)
 	struct exporter e = {};
 	struct dmu_listen listen;
 	struct dmu_httpd *httpd;
-	const char *envmode;
 	sigset_t sigs;
 	int err, mode, sig = 0;
 
 	dmu_log_set_prog(PROG);
-	envmode = getenv(DMU_ATTACH_ENV);
-	if (envmode && *envmode && dmu_attach_parse(envmode, &env.attach)) {
-		fprintf(stderr, PROG ": invalid %s=%s (auto, tp_btf, raw_tp, tracepoint)\n",
-			DMU_ATTACH_ENV, envmode);
+	if (dmu_attach_from_env(PROG, &env.attach))
 		return 1;
-	}
 	err = argp_parse(&argp, argc, argv, 0, NULL, NULL);
 	if (err)
 		return err;
@@ -266,11 +261,8 @@ int main(int argc, char **argv)
 	sigwait(&sigs, &sig);
 	dmu_httpd_stop(httpd);
 	dmu_check_misses(PROG, e.obj->obj);
-	if (e.obj->bss->dmu_init_failed || e.obj->bss->dmu_init_retried || dmu_verbose)
-		fprintf(stderr, "%s: map inserts: %llu failed, %llu retried (last error %lld)\n", PROG,
-			(unsigned long long)e.obj->bss->dmu_init_failed,
-			(unsigned long long)e.obj->bss->dmu_init_retried,
-			(long long)e.obj->bss->dmu_init_err);
+	dmu_report_inserts(PROG, e.obj->bss->dmu_init_failed, e.obj->bss->dmu_init_retried,
+			   e.obj->bss->dmu_init_err);
 	dmuser_lat_bpf__destroy(e.obj);
 	fprintf(stderr, PROG ": %s, detached\n", strsignal(sig));
 	free(e.lat);

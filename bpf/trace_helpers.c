@@ -771,3 +771,25 @@ int dmu_map_dump(int fd, void *ents, size_t ent_size, size_t val_off, int max,
 		bpf_map_delete_elem(fd, base + (size_t)i * ent_size);
 	return n;
 }
+
+/* ---- shared by the tools' main() ------------------------------------------- */
+
+int dmu_attach_from_env(const char *prog, enum dmu_attach_mode *mode)
+{
+	const char *envmode = getenv(DMU_ATTACH_ENV);
+
+	if (envmode && *envmode && dmu_attach_parse(envmode, mode)) {
+		fprintf(stderr, "%s: invalid %s=%s (auto, tp_btf, raw_tp, tracepoint)\n",
+			prog, DMU_ATTACH_ENV, envmode);
+		return -1;
+	}
+	return 0;
+}
+
+void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err)
+{
+	if (failed || retried || dmu_verbose)
+		fprintf(stderr, "%s: map inserts: %llu failed, %llu retried (last error %lld)\n",
+			prog, (unsigned long long)failed, (unsigned long long)retried,
+			(long long)err);
+}

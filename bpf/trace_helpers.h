@@ -28,6 +28,8 @@ enum dmu_attach_mode {
 #define DMU_ATTACH_SKIP_ENV "DMUSER_ATTACH_SKIP"
 
 const char *dmu_attach_name(enum dmu_attach_mode mode);
+/* The mode forced by $DMUSER_ATTACH, if set; -1 after a message if invalid. */
+int dmu_attach_from_env(const char *prog, enum dmu_attach_mode *mode);
 /* "auto", "tp_btf", "raw_tp" or "tracepoint"; 0 or -EINVAL */
 int dmu_attach_parse(const char *s, enum dmu_attach_mode *mode);
 
@@ -61,6 +63,10 @@ int dmu_attach(const char *prog, enum dmu_attach_mode requested,
 /* Sum of the programs' recursion_misses (events the kernel did not hand to
  * them); warns on stderr if there were any. */
 unsigned long long dmu_check_misses(const char *prog, struct bpf_object *obj);
+
+/* Prints the dmu_init_* diagnostics of dmuser.bpf.h if any (always with
+ * dmu_verbose). */
+void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err);
 
 /* libbpf print callback: debug output only with dmu_verbose, and nothing
  * while dmu_libbpf_quiet (set while probing a mode that may fail). */

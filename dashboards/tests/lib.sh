@@ -26,6 +26,9 @@
 #                                evaluation every second, TSDB in DIR; wait until
 #                                ready; OBS_PROM_URL, OBS_PROM_PID
 
+# shellcheck source=bpf/tests/lib.sh
+. "$DMU_ROOT/bpf/tests/lib.sh"
+
 OBS_EXPORTER=$DMU_ROOT/bpf/dmuser-exporter
 OBS_DASH=$DMU_ROOT/dashboards
 OBS_TESTS=$OBS_DASH/tests
@@ -78,14 +81,7 @@ obs_exporter() {
 	OBS_EXPORTER_URL=http://127.0.0.1:$port
 }
 
-obs_stop() {
-	local pid=$1 sig=${2:-TERM} rc=0
-	kill -"$sig" "$pid" 2>/dev/null || true
-	wait_until 30 _dmu_not_running "$pid" || die "pid $pid did not exit 30 s after SIG$sig"
-	wait "$pid" || rc=$?
-	[[ -f $_DMU_STATE/pids ]] && sed -i "/^$pid\$/d" "$_DMU_STATE/pids"
-	assert_eq "$rc" 0 "exit status of pid $pid after SIG$sig"
-}
+obs_stop() { bpf_tool_stop "$1" "${2:-TERM}"; }
 
 OBS_FIO_PID=""
 obs_fio() {

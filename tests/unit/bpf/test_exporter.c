@@ -12,19 +12,8 @@
 
 #include "dmuser-exporter.h"
 #include "trace_helpers.h"
+#include "check.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...) do {						\
-	if (cond) {							\
-		passed++;						\
-	} else {							\
-		failed++;						\
-		printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);	\
-		printf(__VA_ARGS__);					\
-		printf("\n");						\
-	}								\
-} while (0)
 
 #define DEV_A dmu_mkdev(254, 0)
 #define DEV_B dmu_mkdev(254, 3)
