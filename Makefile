@@ -91,6 +91,7 @@ $(BUILD)/tools/%: $(ROOT)/tests/tools/%.c $(ROOT)/module/include/uapi/linux/dm-u
 unit: daemon
 	$(MAKE) -C $(ROOT)/tests/unit check
 	$(MAKE) -C $(ROOT)/tests/unit/bpf check
+	$(MAKE) -C $(ROOT)/tests/unit/dashboards check
 
 check: deps-if-needed
 	@$(MAKE) -C $(ROOT) all
