@@ -33,13 +33,13 @@ rc=0
 assert_eq "$rc" 2 "exit status of a bad --listen"
 
 dmu_load
-base_ref=$(cat /sys/module/dm_user/refcnt)
 obs_daemon "$b" "$tmp/disk-b" 64M
 dev_b=$OBS_DEV
 daemon_b=$DMU_DAEMON_PID
 obs_daemon "$a" "$tmp/disk-a" 64M --threads 2
 dev_a=$OBS_DEV
 daemon_a=$DMU_DAEMON_PID
+base_ref=$(cat /sys/module/dm_user/refcnt) # the devices and channels hold some
 
 obs_exporter "$tmp/exp.out"
 exp=$OBS_EXPORTER_PID
