@@ -32,7 +32,8 @@ DEPS := make gcc clang llvm pkg-config git \
 	dmsetup libdevmapper-dev libjansson-dev libmicrohttpd-dev \
 	libbpf-dev bpftool bpftrace libncurses-dev \
 	fio e2fsprogs util-linux strace procps psmisc iproute2 curl jq \
-	python3 python3-jsonschema
+	python3 python3-jsonschema python3-yaml \
+	prometheus chromium fonts-dejavu-core
 
 all: modules daemon bpf tools
 
@@ -90,6 +91,7 @@ $(BUILD)/tools/%: $(ROOT)/tests/tools/%.c $(ROOT)/module/include/uapi/linux/dm-u
 unit: daemon
 	$(MAKE) -C $(ROOT)/tests/unit check
 	$(MAKE) -C $(ROOT)/tests/unit/bpf check
+	$(MAKE) -C $(ROOT)/tests/unit/dashboards check
 
 check: deps-if-needed
 	@$(MAKE) -C $(ROOT) all

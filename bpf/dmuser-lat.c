@@ -7,6 +7,7 @@
 #include <argp.h>
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,41 +271,21 @@ static int cmp_stat_ent(const void *a, const void *b)
 	return 0;
 }
 
-/* Reads and deletes every entry of a histogram map; returns the count. */
+/* Reads and deletes every entry of a map; returns the count. */
 static int drain_hists(int fd, struct hist_ent *ents, int max)
 {
-	struct dmu_hist_key key, next, *prev = NULL;
-	int n = 0, i;
+	int n = dmu_map_dump(fd, ents, sizeof(*ents), offsetof(struct hist_ent, hist),
+			     max, true);
 
-	while (n < max && !bpf_map_get_next_key(fd, prev, &next)) {
-		if (!bpf_map_lookup_elem(fd, &next, &ents[n].hist)) {
-			ents[n].key = next;
-			n++;
-		}
-		key = next;
-		prev = &key;
-	}
-	for (i = 0; i < n; i++)
-		bpf_map_delete_elem(fd, &ents[i].key);
 	qsort(ents, n, sizeof(*ents), cmp_hist_ent);
 	return n;
 }
 
 static int drain_stats(int fd, struct stat_ent *ents, int max)
 {
-	struct dmu_op_key key, next, *prev = NULL;
-	int n = 0, i;
+	int n = dmu_map_dump(fd, ents, sizeof(*ents), offsetof(struct stat_ent, st),
+			     max, true);
 
-	while (n < max && !bpf_map_get_next_key(fd, prev, &next)) {
-		if (!bpf_map_lookup_elem(fd, &next, &ents[n].st)) {
-			ents[n].key = next;
-			n++;
-		}
-		key = next;
-		prev = &key;
-	}
-	for (i = 0; i < n; i++)
-		bpf_map_delete_elem(fd, &ents[i].key);
 	qsort(ents, n, sizeof(*ents), cmp_stat_ent);
 	return n;
 }
@@ -467,15 +448,10 @@ int main(int argc, char **argv)
 		.doc = argp_program_doc,
 	};
 	struct attach_ctx ctx = { .attach = true };
-	const char *envmode;
 	int err, mode;
 
-	envmode = getenv(DMU_ATTACH_ENV);
-	if (envmode && *envmode && dmu_attach_parse(envmode, &env.attach)) {
-		fprintf(stderr, PROG ": invalid %s=%s (auto, tp_btf, raw_tp, tracepoint)\n",
-			DMU_ATTACH_ENV, envmode);
+	if (dmu_attach_from_env(PROG, &env.attach))
 		return 1;
-	}
 	err = argp_parse(&argp, argc, argv, 0, NULL, NULL);
 	if (err)
 		return err;
@@ -524,11 +500,8 @@ int main(int argc, char **argv)
 	}
 
 	dmu_check_misses(PROG, ctx.obj->obj);
-	if (ctx.obj->bss->dmu_init_failed || ctx.obj->bss->dmu_init_retried || dmu_verbose)
-		fprintf(stderr, "%s: map inserts: %llu failed, %llu retried (last error %lld)\n", PROG,
-			(unsigned long long)ctx.obj->bss->dmu_init_failed,
-			(unsigned long long)ctx.obj->bss->dmu_init_retried,
-			(long long)ctx.obj->bss->dmu_init_err);
+	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_retried,
+			   ctx.obj->bss->dmu_init_err);
 	dmuser_lat_bpf__destroy(ctx.obj);
 	return err != 0;
 }

@@ -661,18 +661,13 @@ int main(int argc, char **argv)
 	};
 	struct attach_ctx ctx = { .attach = true };
 	SCREEN *screen = NULL;
-	const char *envmode;
 	double last, next;
 	long done = 0;
 	bool quit = false;
 	int err, mode;
 
-	envmode = getenv(DMU_ATTACH_ENV);
-	if (envmode && *envmode && dmu_attach_parse(envmode, &env.attach)) {
-		fprintf(stderr, PROG ": invalid %s=%s (auto, tp_btf, raw_tp, tracepoint)\n",
-			DMU_ATTACH_ENV, envmode);
+	if (dmu_attach_from_env(PROG, &env.attach))
 		return 1;
-	}
 	err = argp_parse(&argp, argc, argv, 0, NULL, NULL);
 	if (err)
 		return err;
@@ -773,11 +768,8 @@ int main(int argc, char **argv)
 		delscreen(screen);
 	}
 	dmu_check_misses(PROG, ctx.obj->obj);
-	if (ctx.obj->bss->dmu_init_failed || ctx.obj->bss->dmu_init_retried || dmu_verbose)
-		fprintf(stderr, "%s: map inserts: %llu failed, %llu retried (last error %lld)\n", PROG,
-			(unsigned long long)ctx.obj->bss->dmu_init_failed,
-			(unsigned long long)ctx.obj->bss->dmu_init_retried,
-			(long long)ctx.obj->bss->dmu_init_err);
+	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_retried,
+			   ctx.obj->bss->dmu_init_err);
 	dmuser_top_bpf__destroy(ctx.obj);
 	free(rows);
 	return 0;

@@ -112,6 +112,7 @@ static __always_inline void dmu_hist_add(void *map, struct dmu_hist_key *key, __
 	if (slot >= DMU_MAX_SLOTS)
 		slot = DMU_MAX_SLOTS - 1;
 	__sync_fetch_and_add(&h->slots[slot], 1);
+	__sync_fetch_and_add(&h->sum, val);
 }
 
 /*

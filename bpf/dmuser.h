@@ -70,6 +70,7 @@ struct dmu_hist_key {
 
 struct dmu_hist {
 	__u32 slots[DMU_MAX_SLOTS];
+	__u64 sum;		/* sum of the values added, in the slots' unit */
 };
 
 /* Per (dev, op) counters, updated at dm_user_complete. */

@@ -745,3 +745,51 @@ int dmu_list_user_devs(__u32 *devs, int max)
 	close(fd);
 	return count;
 }
+
+/* ---- maps -------------------------------------------------------------- */
+
+int dmu_map_dump(int fd, void *ents, size_t ent_size, size_t val_off, int max,
+		 bool clear)
+{
+	char *base = ents;
+	const void *prev = NULL;
+	int n = 0, i;
+
+	while (n < max) {
+		char *ent = base + (size_t)n * ent_size;
+
+		/* the kernel copies the cursor in before it writes the next
+		 * key, so both may be the same record */
+		if (bpf_map_get_next_key(fd, prev, ent))
+			break;
+		prev = ent;
+		/* an entry deleted meanwhile is skipped; its key stays the cursor */
+		if (!bpf_map_lookup_elem(fd, ent, ent + val_off))
+			n++;
+	}
+	for (i = 0; clear && i < n; i++)
+		bpf_map_delete_elem(fd, base + (size_t)i * ent_size);
+	return n;
+}
+
+/* ---- shared by the tools' main() ------------------------------------------- */
+
+int dmu_attach_from_env(const char *prog, enum dmu_attach_mode *mode)
+{
+	const char *envmode = getenv(DMU_ATTACH_ENV);
+
+	if (envmode && *envmode && dmu_attach_parse(envmode, mode)) {
+		fprintf(stderr, "%s: invalid %s=%s (auto, tp_btf, raw_tp, tracepoint)\n",
+			prog, DMU_ATTACH_ENV, envmode);
+		return -1;
+	}
+	return 0;
+}
+
+void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err)
+{
+	if (failed || retried || dmu_verbose)
+		fprintf(stderr, "%s: map inserts: %llu failed, %llu retried (last error %lld)\n",
+			prog, (unsigned long long)failed, (unsigned long long)retried,
+			(long long)err);
+}

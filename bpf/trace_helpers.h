@@ -28,6 +28,8 @@ enum dmu_attach_mode {
 #define DMU_ATTACH_SKIP_ENV "DMUSER_ATTACH_SKIP"
 
 const char *dmu_attach_name(enum dmu_attach_mode mode);
+/* The mode forced by $DMUSER_ATTACH, if set; -1 after a message if invalid. */
+int dmu_attach_from_env(const char *prog, enum dmu_attach_mode *mode);
 /* "auto", "tp_btf", "raw_tp" or "tracepoint"; 0 or -EINVAL */
 int dmu_attach_parse(const char *s, enum dmu_attach_mode *mode);
 
@@ -61,6 +63,10 @@ int dmu_attach(const char *prog, enum dmu_attach_mode requested,
 /* Sum of the programs' recursion_misses (events the kernel did not hand to
  * them); warns on stderr if there were any. */
 unsigned long long dmu_check_misses(const char *prog, struct bpf_object *obj);
+
+/* Prints the dmu_init_* diagnostics of dmuser.bpf.h if any (always with
+ * dmu_verbose). */
+void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err);
 
 /* libbpf print callback: debug output only with dmu_verbose, and nothing
  * while dmu_libbpf_quiet (set while probing a mode that may fail). */
@@ -109,6 +115,18 @@ void dmu_dev_name(__u32 dev, char *buf, size_t len);
 int dmu_dev_resolve(const char *spec, __u32 *dev);
 /* dev_t of the live dm devices whose table has a "user" target; count or -errno */
 int dmu_list_user_devs(__u32 *devs, int max);
+
+/* ---- maps -------------------------------------------------------------- */
+
+/*
+ * Copies up to max entries of a BPF hash map into ents, an array of
+ * ent_size-byte records each holding the key at offset 0 and the value at
+ * val_off.  With clear, the copied entries are then deleted (per-interval
+ * tools); without, the map is left as it is (cumulative exporters).
+ * Returns the number of entries copied.
+ */
+int dmu_map_dump(int fd, void *ents, size_t ent_size, size_t val_off, int max,
+		 bool clear);
 
 /* ---- misc -------------------------------------------------------------- */
 

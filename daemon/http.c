@@ -1,27 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "http.h"
 
-#include <microhttpd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
-
-#define STACK_SIZE (256 * 1024)
-#define MAX_CONNECTIONS 16
-#define CONNECTION_TIMEOUT_S 10
-
-#define TYPE_JSON "application/json"
-#define TYPE_PROMETHEUS "text/plain; version=0.0.4; charset=utf-8"
-#define TYPE_TEXT "text/plain; charset=utf-8"
+#include "httpd.h"
 
 struct dmu_http {
-	struct MHD_Daemon *daemon;
+	struct dmu_httpd *httpd;
 	const struct dmu_http_source *src;
-	uint16_t port;
 };
 
 static uint64_t now_ns(void)
@@ -32,61 +21,38 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Takes ownership of body (malloc'ed) and queues it. */
-static enum MHD_Result respond(struct MHD_Connection *conn, unsigned code,
-			       const char *type, char *body, size_t len)
+static int render_json(const struct dmu_metrics_snapshot *snap,
+		       const struct dmu_metrics_info *info, char **body, size_t *len)
 {
-	struct MHD_Response *r;
-	enum MHD_Result ret;
+	json_t *doc = dmu_render_json(snap, info);
+	char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+	char *nl;
 
-	if (!body)
-		return MHD_NO;	/* out of memory: drop the connection */
-	r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-	if (!r) {
-		free(body);
-		return MHD_NO;
+	json_decref(doc);
+	if (!text)
+		return -1;
+	/* JSON_INDENT leaves no final newline; curl users like one */
+	*len = strlen(text);
+	nl = realloc(text, *len + 2);
+	if (!nl) {
+		free(text);
+		return -1;
 	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-	if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-	ret = MHD_queue_response(conn, code, r);
-	MHD_destroy_response(r);
-	return ret;
+	nl[(*len)++] = '\n';
+	nl[*len] = '\0';
+	*body = nl;
+	return 0;
 }
 
-static enum MHD_Result respond_text(struct MHD_Connection *conn, unsigned code,
-				    const char *text)
+static int render(void *ctx, enum dmu_httpd_format format, char **body, size_t *len)
 {
-	return respond(conn, code, TYPE_TEXT, strdup(text), strlen(text));
-}
-
-enum format { FORMAT_JSON, FORMAT_PROMETHEUS, FORMAT_BAD };
-
-static enum format choose_format(struct MHD_Connection *conn)
-{
-	const char *q = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");
-	const char *accept;
-
-	if (q)
-		return !strcmp(q, "prometheus") ? FORMAT_PROMETHEUS :
-		       !strcmp(q, "json") ? FORMAT_JSON : FORMAT_BAD;
-	accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
-	if (accept && strstr(accept, "text/plain"))
-		return FORMAT_PROMETHEUS;
-	return FORMAT_JSON;
-}
-
-static enum MHD_Result serve_metrics(struct dmu_http *h, struct MHD_Connection *conn)
-{
+	const struct dmu_http *h = ctx;
 	const struct dmu_http_source *src = h->src;
-	enum format format = choose_format(conn);
 	struct dmu_metrics_snapshot snap;
 	struct dmu_metrics_info info = src->info;
 	char status[1024];
-
-	if (format == FORMAT_BAD)
-		return respond_text(conn, MHD_HTTP_BAD_REQUEST,
-				    "format must be json or prometheus\n");
+	FILE *out;
+	int err;
 
 	dmu_metrics_snapshot(src->metrics, &snap);
 	info.uptime_seconds = (double)(now_ns() - src->start_ns) / 1e9;
@@ -95,108 +61,41 @@ static enum MHD_Result serve_metrics(struct dmu_http *h, struct MHD_Connection *
 	    src->target_status(src->target_status_ctx, status, sizeof(status)) == 0)
 		info.target_status = status;
 
-	if (format == FORMAT_JSON) {
-		json_t *doc = dmu_render_json(&snap, &info);
-		char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+	if (format == DMU_HTTPD_JSON)
+		return render_json(&snap, &info, body, len);
 
-		json_decref(doc);
-		if (text) {
-			/* JSON_INDENT leaves no final newline; curl users like one */
-			size_t len = strlen(text);
-			char *nl = realloc(text, len + 2);
-
-			if (!nl) {
-				free(text);
-				return MHD_NO;
-			}
-			nl[len] = '\n';
-			nl[len + 1] = '\0';
-			return respond(conn, MHD_HTTP_OK, TYPE_JSON, nl, len + 1);
-		}
-		return MHD_NO;
-	}
-
-	char *text = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&text, &len);
-
+	out = open_memstream(body, len);
 	if (!out)
-		return MHD_NO;
-	int err = dmu_render_prometheus(&snap, &info, out);
-	if (fclose(out) || err) {
-		free(text);
-		return MHD_NO;
-	}
-	return respond(conn, MHD_HTTP_OK, TYPE_PROMETHEUS, text, len);
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
-				  const char *url, const char *method,
-				  const char *version, const char *upload_data,
-				  size_t *upload_data_size, void **req_cls)
-{
-	(void)version;
-	(void)upload_data;
-	(void)upload_data_size;
-	(void)req_cls;
-
-	if (strcmp(url, "/metrics"))
-		return respond_text(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics\n");
-	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
-		return respond_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
-				    "method not allowed: use GET\n");
-	return serve_metrics(cls, conn);
-}
-
-static void on_log(void *cls, const char *fmt, va_list ap)
-{
-	char line[256];
-
-	(void)cls;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	line[strcspn(line, "\n")] = '\0';
-	dmu_warn("metrics http: %s", line);
+		return -1;
+	err = dmu_render_prometheus(&snap, &info, out);
+	return fclose(out) || err ? -1 : 0;
 }
 
 struct dmu_http *dmu_http_start(const struct dmu_listen *listen,
 				const struct dmu_http_source *src)
 {
 	struct dmu_http *h = calloc(1, sizeof(*h));
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 
 	if (!h)
 		return NULL;
-	if (listen->addr.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
 	h->src = src;
-	h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
-		MHD_OPTION_EXTERNAL_LOGGER, on_log, NULL,	/* first, to catch all */
-		MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&listen->addr,
-		MHD_OPTION_THREAD_STACK_SIZE, (size_t)STACK_SIZE,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-		MHD_OPTION_END);
-	if (!h->daemon) {
-		dmu_error("cannot serve metrics on %s (address in use or not local?)",
-			  listen->text);
+	h->httpd = dmu_httpd_start(listen, render, h);
+	if (!h->httpd) {
 		free(h);
 		return NULL;
 	}
-	const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->daemon,
-							     MHD_DAEMON_INFO_BIND_PORT);
-	h->port = di ? di->port : 0;
 	return h;
 }
 
 uint16_t dmu_http_port(const struct dmu_http *h)
 {
-	return h->port;
+	return dmu_httpd_port(h->httpd);
 }
 
 void dmu_http_stop(struct dmu_http *h)
 {
 	if (!h)
 		return;
-	MHD_stop_daemon(h->daemon);
+	dmu_httpd_stop(h->httpd);
 	free(h);
 }

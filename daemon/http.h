@@ -1,11 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The metrics endpoint, on libmicrohttpd's own thread:
- *   GET /metrics                       JSON (metrics.schema.json)
- *   GET /metrics?format=prometheus     Prometheus text format 0.0.4
- *   GET /metrics with Accept: text/plain   the same
- * Any other path is 404; any method but GET and HEAD is 405.  A scrape
- * reads the workers' counters without stopping them (metrics.h).
+ * dmuserd's metrics endpoint (routes in httpd.h): /metrics is JSON
+ * (metrics.schema.json) or Prometheus text of the workers' counters, read
+ * without stopping them (metrics.h); / is the live page.
  */
 #ifndef DMUSERD_HTTP_H
 #define DMUSERD_HTTP_H

@@ -6,16 +6,22 @@
 #include <unistd.h>
 
 static int log_quiet;
+static const char *log_prog = "dmuserd";
 
 void dmu_log_set_quiet(int level)
 {
 	log_quiet = level;
 }
 
+void dmu_log_set_prog(const char *prog)
+{
+	log_prog = prog;
+}
+
 static void log_line(const char *prefix, const char *fmt, va_list ap)
 {
 	char line[512];
-	int n = snprintf(line, sizeof(line), "dmuserd: %s", prefix);
+	int n = snprintf(line, sizeof(line), "%s: %s", log_prog, prefix);
 
 	if (n < 0)
 		return;

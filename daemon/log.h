@@ -23,4 +23,7 @@ void dmu_info(const char *fmt, ...) DMU_PRINTF(1, 2);
  */
 void dmu_log_set_quiet(int level);
 
+/* The prefix, "dmuserd" unless another program links this file. */
+void dmu_log_set_prog(const char *prog);
+
 #endif

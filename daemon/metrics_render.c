@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "metrics_render.h"
+#include "prom.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -207,28 +208,10 @@ json_t *dmu_render_json(const struct dmu_metrics_snapshot *s,
 
 /* ---- Prometheus text format 0.0.4 -------------------------------------- */
 
-static void family(FILE *out, const char *name, const char *type, const char *help)
-{
-	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-/* A label value: backslash, double quote and newline escaped. */
-static void label_value(FILE *out, const char *v)
-{
-	for (; *v; v++) {
-		if (*v == '\\' || *v == '"')
-			fprintf(out, "\\%c", *v);
-		else if (*v == '\n')
-			fputs("\\n", out);
-		else
-			fputc(*v, out);
-	}
-}
-
 static void per_op_counter(FILE *out, const struct dmu_metrics_snapshot *s,
 			   const char *name, const char *help, size_t field)
 {
-	family(out, name, "counter", help);
+	dmu_prom_family(out, name, "counter", help);
 	for (unsigned i = 0; i < DMU_OP_COUNT; i++) {
 		const uint64_t *v = (const uint64_t *)((const char *)&s->op[i] + field);
 
@@ -239,31 +222,26 @@ static void per_op_counter(FILE *out, const struct dmu_metrics_snapshot *s,
 static void histogram(FILE *out, const struct dmu_metrics_snapshot *s)
 {
 	const char *name = "dmuser_request_duration_seconds";
+	double le[DMU_HIST_BUCKETS - 1];
 
-	family(out, name, "histogram",
+	for (unsigned b = 0; b < DMU_HIST_BUCKETS - 1; b++)
+		le[b] = (double)dmu_hist_upper_ns(b) / 1e9;
+	dmu_prom_family(out, name, "histogram",
 	       "Time from reading a request to writing its reply, by operation.");
 	for (unsigned i = 0; i < DMU_OP_COUNT; i++) {
 		const struct dmu_op_snapshot *op = &s->op[i];
-		const char *opn = dmu_op_name(i);
-		uint64_t cumulative = 0;
+		char labels[64], sum[48];
 
-		for (unsigned b = 0; b < DMU_HIST_BUCKETS - 1; b++) {
-			cumulative += op->latency[b];
-			fprintf(out, "%s_bucket{op=\"%s\",le=\"%.12g\"} %" PRIu64 "\n",
-				name, opn, (double)dmu_hist_upper_ns(b) / 1e9, cumulative);
-		}
-		fprintf(out, "%s_bucket{op=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
-			name, opn, op->latency_count);
-		fprintf(out, "%s_sum{op=\"%s\"} %" PRIu64 ".%09" PRIu64 "\n", name, opn,
-			op->latency_sum_ns / 1000000000u, op->latency_sum_ns % 1000000000u);
-		fprintf(out, "%s_count{op=\"%s\"} %" PRIu64 "\n", name, opn,
-			op->latency_count);
+		snprintf(labels, sizeof(labels), "op=\"%s\"", dmu_op_name(i));
+		snprintf(sum, sizeof(sum), "%" PRIu64 ".%09" PRIu64,
+			 op->latency_sum_ns / 1000000000u, op->latency_sum_ns % 1000000000u);
+		dmu_prom_histogram(out, name, labels, op->latency, le, DMU_HIST_BUCKETS, sum);
 	}
 }
 
 static void gauge(FILE *out, const char *name, const char *help, double v)
 {
-	family(out, name, "gauge", help);
+	dmu_prom_family(out, name, "gauge", help);
 	fprintf(out, "%s %.17g\n", name, v);
 }
 
@@ -278,7 +256,7 @@ static void target(FILE *out, const char *status)
 		char name[80];
 
 		snprintf(name, sizeof(name), "dmuser_target_%.47s", f[i].key);
-		family(out, name, "gauge", "A field of the target's status line.");
+		dmu_prom_family(out, name, "gauge", "A field of the target's status line.");
 		fprintf(out, "%s %" PRIu64 "\n", name, f[i].value);
 	}
 }
@@ -286,11 +264,11 @@ static void target(FILE *out, const char *status)
 int dmu_render_prometheus(const struct dmu_metrics_snapshot *s,
 			  const struct dmu_metrics_info *info, FILE *out)
 {
-	family(out, "dmuser_info", "gauge", "Daemon version and device name; always 1.");
+	dmu_prom_family(out, "dmuser_info", "gauge", "Daemon version and device name; always 1.");
 	fputs("dmuser_info{version=\"", out);
-	label_value(out, info->version);
+	dmu_prom_label_value(out, info->version);
 	fputs("\",device=\"", out);
-	label_value(out, info->name);
+	dmu_prom_label_value(out, info->name);
 	fputs("\"} 1\n", out);
 
 	gauge(out, "dmuser_device_size_bytes", "Size of the device.", (double)info->size_bytes);
@@ -309,15 +287,15 @@ int dmu_render_prometheus(const struct dmu_metrics_snapshot *s,
 		       "Requests answered with an error, by operation.",
 		       offsetof(struct dmu_op_snapshot, errors));
 
-	family(out, "dmuser_replies_total", "counter", "Replies sent, by status.");
+	dmu_prom_family(out, "dmuser_replies_total", "counter", "Replies sent, by status.");
 	for (unsigned i = 0; i < DMU_STATUS_COUNT; i++)
 		fprintf(out, "dmuser_replies_total{status=\"%s\"} %" PRIu64 "\n",
 			dmu_status_name(i), s->replies[i]);
 
-	family(out, "dmuser_backend_flushes_total", "counter",
+	dmu_prom_family(out, "dmuser_backend_flushes_total", "counter",
 	       "Flushes (fdatasync) issued to the backing file.");
 	fprintf(out, "dmuser_backend_flushes_total %" PRIu64 "\n", s->backend_flushes);
-	family(out, "dmuser_channel_reopens_total", "counter",
+	dmu_prom_family(out, "dmuser_channel_reopens_total", "counter",
 	       "Channels closed and reopened after a broken stream.");
 	fprintf(out, "dmuser_channel_reopens_total %" PRIu64 "\n", s->channel_reopens);
 

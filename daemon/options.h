@@ -9,16 +9,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <sys/socket.h>
+
+#include "listen.h"
 
 #define DMU_MAX_THREADS 256
-
-struct dmu_listen {
-	bool enabled;
-	struct sockaddr_storage addr;
-	socklen_t addr_len;
-	char text[80];		/* as the user gave it, normalised: "ADDR:PORT" */
-};
 
 struct dmu_options {
 	const char *file;
@@ -47,12 +41,6 @@ enum dmu_parse_result dmu_options_parse(int argc, char **argv,
  * suffixes are accepted too).  Returns 0, or -1 for bad syntax or overflow.
  */
 int dmu_parse_size(const char *text, uint64_t *out);
-
-/*
- * "PORT", ":PORT", "ADDR:PORT" or "[ADDR6]:PORT".  Without an address the
- * listener binds 127.0.0.1 only.  Returns 0, or -1 for bad syntax.
- */
-int dmu_parse_listen(const char *text, struct dmu_listen *out);
 
 void dmu_usage(FILE *out);
 

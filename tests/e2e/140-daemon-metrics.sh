@@ -8,7 +8,7 @@
 #  - ?format=prometheus and Accept: text/plain give Prometheus text 0.0.4 whose
 #    histograms are cumulative with +Inf == _count, and whose counters agree with
 #    the JSON;
-#  - unknown paths give 404, other methods 405;
+#  - GET / is the live page (text/html); unknown paths give 404, other methods 405;
 #  - scraping in a tight loop while fio runs does not disturb the I/O.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -117,7 +117,9 @@ assert_eq "$(prom dmuser_target_channels)" 2 "Prometheus target channels"
 
 log "routes"
 code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
-assert_eq "$(code "http://127.0.0.1:$port/")" 404 "GET /"
+assert_eq "$(code "http://127.0.0.1:$port/")" 200 "GET / (the live page)"
+assert_eq "$(curl -s -o /dev/null -w "%{content_type}" "http://127.0.0.1:$port/")" "text/html; charset=utf-8" "GET / content type"
+assert_eq "$(code -X POST -d x "http://127.0.0.1:$port/")" 405 "POST /"
 assert_eq "$(code "http://127.0.0.1:$port/nope")" 404 "GET /nope"
 assert_eq "$(code -X POST -d x "$url")" 405 "POST /metrics"
 assert_eq "$(code -X DELETE "$url")" 405 "DELETE /metrics"

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "httpd.h"
 #include "schema.h"
 #include "test.h"
 
@@ -165,9 +166,36 @@ TEST(http_unknown_path_is_404)
 	struct server s;
 
 	start(&s, NULL);
-	CHECK_EQ(request(&s, "GET", "/", NULL).code, 404);
+	CHECK_EQ(request(&s, "GET", "/index.html", NULL).code, 404);
+	CHECK_EQ(request(&s, "GET", "//", NULL).code, 404);
 	CHECK_EQ(request(&s, "GET", "/metricsx", NULL).code, 404);
 	CHECK_EQ(request(&s, "GET", "/metrics/", NULL).code, 404);
+	dmu_http_stop(s.http);
+}
+
+TEST(http_live_page)
+{
+	struct server s;
+
+	start(&s, NULL);
+	struct response r = request(&s, "GET", "/", NULL);
+	CHECK_EQ(r.code, 200);
+	CHECK(has_header(&r, "Content-Type: text/html; charset=utf-8"));
+	/* the built-in page, whole: it polls /metrics and exposes its charts' points */
+	CHECK(strstr(r.body, "<!doctype html>") == r.body);
+	CHECK(strstr(r.body, "</html>") != NULL);
+	CHECK(strstr(r.body, "fetch(") != NULL);
+	CHECK(strstr(r.body, "data-points") != NULL);
+	/* self-contained: nothing loaded from elsewhere at run time */
+	CHECK(strstr(r.body, "src=\"http") == NULL);
+	CHECK(strstr(r.body, "href=\"http") == NULL);
+	CHECK(strstr(r.body, "import ") == NULL);
+	CHECK_EQ(strlen(r.body), (size_t)(dmu_web_index_html_end - dmu_web_index_html));
+
+	r = request(&s, "HEAD", "/", NULL);
+	CHECK_EQ(r.code, 200);
+	CHECK_STR(r.body, "");
+	CHECK_EQ(request(&s, "POST", "/", "Content-Length: 0\r\n").code, 405);
 	dmu_http_stop(s.http);
 }
 

@@ -14,19 +14,8 @@
 
 #include "dmuser.h"
 #include "trace_helpers.h"
+#include "check.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...) do {						\
-	if (cond) {							\
-		passed++;						\
-	} else {							\
-		failed++;						\
-		printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);	\
-		printf(__VA_ARGS__);					\
-		printf("\n");						\
-	}								\
-} while (0)
 
 #define NEAR(a, b) (fabs((a) - (b)) < 1e-6)
 

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * dmuser-exporter: a scrape of the dmuser_lat BPF maps (per device, per
+ * op, queue depth on), and its renderings as Prometheus text and JSON
+ * (exporter_render.c, pure functions the unit tests check directly).
+ */
+#ifndef __DMUSER_EXPORTER_H
+#define __DMUSER_EXPORTER_H
+
+#include <stdio.h>
+#include <jansson.h>
+#include <linux/types.h>
+
+#include "dmuser.h"
+
+#define DMU_EXP_MAX_DEVS	256
+
+struct dmu_exp_hist {
+	struct dmu_hist_key key;	/* dev, op, kind (stage or queue-depth kind) */
+	struct dmu_hist hist;		/* latency in microseconds, depth in requests */
+};
+
+struct dmu_exp_stat {
+	struct dmu_op_key key;
+	struct dmu_op_stats st;
+};
+
+struct dmu_exp_dev {
+	__u32 dev;
+	char name[128];		/* dm name, else dm-N, else MAJ:MIN */
+};
+
+struct dmu_exp_snapshot {
+	const char *version;
+	const char *attach;		/* attach mode in use */
+	double uptime_seconds;
+	struct dmu_exp_hist *lat;	/* sorted by dev, op, stage */
+	int nlat;
+	struct dmu_exp_hist *qd;	/* sorted by dev, op, kind */
+	int nqd;
+	struct dmu_exp_stat *st;	/* sorted by dev, op */
+	int nst;
+	struct dmu_exp_dev *devs;	/* every dev of the entries above, sorted */
+	int ndevs;
+};
+
+/* Sorts the entries and fills devs (names through name_fn). */
+void dmu_exp_prepare(struct dmu_exp_snapshot *s, struct dmu_exp_dev *devs, int max_devs,
+		     void (*name_fn)(__u32 dev, char *buf, size_t len));
+
+/* Returns 0, or -1 if writing to out failed. */
+int dmu_exp_render_prometheus(const struct dmu_exp_snapshot *s, FILE *out);
+/* New reference; NULL if out of memory. */
+json_t *dmu_exp_render_json(const struct dmu_exp_snapshot *s);
+
+#endif /* __DMUSER_EXPORTER_H */

@@ -1,0 +1,338 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dmuser-exporter's two renderings of the dmuser_lat maps.
+ *
+ * The BPF histograms are bcc's floor-based log2 slots: slot i holds values
+ * in [2^i, 2^(i+1)), slot 0 holds 0 and 1, and the last slot also holds
+ * everything larger.  Prometheus buckets are "at most le", so slot i is
+ * exported with le = 2^(i+1) microseconds (any value below that bound is
+ * at most it), the buckets are made cumulative, and the last slot goes to
+ * +Inf only, which therefore equals _count.  Queue depths are integers, so
+ * their slot i is exactly "at most 2^(i+1) - 1".
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/dm-user.h>
+
+#include "dmuser-exporter.h"
+#include "prom.h"
+#include "trace_helpers.h"
+
+static const char *const qd_names[DMU_NR_QD] = {
+	[DMU_QD_QUEUED] = "dmuser_queue_depth",
+	[DMU_QD_IN_FLIGHT] = "dmuser_in_flight",
+};
+
+static const char *const qd_json[DMU_NR_QD] = {
+	[DMU_QD_QUEUED] = "queue_depth",
+	[DMU_QD_IN_FLIGHT] = "in_flight",
+};
+
+static int cmp3(__u32 a1, __u32 a2, __u32 a3, __u32 b1, __u32 b2, __u32 b3)
+{
+	if (a1 != b1)
+		return a1 < b1 ? -1 : 1;
+	if (a2 != b2)
+		return a2 < b2 ? -1 : 1;
+	if (a3 != b3)
+		return a3 < b3 ? -1 : 1;
+	return 0;
+}
+
+static int cmp_hist(const void *a, const void *b)
+{
+	const struct dmu_hist_key *x = &((const struct dmu_exp_hist *)a)->key;
+	const struct dmu_hist_key *y = &((const struct dmu_exp_hist *)b)->key;
+
+	return cmp3(x->dev, x->op, x->kind, y->dev, y->op, y->kind);
+}
+
+static int cmp_stat(const void *a, const void *b)
+{
+	const struct dmu_op_key *x = &((const struct dmu_exp_stat *)a)->key;
+	const struct dmu_op_key *y = &((const struct dmu_exp_stat *)b)->key;
+
+	return cmp3(x->dev, x->op, 0, y->dev, y->op, 0);
+}
+
+static void add_dev(struct dmu_exp_snapshot *s, int max, __u32 dev,
+		    void (*name_fn)(__u32 dev, char *buf, size_t len))
+{
+	int i;
+
+	for (i = 0; i < s->ndevs; i++)
+		if (s->devs[i].dev == dev)
+			return;
+	if (s->ndevs == max)
+		return;
+	s->devs[s->ndevs].dev = dev;
+	name_fn(dev, s->devs[s->ndevs].name, sizeof(s->devs[s->ndevs].name));
+	s->ndevs++;
+}
+
+static int cmp_dev(const void *a, const void *b)
+{
+	const struct dmu_exp_dev *x = a, *y = b;
+
+	return cmp3(x->dev, 0, 0, y->dev, 0, 0);
+}
+
+void dmu_exp_prepare(struct dmu_exp_snapshot *s, struct dmu_exp_dev *devs, int max_devs,
+		     void (*name_fn)(__u32 dev, char *buf, size_t len))
+{
+	int i;
+
+	qsort(s->lat, s->nlat, sizeof(*s->lat), cmp_hist);
+	qsort(s->qd, s->nqd, sizeof(*s->qd), cmp_hist);
+	qsort(s->st, s->nst, sizeof(*s->st), cmp_stat);
+	s->devs = devs;
+	s->ndevs = 0;
+	for (i = 0; i < s->nst; i++)
+		add_dev(s, max_devs, s->st[i].key.dev, name_fn);
+	for (i = 0; i < s->nlat; i++)
+		add_dev(s, max_devs, s->lat[i].key.dev, name_fn);
+	for (i = 0; i < s->nqd; i++)
+		add_dev(s, max_devs, s->qd[i].key.dev, name_fn);
+	qsort(s->devs, s->ndevs, sizeof(*s->devs), cmp_dev);
+}
+
+static const char *dev_name(const struct dmu_exp_snapshot *s, __u32 dev)
+{
+	int i;
+
+	for (i = 0; i < s->ndevs; i++)
+		if (s->devs[i].dev == dev)
+			return s->devs[i].name;
+	return "unknown";
+}
+
+/* The devs of a sorted snapshot are in the same order as its entries. */
+static void labels(char *buf, size_t len, const struct dmu_exp_snapshot *s, __u32 dev,
+		   const char *op, const char *stage)
+{
+	char *v = NULL;
+	size_t vlen = 0;
+	FILE *f = open_memstream(&v, &vlen);
+
+	if (f) {
+		dmu_prom_label_value(f, dev_name(s, dev));
+		fclose(f);
+	}
+	snprintf(buf, len, "device=\"%s\"%s%s%s%s%s%s", v ? v : "",
+		 op ? ",op=\"" : "", op ? op : "", op ? "\"" : "",
+		 stage ? ",stage=\"" : "", stage ? stage : "", stage ? "\"" : "");
+	free(v);
+}
+
+/* ---- Prometheus ---------------------------------------------------------- */
+
+static void counter(FILE *out, const struct dmu_exp_snapshot *s, const char *name,
+		    const char *help, size_t field)
+{
+	char lab[320], opbuf[16];
+	int i;
+
+	dmu_prom_family(out, name, "counter", help);
+	for (i = 0; i < s->nst; i++) {
+		const __u64 *v = (const __u64 *)((const char *)&s->st[i].st + field);
+
+		labels(lab, sizeof(lab), s, s->st[i].key.dev,
+		       dmu_op_name(s->st[i].key.op, opbuf, sizeof(opbuf)), NULL);
+		fprintf(out, "%s{%s} %llu\n", name, lab, (unsigned long long)*v);
+	}
+}
+
+static void slots_u64(const struct dmu_hist *h, uint64_t *counts)
+{
+	for (int i = 0; i < DMU_MAX_SLOTS; i++)
+		counts[i] = h->slots[i];
+}
+
+static void latency(FILE *out, const struct dmu_exp_snapshot *s)
+{
+	const char *name = "dmuser_stage_latency_seconds";
+	double le[DMU_MAX_SLOTS - 1];
+	uint64_t counts[DMU_MAX_SLOTS];
+	char lab[320], opbuf[16], sum[48];
+	int i;
+
+	for (i = 0; i < DMU_MAX_SLOTS - 1; i++)
+		le[i] = (double)(2ULL << i) / 1e6;
+	dmu_prom_family(out, name, "histogram",
+			"Time of dm-user requests in each stage, seen by the kernel's tracepoints: "
+			"queue (mapped to read by a daemon), daemon (read to reply), "
+			"total (mapped to completed).");
+	for (i = 0; i < s->nlat; i++) {
+		const struct dmu_exp_hist *e = &s->lat[i];
+
+		if (e->key.kind >= DMU_NR_STAGES)
+			continue;
+		labels(lab, sizeof(lab), s, e->key.dev,
+		       dmu_op_name(e->key.op, opbuf, sizeof(opbuf)),
+		       dmu_stage_names[e->key.kind]);
+		snprintf(sum, sizeof(sum), "%llu.%06llu",
+			 (unsigned long long)(e->hist.sum / 1000000),
+			 (unsigned long long)(e->hist.sum % 1000000));
+		slots_u64(&e->hist, counts);
+		dmu_prom_histogram(out, name, lab, counts, le, DMU_MAX_SLOTS, sum);
+	}
+}
+
+/* Queue depth per device: the per-op histograms of one kind, summed. */
+static void depth_sum(const struct dmu_exp_snapshot *s, int *i, unsigned kind,
+		      __u32 dev, struct dmu_hist *h)
+{
+	memset(h, 0, sizeof(*h));
+	for (; *i < s->nqd && s->qd[*i].key.dev == dev; (*i)++) {
+		if (s->qd[*i].key.kind != kind)
+			continue;
+		for (int k = 0; k < DMU_MAX_SLOTS; k++)
+			h->slots[k] += s->qd[*i].hist.slots[k];
+		h->sum += s->qd[*i].hist.sum;
+	}
+}
+
+static void depth(FILE *out, const struct dmu_exp_snapshot *s, unsigned kind)
+{
+	double le[DMU_MAX_SLOTS - 1];
+	uint64_t counts[DMU_MAX_SLOTS];
+	char lab[320], sum[32];
+	struct dmu_hist h;
+	int i, d;
+
+	for (i = 0; i < DMU_MAX_SLOTS - 1; i++)
+		le[i] = (double)((2ULL << i) - 1);
+	dmu_prom_family(out, qd_names[kind], "histogram", kind == DMU_QD_QUEUED ?
+			"Requests queued for the daemon (this one included), sampled as each request is mapped." :
+			"Requests taken by a daemon and not yet answered, sampled as each request is mapped.");
+	for (d = 0, i = 0; d < s->ndevs; d++) {
+		while (i < s->nqd && s->qd[i].key.dev < s->devs[d].dev)
+			i++;
+		if (i == s->nqd || s->qd[i].key.dev != s->devs[d].dev)
+			continue;
+		depth_sum(s, &i, kind, s->devs[d].dev, &h);
+		labels(lab, sizeof(lab), s, s->devs[d].dev, NULL, NULL);
+		snprintf(sum, sizeof(sum), "%llu", (unsigned long long)h.sum);
+		slots_u64(&h, counts);
+		dmu_prom_histogram(out, qd_names[kind], lab, counts, le, DMU_MAX_SLOTS, sum);
+	}
+}
+
+int dmu_exp_render_prometheus(const struct dmu_exp_snapshot *s, FILE *out)
+{
+	dmu_prom_family(out, "dmuser_exporter_info", "gauge",
+			"dmuser-exporter's version and attach mode; always 1.");
+	fprintf(out, "dmuser_exporter_info{version=\"%s\",attach=\"%s\"} 1\n",
+		s->version, s->attach);
+	dmu_prom_family(out, "dmuser_exporter_uptime_seconds", "gauge",
+			"Time since dmuser-exporter attached.");
+	fprintf(out, "dmuser_exporter_uptime_seconds %.17g\n", s->uptime_seconds);
+
+	counter(out, s, "dmuser_kernel_requests_total",
+		"Requests completed by the dm-user target, by device and operation.",
+		offsetof(struct dmu_op_stats, ios));
+	counter(out, s, "dmuser_kernel_request_bytes_total",
+		"Bytes of the requests completed by the dm-user target, by device and operation.",
+		offsetof(struct dmu_op_stats, bytes));
+	counter(out, s, "dmuser_errors_total",
+		"Requests the dm-user target completed with an error, by device and operation.",
+		offsetof(struct dmu_op_stats, errors));
+	counter(out, s, "dmuser_timeouts_total",
+		"Requests the dm-user target ended after timeout_ms, by device and operation.",
+		offsetof(struct dmu_op_stats, ends[DMU_END_TIMEOUT]));
+	latency(out, s);
+	depth(out, s, DMU_QD_QUEUED);
+	depth(out, s, DMU_QD_IN_FLIGHT);
+	return ferror(out) ? -1 : 0;
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+static json_t *json_u64(__u64 v)
+{
+	return json_integer((json_int_t)(v > INT64_MAX ? INT64_MAX : v));
+}
+
+/* {count, sum, buckets: [{upper, count}], overflow}; upper as in Prometheus' le */
+static json_t *json_hist(const struct dmu_hist *h, bool depth_buckets)
+{
+	json_t *buckets = json_array();
+	__u64 count = 0;
+
+	for (int i = 0; i < DMU_MAX_SLOTS; i++)
+		count += h->slots[i];
+	for (int i = 0; i < DMU_MAX_SLOTS - 1; i++)
+		json_array_append_new(buckets, json_pack("{s:o, s:o}",
+			"upper", json_u64(depth_buckets ? (2ULL << i) - 1 : 2ULL << i),
+			"count", json_u64(h->slots[i])));
+	return json_pack("{s:o, s:o, s:o, s:o}", "count", json_u64(count),
+			 "sum", json_u64(h->sum), "buckets", buckets,
+			 "overflow", json_u64(h->slots[DMU_MAX_SLOTS - 1]));
+}
+
+static json_t *json_op(json_t *ops, __u32 op)
+{
+	char opbuf[16];
+	const char *name = dmu_op_name(op, opbuf, sizeof(opbuf));
+	json_t *o = json_object_get(ops, name);
+
+	if (!o) {
+		o = json_pack("{s:i, s:i, s:i, s:i, s:{}}", "requests", 0, "bytes", 0,
+			      "errors", 0, "timeouts", 0, "latency_us");
+		json_object_set_new(ops, name, o);
+	}
+	return o;
+}
+
+json_t *dmu_exp_render_json(const struct dmu_exp_snapshot *s)
+{
+	json_t *devices = json_array();
+	int d, i, l = 0, q = 0;
+
+	for (d = 0, i = 0; d < s->ndevs; d++) {
+		__u32 dev = s->devs[d].dev;
+		json_t *ops = json_object();
+		char devbuf[32];
+
+		while (i < s->nst && s->st[i].key.dev < dev)
+			i++;
+		while (l < s->nlat && s->lat[l].key.dev < dev)
+			l++;
+		while (q < s->nqd && s->qd[q].key.dev < dev)
+			q++;
+		for (; i < s->nst && s->st[i].key.dev == dev; i++) {
+			const struct dmu_op_stats *st = &s->st[i].st;
+			json_t *o = json_op(ops, s->st[i].key.op);
+
+			json_object_set_new(o, "requests", json_u64(st->ios));
+			json_object_set_new(o, "bytes", json_u64(st->bytes));
+			json_object_set_new(o, "errors", json_u64(st->errors));
+			json_object_set_new(o, "timeouts", json_u64(st->ends[DMU_END_TIMEOUT]));
+		}
+		for (; l < s->nlat && s->lat[l].key.dev == dev; l++) {
+			const struct dmu_exp_hist *e = &s->lat[l];
+
+			if (e->key.kind < DMU_NR_STAGES)
+				json_object_set_new(json_object_get(json_op(ops, e->key.op), "latency_us"),
+						    dmu_stage_names[e->key.kind],
+						    json_hist(&e->hist, false));
+		}
+		snprintf(devbuf, sizeof(devbuf), "%u:%u", dmu_major(dev), dmu_minor(dev));
+		json_t *jd = json_pack("{s:s, s:s, s:o}", "device", s->devs[d].name,
+				       "dev", devbuf, "ops", ops);
+		for (unsigned k = 0; k < DMU_NR_QD; k++) {
+			struct dmu_hist h;
+			int start = q;
+
+			depth_sum(s, &start, k, dev, &h);
+			json_object_set_new(jd, qd_json[k], json_hist(&h, true));
+		}
+		while (q < s->nqd && s->qd[q].key.dev == dev)
+			q++;
+		json_array_append_new(devices, jd);
+	}
+	return json_pack("{s:s, s:s, s:s, s:f, s:o}", "exporter", "dmuser-exporter",
+			 "version", s->version, "attach", s->attach,
+			 "uptime_seconds", s->uptime_seconds, "devices", devices);
+}
