@@ -7,6 +7,8 @@
 #                 installed kernel; ends with "N passed, N failed"
 #   make soak     the VM tests that have soak-sized counts, at those counts
 #   make demo     boot a guest and show dm-user serving a file under load
+#   make bench    boot one guest and run fio on the file, loop, nbd and dm-user
+#                 (see tests/bench/README.md); writes build/bench/results.*
 #
 # Kernels: every generic -amd64 /lib/modules/<version>/build that has a
 # matching /boot/vmlinuz-<version>.  Restrict with KVERS="<version> ...".
@@ -32,7 +34,8 @@ DEPS := make gcc clang llvm pkg-config git \
 	dmsetup libdevmapper-dev libjansson-dev libmicrohttpd-dev \
 	libbpf-dev bpftool bpftrace libncurses-dev \
 	fio e2fsprogs util-linux strace procps psmisc iproute2 curl jq \
-	python3 python3-jsonschema
+	python3 python3-jsonschema \
+	nbdkit nbd-client gnuplot-nox linux-perf
 
 all: modules daemon bpf tools
 
@@ -90,6 +93,7 @@ $(BUILD)/tools/%: $(ROOT)/tests/tools/%.c $(ROOT)/module/include/uapi/linux/dm-u
 unit: daemon
 	$(MAKE) -C $(ROOT)/tests/unit check
 	$(MAKE) -C $(ROOT)/tests/unit/bpf check
+	$(MAKE) -C $(ROOT)/tests/unit/bench check
 
 check: deps-if-needed
 	@$(MAKE) -C $(ROOT) all
@@ -102,6 +106,11 @@ soak: deps-if-needed
 demo: deps-if-needed
 	@$(MAKE) -C $(ROOT) all
 	@$(ROOT)/tests/demo/demo.sh
+
+# Goals are reported, not asserted: exits 0 unless a path or a job failed to run.
+bench: deps-if-needed
+	@$(MAKE) -C $(ROOT) all
+	@$(ROOT)/tests/bench/bench.sh
 
 # Kernel style: checkpatch.pl from Debian's linux-source package.
 CHECKPATCH := $(BUILD)/checkpatch/scripts/checkpatch.pl
@@ -123,5 +132,6 @@ clean:
 	-$(MAKE) -C $(ROOT)/daemon clean
 	-$(MAKE) -C $(ROOT)/bpf clean
 	-$(MAKE) -C $(ROOT)/tests/unit clean
+	-$(MAKE) -C $(ROOT)/tests/unit/bench clean
 
-.PHONY: all deps deps-if-needed modules daemon bpf tools unit lint check soak demo clean
+.PHONY: all deps deps-if-needed modules daemon bpf tools unit lint check soak demo bench clean
