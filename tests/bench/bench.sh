@@ -7,6 +7,11 @@
 # and print the Markdown table.
 #
 #   tests/bench/bench.sh [--kernel KVER] [--out DIR] [--timeout SECONDS]
+#   tests/bench/bench.sh --profile [--kernel KVER] [--out DIR] [--timeout SECONDS]
+#
+# --profile instead profiles dm-user under 4k randread iodepth 32 with dmuserd at
+# 1 and N threads (tests/bench/guest-profile.sh says what is measured) into
+# DIR/profile/<threads>/; PROF_THREADS (4), PROF_SECS (5), PROF_SIZE (512M).
 #
 # Environment (see tests/bench/README.md):
 #   BENCH_RUNTIME  seconds of each fio job (3)     BENCH_RAMP     ramp seconds (1)
@@ -24,9 +29,10 @@ set -euo pipefail
 all_paths="file loop nbd dmuser-1 dmuser-N dmuser-N-bpf"
 all_jobs=$(sed -n 's/^\[\(.*\)\]$/\1/p' "$DMU_ROOT/tests/bench/jobs.fio" | grep -vx global | paste -sd' ')
 
-kernel="" out=$DMU_ROOT/build/bench timeout=""
+kernel="" out=$DMU_ROOT/build/bench timeout="" profile=0
 while (($#)); do
 	case $1 in
+	--profile) profile=1; shift ;;
 	--kernel) kernel=${2:?}; shift 2 ;;
 	--out) out=${2:?}; shift 2 ;;
 	--timeout) timeout=${2:?}; shift 2 ;;
@@ -34,6 +40,25 @@ while (($#)); do
 	*) vm_log "unknown argument '$1' (try --help)"; exit 2 ;;
 	esac
 done
+
+kver=$(if [[ -n $kernel ]]; then vm_resolve_kernel "$kernel"; else vm_kernels | tail -n1; fi)
+[[ -n $kver ]] || vm_die "no installed generic -amd64 kernel with headers"
+[[ -f $(vm_ko_path "$kver") ]] || vm_die "module not built for $kver (run make)"
+for b in daemon/dmuserd bpf/dmuser-lat bpf/dmuser-top; do
+	[[ -x $DMU_ROOT/$b ]] || vm_die "$b not built (run make)"
+done
+for c in fio nbdkit nbd-client gnuplot python3 perf; do
+	command -v "$c" >/dev/null || vm_die "$c not found (run make deps)"
+done
+
+if ((profile)); then
+	rm -rf "$out/profile"
+	mkdir -p "$out/profile"
+	exec "$DMU_ROOT/tests/vm/run.sh" -v --kernel "$kver" --smp 2 --timeout "${timeout:-420}" \
+		--out "$out/profile" --env "PROF_THREADS=${PROF_THREADS:-4}" \
+		--env "PROF_SECS=${PROF_SECS:-5}" --env "PROF_SIZE=${PROF_SIZE:-512M}" \
+		-- tests/bench/guest-profile.sh
+fi
 
 runtime=${BENCH_RUNTIME:-3} ramp=${BENCH_RAMP:-1} repeat=${BENCH_REPEAT:-3}
 threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-1G} mem=${BENCH_MEM:-3072}
@@ -60,20 +85,6 @@ check_names paths "$all_paths" $paths
 check_names jobs "$all_jobs" $jobs
 read -r -a path_list <<<"$paths"
 read -r -a job_list <<<"$jobs"
-
-if [[ -n $kernel ]]; then
-	kver=$(vm_resolve_kernel "$kernel")
-else
-	kver=$(vm_kernels | tail -n1)
-	[[ -n $kver ]] || vm_die "no installed generic -amd64 kernel with headers"
-fi
-[[ -f $(vm_ko_path "$kver") ]] || vm_die "module not built for $kver (run make)"
-for b in daemon/dmuserd bpf/dmuser-lat bpf/dmuser-top; do
-	[[ -x $DMU_ROOT/$b ]] || vm_die "$b not built (run make)"
-done
-for c in fio nbdkit nbd-client gnuplot python3; do
-	command -v "$c" >/dev/null || vm_die "$c not found (run make deps)"
-done
 
 # Boot and module load take ~30 s; each path set-up and teardown up to ~20 s.
 runs=$((repeat * ${#path_list[@]}))

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Runs INSIDE the guest (started by tests/bench/profile.sh through tests/vm/run.sh):
+# Runs INSIDE the guest (started by tests/bench/bench.sh --profile through tests/vm/run.sh):
 # profile dm-user under fio 4k randread iodepth 32 with dmuserd at 1 and at N
 # threads. For each thread count, while one fio runs:
 #   1. perf record -a -g (cpu-clock: TCG has no PMU) for PROF_SECS, then

@@ -173,39 +173,33 @@ def _median_iops(summary, job, path):
 
 def goals(summary):
     """The issue's goals on randread-4k-qd32, each PASS, FAIL or N/A (a path or
-    the job did not run)."""
-    out = []
+    the job did not run). Thresholds are inclusive."""
+    iops = {p: _median_iops(summary, GOAL_JOB, p) for p in (DMU, DMU_1, BASELINE, NBD, DMU_BPF)}
 
-    def verdict(value, ok):
-        # Thresholds are inclusive: 1 - 38/40 must pass "<= 5%" despite rounding.
-        return "N/A" if value is None else ("PASS" if ok(round(value, 9)) else "FAIL")
+    def ratio_goal(num, den, threshold, is_cost=False):
+        r = ratio(iops[num], iops[den])
+        gone = [p for p in (num, den) if iops[p] is None]
+        if is_cost:
+            name = f"{GOAL_JOB}: BPF cost 1 - {num} / {den} <= {threshold:.0%}"
+            value = None if r is None else 1.0 - r
+            ok = value is not None and round(value, 9) <= threshold
+        else:
+            name = f"{GOAL_JOB}: {num} / {den} >= {threshold:g}"
+            value = r
+            ok = value is not None and round(value, 9) >= threshold
+        if gone:
+            detail = f"not measured: no {GOAL_JOB} result for {', '.join(gone)}"
+        else:
+            detail = f"{num} {iops[num]:.0f} IOPS, {den} {iops[den]:.0f} IOPS"
+            r1 = ratio(iops[DMU_1], iops[den])
+            if num == DMU and not is_cost and r1 is not None:
+                detail += f" ({DMU_1}: {r1:.2f})"
+        return {"goal": name, "value": value, "threshold": threshold,
+                "verdict": "N/A" if value is None else ("PASS" if ok else "FAIL"),
+                "detail": detail}
 
-    def missing(*paths):
-        gone = [p for p in paths if _median_iops(summary, GOAL_JOB, p) is None]
-        return f"not measured: no {GOAL_JOB} result for {', '.join(gone)}" if gone else ""
-
-    dmu, loop, nbd, bpf = (_median_iops(summary, GOAL_JOB, p) for p in (DMU, BASELINE, NBD, DMU_BPF))
-    dmu1 = _median_iops(summary, GOAL_JOB, DMU_1)
-
-    r = ratio(dmu, loop)
-    out.append({"goal": f"{GOAL_JOB}: {DMU} / {BASELINE} >= 0.8", "value": r, "threshold": 0.8,
-                "verdict": verdict(r, lambda v: v >= 0.8),
-                "detail": missing(DMU, BASELINE) or
-                f"{DMU} {dmu:.0f} IOPS, {BASELINE} {loop:.0f} IOPS"
-                + (f" ({DMU_1}: {ratio(dmu1, loop):.2f})" if dmu1 is not None else "")})
-    r = ratio(dmu, nbd)
-    out.append({"goal": f"{GOAL_JOB}: {DMU} / {NBD} >= 3", "value": r, "threshold": 3.0,
-                "verdict": verdict(r, lambda v: v >= 3.0),
-                "detail": missing(DMU, NBD) or
-                f"{DMU} {dmu:.0f} IOPS, {NBD} {nbd:.0f} IOPS"
-                + (f" ({DMU_1}: {ratio(dmu1, nbd):.2f})" if dmu1 is not None else "")})
-    r = ratio(bpf, dmu)
-    cost = None if r is None else 1.0 - r
-    out.append({"goal": f"{GOAL_JOB}: BPF cost 1 - {DMU_BPF} / {DMU} <= 5%", "value": cost,
-                "threshold": 0.05, "verdict": verdict(cost, lambda v: v <= 0.05),
-                "detail": missing(DMU, DMU_BPF) or
-                f"{DMU_BPF} {bpf:.0f} IOPS, {DMU} {dmu:.0f} IOPS"})
-    return out
+    return [ratio_goal(DMU, BASELINE, 0.8), ratio_goal(DMU, NBD, 3.0),
+            ratio_goal(DMU_BPF, DMU, 0.05, is_cost=True)]
 
 
 def bpf_costs(summary, jobs):
