@@ -82,8 +82,8 @@ for t in 1 "$n"; do
 	perf report -i "$d/perf.data" --stdio --no-children --sort sym \
 		--symbols native_queued_spin_lock_slowpath -g caller,0.5,callee,function,percent \
 		>"$d/perf-spinlock-callers.txt" 2>/dev/null || true
-	perf report -i "$d/perf.data" --stdio --no-children --comm dmuserd --sort sym -g none \
-		--percent-limit 0.5 >"$d/perf-dmuserd-symbols.txt" 2>/dev/null || true
+	perf report -i "$d/perf.data" --stdio --no-children --sort comm,sym -g none \
+		--percent-limit 0.5 >"$d/perf-comm-symbols.txt" 2>/dev/null
 	rm -f "$d/perf.data"
 done
 dmu_unload
