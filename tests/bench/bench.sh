@@ -14,7 +14,7 @@
 # DIR/profile/<threads>/; PROF_THREADS (4), PROF_SECS (5), PROF_SIZE (512M).
 #
 # Environment (see tests/bench/README.md):
-#   BENCH_RUNTIME  seconds of each fio job (3)     BENCH_RAMP     ramp seconds (1)
+#   BENCH_RUNTIME  seconds of each fio job (2)     BENCH_RAMP     ramp seconds (1)
 #   BENCH_REPEAT   repetitions, >= 1 (3)           BENCH_THREADS  N of dmuser-N (4)
 #   BENCH_PATHS    paths to run (all)              BENCH_JOBS     jobs to run (all)
 #   BENCH_SIZE     backing file size (1G)          BENCH_MEM      guest MiB (3072)
@@ -60,7 +60,7 @@ if ((profile)); then
 		-- tests/bench/guest-profile.sh
 fi
 
-runtime=${BENCH_RUNTIME:-3} ramp=${BENCH_RAMP:-1} repeat=${BENCH_REPEAT:-3}
+runtime=${BENCH_RUNTIME:-2} ramp=${BENCH_RAMP:-1} repeat=${BENCH_REPEAT:-3}
 threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-1G} mem=${BENCH_MEM:-3072}
 paths=${BENCH_PATHS:-$all_paths} jobs=${BENCH_JOBS:-$all_jobs}
 
