@@ -73,7 +73,9 @@ for t in 1 "$n"; do
 	kill -INT "$fio_pid"
 	wait_until 30 dmu_not_running "$fio_pid" || die "fio ignored SIGINT"
 	dmu_stop "$fio_pid" || true
-	[[ $(jq '[.jobs[].error] | add' "$d/fio.json") == 0 ]] || die "fio failed: see $d/fio.json"
+	# (it also writes "fio: terminating on signal 2" before the JSON)
+	[[ $(sed -n '/^{/,$p' "$d/fio.json" | jq '[.jobs[].error] | add') == 0 ]] ||
+		die "fio failed: see $d/fio.json"
 	dmu_daemon_stop
 
 	log "perf report"
