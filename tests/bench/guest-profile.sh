@@ -81,14 +81,16 @@ for t in 1 "$n"; do
 	# Symbols from the running kernel's kallsyms: perf would otherwise take
 	# /lib/modules/<kver>/build/vmlinux (the headers' copy) and resolve nothing.
 	log "perf report"
-	perf report -i "$d/perf.data" --kallsyms=/proc/kallsyms --ignore-vmlinux --stdio --no-children --sort sym -g none --percent-limit 0.3 \
+	report=(perf report -i "$d/perf.data" --kallsyms=/proc/kallsyms --ignore-vmlinux --stdio
+		--no-children)
+	"${report[@]}" --sort sym -g none --percent-limit 0.3 \
 		>"$d/perf-top-symbols.txt" 2>/dev/null
-	perf report -i "$d/perf.data" --kallsyms=/proc/kallsyms --ignore-vmlinux --stdio --no-children --sort comm,dso -g none \
+	"${report[@]}" --sort comm,dso -g none \
 		>"$d/perf-comm-dso.txt" 2>/dev/null
-	perf report -i "$d/perf.data" --kallsyms=/proc/kallsyms --ignore-vmlinux --stdio --no-children --sort sym \
+	"${report[@]}" --sort sym \
 		--symbols native_queued_spin_lock_slowpath -g caller,0.5,callee,function,percent \
 		>"$d/perf-spinlock-callers.txt" 2>/dev/null || true
-	perf report -i "$d/perf.data" --kallsyms=/proc/kallsyms --ignore-vmlinux --stdio --no-children --sort comm,sym -g none \
+	"${report[@]}" --sort comm,sym -g none \
 		--percent-limit 0.5 >"$d/perf-comm-symbols.txt" 2>/dev/null
 	rm -f "$d/perf.data"
 done
