@@ -4,6 +4,8 @@
     python3 test_report.py [NAME-SUBSTRING]     prints "N passed, N failed"
 """
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -199,7 +201,9 @@ class Rendering(unittest.TestCase):
                 f.write(manifest(["loop", "file"], JOBS, 1, runs))
             with open(os.path.join(guest, "fio", "1-loop.json"), "w") as f:
                 json.dump(fio_out({j: 100 for j in JOBS}), f)
-            rc = report.main(["--guest", guest, "--out", out, "--meta", "accel=tcg"])
+            with contextlib.redirect_stderr(io.StringIO()) as err:
+                rc = report.main(["--guest", guest, "--out", out, "--meta", "accel=tcg"])
+            self.assertIn("rep 1 file failed: exit 1: no file", err.getvalue())
             self.assertEqual(rc, 1)
             with open(os.path.join(out, "results.json")) as f:
                 res = json.load(f)
@@ -213,12 +217,9 @@ class Rendering(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "manifest.tsv"), "w") as f:
                 f.write("bogus line\n")
-            with open(os.devnull, "w") as devnull:
-                old, sys.stderr = sys.stderr, devnull
-                try:
-                    self.assertEqual(report.main(["--guest", d, "--out", d]), 2)
-                finally:
-                    sys.stderr = old
+            with contextlib.redirect_stderr(io.StringIO()) as err:
+                self.assertEqual(report.main(["--guest", d, "--out", d]), 2)
+            self.assertIn("manifest line 1", err.getvalue())
 
 
 def main(argv):
