@@ -332,8 +332,10 @@ def gnuplot_script(res, data, png):
         "set key outside right top vertical",
         "set offsets 0, 0, graph 0.08, 0",
         "set grid ytics",
-        "set ylabel 'IOPS / loop IOPS'",
-        "set yrange [0:*]",
+        # Ratios span from nbd's fraction of loop to the file's 100x: log scale.
+        "set ylabel 'IOPS / loop IOPS (log scale)'",
+        "set logscale y",
+        "set yrange [0.01:*]",
         "set xtics rotate by -20 nomirror",
         "set datafile missing 'NaN'",
         "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2",
