@@ -7,6 +7,8 @@
 #                 installed kernel; ends with "N passed, N failed"
 #   make soak     the VM tests that have soak-sized counts, at those counts
 #   make demo     boot a guest and show dm-user serving a file under load
+#   make bench    boot one guest and run fio on the file, loop, nbd and dm-user
+#                 (see tests/bench/README.md); writes build/bench/results.*
 #
 # Kernels: every generic -amd64 /lib/modules/<version>/build that has a
 # matching /boot/vmlinuz-<version>.  Restrict with KVERS="<version> ...".
@@ -33,7 +35,10 @@ DEPS := make gcc clang llvm pkg-config git \
 	libbpf-dev bpftool bpftrace libncurses-dev \
 	fio e2fsprogs util-linux strace procps psmisc iproute2 curl jq \
 	python3 python3-jsonschema python3-yaml \
-	prometheus chromium fonts-dejavu-core
+	prometheus chromium fonts-dejavu-core gnuplot-nox
+
+# What only `make bench` needs, installed by it (not by make check).
+BENCH_DEPS := nbdkit nbd-client linux-perf
 
 all: modules daemon bpf tools
 
@@ -45,12 +50,22 @@ deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS)
 
+bench-deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS) $(BENCH_DEPS)
+
 # Installs only when something is missing, so `make check` stays quick.
 deps-if-needed:
-	@missing=$$(for p in $(DEPS); do \
+	@$(call install_missing,$(DEPS),deps)
+
+bench-deps-if-needed:
+	@$(call install_missing,$(DEPS) $(BENCH_DEPS),bench-deps)
+
+# install_missing PACKAGES,TARGET: make TARGET if a package is not installed
+install_missing = missing=$$(for p in $(1); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
 	done); \
-	if [ -n "$$missing" ]; then echo "installing:" $$missing; $(MAKE) -C $(ROOT) deps; fi
+	if [ -n "$$missing" ]; then echo "installing:" $$missing; $(MAKE) -C $(ROOT) $(2); fi
 
 # ---- build -----------------------------------------------------------------
 
@@ -92,6 +107,7 @@ unit: daemon
 	$(MAKE) -C $(ROOT)/tests/unit check
 	$(MAKE) -C $(ROOT)/tests/unit/bpf check
 	$(MAKE) -C $(ROOT)/tests/unit/dashboards check
+	$(MAKE) -C $(ROOT)/tests/unit/bench check
 
 check: deps-if-needed
 	@$(MAKE) -C $(ROOT) all
@@ -104,6 +120,11 @@ soak: deps-if-needed
 demo: deps-if-needed
 	@$(MAKE) -C $(ROOT) all
 	@$(ROOT)/tests/demo/demo.sh
+
+# Goals are reported, not asserted: exits 0 unless a path or a job failed to run.
+bench: bench-deps-if-needed
+	@$(MAKE) -C $(ROOT) all
+	@$(ROOT)/tests/bench/bench.sh
 
 # Kernel style: checkpatch.pl from Debian's linux-source package.
 CHECKPATCH := $(BUILD)/checkpatch/scripts/checkpatch.pl
@@ -125,5 +146,6 @@ clean:
 	-$(MAKE) -C $(ROOT)/daemon clean
 	-$(MAKE) -C $(ROOT)/bpf clean
 	-$(MAKE) -C $(ROOT)/tests/unit clean
+	-$(MAKE) -C $(ROOT)/tests/unit/bench clean
 
-.PHONY: all deps deps-if-needed modules daemon bpf tools unit lint check soak demo clean
+.PHONY: all deps deps-if-needed bench-deps bench-deps-if-needed modules daemon bpf tools unit lint check soak demo bench clean

@@ -1,0 +1,118 @@
+#!/bin/bash
+# shellcheck source-path=SCRIPTDIR/../vm
+# `make bench`: boot ONE guest on the newest installed kernel (or --kernel KVER),
+# run the same fio jobs on one tmpfs-backed file through every path (the file,
+# loop, nbd + nbdkit, dm-user at 1 and N daemon threads, dm-user with the BPF
+# collectors attached), then write build/bench/results.{json,md,png} on the host
+# and print the Markdown table.
+#
+#   tests/bench/bench.sh [--kernel KVER] [--out DIR] [--timeout SECONDS]
+#   tests/bench/bench.sh --profile [--kernel KVER] [--out DIR] [--timeout SECONDS]
+#
+# --profile instead profiles dm-user under 4k randread iodepth 32 with dmuserd at
+# 1 and N threads (tests/bench/guest-profile.sh says what is measured) into
+# DIR/profile/<threads>/; PROF_THREADS (4), PROF_SECS (5), PROF_SIZE (512M).
+#
+# Environment (see tests/bench/README.md):
+#   BENCH_RUNTIME  seconds of each fio job (2)     BENCH_RAMP     ramp seconds (1)
+#   BENCH_REPEAT   repetitions, >= 1 (3)           BENCH_THREADS  N of dmuser-N (4)
+#   BENCH_PATHS    paths to run (all)              BENCH_JOBS     jobs to run (all)
+#   BENCH_SIZE     backing file size (1G)          BENCH_MEM      guest MiB (3072)
+#
+# Exit status: 0 when every path ran every job (a missed goal is reported, not an
+# error); 1 when a path or a job failed to run, or the guest failed; 2 on bad usage.
+set -euo pipefail
+
+# shellcheck source=../vm/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../vm/common.sh"
+
+all_paths="file loop nbd dmuser-1 dmuser-N dmuser-N-bpf"
+all_jobs=$(sed -n 's/^\[\(.*\)\]$/\1/p' "$DMU_ROOT/tests/bench/jobs.fio" | grep -vx global | paste -sd' ')
+
+kernel="" out=$DMU_ROOT/build/bench timeout="" profile=0
+while (($#)); do
+	case $1 in
+	--profile) profile=1; shift ;;
+	--kernel) kernel=${2:?}; shift 2 ;;
+	--out) out=${2:?}; shift 2 ;;
+	--timeout) timeout=${2:?}; shift 2 ;;
+	-h | --help) sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
+	*) vm_log "unknown argument '$1' (try --help)"; exit 2 ;;
+	esac
+done
+
+kver=$(if [[ -n $kernel ]]; then vm_resolve_kernel "$kernel"; else vm_kernels | tail -n1; fi)
+[[ -n $kver ]] || vm_die "no installed generic -amd64 kernel with headers"
+[[ -f $(vm_ko_path "$kver") ]] || vm_die "module not built for $kver (run make)"
+for b in daemon/dmuserd bpf/dmuser-lat bpf/dmuser-top; do
+	[[ -x $DMU_ROOT/$b ]] || vm_die "$b not built (run make)"
+done
+for c in fio nbdkit nbd-client gnuplot python3 perf; do
+	command -v "$c" >/dev/null || vm_die "$c not found (run make deps)"
+done
+
+if ((profile)); then
+	rm -rf "$out/profile"
+	mkdir -p "$out/profile"
+	exec "$DMU_ROOT/tests/vm/run.sh" -v --kernel "$kver" --smp 2 --timeout "${timeout:-420}" \
+		--out "$out/profile" --env "PROF_THREADS=${PROF_THREADS:-4}" \
+		--env "PROF_SECS=${PROF_SECS:-5}" --env "PROF_SIZE=${PROF_SIZE:-512M}" \
+		-- tests/bench/guest-profile.sh
+fi
+
+runtime=${BENCH_RUNTIME:-2} ramp=${BENCH_RAMP:-1} repeat=${BENCH_REPEAT:-3}
+threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-1G} mem=${BENCH_MEM:-3072}
+paths=${BENCH_PATHS:-$all_paths} jobs=${BENCH_JOBS:-$all_jobs}
+
+usage_die() { vm_log "error: $*"; exit 2; }
+for v in runtime repeat threads mem; do
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || usage_die "BENCH_${v^^} must be a positive integer, got '${!v}'"
+done
+[[ $ramp =~ ^[0-9]+$ ]] || usage_die "BENCH_RAMP must be a non-negative integer, got '$ramp'"
+[[ $size =~ ^[1-9][0-9]*[KMG]?$ ]] || usage_die "BENCH_SIZE must be a number with an optional K, M or G, got '$size'"
+# Each name must be known; order is kept as given.
+check_names() {
+	local what=$1 known=" $2 " n
+	shift 2
+	(($#)) || usage_die "BENCH_${what^^} is empty"
+	for n in "$@"; do
+		[[ $known == *" $n "* ]] || usage_die "unknown $what '$n' (known: $2)"
+	done
+}
+# shellcheck disable=SC2086 # word splitting of the lists is intended
+check_names paths "$all_paths" $paths
+# shellcheck disable=SC2086
+check_names jobs "$all_jobs" $jobs
+read -r -a path_list <<<"$paths"
+read -r -a job_list <<<"$jobs"
+
+# Boot and module load take ~30 s; each path set-up and teardown up to ~20 s.
+runs=$((repeat * ${#path_list[@]}))
+if [[ -z $timeout ]]; then
+	timeout=$((120 + runs * (${#job_list[@]} * (runtime + ramp + 2) + 20)))
+fi
+
+guest=$out/guest
+rm -rf "$guest"
+mkdir -p "$guest"
+vm_log "$kver: ${#path_list[@]} paths x ${#job_list[@]} jobs x $repeat repetitions, ${runtime}+${ramp} s per job (guest timeout ${timeout} s)"
+rc=0
+"$DMU_ROOT/tests/vm/run.sh" -v --kernel "$kver" --smp 2 --mem "$mem" --timeout "$timeout" \
+	--out "$guest" \
+	--env "BENCH_RUNTIME=$runtime" --env "BENCH_RAMP=$ramp" --env "BENCH_REPEAT=$repeat" \
+	--env "BENCH_THREADS=$threads" --env "BENCH_SIZE=$size" \
+	--env "BENCH_PATHS=$paths" --env "BENCH_JOBS=$jobs" \
+	-- tests/bench/guest-bench.sh || rc=$?
+
+[[ -s $guest/manifest.tsv ]] || vm_die "the guest wrote no manifest (exit $rc; console: $guest/console.log)"
+report_rc=0
+python3 "$DMU_ROOT/tests/bench/report.py" --guest "$guest" --out "$out" \
+	--meta "accel=tcg" --meta "guest_mem_mib=$mem" || report_rc=$?
+echo
+cat "$out/results.md"
+echo
+vm_log "results: $out/results.json, $out/results.md, $out/results.png"
+if ((rc != 0 || report_rc != 0)); then
+	vm_log "error: some runs failed (guest exit $rc, report exit $report_rc): see $guest/logs/"
+	exit 1
+fi

@@ -1,0 +1,191 @@
+#!/bin/bash
+# Runs INSIDE the guest (started by tests/bench/bench.sh through tests/vm/run.sh).
+# On one tmpfs-backed file, for each repetition and each path: set the path up,
+# run the fio jobs of tests/bench/jobs.fio on it (one fio, JSON output), tear the
+# path down. Repetitions are interleaved across paths (rep 1 of every path, then
+# rep 2, ...), and each repetition starts one path further along the list, so slow
+# drift of the shared host and position effects fall on every path alike.
+#
+# Writes to $DMU_OUT: manifest.tsv (tab-separated, read by tests/bench/report.py):
+#   meta <key> <value>              the run's parameters and environment
+#   note <path> <key> <value>       what a path really used (O_DIRECT, loop dio, ...)
+#   run <rep> <path> ok|failed <fio json file> <message>
+# plus fio/<rep>-<path>.json (fio's output) and logs/<rep>-<path>.log.
+#
+# Environment (set by bench.sh): BENCH_RUNTIME, BENCH_RAMP (seconds), BENCH_REPEAT,
+# BENCH_PATHS, BENCH_JOBS (space-separated), BENCH_THREADS (N of dmuser-N),
+# BENCH_SIZE (file size, fallocate syntax).
+# Exits 0 when every run succeeded, 1 otherwise (the manifest says which failed).
+# shellcheck source=tests/e2e/lib.sh disable=SC2317 # setup_* and teardown are called indirectly
+. "$(dirname "$0")/../e2e/lib.sh"
+
+runtime=${BENCH_RUNTIME:?} ramp=${BENCH_RAMP:?} repeat=${BENCH_REPEAT:?}
+threads=${BENCH_THREADS:?} size=${BENCH_SIZE:?}
+read -r -a paths <<<"${BENCH_PATHS:?}"
+read -r -a jobs <<<"${BENCH_JOBS:?}"
+jobfile=$DMU_ROOT/tests/bench/jobs.fio
+name=dmu-bench
+out=${DMU_OUT:?}
+manifest=$out/manifest.tsv
+mkdir -p "$out/fio" "$out/logs"
+: >"$manifest"
+
+meta() { printf 'meta\t%s\t%s\n' "$1" "$2" >>"$manifest"; }
+note() { printf 'note\t%s\t%s\t%s\n' "$1" "$2" "$3" >>"$manifest"; }
+
+tmp=$(dmu_tmpdir)
+file=$tmp/backing.img
+# Allocated up front: writes then measure the path, not tmpfs page allocation.
+fallocate -l "$size" "$file"
+bytes=$(stat -c %s "$file")
+
+meta kernel "$(uname -r)"
+meta cpus "$(nproc)"
+meta mem_kib "$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
+meta cpu_model "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+meta fio "$(fio --version)"
+meta nbdkit "$(nbdkit --version)"
+meta file "$file ($(stat -f -c %T "$file"), $bytes bytes)"
+meta file_bytes "$bytes"
+meta runtime_s "$runtime"
+meta ramp_s "$ramp"
+meta repeat "$repeat"
+meta threads "$threads"
+meta paths "${paths[*]}"
+meta jobs "${jobs[*]}"
+meta order "interleaved: repetition r runs every path, starting at path index (r-1) mod ${#paths[@]}"
+
+dmu_load
+modprobe loop || die "modprobe loop failed"
+modprobe nbd || die "modprobe nbd failed"
+
+# ---- paths: setup_<path> sets target and direct, and pushes undo commands -----
+
+undo=()
+target="" direct=1
+
+teardown() {
+	local i rc=0
+	for ((i = ${#undo[@]} - 1; i >= 0; i--)); do
+		eval "${undo[i]}" || rc=1
+	done
+	undo=()
+	return "$rc"
+}
+
+# Whether the file takes O_DIRECT (tmpfs does from 6.6 on).
+file_takes_direct() {
+	dd if="$file" of=/dev/null bs=4096 count=1 iflag=direct status=none 2>/dev/null
+}
+
+setup_file() {
+	target=$file
+	if file_takes_direct; then
+		direct=1
+	else
+		direct=0
+		echo "the file refuses O_DIRECT: fio runs buffered (direct=0) on it"
+	fi
+	note file direct "$direct"
+}
+
+setup_loop() {
+	local dev
+	dev=$(losetup --direct-io=on --find --show "$file") || return 1
+	undo+=("losetup -d $dev")
+	target=$dev
+	note loop device "$dev"
+	note loop dio "$(cat "/sys/block/${dev#/dev/}/loop/dio")"
+}
+
+# The kernel's nbd client over a unix socket to nbdkit's file plugin.
+setup_nbd() {
+	local sock=$tmp/nbd.sock dev=/dev/nbd0
+	rm -f "$sock"
+	dmu_bg nbdkit --foreground --unix "$sock" file file="$file"
+	undo+=("dmu_stop $DMU_BG_PID")
+	wait_for_path "$sock" 30 || return 1
+	nbd-client -unix "$sock" "$dev" -block-size 4096 || return 1
+	undo+=("nbd-client -d $dev >/dev/null")
+	wait_until 10 nbd_connected "$dev" || { echo "$dev has no size after nbd-client"; return 1; }
+	target=$dev
+	note nbd device "$dev"
+	note nbd server "nbdkit file plugin, unix socket, 1 connection"
+}
+nbd_connected() { (($(cat "/sys/block/${1#/dev/}/size") > 0)); }
+
+# dmuserd on the file, with $1 worker threads.
+setup_dmuser_threads() {
+	dmu_daemon_start "$name" "$file" "$bytes" --threads "$1"
+	undo+=("dmu_daemon_stop $DMU_DAEMON_PID")
+	target=/dev/mapper/$name
+	wait_for_path "$target" 10 || dmsetup mknodes "$name"
+	[[ -b $target ]] || { echo "$target is not a block device"; return 1; }
+}
+setup_dmuser-1() {
+	setup_dmuser_threads 1
+	note dmuser-1 threads 1
+}
+setup_dmuser-N() {
+	setup_dmuser_threads "$threads"
+	note dmuser-N threads "$threads"
+}
+
+# dmuser-N with both BPF collectors attached for the whole fio run.
+setup_dmuser-N-bpf() {
+	local logs=$out/logs/$rep-dmuser-N-bpf
+	setup_dmuser_threads "$threads"
+	dmu_bg "$DMU_ROOT/bpf/dmuser-lat" -S all -d "$name" >"$logs.lat.txt" 2>&1
+	undo+=("collector_stop $DMU_BG_PID dmuser-lat")
+	dmu_bg "$DMU_ROOT/bpf/dmuser-top" -b -d "$name" -i 1 >"$logs.top.txt" 2>&1
+	undo+=("collector_stop $DMU_BG_PID dmuser-top")
+	wait_until 60 grep -q 'Tracing dm-user request latency' "$logs.lat.txt" ||
+		{ echo "dmuser-lat did not attach: $(cat "$logs.lat.txt")"; return 1; }
+	wait_until 60 grep -q 'Tracing dm-user devices' "$logs.top.txt" ||
+		{ echo "dmuser-top did not attach: $(cat "$logs.top.txt")"; return 1; }
+	note dmuser-N-bpf threads "$threads"
+	note dmuser-N-bpf collectors "dmuser-lat -S all -d $name; dmuser-top -b -d $name -i 1"
+}
+collector_stop() {
+	local rc=0
+	dmu_stop "$1" 30 || rc=$?
+	((rc == 0)) || echo "$2 exited $rc"
+	return "$rc"
+}
+
+# ---- one repetition of one path ----------------------------------------------
+
+# In a background subshell: errexit applies, and the EXIT trap tears down.
+run_one() {
+	local json=$out/fio/$rep-$path.json section=()
+	trap 'rc=$?; teardown || rc=1; exit $rc' EXIT
+	"setup_$path"
+	for j in "${jobs[@]}"; do section+=("--section=$j"); done
+	BENCH_TARGET=$target BENCH_DIRECT=$direct BENCH_RUNTIME=$runtime BENCH_RAMP=$ramp \
+		fio --output-format=json --output="$json" "${section[@]}" "$jobfile"
+}
+
+failed=0
+for ((rep = 1; rep <= repeat; rep++)); do
+	for ((k = 0; k < ${#paths[@]}; k++)); do
+		path=${paths[(k + rep - 1) % ${#paths[@]}]}
+		log "rep $rep/$repeat: $path"
+		plog=$out/logs/$rep-$path.log
+		rc=0
+		run_one >"$plog" 2>&1 &
+		wait $! || rc=$?
+		if ((rc == 0)); then
+			printf 'run\t%s\t%s\tok\tfio/%s-%s.json\t\n' "$rep" "$path" "$rep" "$path" >>"$manifest"
+		else
+			failed=1
+			log "rep $rep: $path FAILED (exit $rc):"
+			sed 's/^/    /' "$plog"
+			printf 'run\t%s\t%s\tfailed\tfio/%s-%s.json\t%s\n' "$rep" "$path" "$rep" "$path" \
+				"exit $rc: $(grep -v '^[[:space:]]*$' "$plog" | tail -n 1 | tr '\t' ' ')" >>"$manifest"
+		fi
+	done
+done
+
+# Every path must be gone before the module goes.
+dmu_unload
+exit "$failed"

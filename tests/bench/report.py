@@ -1,0 +1,414 @@
+#!/usr/bin/env python3
+"""Report of `make bench`, made on the host from what the guest wrote.
+
+    report.py --guest DIR --out DIR [--meta KEY=VALUE]...
+
+DIR/manifest.tsv and DIR/fio/*.json come from tests/bench/guest-bench.sh. Writes
+OUT/results.json (every run's numbers, the medians with min/max, ratios to loop,
+goal verdicts), OUT/results.md (a table per job and a Goals section) and
+OUT/results.png (gnuplot: ratio to loop per job and path).
+
+Exit status: 0 when every requested path ran every job; 1 when a run or a job
+failed (the report is still written and says which); 2 on bad input.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+
+EMULATED = ("Absolute numbers are emulated-guest numbers (QEMU TCG, no KVM): "
+            "compare only ratios taken in the same guest run.")
+BASELINE = "loop"
+# The paths of the goals. dmuser-N is dmuserd at N threads.
+DMU, DMU_1, DMU_BPF, NBD = "dmuser-N", "dmuser-1", "dmuser-N-bpf", "nbd"
+GOAL_JOB = "randread-4k-qd32"
+QD1_JOBS = ("randread-4k-qd1", "randwrite-4k-qd1")
+
+
+class BadInput(Exception):
+    pass
+
+
+# ---- input -------------------------------------------------------------------
+
+def load_manifest(text):
+    """Parse manifest.tsv: meta, per-path notes, and the runs in order."""
+    meta, notes, runs = {}, {}, []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        f = line.split("\t")
+        if f[0] == "meta" and len(f) == 3:
+            meta[f[1]] = f[2]
+        elif f[0] == "note" and len(f) == 4:
+            notes.setdefault(f[1], {})[f[2]] = f[3]
+        elif f[0] == "run" and len(f) == 6 and f[3] in ("ok", "failed"):
+            runs.append({"rep": int(f[1]), "path": f[2], "status": f[3],
+                         "file": f[4], "message": f[5]})
+        else:
+            raise BadInput(f"manifest line {lineno}: cannot parse {line!r}")
+    return meta, notes, runs
+
+
+def parse_fio_json(text):
+    """fio's JSON output (anything fio printed before the '{' is skipped)."""
+    start = text.find("{")
+    if start < 0:
+        raise BadInput("no JSON object in fio output")
+    return json.loads(text[start:])
+
+
+def _clat_us(side, pct):
+    p = side.get("clat_ns", {}).get("percentile", {})
+    v = p.get(pct)
+    return None if v is None else v / 1000.0
+
+
+def job_metrics(fio_job):
+    """One fio job's numbers: IOPS and bytes/s summed over reads and writes;
+    completion latency percentiles of reads, or of writes for a write-only job."""
+    rd, wr = fio_job.get("read", {}), fio_job.get("write", {})
+    lat_dir = "read" if rd.get("total_ios", 0) > 0 or wr.get("total_ios", 0) == 0 else "write"
+    side = rd if lat_dir == "read" else wr
+    return {
+        "iops": rd.get("iops", 0.0) + wr.get("iops", 0.0),
+        "bw_bytes": rd.get("bw_bytes", 0) + wr.get("bw_bytes", 0),
+        "clat_dir": lat_dir,
+        "clat_p50_us": _clat_us(side, "50.000000"),
+        "clat_p99_us": _clat_us(side, "99.000000"),
+        "error": fio_job.get("error", 0),
+    }
+
+
+# ---- numbers -----------------------------------------------------------------
+
+def spread(values):
+    """median, min and max of the values that are not None (None if none)."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
+
+
+def ratio(num, den):
+    if num is None or den is None or den == 0:
+        return None
+    return num / den
+
+
+def collect(runs, paths, jobs, repeat, load_fio):
+    """Attach each run's per-job numbers; return (runs, failures).
+
+    load_fio(run) returns the parsed fio JSON of an ok run (or raises). A job
+    that is missing from fio's output or has an error fails that run's job; a
+    (repetition, path) with no run line at all (the guest died) is a failure."""
+    failures = []
+    seen = {(r["rep"], r["path"]) for r in runs}
+    for rep in range(1, repeat + 1):
+        for path in paths:
+            if (rep, path) not in seen:
+                failures.append({"rep": rep, "path": path, "job": None,
+                                 "message": "no run recorded (the guest stopped before it)"})
+    for run in runs:
+        run["jobs"] = {}
+        if run["status"] != "ok":
+            failures.append({"rep": run["rep"], "path": run["path"], "job": None,
+                             "message": run["message"] or "failed"})
+            continue
+        try:
+            by_name = {j["jobname"]: j for j in load_fio(run).get("jobs", [])}
+        except (OSError, ValueError, BadInput) as e:
+            run["status"] = "failed"
+            failures.append({"rep": run["rep"], "path": run["path"], "job": None,
+                             "message": f"fio output: {e}"})
+            continue
+        for job in jobs:
+            if job not in by_name:
+                failures.append({"rep": run["rep"], "path": run["path"], "job": job,
+                                 "message": "not in fio's output"})
+                continue
+            m = job_metrics(by_name[job])
+            if m["error"]:
+                failures.append({"rep": run["rep"], "path": run["path"], "job": job,
+                                 "message": f"fio error {m['error']}"})
+                continue
+            run["jobs"][job] = m
+    return runs, failures
+
+
+def summarize(runs, paths, jobs):
+    """summary[job][path]: n, iops/mbps/p50/p99 spreads, ratio to loop (medians).
+    A path with no successful run of a job has no entry for it."""
+    summary = {}
+    for job in jobs:
+        per_path = {}
+        for path in paths:
+            ms = [r["jobs"][job] for r in runs if r["path"] == path and job in r["jobs"]]
+            if not ms:
+                continue
+            per_path[path] = {
+                "n": len(ms),
+                "iops": spread([m["iops"] for m in ms]),
+                "mbps": spread([m["bw_bytes"] / 1e6 for m in ms]),
+                "clat_dir": ms[0]["clat_dir"],
+                "clat_p50_us": spread([m["clat_p50_us"] for m in ms]),
+                "clat_p99_us": spread([m["clat_p99_us"] for m in ms]),
+            }
+        base = per_path.get(BASELINE)
+        for entry in per_path.values():
+            entry["ratio_to_loop"] = ratio(entry["iops"]["median"],
+                                           base["iops"]["median"] if base else None)
+        summary[job] = per_path
+    return summary
+
+
+def _median_iops(summary, job, path):
+    e = summary.get(job, {}).get(path)
+    return e["iops"]["median"] if e else None
+
+
+def goals(summary):
+    """The issue's goals on randread-4k-qd32, each PASS, FAIL or N/A (a path or
+    the job did not run). Thresholds are inclusive."""
+    iops = {p: _median_iops(summary, GOAL_JOB, p) for p in (DMU, DMU_1, BASELINE, NBD, DMU_BPF)}
+
+    def ratio_goal(num, den, threshold, is_cost=False):
+        r = ratio(iops[num], iops[den])
+        gone = [p for p in (num, den) if iops[p] is None]
+        if is_cost:
+            name = f"{GOAL_JOB}: BPF cost 1 - {num} / {den} <= {threshold:.0%}"
+            value = None if r is None else 1.0 - r
+            ok = value is not None and round(value, 9) <= threshold
+        else:
+            name = f"{GOAL_JOB}: {num} / {den} >= {threshold:g}"
+            value = r
+            ok = value is not None and round(value, 9) >= threshold
+        if gone:
+            detail = f"not measured: no {GOAL_JOB} result for {', '.join(gone)}"
+        else:
+            detail = f"{num} {iops[num]:.0f} IOPS, {den} {iops[den]:.0f} IOPS"
+            r1 = ratio(iops[DMU_1], iops[den])
+            if num == DMU and not is_cost and r1 is not None:
+                detail += f" ({DMU_1}: {r1:.2f})"
+        return {"goal": name, "value": value, "threshold": threshold,
+                "verdict": "N/A" if value is None else ("PASS" if ok else "FAIL"),
+                "detail": detail}
+
+    return [ratio_goal(DMU, BASELINE, 0.8), ratio_goal(DMU, NBD, 3.0),
+            ratio_goal(DMU_BPF, DMU, 0.05, is_cost=True)]
+
+
+def bpf_costs(summary, jobs):
+    """1 - dmuser-N-bpf / dmuser-N for every job where both ran (informational)."""
+    out = {}
+    for job in jobs:
+        r = ratio(_median_iops(summary, job, DMU_BPF), _median_iops(summary, job, DMU))
+        if r is not None:
+            out[job] = 1.0 - r
+    return out
+
+
+def build_results(meta, notes, runs, failures, paths, jobs):
+    summary = summarize(runs, paths, jobs)
+    return {
+        "emulated": True,
+        "emulated_note": EMULATED,
+        "meta": meta,
+        "paths": paths,
+        "jobs": jobs,
+        "notes": notes,
+        "runs": runs,
+        "failures": failures,
+        "summary": summary,
+        "goals": goals(summary),
+        "bpf_cost": bpf_costs(summary, jobs),
+    }
+
+
+# ---- rendering ---------------------------------------------------------------
+
+def _num(v, fmt="{:.0f}"):
+    return "–" if v is None else fmt.format(v)
+
+
+def _spread_num(s, key="median", fmt="{:.0f}"):
+    return "–" if s is None else _num(s[key], fmt)
+
+
+def render_md(res):
+    m = res["meta"]
+    lines = ["# dm-user benchmark", "",
+             f"**{res['emulated_note']}**", "",
+             f"Kernel {m.get('kernel', '?')}, {m.get('cpus', '?')} vCPUs"
+             f" ({m.get('accel', '?')}), guest memory {m.get('guest_mem_mib', '?')} MiB;"
+             f" backing file {m.get('file', '?')}.",
+             f"fio {m.get('fio', '?')}, libaio; each job {m.get('runtime_s', '?')} s after"
+             f" {m.get('ramp_s', '?')} s ramp, {m.get('repeat', '?')} repetitions"
+             f" ({m.get('order', '?')}). dmuser-N: N = {m.get('threads', '?')} daemon threads.",
+             "Median of the repetitions, [min–max] of IOPS; latency is fio's completion"
+             " latency (clat) of reads, of writes for write-only jobs; × loop is the ratio"
+             " of median IOPS to loop's.", ""]
+    if res["notes"]:
+        lines.append("Paths as run: " + "; ".join(
+            f"{p}: " + ", ".join(f"{k}={v}" for k, v in kv.items())
+            for p, kv in res["notes"].items()) + ".")
+        lines.append("")
+    for job in res["jobs"]:
+        lines += [f"## {job}", "",
+                  "| path | IOPS | min–max | MB/s | p50 µs | p99 µs | × loop |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for path in res["paths"]:
+            e = res["summary"].get(job, {}).get(path)
+            if e is None:
+                lines.append(f"| {path} | not run | | | | | |")
+                continue
+            lines.append(
+                f"| {path} | {_spread_num(e['iops'])} |"
+                f" {_spread_num(e['iops'], 'min')}–{_spread_num(e['iops'], 'max')} |"
+                f" {_spread_num(e['mbps'], fmt='{:.1f}')} |"
+                f" {_spread_num(e['clat_p50_us'], fmt='{:.1f}')} |"
+                f" {_spread_num(e['clat_p99_us'], fmt='{:.1f}')} |"
+                f" {_num(e['ratio_to_loop'], '{:.2f}')} |")
+        lines.append("")
+    lines += ["## Goals", "", "| goal | value | verdict | numbers |", "|---|---:|---|---|"]
+    for g in res["goals"]:
+        fmt = "{:.1%}" if "cost" in g["goal"] else "{:.2f}"
+        lines.append(f"| {g['goal']} | {_num(g['value'], fmt)} | **{g['verdict']}** | {g['detail']} |")
+    lines.append("")
+    if res["bpf_cost"]:
+        lines.append("BPF cost per job (1 − dmuser-N-bpf / dmuser-N, median IOPS): " + ", ".join(
+            f"{j} {c:.1%}" for j, c in res["bpf_cost"].items()) + ".")
+        lines.append("")
+    lines += ["iodepth 1 latency per path (clat, median of the repetitions):", "",
+              "| path | " + " | ".join(f"{j} p50 µs | {j} p99 µs" for j in QD1_JOBS) + " |",
+              "|---|" + "---:|" * (2 * len(QD1_JOBS))]
+    for path in res["paths"]:
+        cells = []
+        for j in QD1_JOBS:
+            e = res["summary"].get(j, {}).get(path)
+            cells += [_spread_num(e and e["clat_p50_us"], fmt="{:.1f}"),
+                      _spread_num(e and e["clat_p99_us"], fmt="{:.1f}")]
+        lines.append(f"| {path} | " + " | ".join(cells) + " |")
+    lines.append("")
+    if res["failures"]:
+        lines += ["## Failed runs", ""]
+        for f in res["failures"]:
+            lines.append(f"- rep {f['rep']} {f['path']}"
+                         + (f" {f['job']}" if f["job"] else "") + f": {f['message']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def gnuplot_data(res):
+    """Rows: job, then each path's ratio to loop (NaN when missing)."""
+    rows = ["job " + " ".join(res["paths"])]
+    for job in res["jobs"]:
+        vals = []
+        for path in res["paths"]:
+            e = res["summary"].get(job, {}).get(path)
+            r = e["ratio_to_loop"] if e else None
+            vals.append("NaN" if r is None or math.isnan(r) else f"{r:.4f}")
+        rows.append(job + " " + " ".join(vals))
+    return "\n".join(rows) + "\n"
+
+
+def gnuplot_script(res, data, png):
+    m = res["meta"]
+    n = len(res["paths"])
+    return "\n".join([
+        "set terminal pngcairo size 1200,600 noenhanced" if _has_cairo() else
+        "set terminal png size 1200,600 noenhanced",
+        f"set output '{png}'",
+        f"set title 'dm-user bench: median IOPS relative to loop, kernel {m.get('kernel', '?')}"
+        " (emulated QEMU TCG guest numbers)'",
+        "set style data histograms",
+        "set style histogram clustered gap 1",
+        "set style fill solid 0.8 border -1",
+        "set boxwidth 0.9",
+        "set key outside right top vertical",
+        "set offsets 0, 0, graph 0.08, 0",
+        "set grid ytics",
+        # Ratios span from nbd's fraction of loop to the file's 100x: log scale.
+        "set ylabel 'IOPS / loop IOPS (log scale)'",
+        "set logscale y",
+        "set yrange [0.01:*]",
+        "set xtics rotate by -20 nomirror",
+        "set datafile missing 'NaN'",
+        "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2",
+        f"plot for [i=2:{n + 1}] '{data}' using i:xtic(1) title columnheader(i)",
+        ""])
+
+
+def _has_cairo():
+    try:
+        out = subprocess.run(["gnuplot", "-e", "set terminal"], capture_output=True,
+                             text=True, check=False)
+        return "pngcairo" in out.stdout + out.stderr
+    except OSError:
+        return False
+
+
+def write_png(res, out_dir):
+    data = os.path.join(out_dir, "results.dat")
+    gp = os.path.join(out_dir, "results.gp")
+    png = os.path.join(out_dir, "results.png")
+    with open(data, "w") as f:
+        f.write(gnuplot_data(res))
+    with open(gp, "w") as f:
+        f.write(gnuplot_script(res, data, png))
+    # gnuplot warns about a path with no point at all (it did not run): the
+    # report already says so.
+    done = subprocess.run(["gnuplot", gp], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"gnuplot {gp} failed: {done.stderr.strip()}")
+
+
+# ---- main --------------------------------------------------------------------
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--guest", required=True, help="directory the guest wrote")
+    ap.add_argument("--out", required=True, help="where results.* go")
+    ap.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args(argv)
+    try:
+        with open(os.path.join(args.guest, "manifest.tsv")) as f:
+            meta, notes, runs = load_manifest(f.read())
+        for kv in args.meta:
+            k, sep, v = kv.partition("=")
+            if not sep:
+                raise BadInput(f"--meta wants KEY=VALUE, got {kv!r}")
+            meta[k] = v
+        paths, jobs = meta.get("paths", "").split(), meta.get("jobs", "").split()
+        if not paths or not jobs or not meta.get("repeat", "").isdigit():
+            raise BadInput("the manifest lacks a 'paths', 'jobs' or 'repeat' meta line")
+        repeat = int(meta["repeat"])
+    except (OSError, BadInput) as e:
+        print(f"report.py: {e}", file=sys.stderr)
+        return 2
+
+    def load_fio(run):
+        with open(os.path.join(args.guest, run["file"])) as f:
+            return parse_fio_json(f.read())
+
+    runs, failures = collect(runs, paths, jobs, repeat, load_fio)
+    res = build_results(meta, notes, runs, failures, paths, jobs)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(res, f, indent=1)
+        f.write("\n")
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(render_md(res))
+    write_png(res, args.out)
+    for fl in failures:
+        print(f"report.py: rep {fl['rep']} {fl['path']}" + (f" {fl['job']}" if fl["job"] else "")
+              + f" failed: {fl['message']}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

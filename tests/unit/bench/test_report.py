@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Host unit tests of tests/bench/report.py (the `make bench` report).
+
+    python3 test_report.py [NAME-SUBSTRING]     prints "N passed, N failed"
+"""
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
+import report  # noqa: E402
+
+JOBS = ["randread-4k-qd1", "randread-4k-qd32"]
+PATHS = ["file", "loop", "nbd", "dmuser-1", "dmuser-N", "dmuser-N-bpf"]
+
+
+def fio_job(name, riops=0.0, wiops=0.0, bs=4096, p50_ns=20000, p99_ns=90000, error=0):
+    def side(iops):
+        return {"iops": iops, "bw_bytes": int(iops * bs), "total_ios": int(iops * 3),
+                "clat_ns": {"percentile": {"50.000000": p50_ns, "99.000000": p99_ns}}}
+    return {"jobname": name, "error": error, "read": side(riops), "write": side(wiops)}
+
+
+def fio_out(iops_by_job, **kw):
+    return {"fio version": "fio-3.33",
+            "jobs": [fio_job(j, riops=v, **kw) for j, v in iops_by_job.items()]}
+
+
+def manifest(paths=PATHS, jobs=JOBS, repeat=3, runs=None):
+    lines = [f"meta\tkernel\t6.12.117+deb12-amd64", f"meta\tpaths\t{' '.join(paths)}",
+             f"meta\tjobs\t{' '.join(jobs)}", f"meta\trepeat\t{repeat}",
+             "note\tloop\tdio\t1"]
+    for rep, path, status, msg in runs or []:
+        lines.append(f"run\t{rep}\t{path}\t{status}\tfio/{rep}-{path}.json\t{msg}")
+    return "\n".join(lines) + "\n"
+
+
+def results_from(iops, paths=PATHS, jobs=JOBS, repeat=3, failed=()):
+    """iops[path] = list of per-repetition IOPS (the same for every job)."""
+    runs = [(rep, p, "failed" if (rep, p) in failed else "ok", "exit 1: boom" if (rep, p) in failed else "")
+            for rep in range(1, repeat + 1) for p in paths if rep <= len(iops.get(p, []))]
+    meta, notes, mruns = report.load_manifest(manifest(paths, jobs, repeat, runs))
+
+    def load(run):
+        return fio_out({j: iops[run["path"]][run["rep"] - 1] for j in jobs})
+    mruns, failures = report.collect(mruns, paths, jobs, repeat, load)
+    return report.build_results(meta, notes, mruns, failures, paths, jobs)
+
+
+def goal(res, word):
+    return next(g for g in res["goals"] if word in g["goal"])
+
+
+class Numbers(unittest.TestCase):
+    def test_spread_odd_count(self):
+        self.assertEqual(report.spread([5, 1, 3]), {"median": 3, "min": 1, "max": 5})
+
+    def test_spread_even_count_averages_the_middle(self):
+        self.assertEqual(report.spread([4, 1, 3, 10]), {"median": 3.5, "min": 1, "max": 10})
+
+    def test_spread_ignores_none_and_empty_is_none(self):
+        self.assertEqual(report.spread([None, 2]), {"median": 2, "min": 2, "max": 2})
+        self.assertIsNone(report.spread([None]))
+
+    def test_job_metrics_sums_directions_and_takes_read_latency(self):
+        m = report.job_metrics(fio_job("mix", riops=700, wiops=300, p50_ns=15000))
+        self.assertAlmostEqual(m["iops"], 1000)
+        self.assertEqual(m["bw_bytes"], 1000 * 4096)
+        self.assertEqual(m["clat_dir"], "read")
+        self.assertAlmostEqual(m["clat_p50_us"], 15.0)
+
+    def test_job_metrics_write_only_takes_write_latency(self):
+        j = fio_job("w", wiops=100)
+        j["write"]["clat_ns"]["percentile"]["99.000000"] = 123456
+        self.assertEqual(report.job_metrics(j)["clat_dir"], "write")
+        self.assertAlmostEqual(report.job_metrics(j)["clat_p99_us"], 123.456)
+
+    def test_fio_json_with_leading_noise(self):
+        self.assertEqual(report.parse_fio_json('note: x\n{"jobs": []}')["jobs"], [])
+        with self.assertRaises(report.BadInput):
+            report.parse_fio_json("fio: no output")
+
+
+class Summary(unittest.TestCase):
+    IOPS = {"file": [100, 110, 90], "loop": [50, 40, 60], "nbd": [10, 12, 11],
+            "dmuser-1": [30, 30, 30], "dmuser-N": [45, 41, 44], "dmuser-N-bpf": [43, 44, 42]}
+
+    def test_median_min_max_over_repetitions(self):
+        e = results_from(self.IOPS)["summary"]["randread-4k-qd32"]["dmuser-N"]
+        self.assertEqual(e["n"], 3)
+        self.assertEqual(e["iops"], {"median": 44, "min": 41, "max": 45})
+
+    def test_ratio_to_loop_uses_medians(self):
+        s = results_from(self.IOPS)["summary"]["randread-4k-qd32"]
+        self.assertAlmostEqual(s["loop"]["ratio_to_loop"], 1.0)
+        self.assertAlmostEqual(s["file"]["ratio_to_loop"], 2.0)
+        self.assertAlmostEqual(s["nbd"]["ratio_to_loop"], 11 / 50)
+
+    def test_goals_pass(self):
+        res = results_from(self.IOPS)
+        self.assertEqual(goal(res, "/ loop")["verdict"], "PASS")    # 44/50 = 0.88
+        self.assertAlmostEqual(goal(res, "/ loop")["value"], 0.88)
+        self.assertEqual(goal(res, "/ nbd")["verdict"], "PASS")     # 44/11 = 4
+        self.assertEqual(goal(res, "BPF")["verdict"], "PASS")       # 1 - 43/44 = 2.3%
+        self.assertAlmostEqual(goal(res, "BPF")["value"], 1 - 43 / 44)
+
+    def test_goals_fail(self):
+        iops = dict(self.IOPS, **{"dmuser-N": [30, 30, 30], "dmuser-N-bpf": [20, 20, 20]})
+        res = results_from(iops)
+        self.assertEqual(goal(res, "/ loop")["verdict"], "FAIL")    # 30/50 = 0.6
+        self.assertEqual(goal(res, "/ nbd")["verdict"], "FAIL")     # 30/11 < 3
+        self.assertEqual(goal(res, "BPF")["verdict"], "FAIL")       # 33%
+
+    def test_goal_thresholds_are_inclusive(self):
+        iops = dict(self.IOPS, **{"loop": [50] * 3, "nbd": [10] * 3, "dmuser-N": [40] * 3,
+                                  "dmuser-N-bpf": [38] * 3})
+        res = results_from(iops)
+        self.assertEqual([g["verdict"] for g in res["goals"]], ["PASS", "PASS", "PASS"])
+
+    def test_no_failures_when_all_ran(self):
+        self.assertEqual(results_from(self.IOPS)["failures"], [])
+
+
+class MissingPaths(unittest.TestCase):
+    def test_path_not_requested_gives_na_not_fail(self):
+        paths = ["file", "loop", "dmuser-N"]
+        res = results_from({"file": [1] * 3, "loop": [2] * 3, "dmuser-N": [2] * 3}, paths=paths)
+        self.assertEqual(res["failures"], [])
+        self.assertEqual(goal(res, "/ loop")["verdict"], "PASS")
+        self.assertEqual(goal(res, "/ nbd")["verdict"], "N/A")
+        self.assertIn("nbd", goal(res, "/ nbd")["detail"])
+        self.assertEqual(goal(res, "BPF")["verdict"], "N/A")
+        self.assertNotIn("nbd", res["summary"]["randread-4k-qd32"])
+        md = report.render_md(res)
+        self.assertIn("| randread-4k-qd32: dmuser-N / nbd >= 3 | – | **N/A** |", md)
+
+    def test_path_that_failed_every_repetition(self):
+        iops = {p: [10] * 3 for p in PATHS}
+        failed = {(r, "loop") for r in (1, 2, 3)}
+        res = results_from(iops, failed=failed)
+        self.assertEqual(len(res["failures"]), 3)
+        self.assertNotIn("loop", res["summary"]["randread-4k-qd32"])
+        self.assertIsNone(res["summary"]["randread-4k-qd32"]["file"]["ratio_to_loop"])
+        self.assertEqual(goal(res, "/ loop")["verdict"], "N/A")
+        md = report.render_md(res)
+        self.assertIn("| loop | not run |", md)
+        self.assertIn("## Failed runs", md)
+        self.assertIn("rep 2 loop: exit 1: boom", md)
+
+    def test_one_failed_repetition_leaves_the_median_of_the_rest(self):
+        iops = {p: [10, 20, 40] for p in PATHS}
+        res = results_from(iops, failed={(3, "nbd")})
+        e = res["summary"]["randread-4k-qd1"]["nbd"]
+        self.assertEqual((e["n"], e["iops"]["median"]), (2, 15))
+        self.assertEqual(len(res["failures"]), 1)
+
+    def test_run_missing_from_manifest_is_a_failure(self):
+        iops = {p: [10] * 3 for p in PATHS}
+        iops["dmuser-N-bpf"] = [10, 10]       # the guest died before rep 3 of it
+        res = results_from(iops)
+        self.assertEqual([(f["rep"], f["path"]) for f in res["failures"]], [(3, "dmuser-N-bpf")])
+
+    def test_job_missing_from_fio_output_or_with_error(self):
+        meta, notes, runs = report.load_manifest(
+            manifest(["loop"], JOBS, 1, [(1, "loop", "ok", "")]))
+        out = {"jobs": [fio_job("randread-4k-qd1", riops=5, error=5)]}
+        runs, failures = report.collect(runs, ["loop"], JOBS, 1, lambda r: out)
+        self.assertEqual(sorted(f["job"] for f in failures), JOBS)
+        self.assertEqual(runs[0]["jobs"], {})
+
+
+class Rendering(unittest.TestCase):
+    def test_markdown_has_label_tables_and_goals(self):
+        res = results_from(Summary.IOPS)
+        md = report.render_md(res)
+        self.assertIn("emulated-guest numbers", md)
+        self.assertIn("## randread-4k-qd32", md)
+        self.assertIn("| dmuser-N | 44 | 41–45 |", md)
+        self.assertIn("| **PASS** |", md)
+        self.assertIn("0.88", md)
+
+    def test_gnuplot_data_marks_missing_as_nan(self):
+        res = results_from({"loop": [10] * 3, "file": [20] * 3}, paths=["file", "loop", "nbd"])
+        rows = report.gnuplot_data(res).splitlines()
+        self.assertEqual(rows[0], "job file loop nbd")
+        self.assertEqual(rows[1], "randread-4k-qd1 2.0000 1.0000 NaN")
+
+    def test_main_writes_json_md_png_and_exits_1_on_failure(self):
+        with tempfile.TemporaryDirectory() as d:
+            guest, out = os.path.join(d, "guest"), os.path.join(d, "out")
+            os.makedirs(os.path.join(guest, "fio"))
+            runs = [(1, "loop", "ok", ""), (1, "file", "failed", "exit 1: no file")]
+            with open(os.path.join(guest, "manifest.tsv"), "w") as f:
+                f.write(manifest(["loop", "file"], JOBS, 1, runs))
+            with open(os.path.join(guest, "fio", "1-loop.json"), "w") as f:
+                json.dump(fio_out({j: 100 for j in JOBS}), f)
+            with contextlib.redirect_stderr(io.StringIO()) as err:
+                rc = report.main(["--guest", guest, "--out", out, "--meta", "accel=tcg"])
+            self.assertIn("rep 1 file failed: exit 1: no file", err.getvalue())
+            self.assertEqual(rc, 1)
+            with open(os.path.join(out, "results.json")) as f:
+                res = json.load(f)
+            self.assertTrue(res["emulated"])
+            self.assertEqual(res["meta"]["accel"], "tcg")
+            self.assertEqual(res["summary"]["randread-4k-qd1"]["loop"]["iops"]["median"], 100)
+            with open(os.path.join(out, "results.png"), "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+    def test_main_rejects_a_bad_manifest(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "manifest.tsv"), "w") as f:
+                f.write("bogus line\n")
+            with contextlib.redirect_stderr(io.StringIO()) as err:
+                self.assertEqual(report.main(["--guest", d, "--out", d]), 2)
+            self.assertIn("manifest line 1", err.getvalue())
+
+
+def main(argv):
+    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
+    tests = []
+
+    def flatten(s):
+        for t in s:
+            if isinstance(t, unittest.TestSuite):
+                flatten(t)
+            else:
+                tests.append(t)
+    flatten(suite)
+    if len(argv) > 1:
+        tests = [t for t in tests if argv[1] in t.id()]
+    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=0).run(unittest.TestSuite(tests))
+    failed = len(result.failures) + len(result.errors)
+    bad = {t.id() for t, _ in result.failures + result.errors}
+    for t in tests:
+        print(("FAIL " if t.id() in bad else "PASS ") + t.id().split(".", 1)[1])
+    print(f"{result.testsRun - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
