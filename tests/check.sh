@@ -12,7 +12,11 @@
 # virtual CPU: the build machines have two cores, and with two TCG guests of
 # two vCPUs each on them, loops of fork+exec and of dmsetup ran 25-40% slower
 # than with one vCPU each (measured here), and the e2e tests are mostly
-# process starts.  make soak gives each guest two,
+# process starts.  Measured with the whole suite: 100-daemon-fio-verify took
+# 33 s with one vCPU against 152 s with two, 130-daemon-cli 11 s against 53 s.
+# One vCPU also rules out a TCG artefact seen with two: a CPU running a stale
+# int3 after the kernel patched a tracepoint site (bpf/README.md, Limits).
+# make soak gives each guest two,
 # so the long stress tests (hostile client, suspend/resume, kill -9, cycles)
 # run with real parallelism in the guest.  DMU_VM_SMP=N overrides both.
 #

@@ -14,7 +14,10 @@ name=dmu-test-kill
 kills=$(dmu_scale 3 50)
 dmu_load
 truncate -s 128M "$tmp/backing"
-dmu_daemon_start "$name" "$tmp/backing" 128M --threads 2
+# Each request stays 1 ms in the daemon, so a kill finds requests in flight
+# even on a one-vCPU guest, where the test only runs while the daemon waits.
+delay=(--inject-delay-us 1000)
+dmu_daemon_start "$name" "$tmp/backing" 128M --threads 2 "${delay[@]}"
 dmsetup message "$name" 0 recovery_ms 30000
 dev=/dev/mapper/$name
 
@@ -55,7 +58,7 @@ while ((i <= kills)); do
 	wait_until 5 inflight || true
 	kill -KILL "$DMU_DAEMON_PID"
 	wait "$DMU_DAEMON_PID" 2>/dev/null || true
-	dmu_daemon_start "$name" "$tmp/backing" 128M --threads 2 --attach
+	dmu_daemon_start "$name" "$tmp/backing" 128M --threads 2 --attach "${delay[@]}"
 	i=$((i + 1))
 done
 log "$kills kills over $rounds fio rounds; waiting for the last round"
