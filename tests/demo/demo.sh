@@ -33,4 +33,6 @@ ko=$(vm_ko_path "$kver")
 [[ -x $DMU_ROOT/daemon/dmuserd ]] || vm_die "daemon not built: $DMU_ROOT/daemon/dmuserd (run make)"
 
 vm_log "booting a $kver guest (TCG: expect ~10 s of boot, then the demo)"
-exec "$DMU_ROOT/tests/vm/run.sh" -v --kernel "$kver" --timeout "$timeout" -- tests/demo/guest-demo.sh
+# One vCPU, as make check (see tests/check.sh): faster under TCG, and the BPF
+# tools attach while fio runs.
+exec "$DMU_ROOT/tests/vm/run.sh" -v --kernel "$kver" --smp "${DMU_VM_SMP:-1}" --timeout "$timeout" -- tests/demo/guest-demo.sh
