@@ -17,7 +17,8 @@
 # Exit status 0 only if every test passed. If a guest crashes or hangs, the test
 # that was running fails and a fresh guest runs the remaining tests.
 # Results: build/vm/suite-<kver>.<pid>/boot-<n>/ (see tests/vm/guest-suite.sh);
-# build/vm/suite-<kver> points to the latest. Several suites may run at once.
+# build/vm/suite-<kver> points to the latest; earlier ones are removed a day
+# later. Several suites may run at once.
 set -euo pipefail
 
 # shellcheck source=common.sh
@@ -121,7 +122,7 @@ process_results() { # kver dir
 total_start=$(vm_now)
 for kver in "${kernels[@]}"; do
 	base=$DMU_VM_BUILD/suite-$kver.$$
-	vm_prune "suite-$kver.*"
+	vm_prune "suite-$kver.*" 1440 # earlier suites' results are kept for a day
 	rm -rf "$base"
 	mkdir -p "$base"
 	link=$DMU_VM_BUILD/suite-$kver
