@@ -1,5 +1,5 @@
 #!/bin/bash
-# timeout: 300
+# timeout: 600
 # The dashboards against a real Prometheus (Debian's package, started here on
 # loopback with dashboards/prometheus/prometheus.yml and dm-user.rules.yml,
 # scraping and evaluating every second) that scrapes dmuserd and
@@ -12,11 +12,11 @@
 #   - the IOPS the dashboard shows for the device is not 0 during fio;
 #   - every recording rule returns data, every rule evaluates without error;
 #   - stopping dmuserd makes DmUserDaemonDown pending.
-# Heavy (Prometheus under TCG): 6.12 only, see obs_heavy_kernel_only.
+# Heavy (Prometheus under TCG): 6.1 only, see obs_heavy_kernel_only.
 . "$(dirname "$0")/lib.sh"
 . "$DMU_ROOT/dashboards/tests/lib.sh"
 
-obs_heavy_kernel_only
+obs_heavy_kernel_only 6.1
 obs_require prometheus promtool fio jq curl python3
 tmp=$(dmu_tmpdir)
 name=dmu-test-prom
@@ -31,7 +31,8 @@ e_addr=${OBS_EXPORTER_URL#http://}
 
 log "Prometheus: dmuserd at $d_addr, dmuser-exporter at $e_addr"
 port=$((20000 + SRANDOM % 20000))
-obs_fio "$tmp/fio.json" "$OBS_DEV" 120
+# longer than the test can run: it is stopped once the queries are done
+obs_fio "$tmp/fio.json" "$OBS_DEV" 900
 fio_pid=$OBS_FIO_PID
 obs_prometheus "$tmp/prom" "$port" "dmuserd=$d_addr" "dmuser-exporter=$e_addr"
 prom=$OBS_PROM_URL
@@ -62,6 +63,7 @@ log "every dashboard expression"
 	"$d_addr|$e_addr" "$name" 10s >"$tmp/queries.txt" ||
 	die "dashboard expressions without data: $(grep -v '^ok' "$tmp/queries.txt")"
 tail -1 "$tmp/queries.txt"
+dmu_running "$fio_pid" || die "fio ended before the IOPS query"
 iops=$(value "sum(rate(dmuser_kernel_requests_total{instance=~\"$e_addr\", device=~\"$name\"}[10s]))")
 log "IOPS panel: $iops"
 awk -v v="$iops" 'BEGIN { exit !(v > 0) }' || die "the IOPS panel shows $iops during fio"

@@ -10,7 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$DMU_ROOT/dashboards/tests/lib.sh"
 
-obs_heavy_kernel_only
+obs_heavy_kernel_only 6.12
 obs_require chromium fio curl
 tmp=$(dmu_tmpdir)
 name=dmu-test-live
