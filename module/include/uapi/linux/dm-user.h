@@ -15,6 +15,7 @@
 #ifndef _UAPI_LINUX_DM_USER_H
 #define _UAPI_LINUX_DM_USER_H
 
+#include <linux/ioctl.h>
 #include <linux/types.h>
 
 /* Request types, kernel to daemon, in dm_user_message.type. */
@@ -62,6 +63,27 @@
  * ENOSPC.  Kernels that predate it fail the BIO with EIO, as for ERROR.
  */
 #define DM_USER_RESP_NOSPC		3
+
+/*
+ * Extension: channel flags, set on an open control device with
+ * ioctl(fd, DM_USER_IOC_SET_FLAGS, &flags), flags being a __u64, and read
+ * back with DM_USER_IOC_GET_FLAGS.  Unknown bits fail with EINVAL and change
+ * nothing.  A kernel without the extension fails both with ENOTTY, and the
+ * channel speaks the original protocol.
+ *
+ * DM_USER_CHANNEL_BATCH: a read() returns as many requests as fit in the
+ * buffer, back to back, each its header then a WRITE's payload; at least one,
+ * and only whole requests after the first.  The first may be partial, as
+ * without the flag, when the buffer is smaller than it; the next read() goes
+ * on with it.  Without the flag a read() never returns more than one request,
+ * however large the buffer.  Replies need no flag: a write() may always carry
+ * any number of them.
+ */
+#define DM_USER_IOC_MAGIC	0xfd	/* dm's type; dm's own numbers are < 0x20 */
+#define DM_USER_IOC_SET_FLAGS	_IOW(DM_USER_IOC_MAGIC, 0x80, __u64)
+#define DM_USER_IOC_GET_FLAGS	_IOR(DM_USER_IOC_MAGIC, 0x81, __u64)
+
+#define DM_USER_CHANNEL_BATCH	(1ULL << 0)
 
 struct dm_user_message {
 	__u64 seq;	/* chosen by the kernel, echoed by the reply */
