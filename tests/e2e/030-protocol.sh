@@ -1,5 +1,5 @@
 #!/bin/bash
-# timeout: 240
+# timeout: 300
 # The wire protocol, driven by tests/tools/dmu-client (an in-memory server), in
 # each way a daemon may speak it:
 #   default     header + payload in one read(), reply + data in one writev()
@@ -8,9 +8,15 @@
 #   batch       up to 16 requests read before any is answered, answered in
 #               reverse order (out of order on one channel)
 #   nonblock    O_NONBLOCK reads with poll(), batches of 8
+#   kbatch      DM_USER_CHANNEL_BATCH: as many requests per read() as fit, all
+#               those of one read() answered, in reverse order, by one writev()
 # Each mode: data written through the device reads back identical, fio verify
 # passes, and read, write, flush and discard all reach the daemon (counted in
 # the dm_user tracepoints) and complete without error.
+# From dmu-client's read() statistics (--stats): without the flag no read()
+# returns more than one request (the client also dies if one does), and in
+# the default mode, whose buffer has room for many, every read() returns
+# exactly one; with it, under fio at iodepth 16, some read() returns several.
 . "$(dirname "$0")/lib.sh"
 
 client=$DMU_ROOT/build/tools/dmu-client
@@ -29,13 +35,31 @@ count_ok() {
 	grep -c "dm_user_complete: .* op $1 .* error 0 how 0" "$tmp/trace" || true
 }
 
-for mode in default piecewise batch nonblock; do
+# stats_read: dmu-client's statistics from $stats into st_reads, st_requests,
+# st_max (most requests one read() returned), st_multi (read() calls with
+# more than one)
+stats_read() {
+	local k1 k2 k3 k4
+	read -r k1 st_reads k2 st_requests k3 st_max k4 st_multi <"$stats"
+	assert_eq "$k1 $k2 $k3 $k4" "reads requests max_per_read multi_reads" "$mode: stats format"
+}
+# stats_now: have the running dmu-client write its statistics now (SIGUSR1)
+stats_now() {
+	rm -f "$stats"
+	kill -USR1 "$pid"
+	wait_for_path "$stats" 10 || die "$mode: dmu-client wrote no statistics on SIGUSR1"
+	stats_read
+}
+
+for mode in default piecewise batch nonblock kbatch; do
 	case $mode in
 	default) args=() ;;
 	piecewise) args=(--piecewise) ;;
 	batch) args=(--batch 16) ;;
 	nonblock) args=(--nonblock --batch 8) ;;
+	kbatch) args=(--kbatch) ;;
 	esac
+	stats=$tmp/stats.$mode
 	log "mode $mode: create $name"
 	dmsetup create --noudevsync "$name" --table "0 $sectors user 0 $sectors $name"
 	dmsetup mknodes "$name"
@@ -45,7 +69,7 @@ for mode in default piecewise batch nonblock; do
 	echo 1 >"$trace/events/dm_user/enable"
 
 	rm -f "$tmp/ready"
-	dmu_bg "$client" serve "/dev/dm-user/$name" "$size" "${args[@]}" --ready "$tmp/ready"
+	dmu_bg "$client" serve "/dev/dm-user/$name" "$size" "${args[@]}" --ready "$tmp/ready" --stats "$stats"
 	pid=$DMU_BG_PID
 	wait_for_path "$tmp/ready" 10 || die "dmu-client did not start"
 
@@ -54,10 +78,21 @@ for mode in default piecewise batch nonblock; do
 	dd if="$dev" of="$tmp/back" bs=1M skip=1 count=8 iflag=direct status=none
 	cmp "$tmp/pattern" "$tmp/back" || die "$mode: data read back differs from data written"
 
+	stats_now
+	fio_reads0=$st_reads fio_requests0=$st_requests fio_multi0=$st_multi
 	fio --name=verify --filename="$dev" --rw=randwrite --bssplit=4k/50:16k/25:128k/25 \
 		--size=32M --offset=32M --iodepth=16 --ioengine=libaio --direct=1 \
 		--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
 		--output="$tmp/fio.$mode" || die "$mode: fio verify failed: $(cat "$tmp/fio.$mode")"
+	stats_now
+	fio_reads=$((st_reads - fio_reads0)) fio_requests=$((st_requests - fio_requests0))
+	fio_multi=$((st_multi - fio_multi0))
+	log "$mode: under fio: $fio_reads read() calls, $fio_requests requests, $fio_multi read() calls with several"
+	if [[ $mode == kbatch ]]; then
+		((fio_multi > 0)) || die "$mode: no read() returned more than one request under fio at iodepth 16"
+	else
+		assert_eq "$fio_multi" 0 "$mode: read() calls that returned several requests without the flag, under fio"
+	fi
 
 	blkdiscard -o $((2 << 20)) -l $((1 << 20)) "$dev"
 	cmp -n $((1 << 20)) "$dev" /dev/zero -i $((2 << 20)):0 ||
@@ -81,8 +116,24 @@ for mode in default piecewise batch nonblock; do
 	((completed >= reads + writes + flushes + discards)) ||
 		die "$mode: status completed $completed < traced $((reads + writes + flushes + discards))"
 
+	rm -f "$stats"
 	dmsetup remove --noudevsync "$name"
+	# It exits by itself on ENOTBLK, writing its final statistics.
+	wait_until 10 dmu_not_running "$pid" || die "$mode: dmu-client still runs 10 s after remove"
 	dmu_stop "$pid" 10 || die "$mode: dmu-client did not exit cleanly after remove"
+	[[ -e $stats ]] || die "$mode: dmu-client wrote no statistics at exit"
+	stats_read
+	log "$mode: dmu-client: $(<"$stats")"
+	((st_requests >= reads + writes + flushes + discards)) ||
+		die "$mode: dmu-client read $st_requests requests, fewer than the $((reads + writes + flushes + discards)) traced"
+	case $mode in
+	kbatch) ((st_max > 1)) || die "$mode: no read() returned more than one request" ;;
+	default)
+		assert_eq "$st_max" 1 "$mode: most requests one read() returned"
+		assert_eq "$st_reads" "$st_requests" "$mode: read() calls (each must return exactly one request)"
+		;;
+	*) assert_eq "$st_max $st_multi" "1 0" "$mode: most requests per read(), read() calls with several" ;;
+	esac
 done
 
 dmu_unload
