@@ -4,7 +4,11 @@
 # A hostile client (tests/tools/dmu-hostile) serves one target correctly while
 # sending malformed messages between answers: random bytes, short headers,
 # never-issued and duplicate seqs, oversized payloads, replies on the wrong
-# channel. 20000 of them (10^6 in `make soak`). The kernel must refuse exactly
+# channel, ioctl abuse (unknown flag bits: EINVAL; bad pointers: EFAULT;
+# unknown numbers: ENOTTY; flags unchanged, channel not refused). 20000 of
+# them (10^6 in `make soak`). Half its serving channels set
+# DM_USER_CHANNEL_BATCH and read each request in pieces smaller than a header,
+# none past the request's end. The kernel must refuse exactly
 # the offending channel each time (dmu-hostile checks EINVAL, then EIO and
 # POLLERR on that channel), requeue what that channel held (recovery_ms), and
 # stay clean: fio --verify passes on the hostile target and on a second target

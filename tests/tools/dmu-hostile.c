@@ -15,10 +15,18 @@
  * Malformed messages:
  *   garbage     40-256 random bytes
  *   short       1-39 bytes of a header, then close()
+ *   ioctl       on the serving channel: DM_USER_IOC_SET_FLAGS with unknown
+ *               bits (EINVAL), SET or GET_FLAGS with a bad pointer (EFAULT),
+ *               an unknown ioctl number (ENOTTY); the channel's flags must
+ *               read back unchanged and the channel go on serving
  *   unknown     a well-formed reply for a seq never issued
  *   duplicate   a correct reply sent twice
  *   oversized   a correct reply followed by extra bytes
  *   wrong       a reply for a request read on another channel
+ * Every serving channel's flags must read back 0 when it opens; half of them
+ * then set DM_USER_CHANNEL_BATCH (read back) and read each request in pieces
+ * smaller than a header, 1-39 bytes, past its header and first payload bytes:
+ * no read() may go past the end of the request.
  * Exit status: 0 when the kernel behaved as specified, 1 otherwise.
  */
 #define _GNU_SOURCE
@@ -29,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -37,10 +46,12 @@
 #define HDR sizeof(struct dm_user_message)
 #define MAX_REQ (8u << 20)
 #define FREE_PER_REQUEST 4	/* request-free violations per request */
+#define TINY_PAYLOAD 64		/* payload bytes a piecewise reader takes in pieces */
 
-enum kind { GARBAGE, SHORT, UNKNOWN, DUPLICATE, OVERSIZED, WRONG, NKINDS };
+/* Those before UNKNOWN need no request. */
+enum kind { GARBAGE, SHORT, IOCTL, UNKNOWN, DUPLICATE, OVERSIZED, WRONG, NKINDS };
 static const char *const kind_name[NKINDS] = {
-	"garbage", "short", "unknown", "duplicate", "oversized", "wrong",
+	"garbage", "short", "ioctl", "unknown", "duplicate", "oversized", "wrong",
 };
 
 static const char *ctl;
@@ -48,7 +59,8 @@ static const char *const usage_text =
 	"usage: dmu-hostile CTL SIZE COUNT [SEED] [--ready FILE] [--done FILE]\n";
 static uint8_t *disk, *buf;
 static uint64_t disk_size, rng;
-static unsigned long sent[NKINDS], refused, served;
+static unsigned long sent[NKINDS], refused, served, pieced;
+static __u64 live_flags;	/* the serving channel's, as set */
 
 static void fail(const char *fmt, const char *arg, int err)
 {
@@ -77,6 +89,37 @@ static int chan_open(void)
 	return fd;
 }
 
+static __u64 get_flags(int fd, const char *what)
+{
+	__u64 v = ~0ULL;
+
+	if (ioctl(fd, DM_USER_IOC_GET_FLAGS, &v))
+		fail("%s: ioctl DM_USER_IOC_GET_FLAGS", what, errno);
+	return v;
+}
+
+/*
+ * A serving channel: its flags read back 0; half the time it then sets
+ * DM_USER_CHANNEL_BATCH, which must read back, and reads in pieces.
+ */
+static int serve_open(void)
+{
+	int fd = chan_open();
+	__u64 v = DM_USER_CHANNEL_BATCH;
+
+	if (get_flags(fd, "new channel"))
+		fail("a new channel's flags do not read back 0", NULL, 0);
+	live_flags = 0;
+	if (rnd() % 2) {
+		if (ioctl(fd, DM_USER_IOC_SET_FLAGS, &v))
+			fail("ioctl DM_USER_IOC_SET_FLAGS(DM_USER_CHANNEL_BATCH)", NULL, errno);
+		if (get_flags(fd, "batched channel") != DM_USER_CHANNEL_BATCH)
+			fail("DM_USER_CHANNEL_BATCH does not read back after SET_FLAGS", NULL, 0);
+		live_flags = DM_USER_CHANNEL_BATCH;
+	}
+	return fd;
+}
+
 /* A refused channel fails read() and write() with EIO and polls POLLERR. */
 static void check_refused(int fd, const char *what)
 {
@@ -102,6 +145,61 @@ static void expect_refusal(int fd, ssize_t r, enum kind k)
 	check_refused(fd, kind_name[k]);
 }
 
+static void check_request(const struct dm_user_message *h)
+{
+	if (h->sector * 512 + h->len > disk_size || h->len > MAX_REQ)
+		fail("request out of range", NULL, 0);
+}
+
+static size_t request_bytes(const struct dm_user_message *h)
+{
+	return HDR + (h->type == DM_USER_REQ_MAP_WRITE ? h->len : 0);
+}
+
+/*
+ * On a batched channel: the request in pieces of 1-39 bytes, each read()
+ * asking for a whole piece, up to TINY_PAYLOAD bytes into its payload, then
+ * the rest exactly.  Only whole requests may follow the first in a read(),
+ * and none fits in a piece, so no read() may go past this request's end.
+ * Returns as get_request().
+ */
+static int get_request_pieces(int fd, struct dm_user_message *h)
+{
+	uint8_t first[2 * HDR + TINY_PAYLOAD];
+	size_t piece = 1 + rnd() % (HDR - 1), got = 0, total = HDR;
+	ssize_t r;
+
+	while (got < HDR || (got < total && got < HDR + TINY_PAYLOAD)) {
+		r = read(fd, first + got, piece);
+		if (r < 0 && got == 0 && errno == EAGAIN)
+			return 1;
+		if (r < 0 && got == 0 && errno == ENOTBLK)
+			return 2;
+		if (r <= 0)
+			fail("batched piecewise read", NULL, r < 0 ? errno : 0);
+		got += r;
+		if (got >= HDR) {
+			memcpy(h, first, HDR);
+			check_request(h);
+			total = request_bytes(h);
+			if (got > total) {
+				fprintf(stderr, "dmu-hostile: batched read() of %zu bytes into a %zu-byte buffer went %zu bytes past the end of request seq %llu (%zu bytes)\n",
+					(size_t)r, piece, got - total,
+					(unsigned long long)h->seq, total);
+				exit(1);
+			}
+		}
+	}
+	memcpy(buf, first + HDR, got - HDR);
+	for (got -= HDR; got < total - HDR; got += r) {
+		r = read(fd, buf + got, total - HDR - got);
+		if (r <= 0)
+			fail("read payload", NULL, r < 0 ? errno : 0);
+	}
+	pieced++;
+	return 0;
+}
+
 /* Reads one whole request if one comes within @ms; 1 if none, 2 if gone. */
 static int get_request(int fd, struct dm_user_message *h, int ms)
 {
@@ -111,6 +209,8 @@ static int get_request(int fd, struct dm_user_message *h, int ms)
 
 	if (ms && poll(&p, 1, ms) < 0)
 		fail("poll", NULL, errno);
+	if (live_flags & DM_USER_CHANNEL_BATCH)
+		return get_request_pieces(fd, h);
 	r = read(fd, h, HDR);
 	if (r < 0 && errno == EAGAIN)
 		return 1;
@@ -118,9 +218,8 @@ static int get_request(int fd, struct dm_user_message *h, int ms)
 		return 2;
 	if (r != (ssize_t)HDR)
 		fail("read header", NULL, r < 0 ? errno : 0);
-	if (h->sector * 512 + h->len > disk_size || h->len > MAX_REQ)
-		fail("request out of range", NULL, 0);
-	want = h->type == DM_USER_REQ_MAP_WRITE ? h->len : 0;
+	check_request(h);
+	want = request_bytes(h) - HDR;
 	for (got = 0; got < want; got += r) {
 		r = read(fd, buf + got, want - got);
 		if (r <= 0)
@@ -170,12 +269,73 @@ static void answer(int fd, struct dm_user_message *h)
 	served++;
 }
 
-/* A malformed message that needs no request: on a channel of its own. */
-static void free_mischief(enum kind k)
+/* @r, @errno of an ioctl that must fail with @err. */
+static void expect_ioctl_error(int r, int err, const char *what)
+{
+	if (r != -1 || errno != err) {
+		fprintf(stderr, "dmu-hostile: ioctl: %s: returned %d (%s), expected %s\n",
+			what, r, r < 0 ? strerror(errno) : "no error", strerror(err));
+		exit(1);
+	}
+}
+
+/*
+ * Abuses the serving channel's ioctls: each must fail as specified, change no
+ * flag, and (the caller goes on serving on it) not refuse the channel.
+ */
+static void ioctl_mischief(int fd)
+{
+	void *bad = (void *)(uintptr_t)(rnd() % 2 ? 8 : -4096);
+	unsigned long cmd;
+	__u64 v;
+
+	switch (rnd() % 4) {
+	case 0:
+		/* The known bit flipped too: applying it before the check shows. */
+		v = (live_flags ^ DM_USER_CHANNEL_BATCH) | (rnd() & ~DM_USER_CHANNEL_BATCH) |
+		    1ULL << (1 + rnd() % 63);
+		expect_ioctl_error(ioctl(fd, DM_USER_IOC_SET_FLAGS, &v), EINVAL,
+				   "SET_FLAGS with unknown bits");
+		break;
+	case 1:
+		expect_ioctl_error(ioctl(fd, DM_USER_IOC_SET_FLAGS, bad), EFAULT,
+				   "SET_FLAGS with a bad pointer");
+		break;
+	case 2:
+		expect_ioctl_error(ioctl(fd, DM_USER_IOC_GET_FLAGS, bad), EFAULT,
+				   "GET_FLAGS with a bad pointer");
+		break;
+	default:
+		/* dm-user's type, any direction, number and size; or a tty's */
+		do {
+			cmd = _IOC(rnd() % 4, DM_USER_IOC_MAGIC, rnd() % 256,
+				   rnd() % (1u << _IOC_SIZEBITS));
+		} while (cmd == DM_USER_IOC_SET_FLAGS || cmd == DM_USER_IOC_GET_FLAGS);
+		if (rnd() % 8 == 0)
+			cmd = TCGETS;
+		memset(buf, 0, 1u << _IOC_SIZEBITS);
+		expect_ioctl_error(ioctl(fd, cmd, buf), ENOTTY, "an unknown ioctl number");
+	}
+	if (get_flags(fd, "after a failed ioctl") != live_flags)
+		fail("a failed ioctl changed the channel's flags", NULL, 0);
+}
+
+/*
+ * A malformed message that needs no request: on a channel of its own, or for
+ * IOCTL on the serving channel @live.
+ */
+static void free_mischief(enum kind k, int live)
 {
 	uint8_t junk[256];
 	size_t n, i;
-	int fd = chan_open();
+	int fd;
+
+	if (k == IOCTL) {
+		ioctl_mischief(live);
+		sent[k]++;
+		return;
+	}
+	fd = chan_open();
 
 	if (k == GARBAGE) {
 		n = HDR + rnd() % (sizeof(junk) - HDR + 1);
@@ -238,7 +398,7 @@ static void request_mischief(int *fd, struct dm_user_message *h, enum kind k)
 		sent[k]++;
 		return;
 	}
-	*fd = chan_open();
+	*fd = serve_open();
 	sent[k]++;
 }
 
@@ -282,7 +442,7 @@ int main(int argc, char **argv)
 	if (!disk || !buf || !disk_size || disk_size % 512)
 		fail("bad SIZE or out of memory", NULL, 0);
 
-	fd = chan_open();
+	fd = serve_open();
 	touch(ready);
 	for (;;) {
 		/*
@@ -302,13 +462,13 @@ int main(int argc, char **argv)
 			answer(fd, &h);
 		}
 		for (i = 0; i < FREE_PER_REQUEST && total < count; i++, total++)
-			free_mischief(rnd() % 2 ? GARBAGE : SHORT);
+			free_mischief(rnd() % UNKNOWN, fd);
 		if (total == count && !reported) {
 			printf("dmu-hostile: %lu malformed messages:", total);
 			for (k = 0; k < NKINDS; k++)
 				printf(" %s %lu", kind_name[k], sent[k]);
-			printf("; %lu channels refused; %lu requests served\n",
-			       refused, served);
+			printf("; %lu channels refused; %lu requests served, %lu read in pieces on batched channels\n",
+			       refused, served, pieced);
 			fflush(stdout);
 			touch(done);
 			reported = 1;
