@@ -375,9 +375,9 @@ static void pause_ms(long ms)
 /* ---- --kbatch: several requests per read() ---- */
 
 struct kreq {
-	struct dm_user_message h;
 	const uint8_t *payload;	/* a WRITE's, in rbuf */
 	size_t out, len;	/* a READ's reply data, in the reply arena */
+	struct dm_user_message h;	/* last: it ends in a flexible array */
 };
 
 static uint8_t *rbuf;		/* one read()'s worth of requests */
