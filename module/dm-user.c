@@ -15,29 +15,47 @@
  *
  *  - struct dmu_channel: one per open() of the control device.  A daemon
  *    reads requests from a channel and must answer each request on the
- *    channel it read it from.  A channel lives until its file is released.
+ *    channel it read it from.  A channel lives until its file is released,
+ *    and then one RCU grace period more: map() and other channels' readers
+ *    look at the channels through t->chans, an RCU-protected array.
  *
  *  - struct dmu_msg: the per-bio data of every BIO that reaches map().  Being
  *    per-bio data, it needs no allocation and lives exactly as long as the
  *    BIO: it ends with bio_endio().  A message is in exactly one state:
  *
- *      QUEUED    on target->queue, waiting for a daemon to read it
- *      READING   channel->rd_cur: a daemon has its header, maybe not all
- *                of its payload yet
+ *      QUEUED    on a channel's queue, where map() put it, or on
+ *                target->backlog (no channel yet, or handed back by a
+ *                channel that closed), waiting for a daemon to read it
+ *      READING   taken by a read() on a channel: channel->rd_cur when a
+ *                daemon has its header but not all of its payload yet
  *      SENT      on channel->sent: fully read, waiting for the reply
  *      REPLYING  channel->wr_cur: the reply header arrived, its payload is
  *                still being copied in
  *
- *    Every state change happens under target->lock.  Whoever takes a message
- *    off a list or out of a slot owns it, and only its owner ends the BIO.
- *    A READING or REPLYING message is owned by the channel, and its data are
- *    copied under the channel's rd_lock or wr_lock, never under the spinlock.
+ *    A channel's queue and sent list change under channel->lock, the
+ *    backlog under target->lock.  Whoever takes a message off a list or out
+ *    of a slot owns it, and only its owner ends the BIO.  A READING or
+ *    REPLYING message is owned by the channel, and its data are copied
+ *    under the channel's rd_lock or wr_lock, never under a spinlock.
+ *
+ * The data path takes no lock that all channels share.  map() puts a BIO on
+ * one channel's queue (round robin) under that channel's lock; a read()
+ * takes from its own queue and, when that is empty, from the other channels'
+ * (so a busy or stuck reader does not hold requests back while another
+ * waits); a write() finds the request under its channel's lock.  Counters
+ * are atomics.  A read() sleeps on its own channel's wait queue, and map()
+ * wakes one sleeping reader: the chosen channel's, or another that will
+ * take the request over.  target->lock guards the backlog, the channel set
+ * and the target's state (orphaned, recovering, suspending, dead): what
+ * changes when a daemon comes or goes, not per request.
  *
  * Lock order (outer to inner)
  *
  *  1. misc_mtx (held by the misc core around dev_open())
- *  2. channel->rd_lock, channel->wr_lock (never both)
- *  3. target->lock (a spinlock: map() takes no sleeping lock)
+ *  2. target->chan_mutex (changes to the channel set)
+ *  3. channel->rd_lock, channel->wr_lock (never both)
+ *  4. target->lock (a spinlock: map() takes no sleeping lock)
+ *  5. channel->lock (a spinlock; never two channels' at once)
  *
  * Device-mapper suspends a device, and waits for every BIO it has mapped,
  * before it calls the destructor, so no message exists when dtr runs.  What
@@ -46,9 +64,9 @@
  *
  * The RFC's open questions (its FIXMEs), and how this version answers them
  *
- *  - A mutex on the map path: map() takes only target->lock, a spinlock held
- *    for a few list operations, and allocates nothing (the message is per-bio
- *    data), so it cannot deadlock on memory pressure.
+ *  - A mutex on the map path: map() takes one channel's spinlock, held for
+ *    a list_add, and allocates nothing (the message is per-bio data), so it
+ *    cannot deadlock on memory pressure.
  *  - Queue size and throttling: the queue needs no memory of its own, so it
  *    is unbounded by default; the queue_depth argument makes the submitter
  *    wait (REQ_NOWAIT gets BLK_STS_AGAIN), which is the push-back the RFC
@@ -78,7 +96,9 @@
 #include <linux/kref.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/percpu.h>
 #include <linux/poll.h>
+#include <linux/rcupdate.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/uio.h>
@@ -115,7 +135,7 @@ struct dmu_channel;
 struct dmu_msg {
 	struct dm_user_message hdr;	/* the request as the daemon sees it */
 	struct bio *bio;
-	struct list_head node;		/* on target->queue or channel->sent */
+	struct list_head node;		/* on a queue, or channel->sent */
 	struct dmu_channel *ch;		/* owner while READING/SENT/REPLYING */
 	enum dmu_state state;
 	struct bvec_iter data;		/* position in the BIO's data */
@@ -123,15 +143,23 @@ struct dmu_msg {
 	unsigned long deadline;		/* jiffies, if the target has a timeout */
 };
 
+/* The open channels, as map() and readers see them. */
+struct dmu_chanset {
+	struct rcu_head rcu;
+	unsigned int nr;
+	struct dmu_channel *ch[];
+};
+
 struct dmu_target {
-	spinlock_t lock;
-	struct list_head queue;		/* QUEUED messages, oldest first */
-	struct list_head channels;
-	wait_queue_head_t rd_wait;	/* daemons waiting for requests */
+	spinlock_t lock;		/* backlog, chans, the state below */
+	struct mutex chan_mutex;	/* serialises changes to chans */
+	struct dmu_chanset __rcu *chans;	/* NULL when none is open */
+	struct list_head backlog;	/* QUEUED on no channel, oldest first */
+	unsigned int __percpu *rotor;	/* map()'s round robin */
 	wait_queue_head_t space_wait;	/* map() waiting for queue_depth */
-	u64 next_seq;
-	unsigned int nr_queued;		/* QUEUED */
-	unsigned int nr_in_flight;	/* READING, SENT or REPLYING */
+	atomic64_t next_seq;
+	atomic_t nr_queued;		/* QUEUED */
+	atomic_t nr_pending;		/* mapped and not ended */
 	unsigned int nr_channels;
 	u32 next_channel_id;
 	bool dead;			/* dtr has run */
@@ -146,11 +174,11 @@ struct dmu_target {
 	unsigned int timeout_ms;
 	unsigned int recovery_ms;
 
-	/* Counters for status, under lock. */
-	u64 completed;
-	u64 errors;
-	u64 timeouts;
-	u64 requeues;
+	/* Counters for status. */
+	atomic64_t completed;
+	atomic64_t errors;
+	atomic64_t timeouts;
+	atomic64_t requeues;
 
 	dev_t dev;
 	struct delayed_work work;	/* timeouts and the recovery window */
@@ -171,8 +199,13 @@ struct dmu_expired {
 struct dmu_channel {
 	struct dmu_target *t;
 	u32 id;
-	struct list_head node;		/* on target->channels */
+	spinlock_t lock;		/* queue, sent, closed, expired */
+	struct list_head queue;		/* QUEUED messages map() gave it */
 	struct list_head sent;		/* SENT messages */
+	wait_queue_head_t rd_wait;	/* its readers and pollers */
+	bool closed;			/* released: map() must pick another */
+	u64 flags;			/* DM_USER_CHANNEL_* */
+	struct rcu_head rcu;
 	struct mutex rd_lock;		/* serialises read() on this file */
 	struct mutex wr_lock;		/* serialises write() on this file */
 	struct dmu_msg *rd_cur;		/* READING message */
@@ -181,7 +214,7 @@ struct dmu_channel {
 	size_t reply_pos;
 	u64 drain;			/* late reply payload bytes to discard */
 	bool broken;			/* protocol error: the channel is refused */
-	unsigned int expired_next;	/* under target->lock */
+	unsigned int expired_next;
 	struct dmu_expired expired[DMU_EXPIRED_SLOTS];
 };
 
@@ -358,7 +391,14 @@ static void dmu_msg_reset(struct dmu_msg *m)
 	m->pos = 0;
 }
 
-/* Ends a message its caller owns; takes no lock but the target's. */
+/* The channel set; the caller holds the RCU read lock or target->lock. */
+static struct dmu_chanset *dmu_chans(struct dmu_target *t)
+{
+	return rcu_dereference_check(t->chans, lockdep_is_held(&t->lock) ||
+				     lockdep_is_held(&t->chan_mutex));
+}
+
+/* Ends a message its caller owns; takes no lock. */
 static void dmu_end(struct dmu_target *t, struct dmu_msg *m,
 		    blk_status_t status, u32 how)
 {
@@ -366,13 +406,15 @@ static void dmu_end(struct dmu_target *t, struct dmu_msg *m,
 
 	trace_dm_user_complete(t->dev, m->hdr.seq, m->hdr.type, m->hdr.len,
 			       blk_status_to_errno(status), how);
-	spin_lock(&t->lock);
-	t->completed++;
+	atomic64_inc(&t->completed);
 	if (status)
-		t->errors++;
+		atomic64_inc(&t->errors);
 	if (how == DM_USER_END_TIMEOUT)
-		t->timeouts++;
-	spin_unlock(&t->lock);
+		atomic64_inc(&t->timeouts);
+	atomic_dec(&t->nr_pending);
+	/* Pairs with the barrier in map()'s wait: it sees the room or is woken. */
+	if (t->queue_depth && wq_has_sleeper(&t->space_wait))
+		wake_up(&t->space_wait);
 	bio->bi_status = status;
 	bio_endio(bio);
 }
@@ -389,10 +431,53 @@ static void dmu_end_list(struct dmu_target *t, struct list_head *list,
 }
 
 /*
- * Puts messages a channel held back on the queue, in seq order, ahead of
- * everything mapped since.  Called with the lock held.
+ * Wakes one reader that sleeps and could take a message just queued on
+ * @first (NULL: on the backlog): @first's own, or else any other channel's,
+ * which will take it over.  The barrier pairs with the one in
+ * set_current_state() of a reader going to sleep: either that reader sees
+ * the message, or this sees it waiting.
  */
-static void dmu_requeue_locked(struct dmu_target *t, struct list_head *list)
+static void dmu_wake_reader(struct dmu_target *t, struct dmu_channel *first)
+{
+	struct dmu_chanset *cs;
+	unsigned int i;
+
+	/* Orders the queueing before the waitqueue_active() checks below. */
+	smp_mb();
+	/* Lockless: see above; a reader that was not seen sees the message. */
+	if (first && waitqueue_active(&first->rd_wait)) {
+		wake_up(&first->rd_wait);
+		return;
+	}
+	rcu_read_lock();
+	cs = rcu_dereference(t->chans);
+	for (i = 0; cs && i < cs->nr; i++) {
+		/* Lockless, as above. */
+		if (waitqueue_active(&cs->ch[i]->rd_wait)) {
+			wake_up(&cs->ch[i]->rd_wait);
+			break;
+		}
+	}
+	rcu_read_unlock();
+}
+
+/* Wakes every reader and poller; called with target->lock held. */
+static void dmu_wake_all_locked(struct dmu_target *t)
+{
+	struct dmu_chanset *cs = dmu_chans(t);
+	unsigned int i;
+
+	for (i = 0; cs && i < cs->nr; i++)
+		wake_up_all(&cs->ch[i]->rd_wait);
+}
+
+/*
+ * Puts messages back on the backlog, in seq order, ahead of everything
+ * mapped since: those a closed channel held (@held: they count as requeued)
+ * or had queued.  Called with target->lock held.
+ */
+static void dmu_requeue_locked(struct dmu_target *t, struct list_head *list,
+			       bool held)
 {
 	struct dmu_msg *m, *tmp, *pos;
 
@@ -400,21 +485,28 @@ static void dmu_requeue_locked(struct dmu_target *t, struct list_head *list)
 		list_del(&m->node);
 		dmu_msg_reset(m);
 		/* Find the first queued message with a larger seq. */
-		list_for_each_entry(pos, &t->queue, node)
+		list_for_each_entry(pos, &t->backlog, node)
 			if (pos->hdr.seq > m->hdr.seq)
 				break;
 		list_add_tail(&m->node, &pos->node);
-		t->nr_in_flight--;
-		t->nr_queued++;
-		t->requeues++;
+		if (held) {
+			atomic_inc(&t->nr_queued);
+			atomic64_inc(&t->requeues);
+		}
 	}
 }
 
-/* Moves every QUEUED message to @list.  Called with the lock held. */
+/*
+ * Moves every QUEUED message to @list.  Called with target->lock held and
+ * no channel open: then the backlog holds them all.
+ */
 static void dmu_take_queue_locked(struct dmu_target *t, struct list_head *list)
 {
-	list_splice_tail_init(&t->queue, list);
-	t->nr_queued = 0;
+	struct dmu_msg *m;
+
+	list_for_each_entry(m, &t->backlog, node)
+		atomic_dec(&t->nr_queued);
+	list_splice_tail_init(&t->backlog, list);
 	wake_up_all(&t->space_wait);
 }
 
@@ -435,8 +527,7 @@ static void dmu_schedule_work_locked(struct dmu_target *t)
 /* The clock runs while requests could time out or a daemon may return. */
 static bool dmu_needs_work_locked(struct dmu_target *t)
 {
-	return (t->timeout_ms && (t->nr_queued || t->nr_in_flight)) ||
-	       t->recovering;
+	return (t->timeout_ms && atomic_read(&t->nr_pending)) || t->recovering;
 }
 
 /* Remembers a request that timed out on @c, so its late reply is no error. */
@@ -452,7 +543,7 @@ static void dmu_remember_expired(struct dmu_channel *c, struct dmu_msg *m)
 
 /*
  * Moves expired messages to @to and returns how many.  @c is the channel
- * they were sent on, or NULL for the queue.
+ * they were sent on, or NULL for a queue.
  */
 static unsigned int dmu_collect_expired(struct list_head *from,
 					struct list_head *to,
@@ -496,36 +587,50 @@ static void dmu_work(struct work_struct *work)
 {
 	struct dmu_target *t = container_of(to_delayed_work(work),
 					    struct dmu_target, work);
+	struct dmu_chanset *cs;
 	struct dmu_channel *c;
+	unsigned int i, queued;
 	LIST_HEAD(expired);
 	LIST_HEAD(orphans);
 
 	spin_lock(&t->lock);
 	if (t->timeout_ms) {
-		t->nr_queued -= dmu_collect_expired(&t->queue, &expired, NULL);
-		list_for_each_entry(c, &t->channels, node)
-			t->nr_in_flight -= dmu_collect_expired(&c->sent,
-							       &expired, c);
-		if (!list_empty(&expired))
-			wake_up_all(&t->space_wait);
+		queued = dmu_collect_expired(&t->backlog, &expired, NULL);
+		cs = dmu_chans(t);
+		for (i = 0; cs && i < cs->nr; i++) {
+			c = cs->ch[i];
+			spin_lock(&c->lock);
+			queued += dmu_collect_expired(&c->queue, &expired, NULL);
+			dmu_collect_expired(&c->sent, &expired, c);
+			spin_unlock(&c->lock);
+		}
+		atomic_sub(queued, &t->nr_queued);
 	}
 	if (t->recovering && time_after_eq(jiffies, t->orphan_deadline)) {
 		t->recovering = false;
 		t->orphaned = true;
 		dmu_take_queue_locked(t, &orphans);
 	}
-	if (dmu_needs_work_locked(t))
-		dmu_schedule_work_locked(t);
 	spin_unlock(&t->lock);
 
 	dmu_end_list(t, &expired, BLK_STS_IOERR, DM_USER_END_TIMEOUT);
 	dmu_end_list(t, &orphans, BLK_STS_IOERR, DM_USER_END_TEARDOWN);
+
+	spin_lock(&t->lock);
+	if (dmu_needs_work_locked(t))
+		dmu_schedule_work_locked(t);
+	spin_unlock(&t->lock);
 }
 
 static void dmu_target_free(struct kref *kref)
 {
-	kmem_cache_free(dmu_target_cache,
-			container_of(kref, struct dmu_target, kref));
+	struct dmu_target *t = container_of(kref, struct dmu_target, kref);
+
+	/* The last channel's set was freed with it; dtr ran long before. */
+	kfree(rcu_access_pointer(t->chans));
+	free_percpu(t->rotor);
+	mutex_destroy(&t->chan_mutex);
+	kmem_cache_free(dmu_target_cache, t);
 }
 
 static void dmu_target_put(struct dmu_target *t)
@@ -534,6 +639,36 @@ static void dmu_target_put(struct dmu_target *t)
 }
 
 /* ---- channel: the control device's file operations ---------------------- */
+
+/*
+ * A copy of @old with @add appended, or with @del left out; NULL when that
+ * leaves no channel (or when @add cannot be allocated: then *@err is set).
+ */
+static struct dmu_chanset *dmu_chanset_edit(struct dmu_chanset *old,
+					    struct dmu_channel *add,
+					    struct dmu_channel *del, int *err)
+{
+	unsigned int nr = old ? old->nr : 0, i, j = 0;
+	struct dmu_chanset *cs;
+
+	*err = 0;
+	if (!add && nr <= 1)
+		return NULL;
+	/* A release cannot fail: a few pointers are worth waiting for. */
+	cs = kmalloc(struct_size(cs, ch, add ? nr + 1 : nr - 1),
+		     add ? GFP_KERNEL : GFP_KERNEL | __GFP_NOFAIL);
+	if (!cs) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	for (i = 0; i < nr; i++)
+		if (old->ch[i] != del)
+			cs->ch[j++] = old->ch[i];
+	if (add)
+		cs->ch[j++] = add;
+	cs->nr = j;
+	return cs;
+}
 
 static int dev_open(struct inode *inode, struct file *file)
 {
@@ -544,33 +679,55 @@ static int dev_open(struct inode *inode, struct file *file)
 	 */
 	struct dmu_target *t = container_of(file->private_data,
 					    struct dmu_target, misc);
+	struct dmu_chanset *old, *cs;
 	struct dmu_channel *c;
+	int r;
 
 	c = kmem_cache_zalloc(dmu_channel_cache, GFP_KERNEL);
 	if (!c)
 		return -ENOMEM;
 
 	c->t = t;
+	spin_lock_init(&c->lock);
+	INIT_LIST_HEAD(&c->queue);
 	INIT_LIST_HEAD(&c->sent);
+	init_waitqueue_head(&c->rd_wait);
 	mutex_init(&c->rd_lock);
 	mutex_init(&c->wr_lock);
 
+	mutex_lock(&t->chan_mutex);
+	old = dmu_chans(t);
+	cs = dmu_chanset_edit(old, c, NULL, &r);
+	if (!cs) {
+		mutex_unlock(&t->chan_mutex);
+		kmem_cache_free(dmu_channel_cache, c);
+		return r;
+	}
 	spin_lock(&t->lock);
 	kref_get(&t->kref);
 	c->id = t->next_channel_id++;
-	list_add_tail(&c->node, &t->channels);
+	rcu_assign_pointer(t->chans, cs);
 	t->nr_channels++;
 	t->orphaned = false;
 	t->recovering = false;
 	spin_unlock(&t->lock);
+	mutex_unlock(&t->chan_mutex);
+	kfree_rcu(old, rcu);
 
 	file->private_data = c;
 	return stream_open(inode, file);
 }
 
+static void dmu_channel_free_rcu(struct rcu_head *rcu)
+{
+	kmem_cache_free(dmu_channel_cache,
+			container_of(rcu, struct dmu_channel, rcu));
+}
+
 /*
  * A channel gives up the messages it holds: they go back on the queue for
  * another channel when the target has a recovery window, and fail otherwise.
+ * What map() queued on it and no read() took goes to the other channels.
  * When the last channel goes and nothing may recover, the queue fails too,
  * and so does every request mapped until a daemon opens a channel again.
  */
@@ -578,33 +735,42 @@ static int dev_release(struct inode *inode, struct file *file)
 {
 	struct dmu_channel *c = file->private_data;
 	struct dmu_target *t = c->t;
+	struct dmu_chanset *old, *cs;
+	LIST_HEAD(unread);
 	LIST_HEAD(held);
 	LIST_HEAD(failed);
+	bool wake;
+	int r;
 
 	/* No read() or write() can be running: this was the last reference. */
+	mutex_lock(&t->chan_mutex);
+	old = dmu_chans(t);
+	cs = dmu_chanset_edit(old, NULL, c, &r);
+
 	spin_lock(&t->lock);
-	list_del(&c->node);
+	/* Publish the set without c before map() can find c closed. */
+	rcu_assign_pointer(t->chans, cs);
 	t->nr_channels--;
+	spin_lock(&c->lock);
+	c->closed = true;
+	list_splice_tail_init(&c->queue, &unread);
 	if (c->rd_cur)
 		list_add_tail(&c->rd_cur->node, &held);
 	if (c->wr_cur)
 		list_add_tail(&c->wr_cur->node, &held);
 	list_splice_tail_init(&c->sent, &held);
+	spin_unlock(&c->lock);
 
+	dmu_requeue_locked(t, &unread, false);
 	if (t->recovery_ms && !t->dead) {
-		dmu_requeue_locked(t, &held);
+		dmu_requeue_locked(t, &held, true);
 		if (t->nr_channels == 0) {
 			t->recovering = true;
 			t->orphan_deadline = jiffies +
 					     msecs_to_jiffies(t->recovery_ms);
 			dmu_schedule_work_locked(t);
 		}
-		wake_up_all(&t->rd_wait);
 	} else {
-		struct dmu_msg *m;
-
-		list_for_each_entry(m, &held, node)
-			t->nr_in_flight--;
 		list_splice_tail_init(&held, &failed);
 		if (t->nr_channels == 0) {
 			t->orphaned = true;
@@ -612,59 +778,158 @@ static int dev_release(struct inode *inode, struct file *file)
 		}
 		wake_up_all(&t->space_wait);
 	}
+	wake = !list_empty(&t->backlog);
+	if (wake)
+		dmu_wake_all_locked(t);
 	spin_unlock(&t->lock);
+	mutex_unlock(&t->chan_mutex);
+	kfree_rcu(old, rcu);
 
 	dmu_end_list(t, &failed, BLK_STS_IOERR, DM_USER_END_CLOSED);
 	mutex_destroy(&c->rd_lock);
 	mutex_destroy(&c->wr_lock);
-	kmem_cache_free(dmu_channel_cache, c);
+	call_rcu(&c->rcu, dmu_channel_free_rcu);
 	dmu_target_put(t);
 	return 0;
 }
 
-/* Takes the oldest queued message for this channel, or says why not. */
-static int dmu_take_next(struct dmu_channel *c)
+/*
+ * Moves queued messages from @q to @to for @c to read: the first whatever
+ * its size when @first, then, in batch mode, as long as the next one fits
+ * whole in what is left of @room bytes.  Called with @q's lock held.
+ */
+static unsigned int dmu_take_locked(struct dmu_channel *c, struct list_head *q,
+				    struct list_head *to, size_t *room,
+				    bool *first, bool batch)
 {
-	struct dmu_target *t = c->t;
-	struct dmu_msg *m;
-	int r = 0;
+	struct dmu_msg *m, *tmp;
+	unsigned int n = 0;
+	size_t need;
 
-	spin_lock(&t->lock);
-	if (t->dead) {
-		r = -ENOTBLK;
-	} else if (list_empty(&t->queue)) {
-		r = -EAGAIN;
-	} else {
-		m = list_first_entry(&t->queue, struct dmu_msg, node);
-		list_del_init(&m->node);
+	list_for_each_entry_safe(m, tmp, q, node) {
+		if (!*first && !batch)
+			break;
+		need = dmu_bytes_to_user(m);
+		if (!*first && need > *room)
+			break;
+		list_move_tail(&m->node, to);
 		m->state = DMU_READING;
 		m->ch = c;
-		t->nr_queued--;
-		t->nr_in_flight++;
-		c->rd_cur = m;
-		trace_dm_user_read(t->dev, m->hdr.seq, m->hdr.type, c->id);
+		*room -= min(need, *room);
+		*first = false;
+		n++;
+		trace_dm_user_read(c->t->dev, m->hdr.seq, m->hdr.type, c->id);
 	}
-	spin_unlock(&t->lock);
+	return n;
+}
+
+/*
+ * Takes queued messages for @c into @to: handed-back ones first (they are
+ * the oldest), then its own, and only when it has none, another channel's.
+ * Returns how many, or -EAGAIN if there was none, or -ENOTBLK after dtr.
+ */
+static int dmu_take(struct dmu_channel *c, struct list_head *to, size_t room,
+		    bool first, bool batch)
+{
+	struct dmu_target *t = c->t;
+	struct dmu_chanset *cs;
+	struct dmu_channel *o;
+	unsigned int n = 0, i;
+
+	if (READ_ONCE(t->dead))
+		return -ENOTBLK;
+	if (!list_empty_careful(&t->backlog)) {
+		spin_lock(&t->lock);
+		n += dmu_take_locked(c, &t->backlog, to, &room, &first, batch);
+		spin_unlock(&t->lock);
+	}
+	if ((first || batch) && !list_empty_careful(&c->queue)) {
+		spin_lock(&c->lock);
+		n += dmu_take_locked(c, &c->queue, to, &room, &first, batch);
+		spin_unlock(&c->lock);
+	}
+	if (!n) {
+		rcu_read_lock();
+		cs = rcu_dereference(t->chans);
+		for (i = 0; cs && i < cs->nr && !n; i++) {
+			o = cs->ch[i];
+			if (o == c || list_empty_careful(&o->queue))
+				continue;
+			spin_lock(&o->lock);
+			n = dmu_take_locked(c, &o->queue, to, &room, &first,
+					    batch);
+			spin_unlock(&o->lock);
+		}
+		rcu_read_unlock();
+	}
+	if (!n)
+		return -EAGAIN;
+	atomic_sub(n, &t->nr_queued);
+	return n;
+}
+
+/* Is there anything for @c to read, from any channel? */
+static bool dmu_readable(struct dmu_channel *c)
+{
+	struct dmu_target *t = c->t;
+	struct dmu_chanset *cs;
+	bool r = false;
+	unsigned int i;
+
+	if (READ_ONCE(t->dead) || !list_empty_careful(&c->queue) ||
+	    !list_empty_careful(&t->backlog))
+		return true;
+	rcu_read_lock();
+	cs = rcu_dereference(t->chans);
+	for (i = 0; cs && i < cs->nr && !r; i++)
+		r = !list_empty_careful(&cs->ch[i]->queue);
+	rcu_read_unlock();
 	return r;
 }
 
-static bool dmu_readable(struct dmu_target *t)
+/* Copies what is left of @m's header and payload to @to; returns bytes. */
+static size_t dmu_copy_out(struct dmu_msg *m, struct iov_iter *to)
 {
-	return READ_ONCE(t->dead) || !list_empty_careful(&t->queue);
+	size_t total = dmu_bytes_to_user(m), r = 0, want, n;
+
+	if (m->pos < sizeof(m->hdr)) {
+		/*
+		 * The message lives in the bio slab, which hardened usercopy
+		 * rightly refuses to expose: copy out from the stack.
+		 */
+		struct dm_user_message h = m->hdr;
+
+		want = sizeof(h) - m->pos;
+		n = copy_to_iter((u8 *)&h + m->pos, want, to);
+		m->pos += n;
+		r += n;
+		if (n < want)
+			return r;
+	}
+	if (m->pos < total) {
+		n = dmu_copy_bio(m, to, true);
+		m->pos += n;
+		r += n;
+	}
+	return r;
 }
 
 /*
  * read(): one request per call, header first, then a WRITE's payload.  A
  * short buffer gets the rest of the same request on the next call, as the
- * original protocol allows.
+ * original protocol allows.  With DM_USER_CHANNEL_BATCH, as many more whole
+ * requests as fit follow the first.
  */
 static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 {
 	struct file *file = iocb->ki_filp;
 	struct dmu_channel *c = file->private_data;
 	struct dmu_target *t = c->t;
-	struct dmu_msg *m;
-	size_t total, hdr, n;
+	bool batch = READ_ONCE(c->flags) & DM_USER_CHANNEL_BATCH;
+	struct dmu_msg *m, *tmp;
+	LIST_HEAD(reading);
+	LIST_HEAD(done);
+	unsigned int back = 0;
 	ssize_t r;
 
 	if (!iov_iter_count(to))
@@ -679,51 +944,70 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 		}
 		if (c->rd_cur)
 			break;
-		r = dmu_take_next(c);
-		if (r == 0)
+		r = dmu_take(c, &reading, iov_iter_count(to), true, batch);
+		if (r > 0)
 			break;
 		if (r != -EAGAIN)
 			goto out;
 		mutex_unlock(&c->rd_lock);
 		if ((file->f_flags & O_NONBLOCK) || (iocb->ki_flags & IOCB_NOWAIT))
 			return -EAGAIN;
-		if (wait_event_interruptible(t->rd_wait, dmu_readable(t)))
+		if (wait_event_interruptible_exclusive(c->rd_wait,
+						       dmu_readable(c)))
 			return -ERESTARTSYS;
 	}
 
-	m = c->rd_cur;
-	total = dmu_bytes_to_user(m);
 	r = 0;
-	if (m->pos < sizeof(m->hdr)) {
-		/*
-		 * The message lives in the bio slab, which hardened usercopy
-		 * rightly refuses to expose: copy out from the stack.
-		 */
-		struct dm_user_message h = m->hdr;
-
-		hdr = sizeof(h) - m->pos;
-		n = copy_to_iter((u8 *)&h + m->pos, hdr, to);
-		m->pos += n;
-		r += n;
-		if (n < hdr)
-			goto short_copy;
-	}
-	if (m->pos < total) {
-		n = dmu_copy_bio(m, to, true);
-		m->pos += n;
-		r += n;
-	}
-
-short_copy:
-	if (!r) {
-		r = -EFAULT;
-	} else if (m->pos == total) {
-		spin_lock(&t->lock);
-		m->state = DMU_SENT;
-		list_add_tail(&m->node, &c->sent);
-		spin_unlock(&t->lock);
+	m = c->rd_cur;
+	if (m) {
+		r += dmu_copy_out(m, to);
+		if (m->pos < dmu_bytes_to_user(m))
+			goto sent;
 		c->rd_cur = NULL;
+		list_add_tail(&m->node, &done);
+		if (batch && iov_iter_count(to))
+			dmu_take(c, &reading, iov_iter_count(to), false, true);
 	}
+	list_for_each_entry_safe(m, tmp, &reading, node) {
+		size_t n = dmu_copy_out(m, to);
+
+		if (m->pos == dmu_bytes_to_user(m)) {
+			list_move_tail(&m->node, &done);
+			r += n;
+			continue;
+		}
+		/*
+		 * The buffer ended or faulted.  A request partly copied, or
+		 * the first, stays with this channel for the next read();
+		 * those after it go back on its queue.
+		 */
+		if (m->pos || !r) {
+			list_del_init(&m->node);
+			c->rd_cur = m;
+		}
+		r += n;
+		break;
+	}
+
+sent:
+	if (!list_empty(&done) || !list_empty(&reading)) {
+		list_for_each_entry(m, &done, node)
+			m->state = DMU_SENT;
+		list_for_each_entry(m, &reading, node) {
+			dmu_msg_reset(m);
+			back++;
+		}
+		spin_lock(&c->lock);
+		list_splice_tail(&done, &c->sent);
+		list_splice(&reading, &c->queue);
+		spin_unlock(&c->lock);
+	}
+	if (back) {
+		atomic_add(back, &t->nr_queued);
+		dmu_wake_reader(t, NULL);
+	}
+	if (!r)
+		r = -EFAULT;
 out:
 	mutex_unlock(&c->rd_lock);
 	return r;
@@ -731,10 +1015,9 @@ out:
 
 static struct dmu_msg *dmu_find_sent(struct dmu_channel *c, u64 seq)
 {
-	struct dmu_target *t = c->t;
 	struct dmu_msg *m, *found = NULL;
 
-	spin_lock(&t->lock);
+	spin_lock(&c->lock);
 	list_for_each_entry(m, &c->sent, node) {
 		if (m->hdr.seq == seq) {
 			list_del_init(&m->node);
@@ -743,7 +1026,7 @@ static struct dmu_msg *dmu_find_sent(struct dmu_channel *c, u64 seq)
 			break;
 		}
 	}
-	spin_unlock(&t->lock);
+	spin_unlock(&c->lock);
 	return found;
 }
 
@@ -753,20 +1036,19 @@ static struct dmu_msg *dmu_find_sent(struct dmu_channel *c, u64 seq)
  */
 static bool dmu_late_reply(struct dmu_channel *c)
 {
-	struct dmu_target *t = c->t;
 	struct dmu_expired *e;
 	bool late = false;
 
-	spin_lock(&t->lock);
+	spin_lock(&c->lock);
 	e = dmu_take_expired(c, c->reply.seq);
 	if (e) {
 		late = true;
 		if (c->reply.type == DM_USER_RESP_SUCCESS)
 			c->drain = e->read_len;
 	}
-	spin_unlock(&t->lock);
+	spin_unlock(&c->lock);
 	if (late)
-		trace_dm_user_write(t->dev, c->reply.seq, c->reply.type);
+		trace_dm_user_write(c->t->dev, c->reply.seq, c->reply.type);
 	return late;
 }
 
@@ -774,13 +1056,7 @@ static bool dmu_late_reply(struct dmu_channel *c)
 static void dmu_finish_reply(struct dmu_channel *c, struct dmu_msg *m,
 			     u64 status)
 {
-	struct dmu_target *t = c->t;
-
-	spin_lock(&t->lock);
-	t->nr_in_flight--;
-	wake_up(&t->space_wait);
-	spin_unlock(&t->lock);
-	dmu_end(t, m, dmu_reply_status(status), DM_USER_END_REPLY);
+	dmu_end(c->t, m, dmu_reply_status(status), DM_USER_END_REPLY);
 }
 
 /*
@@ -843,7 +1119,7 @@ static ssize_t dev_write(struct kiocb *iocb, struct iov_iter *from)
 			if (!m && dmu_late_reply(c)) {
 				continue;
 			} else if (!m) {
-				done = dmu_refuse(c, c->reply.seq < READ_ONCE(t->next_seq) ?
+				done = dmu_refuse(c, c->reply.seq < (u64)atomic64_read(&t->next_seq) ?
 						  "reply to a request not outstanding on this channel" :
 						  "reply to a request never issued",
 						  c->reply.seq);
@@ -881,14 +1157,37 @@ static __poll_t dev_poll(struct file *file, poll_table *wait)
 	struct dmu_target *t = c->t;
 	__poll_t mask = EPOLLOUT | EPOLLWRNORM;
 
-	poll_wait(file, &t->rd_wait, wait);
+	poll_wait(file, &c->rd_wait, wait);
 	if (READ_ONCE(c->broken))
 		return EPOLLERR;
 	if (READ_ONCE(t->dead))
 		mask |= EPOLLHUP | EPOLLIN | EPOLLRDNORM;
-	else if (READ_ONCE(c->rd_cur) || !list_empty_careful(&t->queue))
+	else if (READ_ONCE(c->rd_cur) || dmu_readable(c))
 		mask |= EPOLLIN | EPOLLRDNORM;
 	return mask;
+}
+
+#define DMU_CHANNEL_FLAGS	DM_USER_CHANNEL_BATCH
+
+static long dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct dmu_channel *c = file->private_data;
+	u64 __user *p = (u64 __user *)arg;
+	u64 flags;
+
+	switch (cmd) {
+	case DM_USER_IOC_SET_FLAGS:
+		if (get_user(flags, p))
+			return -EFAULT;
+		if (flags & ~DMU_CHANNEL_FLAGS)
+			return -EINVAL;
+		WRITE_ONCE(c->flags, flags);
+		return 0;
+	case DM_USER_IOC_GET_FLAGS:
+		return put_user(READ_ONCE(c->flags), p);
+	default:
+		return -ENOTTY;
+	}
 }
 
 static const struct file_operations dmu_fops = {
@@ -898,6 +1197,8 @@ static const struct file_operations dmu_fops = {
 	.read_iter = dev_read,
 	.write_iter = dev_write,
 	.poll = dev_poll,
+	.unlocked_ioctl = dev_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
 };
 
 /* ---- target: the device-mapper interface -------------------------------- */
@@ -991,11 +1292,16 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Cannot allocate target";
 		return -ENOMEM;
 	}
+	t->rotor = alloc_percpu(unsigned int);
+	if (!t->rotor) {
+		kmem_cache_free(dmu_target_cache, t);
+		ti->error = "Cannot allocate target";
+		return -ENOMEM;
+	}
 	spin_lock_init(&t->lock);
-	INIT_LIST_HEAD(&t->queue);
-	INIT_LIST_HEAD(&t->channels);
+	mutex_init(&t->chan_mutex);
+	INIT_LIST_HEAD(&t->backlog);
 	INIT_LIST_HEAD(&t->node);
-	init_waitqueue_head(&t->rd_wait);
 	init_waitqueue_head(&t->space_wait);
 	INIT_DELAYED_WORK(&t->work, dmu_work);
 	kref_init(&t->kref);
@@ -1049,7 +1355,7 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	return 0;
 
 bad:
-	kmem_cache_free(dmu_target_cache, t);
+	dmu_target_put(t);
 	return r;
 }
 
@@ -1067,9 +1373,9 @@ static void user_dtr(struct dm_target *ti)
 	spin_lock(&t->lock);
 	t->dead = true;
 	/* Suspend drained every BIO; anything left would be a bug. */
-	WARN_ON_ONCE(t->nr_queued || t->nr_in_flight);
+	WARN_ON_ONCE(atomic_read(&t->nr_pending));
 	dmu_take_queue_locked(t, &left);
-	wake_up_all(&t->rd_wait);
+	dmu_wake_all_locked(t);
 	spin_unlock(&t->lock);
 
 	cancel_delayed_work_sync(&t->work);
@@ -1077,11 +1383,81 @@ static void user_dtr(struct dm_target *ti)
 	dmu_target_put(t);
 }
 
+/* With no daemon to make room, map() must not wait for it. */
+static bool dmu_depth_bypass(struct dmu_target *t)
+{
+	return READ_ONCE(t->orphaned) || READ_ONCE(t->suspending) ||
+	       READ_ONCE(t->dead);
+}
+
+/* Counts a mapped BIO against queue_depth, if there is room for it. */
+static bool dmu_reserve(struct dmu_target *t)
+{
+	int old = atomic_read(&t->nr_pending);
+
+	do {
+		if (t->queue_depth && old >= t->queue_depth &&
+		    !dmu_depth_bypass(t))
+			return false;
+	} while (!atomic_try_cmpxchg(&t->nr_pending, &old, old + 1));
+	return true;
+}
+
 static bool dmu_has_room(struct dmu_target *t)
 {
-	return !t->queue_depth ||
-	       t->nr_queued + t->nr_in_flight < t->queue_depth ||
-	       t->orphaned || t->suspending || t->dead;
+	return atomic_read(&t->nr_pending) < t->queue_depth ||
+	       dmu_depth_bypass(t);
+}
+
+static void dmu_trace_map(struct dmu_target *t, struct dmu_msg *m)
+{
+	int queued = atomic_read(&t->nr_queued);
+
+	trace_dm_user_map(t->dev, m->hdr.seq, m->hdr.type, m->hdr.flags,
+			  m->hdr.sector, m->hdr.len, queued,
+			  max(atomic_read(&t->nr_pending) - queued, 0));
+}
+
+/* Starts the clock for timeout_ms, if it is not running. */
+static void dmu_start_clock(struct dmu_target *t)
+{
+	if (!t->timeout_ms || delayed_work_pending(&t->work))
+		return;
+	spin_lock(&t->lock);
+	dmu_schedule_work_locked(t);
+	spin_unlock(&t->lock);
+}
+
+/*
+ * Queues @m on a channel, round robin; a channel that is closing sends it
+ * to the next.  Returns false when no channel is open.
+ */
+static bool dmu_queue_on_channel(struct dmu_target *t, struct dmu_msg *m)
+{
+	struct dmu_chanset *cs;
+	struct dmu_channel *c;
+
+	rcu_read_lock();
+	for (;;) {
+		cs = rcu_dereference(t->chans);
+		if (!cs) {
+			rcu_read_unlock();
+			return false;
+		}
+		c = cs->ch[this_cpu_inc_return(*t->rotor) % cs->nr];
+		spin_lock(&c->lock);
+		if (!c->closed)
+			break;
+		/* dev_release() published the set without c before this. */
+		spin_unlock(&c->lock);
+	}
+	list_add_tail(&m->node, &c->queue);
+	atomic_inc(&t->nr_queued);
+	dmu_trace_map(t, m);
+	spin_unlock(&c->lock);
+	dmu_wake_reader(t, c);
+	rcu_read_unlock();
+	return true;
 }
 
 static int user_map(struct dm_target *ti, struct bio *bio)
@@ -1110,36 +1486,42 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	if (t->timeout_ms)
 		m->deadline = jiffies + msecs_to_jiffies(t->timeout_ms);
 
-	spin_lock(&t->lock);
 	/*
 	 * queue_depth pushes back on the submitter: it waits here, holding no
 	 * lock, until the daemon has made room.  A REQ_NOWAIT submitter is
 	 * told to try again instead.
 	 */
-	while (!dmu_has_room(t)) {
-		spin_unlock(&t->lock);
+	while (!dmu_reserve(t)) {
 		if (bio->bi_opf & REQ_NOWAIT) {
 			bio_wouldblock_error(bio);
 			return DM_MAPIO_SUBMITTED;
 		}
 		wait_event_idle(t->space_wait, dmu_has_room(t));
-		spin_lock(&t->lock);
 	}
-	m->hdr.seq = t->next_seq++;
-	if (t->orphaned || (t->suspending && !t->nr_channels)) {
-		spin_unlock(&t->lock);
-		dmu_end(t, m, BLK_STS_IOERR, DM_USER_END_TEARDOWN);
-		return DM_MAPIO_SUBMITTED;
-	}
-	list_add_tail(&m->node, &t->queue);
-	t->nr_queued++;
-	trace_dm_user_map(t->dev, m->hdr.seq, type, m->hdr.flags, m->hdr.sector,
-			  m->hdr.len, t->nr_queued, t->nr_in_flight);
-	if (t->timeout_ms && !delayed_work_pending(&t->work))
-		dmu_schedule_work_locked(t);
-	spin_unlock(&t->lock);
+	m->hdr.seq = atomic64_inc_return(&t->next_seq) - 1;
 
-	wake_up(&t->rd_wait);
+	for (;;) {
+		if (dmu_queue_on_channel(t, m))
+			break;
+		/* No daemon: wait on the backlog for one, or fail. */
+		spin_lock(&t->lock);
+		if (t->nr_channels) {
+			/* One opened since: queue on it. */
+			spin_unlock(&t->lock);
+			continue;
+		}
+		if (t->orphaned || t->suspending) {
+			spin_unlock(&t->lock);
+			dmu_end(t, m, BLK_STS_IOERR, DM_USER_END_TEARDOWN);
+			return DM_MAPIO_SUBMITTED;
+		}
+		list_add_tail(&m->node, &t->backlog);
+		atomic_inc(&t->nr_queued);
+		dmu_trace_map(t, m);
+		spin_unlock(&t->lock);
+		break;
+	}
+	dmu_start_clock(t);
 	return DM_MAPIO_SUBMITTED;
 }
 
@@ -1208,14 +1590,16 @@ static void user_status(struct dm_target *ti, status_type_t type,
 {
 	struct dmu_target *t = ti->private;
 	unsigned int sz = 0, nopt;
+	int queued;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
-		spin_lock(&t->lock);
-		DMEMIT("%u %u %u %llu %llu %llu %llu", t->nr_channels,
-		       t->nr_queued, t->nr_in_flight, t->completed, t->errors,
-		       t->timeouts, t->requeues);
-		spin_unlock(&t->lock);
+		queued = atomic_read(&t->nr_queued);
+		DMEMIT("%u %d %d %lld %lld %lld %lld", READ_ONCE(t->nr_channels),
+		       queued, max(atomic_read(&t->nr_pending) - queued, 0),
+		       atomic64_read(&t->completed), atomic64_read(&t->errors),
+		       atomic64_read(&t->timeouts),
+		       atomic64_read(&t->requeues));
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%llu %llu %s", (unsigned long long)t->begin,
@@ -1280,7 +1664,7 @@ static void user_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 static struct target_type user_target = {
 	.name = "user",
-	.version = { 1, 1, 0 },
+	.version = { 1, 2, 0 },
 	.module = THIS_MODULE,
 	.ctr = user_ctr,
 	.dtr = user_dtr,
@@ -1325,6 +1709,8 @@ bad:
 static void __exit dm_user_exit(void)
 {
 	dm_unregister_target(&user_target);
+	/* Channels are freed after a grace period. */
+	rcu_barrier();
 	kmem_cache_destroy(dmu_channel_cache);
 	kmem_cache_destroy(dmu_target_cache);
 }
