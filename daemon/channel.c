@@ -93,6 +93,8 @@ static enum dmu_serve_result read_exact(struct dmu_channel *c, void *buf,
 			return fd_failed(c, errno);
 		if (n == 0)
 			return fd_failed(c, EPIPE);	/* closed mid-request */
+		if (c->cfg.metrics)
+			dmu_metrics_read(c->cfg.metrics);
 		p += n;
 		len -= (size_t)n;
 	}
@@ -113,6 +115,8 @@ static enum dmu_serve_result write_all(struct dmu_channel *c, const void *buf,
 			return fd_failed(c, errno);
 		if (n == 0)
 			return fd_failed(c, EIO);
+		if (c->cfg.metrics)
+			dmu_metrics_wrote(c->cfg.metrics);
 		p += n;
 		len -= (size_t)n;
 	}
@@ -139,6 +143,8 @@ static enum dmu_serve_result receive(struct dmu_channel *c, size_t *have)
 		c->last_errno = 0;
 		return DMU_CH_GONE;
 	}
+	if (c->cfg.metrics)
+		dmu_metrics_read(c->cfg.metrics);
 
 	size_t got = (size_t)n;
 	while (got < DMU_MSG_SIZE) {
@@ -149,6 +155,8 @@ static enum dmu_serve_result receive(struct dmu_channel *c, size_t *have)
 			return fd_failed(c, errno);
 		if (n == 0)
 			return fd_failed(c, EPIPE);
+		if (c->cfg.metrics)
+			dmu_metrics_read(c->cfg.metrics);
 		got += (size_t)n;
 	}
 	*have = got - DMU_MSG_SIZE;
@@ -408,7 +416,7 @@ enum dmu_serve_result dmu_channel_serve_one(struct dmu_channel *c)
 	int err = 0;
 
 	if (c->cfg.metrics)
-		dmu_metrics_begin(c->cfg.metrics);
+		dmu_metrics_received(c->cfg.metrics, 1);
 	inject_delay(c);
 	r = dispatch(c, &rq, &err);
 	if (err)
