@@ -231,7 +231,7 @@ static int open_channels(struct daemon *d)
 			.metrics = &d->metrics.thread[i],
 			.capacity = DMU_CHANNEL_DEFAULT_CAPACITY,
 			.read_only = d->opt.read_only,
-			.batch = true,
+			.batch = !d->opt.no_batch,
 			.inject_delay_us = d->opt.inject_delay_us,
 		};
 
