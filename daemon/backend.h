@@ -40,6 +40,12 @@ struct dmu_backend_ops {
 struct dmu_backend {
 	const struct dmu_backend_ops *ops;
 	uint64_t size;		/* bytes exposed as the device */
+	/*
+	 * Alignment the buffers given to read and write should have, in
+	 * bytes (O_DIRECT); 0 or 1 for none.  Callers that cannot meet it
+	 * cheaply may still pass other buffers: they must work, if slower.
+	 */
+	size_t mem_align;
 };
 
 #endif

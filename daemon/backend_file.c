@@ -270,6 +270,8 @@ int dmu_file_backend_open(struct dmu_file_backend *fb,
 		goto fail;
 	if (args->direct && open_direct(fb, args, flags))
 		goto fail;
+	if (args->direct)
+		fb->base.mem_align = 4096;	/* any logical block size up to a page */
 	return 0;
 
 fail:

@@ -15,7 +15,7 @@
  * Shutdown on SIGINT/SIGTERM: the device is removed while the workers
  * still serve (dm completes in-flight I/O first), the workers see ENOTBLK
  * and exit, main joins them.  With --attach the device stays: the workers
- * finish the request in hand, close their channels and exit.
+ * finish the requests in hand, close their channels and exit.
  */
 #include <errno.h>
 #include <poll.h>
@@ -47,7 +47,7 @@
 #define EXIT_USAGE 2
 #define KEEP_RUNNING (-1)		/* not an exit status: the main loop goes on */
 #define WORKER_EXIT_WAIT_MS 10000	/* after removal, before forcing them */
-#define WORKER_STOP_WAIT_MS 30000	/* for the request in hand to finish */
+#define WORKER_STOP_WAIT_MS 30000	/* for the requests in hand to finish */
 #define INTERRUPT_EVERY_MS 100
 
 struct daemon {
@@ -231,6 +231,7 @@ static int open_channels(struct daemon *d)
 			.metrics = &d->metrics.thread[i],
 			.capacity = DMU_CHANNEL_DEFAULT_CAPACITY,
 			.read_only = d->opt.read_only,
+			.batch = !d->opt.no_batch,
 			.inject_delay_us = d->opt.inject_delay_us,
 		};
 

@@ -87,15 +87,37 @@ static inline uint64_t peek(const _Atomic uint64_t *c)
 	return atomic_load_explicit(c, memory_order_relaxed);
 }
 
-void dmu_metrics_begin(struct dmu_thread_metrics *t)
+void dmu_metrics_read(struct dmu_thread_metrics *t)
 {
-	atomic_store_explicit(&t->in_flight, 1, memory_order_relaxed);
+	bump(&t->channel_reads, 1);
+}
+
+void dmu_metrics_received(struct dmu_thread_metrics *t, unsigned requests)
+{
+	bump(&t->channel_requests_read, requests);
+	bump(&t->in_flight, requests);
+}
+
+void dmu_metrics_wrote(struct dmu_thread_metrics *t)
+{
+	bump(&t->channel_writes, 1);
+}
+
+void dmu_metrics_idle(struct dmu_thread_metrics *t)
+{
+	atomic_store_explicit(&t->in_flight, 0, memory_order_relaxed);
+}
+
+void dmu_metrics_batched(struct dmu_thread_metrics *t, bool batched)
+{
+	atomic_store_explicit(&t->batched, batched, memory_order_relaxed);
 }
 
 void dmu_metrics_end(struct dmu_thread_metrics *t, enum dmu_op op,
 		     unsigned status, uint64_t bytes, uint64_t latency_ns)
 {
 	struct dmu_op_counters *c = &t->op[op];
+	uint64_t in_flight = peek(&t->in_flight);
 
 	bump(&c->requests, 1);
 	if (status == DM_USER_RESP_SUCCESS)
@@ -105,7 +127,8 @@ void dmu_metrics_end(struct dmu_thread_metrics *t, enum dmu_op op,
 	bump(&c->latency_sum_ns, latency_ns);
 	bump(&c->latency[dmu_hist_bucket(latency_ns)], 1);
 	bump(&t->replies[status < DMU_STATUS_COUNT ? status : DM_USER_RESP_ERROR], 1);
-	atomic_store_explicit(&t->in_flight, 0, memory_order_relaxed);
+	if (in_flight)
+		atomic_store_explicit(&t->in_flight, in_flight - 1, memory_order_relaxed);
 }
 
 void dmu_metrics_flushed(struct dmu_thread_metrics *t)
@@ -146,5 +169,9 @@ void dmu_metrics_snapshot(const struct dmu_metrics *m,
 		s->in_flight += peek(&tm->in_flight);
 		s->backend_flushes += peek(&tm->backend_flushes);
 		s->channel_reopens += peek(&tm->channel_reopens);
+		s->channel_reads += peek(&tm->channel_reads);
+		s->channel_requests_read += peek(&tm->channel_requests_read);
+		s->channel_writes += peek(&tm->channel_writes);
+		s->channels_batched += peek(&tm->batched);
 	}
 }

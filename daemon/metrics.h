@@ -13,6 +13,7 @@
 #define DMUSERD_METRICS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Operations as the metrics name them; every other request type is "other". */
@@ -57,9 +58,13 @@ struct dmu_op_counters {
 struct dmu_thread_metrics {
 	struct dmu_op_counters op[DMU_OP_COUNT];
 	_Atomic uint64_t replies[DMU_STATUS_COUNT];
-	_Atomic uint64_t in_flight;		/* 0 or 1: one request at a time */
+	_Atomic uint64_t in_flight;		/* read, not yet answered */
 	_Atomic uint64_t backend_flushes;	/* fdatasync and the like */
 	_Atomic uint64_t channel_reopens;
+	_Atomic uint64_t channel_reads;		/* read() calls that returned data */
+	_Atomic uint64_t channel_requests_read;
+	_Atomic uint64_t channel_writes;	/* write()/writev() calls that sent data */
+	_Atomic uint64_t batched;		/* 1 while the channel batches */
 } __attribute__((aligned(64)));
 
 struct dmu_metrics {
@@ -70,12 +75,24 @@ struct dmu_metrics {
 int dmu_metrics_init(struct dmu_metrics *m, unsigned threads);
 void dmu_metrics_free(struct dmu_metrics *m);
 
-/* Request path: called only by the thread that owns t. */
-void dmu_metrics_begin(struct dmu_thread_metrics *t);
+/*
+ * Request path: called only by the thread that owns t.
+ *
+ * A read() that returned data counts once in channel_reads, whether it
+ * brought requests or more of a request already counted; received() counts
+ * the requests it brought, and they are in flight until end() accounts for
+ * each one's reply, or idle() says the channel holds none any more (after
+ * a broken stream some are never answered).
+ */
+void dmu_metrics_read(struct dmu_thread_metrics *t);
+void dmu_metrics_received(struct dmu_thread_metrics *t, unsigned requests);
+void dmu_metrics_wrote(struct dmu_thread_metrics *t);
 void dmu_metrics_end(struct dmu_thread_metrics *t, enum dmu_op op,
 		     unsigned status, uint64_t bytes, uint64_t latency_ns);
+void dmu_metrics_idle(struct dmu_thread_metrics *t);
 void dmu_metrics_flushed(struct dmu_thread_metrics *t);
 void dmu_metrics_reopened(struct dmu_thread_metrics *t);
+void dmu_metrics_batched(struct dmu_thread_metrics *t, bool batched);
 
 struct dmu_op_snapshot {
 	uint64_t requests;
@@ -92,6 +109,10 @@ struct dmu_metrics_snapshot {
 	uint64_t in_flight;
 	uint64_t backend_flushes;
 	uint64_t channel_reopens;
+	uint64_t channel_reads;
+	uint64_t channel_requests_read;
+	uint64_t channel_writes;
+	uint64_t channels_batched;
 };
 
 /* Sum every thread's counters; safe while the workers run. */

@@ -187,7 +187,7 @@ json_t *dmu_render_json(const struct dmu_metrics_snapshot *s,
 		json_object_set_new(replies, dmu_status_name(i), json_u64(s->replies[i]));
 
 	return json_pack("{s:s, s:{s:s, s:o, s:b, s:s, s:s, s:b}, s:i, s:f,"
-			 " s:o, s:o, s:o, s:o, s:o, s:o}",
+			 " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 		"version", info->version,
 		"device",
 			"name", info->name,
@@ -201,6 +201,10 @@ json_t *dmu_render_json(const struct dmu_metrics_snapshot *s,
 		"in_flight", json_u64(s->in_flight),
 		"backend_flushes", json_u64(s->backend_flushes),
 		"channel_reopens", json_u64(s->channel_reopens),
+		"channel_reads", json_u64(s->channel_reads),
+		"channel_requests_read", json_u64(s->channel_requests_read),
+		"channel_writes", json_u64(s->channel_writes),
+		"channels_batched", json_u64(s->channels_batched),
 		"replies", replies,
 		"ops", json_ops(s),
 		"target", json_target(info->target_status));
@@ -298,6 +302,19 @@ int dmu_render_prometheus(const struct dmu_metrics_snapshot *s,
 	dmu_prom_family(out, "dmuser_channel_reopens_total", "counter",
 	       "Channels closed and reopened after a broken stream.");
 	fprintf(out, "dmuser_channel_reopens_total %" PRIu64 "\n", s->channel_reopens);
+	dmu_prom_family(out, "dmuser_channel_reads_total", "counter",
+	       "read() calls on the control device that returned data.");
+	fprintf(out, "dmuser_channel_reads_total %" PRIu64 "\n", s->channel_reads);
+	dmu_prom_family(out, "dmuser_channel_requests_read_total", "counter",
+	       "Requests those reads brought (several per read when batching).");
+	fprintf(out, "dmuser_channel_requests_read_total %" PRIu64 "\n",
+		s->channel_requests_read);
+	dmu_prom_family(out, "dmuser_channel_writes_total", "counter",
+	       "write() and writev() calls on the control device that sent replies.");
+	fprintf(out, "dmuser_channel_writes_total %" PRIu64 "\n", s->channel_writes);
+	gauge(out, "dmuser_channels_batched",
+	      "Channels whose reads return several requests (DM_USER_CHANNEL_BATCH).",
+	      (double)s->channels_batched);
 
 	histogram(out, s);
 	target(out, info->target_status);

@@ -45,6 +45,8 @@ void dmu_usage(FILE *out)
 "                           text with ?format=prometheus or Accept: text/plain).\n"
 "                           PORT alone binds 127.0.0.1; port 0 picks a free\n"
 "                           port (see the ready file)\n"
+"      --no-batch           read one request at a time, even where the kernel\n"
+"                           could return several per read() (DM_USER_CHANNEL_BATCH)\n"
 "  -h, --help               show this help and exit\n"
 "  -V, --version            show the version and exit\n"
 "\n"
@@ -88,7 +90,7 @@ int dmu_parse_size(const char *text, uint64_t *out)
 	return 0;
 }
 
-enum { OPT_INJECT_DELAY = 256 };
+enum { OPT_INJECT_DELAY = 256, OPT_NO_BATCH };
 
 static const struct option long_options[] = {
 	{ "file",		required_argument, NULL, 'f' },
@@ -100,6 +102,7 @@ static const struct option long_options[] = {
 	{ "attach",		no_argument,       NULL, 'a' },
 	{ "ready-file",		required_argument, NULL, 'R' },
 	{ "metrics",		required_argument, NULL, 'm' },
+	{ "no-batch",		no_argument,       NULL, OPT_NO_BATCH },
 	{ "inject-delay-us",	required_argument, NULL, OPT_INJECT_DELAY },
 	{ "help",		no_argument,       NULL, 'h' },
 	{ "version",		no_argument,       NULL, 'V' },
@@ -185,6 +188,9 @@ static int parse_one(int opt, const char *arg, struct dmu_options *o)
 			dmu_error("invalid --metrics '%s': expected PORT, ADDR:PORT or [ADDR6]:PORT", arg);
 			return -1;
 		}
+		return 0;
+	case OPT_NO_BATCH:
+		o->no_batch = true;
 		return 0;
 	case OPT_INJECT_DELAY:
 		if (parse_unsigned(arg, 60UL * 1000 * 1000, &o->inject_delay_us)) {

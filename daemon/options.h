@@ -24,6 +24,7 @@ struct dmu_options {
 	bool attach;
 	const char *ready_file;
 	struct dmu_listen metrics;
+	bool no_batch;		/* never ask for several requests per read() */
 	unsigned inject_delay_us;
 };
 

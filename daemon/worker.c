@@ -84,6 +84,7 @@ static enum dmu_worker_exit reopen(struct dmu_worker *w)
 	close(c->fd);
 	c->fd = open_control(w->control_path, false);
 	if (c->fd >= 0) {
+		dmu_channel_attach(c, c->fd);
 		if (c->cfg.metrics)
 			dmu_metrics_reopened(c->cfg.metrics);
 		return DMU_WORKER_RUNNING;
@@ -102,7 +103,7 @@ static enum dmu_worker_exit serve(struct dmu_worker *w)
 	while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
 		enum dmu_worker_exit e;
 
-		switch (dmu_channel_serve_one(&w->channel)) {
+		switch (dmu_channel_serve(&w->channel)) {
 		case DMU_CH_OK:
 			broken = 0;
 			break;

@@ -6,8 +6,9 @@
  *
  * Stopping: main sets *stop and calls dmu_worker_interrupt(), which sends
  * SIGUSR1 to the thread so a read() blocked on an idle channel returns
- * EINTR.  A worker checks *stop between requests only, so the request it
- * is serving is always answered first.
+ * EINTR.  A worker checks *stop between reads only, so the requests it
+ * is serving (several, where the kernel batches them) are always answered
+ * first.
  */
 #ifndef DMUSERD_WORKER_H
 #define DMUSERD_WORKER_H

@@ -32,7 +32,7 @@ expect() {
 log "help and version"
 "$DMU_DAEMON" --help >"$tmp/help"
 for flag in --file --name --size --threads --direct --read-only --attach \
-	--ready-file --metrics --inject-delay-us --help --version; do
+	--ready-file --metrics --no-batch --inject-delay-us --help --version; do
 	grep -q -- "$flag" "$tmp/help" || die "--help does not document $flag"
 done
 "$DMU_DAEMON" --version | grep -Eq '^dmuserd [0-9]+\.[0-9]+\.[0-9]+$' || die "bad --version output"

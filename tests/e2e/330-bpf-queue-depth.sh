@@ -6,6 +6,8 @@
 # log2 bucket of "queued" is 16 -> 31 or above (slot >= 4).  At iodepth 1 each
 # request is mapped after the previous one completed: queued is 1 and in_flight
 # 0, both in the first bucket "0 -> 1" (slot 0).  Every request is sampled once.
+# --no-batch: a batching daemon would take the whole queue in one read(), moving
+# the depth from "queued" to "in_flight".
 . "$(dirname "$0")/lib.sh"
 . "$DMU_ROOT/bpf/tests/lib.sh"
 
@@ -17,7 +19,7 @@ name=dmu-test-qd
 qd_hist() { jq -c --arg k "$2" '.queue_depth[] | select(.kind == $k)' "$1"; }
 
 dmu_load
-bpf_device "$name" "$tmp/disk" 64M --threads 1 --inject-delay-us 1000
+bpf_device "$name" "$tmp/disk" 64M --threads 1 --no-batch --inject-delay-us 1000
 
 for qd in 32 1; do
 	log "fio randread 4k, iodepth $qd, 2 MiB"

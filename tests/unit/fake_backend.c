@@ -9,15 +9,20 @@ static struct fake_backend *to_fake(struct dmu_backend *b)
 	return (struct fake_backend *)b;
 }
 
-/* Record the call; returns the injected error, if this call is to fail. */
+/*
+ * Record the call (buf: that of a read or write, else NULL); returns the
+ * injected error, if this call is to fail.
+ */
 static int record(struct dmu_backend *b, enum fake_op op, uint64_t off,
-		  uint64_t len, bool may_unmap)
+		  uint64_t len, bool may_unmap, const void *buf)
 {
 	struct fake_backend *fb = to_fake(b);
 
 	fb->calls[op]++;
 	if (fb->nlog < 64)
-		fb->log[fb->nlog++] = (struct fake_call){ op, off, len, may_unmap };
+		fb->log[fb->nlog++] = (struct fake_call){
+			op, off, len, may_unmap, buf && (uintptr_t)buf % 4096 == 0,
+		};
 	if (fb->fail_err && (fb->fail_any || fb->fail_op == op)) {
 		int err = fb->fail_err;
 
@@ -29,7 +34,7 @@ static int record(struct dmu_backend *b, enum fake_op op, uint64_t off,
 
 static int f_read(struct dmu_backend *b, void *buf, size_t len, uint64_t off)
 {
-	int err = record(b, F_READ, off, len, false);
+	int err = record(b, F_READ, off, len, false, buf);
 
 	if (!err)
 		memcpy(buf, to_fake(b)->mem + off, len);
@@ -38,7 +43,7 @@ static int f_read(struct dmu_backend *b, void *buf, size_t len, uint64_t off)
 
 static int f_write(struct dmu_backend *b, const void *buf, size_t len, uint64_t off)
 {
-	int err = record(b, F_WRITE, off, len, false);
+	int err = record(b, F_WRITE, off, len, false, buf);
 
 	if (!err)
 		memcpy(to_fake(b)->mem + off, buf, len);
@@ -47,13 +52,13 @@ static int f_write(struct dmu_backend *b, const void *buf, size_t len, uint64_t 
 
 static int f_flush(struct dmu_backend *b)
 {
-	return record(b, F_FLUSH, 0, 0, false);
+	return record(b, F_FLUSH, 0, 0, false, NULL);
 }
 
 static int zero(struct dmu_backend *b, enum fake_op op, uint64_t off, uint64_t len,
 		bool may_unmap)
 {
-	int err = record(b, op, off, len, may_unmap);
+	int err = record(b, op, off, len, may_unmap, NULL);
 
 	if (!err)
 		memset(to_fake(b)->mem + off, 0, len);

@@ -11,6 +11,7 @@ struct fake_call {
 	enum fake_op op;
 	uint64_t off, len;
 	bool may_unmap;
+	bool page_aligned;	/* read and write: the buffer was */
 };
 
 struct fake_backend {

@@ -62,6 +62,7 @@ TEST(backend_file_size_defaults_to_the_file)
 	make_file(1 << 20);
 	open_backend(&fb, 0, false);
 	CHECK_EQ(fb.base.size, 1 << 20);
+	CHECK_EQ(fb.base.mem_align, 0);		/* buffered: any buffer */
 	dmu_file_backend_close(&fb);
 	unlink(path);
 }
@@ -170,6 +171,7 @@ TEST(backend_file_direct_when_supported)
 	close(fd);
 	REQUIRE(dmu_file_backend_open(&fb, &a) == 0);
 	CHECK(fb.fd != fb.fd_buffered);
+	CHECK_EQ(fb.base.mem_align, 4096);
 	memset(buf, 0xa5, sizeof(buf));
 	CHECK_EQ(fb.base.ops->write(&fb.base, buf, sizeof(buf), 0), 0);
 	CHECK_EQ(fb.base.ops->read(&fb.base, back, sizeof(back), 0), 0);

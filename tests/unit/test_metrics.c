@@ -46,14 +46,24 @@ static struct dmu_metrics two_threads(void)
 	struct dmu_metrics m;
 
 	REQUIRE(dmu_metrics_init(&m, 2) == 0);
-	dmu_metrics_begin(&m.thread[0]);
+	/* Thread 0 batches: one read() brings both its requests, one writev answers. */
+	dmu_metrics_batched(&m.thread[0], true);
+	dmu_metrics_read(&m.thread[0]);
+	dmu_metrics_received(&m.thread[0], 2);
 	dmu_metrics_end(&m.thread[0], DMU_OP_READ, 0, 4096, 1500);
 	dmu_metrics_end(&m.thread[0], DMU_OP_READ, 0, 4096, 3000);
+	dmu_metrics_wrote(&m.thread[0]);
+	/* Thread 1 does not: a read() and a write() per request, one in hand. */
+	for (unsigned i = 0; i < 4; i++) {
+		dmu_metrics_read(&m.thread[1]);
+		dmu_metrics_received(&m.thread[1], 1);
+	}
 	dmu_metrics_end(&m.thread[1], DMU_OP_READ, 0, 8192, 1ull << 45);
 	dmu_metrics_end(&m.thread[1], DMU_OP_WRITE, 1, 4096, 100);
 	dmu_metrics_end(&m.thread[1], DMU_OP_OTHER, 2, 0, 10);
+	for (unsigned i = 0; i < 3; i++)
+		dmu_metrics_wrote(&m.thread[1]);
 	dmu_metrics_flushed(&m.thread[1]);
-	dmu_metrics_begin(&m.thread[1]);
 	return m;
 }
 
@@ -78,6 +88,33 @@ TEST(metrics_snapshot_sums_threads)
 	CHECK_EQ(s.replies[2], 1);
 	CHECK_EQ(s.in_flight, 1);
 	CHECK_EQ(s.backend_flushes, 1);
+	CHECK_EQ(s.channel_reads, 5);
+	CHECK_EQ(s.channel_requests_read, 6);
+	CHECK_EQ(s.channel_writes, 4);
+	CHECK_EQ(s.channels_batched, 1);
+}
+
+TEST(metrics_in_flight_counts_down_and_idle_clears_it)
+{
+	struct dmu_metrics m;
+	struct dmu_metrics_snapshot s;
+
+	REQUIRE(dmu_metrics_init(&m, 1) == 0);
+	dmu_metrics_received(&m.thread[0], 3);
+	dmu_metrics_end(&m.thread[0], DMU_OP_FLUSH, 0, 0, 10);
+	dmu_metrics_snapshot(&m, &s);
+	CHECK_EQ(s.in_flight, 2);
+	dmu_metrics_idle(&m.thread[0]);		/* the other two were never answered */
+	dmu_metrics_snapshot(&m, &s);
+	CHECK_EQ(s.in_flight, 0);
+	dmu_metrics_end(&m.thread[0], DMU_OP_FLUSH, 0, 0, 10);	/* never below 0 */
+	dmu_metrics_snapshot(&m, &s);
+	CHECK_EQ(s.in_flight, 0);
+	dmu_metrics_batched(&m.thread[0], true);
+	dmu_metrics_batched(&m.thread[0], false);
+	dmu_metrics_snapshot(&m, &s);
+	CHECK_EQ(s.channels_batched, 0);
+	dmu_metrics_free(&m);
 }
 
 static const struct dmu_metrics_info info = {
@@ -174,6 +211,10 @@ TEST(metrics_prometheus_counters_and_names)
 	CHECK(sample(text, "dmuser_request_errors_total{op=\"write\"}") == 1);
 	CHECK(sample(text, "dmuser_replies_total{status=\"unsupported\"}") == 1);
 	CHECK(sample(text, "dmuser_backend_flushes_total") == 1);
+	CHECK(sample(text, "dmuser_channel_reads_total") == 5);
+	CHECK(sample(text, "dmuser_channel_requests_read_total") == 6);
+	CHECK(sample(text, "dmuser_channel_writes_total") == 4);
+	CHECK(sample(text, "dmuser_channels_batched") == 1);
 	CHECK(sample(text, "dmuser_in_flight_requests") == 1);
 	CHECK(sample(text, "dmuser_device_size_bytes") == (double)(1ull << 30));
 	CHECK(sample(text, "dmuser_threads") == 2);
@@ -294,6 +335,10 @@ TEST(metrics_json_shape)
 	CHECK_EQ(json_integer_value(json_object_get(doc, "threads")), 2);
 	CHECK(json_real_value(json_object_get(doc, "uptime_seconds")) == 12.5);
 	CHECK_EQ(json_integer_value(json_object_get(doc, "in_flight")), 1);
+	CHECK_EQ(json_integer_value(json_object_get(doc, "channel_reads")), 5);
+	CHECK_EQ(json_integer_value(json_object_get(doc, "channel_requests_read")), 6);
+	CHECK_EQ(json_integer_value(json_object_get(doc, "channel_writes")), 4);
+	CHECK_EQ(json_integer_value(json_object_get(doc, "channels_batched")), 1);
 
 	json_t *ops = json_object_get(doc, "ops");
 	CHECK_EQ(json_object_size(ops), DMU_OP_COUNT);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "options.h"
 #include "test.h"
@@ -91,7 +93,7 @@ TEST(options_full_command_line)
 	const char *args[] = {
 		"--file", "/tmp/f", "--name", "d0", "--size", "1G", "--threads", "4",
 		"--direct", "--read-only", "--ready-file", "/tmp/r", "--metrics",
-		"127.0.0.1:9100", "--inject-delay-us", "250", NULL,
+		"127.0.0.1:9100", "--inject-delay-us", "250", "--no-batch", NULL,
 	};
 
 	REQUIRE_EQ(parse(&o, args), DMU_PARSE_OK);
@@ -105,6 +107,7 @@ TEST(options_full_command_line)
 	CHECK_STR(o.ready_file, "/tmp/r");
 	CHECK(o.metrics.enabled);
 	CHECK_EQ(o.inject_delay_us, 250);
+	CHECK(o.no_batch);
 }
 
 TEST(options_defaults)
@@ -118,6 +121,7 @@ TEST(options_defaults)
 	CHECK(o.attach);
 	CHECK(!o.metrics.enabled);
 	CHECK(o.ready_file == NULL);
+	CHECK(!o.no_batch);		/* batching is asked for by default */
 
 	const char *longest[] = {	/* the longest name: 64 characters */
 		"-f", "/tmp/f", "-n",
@@ -142,6 +146,7 @@ TEST(options_usage_errors)
 		{ "-f", "/tmp/f", "-n", "d0", "extra", NULL },
 		{ "-f", "/tmp/f", "-n", "d0", "--metrics", "nope", NULL },
 		{ "-f", "/tmp/f", "-n", "d0", "--size", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--no-batch=1", NULL },
 		{ "-f", "/tmp/f", "-n", "x2345678901234567890123456789012345678901234567890123456789012345", NULL },
 	};
 	struct dmu_options o;
@@ -149,4 +154,24 @@ TEST(options_usage_errors)
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		if (parse(&o, cases[i]) != DMU_PARSE_ERROR)
 			t_fail(__FILE__, __LINE__, "case %u accepted", i);
+}
+
+TEST(options_help_documents_every_option)
+{
+	static const char *const flags[] = {
+		"--file", "--name", "--size", "--threads", "--direct", "--read-only",
+		"--attach", "--ready-file", "--metrics", "--no-batch",
+		"--inject-delay-us", "--help", "--version",
+	};
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+
+	REQUIRE(out != NULL);
+	dmu_usage(out);
+	REQUIRE(fclose(out) == 0);
+	for (unsigned i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+		if (!strstr(text, flags[i]))
+			t_fail(__FILE__, __LINE__, "--help does not mention %s", flags[i]);
+	free(text);
 }
