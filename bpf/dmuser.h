@@ -46,18 +46,16 @@ enum dmu_end {
 	DMU_NR_ENDS = 5,
 };
 
-/* One in-flight request: the key of the start map. */
-struct dmu_req_key {
-	__u32 dev;		/* kernel dev_t of the dm device: major << 20 | minor */
-	__u32 pad;
-	__u64 seq;		/* unique per target, increasing */
-};
-
+/* One in-flight request: a slot of the start table (dmuser.bpf.h). */
 struct dmu_req {
+	__u64 seq;		/* the request in this slot of the table */
 	__u64 map_ns;		/* bpf_ktime_get_ns() at dm_user_map */
 	__u64 read_ns;		/* at the latest dm_user_read, 0 before */
 	__u32 op;		/* DM_USER_REQ_MAP_* */
 	__u32 bytes;
+	__u32 dev;		/* kernel dev_t of the dm device: major << 20 | minor,
+				 * 0 when the slot is free; seq is unique per device */
+	__u32 pad;
 };
 
 /* Key of every histogram: fields a tool does not split by are 0. */

@@ -79,15 +79,16 @@ static __always_inline int on_map(__u32 dev, __u64 seq, __u32 op, __u64 flags,
 				  __u64 sector, __u32 bytes, __u32 queued,
 				  __u32 in_flight)
 {
-	struct dmu_req_key key = { .dev = dev, .seq = seq };
-	struct dmu_req req = {};
+	struct dmu_req *req;
 
 	if (!dev_ok(dev) || (filter_op && op != targ_op))
 		return 0;
-	req.map_ns = bpf_ktime_get_ns();
-	req.op = op;
-	req.bytes = bytes;
-	bpf_map_update_elem(&start, &key, &req, BPF_ANY);
+	req = dmu_req_new(dev, seq);
+	if (req) {
+		req->map_ns = bpf_ktime_get_ns();
+		req->op = op;
+		req->bytes = bytes;
+	}
 	if (targ_qd) {
 		record_qd(dev, op, DMU_QD_QUEUED, queued);
 		record_qd(dev, op, DMU_QD_IN_FLIGHT, in_flight);
@@ -97,13 +98,12 @@ static __always_inline int on_map(__u32 dev, __u64 seq, __u32 op, __u64 flags,
 
 static __always_inline int on_read(__u32 dev, __u64 seq, __u32 op, __u32 channel)
 {
-	struct dmu_req_key key = { .dev = dev, .seq = seq };
 	struct dmu_req *req;
 	__u64 now;
 
 	if (!dev_ok(dev))
 		return 0;
-	req = bpf_map_lookup_elem(&start, &key);
+	req = dmu_req_find(dev, seq);
 	if (!req)
 		return 0;
 	now = bpf_ktime_get_ns();
@@ -118,12 +118,11 @@ static __always_inline int on_read(__u32 dev, __u64 seq, __u32 op, __u32 channel
 
 static __always_inline int on_write(__u32 dev, __u64 seq, __u32 status)
 {
-	struct dmu_req_key key = { .dev = dev, .seq = seq };
 	struct dmu_req *req;
 
 	if (!dev_ok(dev))
 		return 0;
-	req = bpf_map_lookup_elem(&start, &key);
+	req = dmu_req_find(dev, seq);
 	if (!req || !req->read_ns)
 		return 0;
 	record(dev, req->op, DMU_STAGE_DAEMON, bpf_ktime_get_ns() - req->read_ns);
@@ -133,7 +132,6 @@ static __always_inline int on_write(__u32 dev, __u64 seq, __u32 status)
 static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 bytes,
 				       int error, __u32 how)
 {
-	struct dmu_req_key key = { .dev = dev, .seq = seq };
 	struct dmu_op_key okey = {};
 	struct dmu_op_stats *st;
 	struct dmu_req *req;
@@ -143,10 +141,10 @@ static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 byt
 
 	/* A rejected request was never queued; its seq is not a request's. */
 	if (how != DMU_END_REJECTED) {
-		req = bpf_map_lookup_elem(&start, &key);
+		req = dmu_req_find(dev, seq);
 		if (req) {
 			record(dev, op, DMU_STAGE_TOTAL, bpf_ktime_get_ns() - req->map_ns);
-			bpf_map_delete_elem(&start, &key);
+			req->dev = 0;	/* the slot is free */
 		}
 	}
 

@@ -49,16 +49,17 @@ static __always_inline int on_map(__u32 dev, __u64 seq, __u32 op, __u64 flags,
 				  __u64 sector, __u32 bytes, __u32 queued,
 				  __u32 in_flight)
 {
-	struct dmu_req_key key = { .dev = dev, .seq = seq };
-	struct dmu_req req = {};
+	struct dmu_req *req;
 	struct dmu_dev_gauge *g;
 
 	if (filter_dev && dev != targ_dev)
 		return 0;
-	req.map_ns = bpf_ktime_get_ns();
-	req.op = op;
-	req.bytes = bytes;
-	bpf_map_update_elem(&start, &key, &req, BPF_ANY);
+	req = dmu_req_new(dev, seq);
+	if (req) {
+		req->map_ns = bpf_ktime_get_ns();
+		req->op = op;
+		req->bytes = bytes;
+	}
 
 	g = dmu_lookup_or_try_init(&gauges, &dev, &zero_gauge);
 	if (g) {
@@ -71,13 +72,12 @@ static __always_inline int on_map(__u32 dev, __u64 seq, __u32 op, __u64 flags,
 
 static __always_inline int on_read(__u32 dev, __u64 seq, __u32 op, __u32 channel)
 {
-	struct dmu_req_key key = { .dev = dev, .seq = seq };
 	struct dmu_req *req;
 	__u64 now;
 
 	if (filter_dev && dev != targ_dev)
 		return 0;
-	req = bpf_map_lookup_elem(&start, &key);
+	req = dmu_req_find(dev, seq);
 	if (!req)
 		return 0;
 	now = bpf_ktime_get_ns();
@@ -89,12 +89,11 @@ static __always_inline int on_read(__u32 dev, __u64 seq, __u32 op, __u32 channel
 
 static __always_inline int on_write(__u32 dev, __u64 seq, __u32 status)
 {
-	struct dmu_req_key key = { .dev = dev, .seq = seq };
 	struct dmu_req *req;
 
 	if (filter_dev && dev != targ_dev)
 		return 0;
-	req = bpf_map_lookup_elem(&start, &key);
+	req = dmu_req_find(dev, seq);
 	if (!req || !req->read_ns)
 		return 0;
 	record(dev, DMU_STAGE_DAEMON, bpf_ktime_get_ns() - req->read_ns);
@@ -104,7 +103,6 @@ static __always_inline int on_write(__u32 dev, __u64 seq, __u32 status)
 static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 bytes,
 				       int error, __u32 how)
 {
-	struct dmu_req_key key = { .dev = dev, .seq = seq };
 	struct dmu_op_key okey = { .dev = dev, .op = op };
 	struct dmu_op_stats *st;
 	struct dmu_req *req;
@@ -112,10 +110,10 @@ static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 byt
 	if (filter_dev && dev != targ_dev)
 		return 0;
 	if (how != DMU_END_REJECTED) {
-		req = bpf_map_lookup_elem(&start, &key);
+		req = dmu_req_find(dev, seq);
 		if (req) {
 			record(dev, DMU_STAGE_TOTAL, bpf_ktime_get_ns() - req->map_ns);
-			bpf_map_delete_elem(&start, &key);
+			req->dev = 0;	/* the slot is free */
 		}
 	}
 	st = dmu_lookup_or_try_init(&opstats, &okey, &zero_stats);

@@ -786,10 +786,15 @@ int dmu_attach_from_env(const char *prog, enum dmu_attach_mode *mode)
 	return 0;
 }
 
-void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err)
+void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err,
+			__u64 overwritten)
 {
 	if (failed || retried || dmu_verbose)
 		fprintf(stderr, "%s: map inserts: %llu failed, %llu retried (last error %lld)\n",
 			prog, (unsigned long long)failed, (unsigned long long)retried,
 			(long long)err);
+	if (overwritten || dmu_verbose)
+		fprintf(stderr, "%s: map inserts: %llu requests not timed: their slot was "
+			"taken by another request in flight\n",
+			prog, (unsigned long long)overwritten);
 }
