@@ -23,8 +23,7 @@
  * indexed by a hash of (dev, seq).  An array, so a lookup is inlined by the
  * JIT, takes no lock and allocates nothing: the hash map this replaces cost
  * every request an allocation, an RCU-deferred free and two bucket locks
- * taken with interrupts off, twice over with two tools attached (a third of
- * the IOPS under QEMU TCG, measured by make bench), and its LRU variant lost
+ * taken with interrupts off, in each tool attached, and its LRU variant lost
  * about one request in 50000 on 6.1.
  *
  * A slot holds one request.  Consecutive seqs of a device take consecutive
