@@ -62,7 +62,7 @@ modprobe nbd || die "modprobe nbd failed"
 # ---- paths: setup_<path> sets target and direct, and pushes undo commands -----
 
 undo=()
-target="" direct=1
+target="" direct=1 metrics_url=""
 
 teardown() {
 	local i rc=0
@@ -116,8 +116,9 @@ nbd_connected() { (($(cat "/sys/block/${1#/dev/}/size") > 0)); }
 
 # dmuserd on the file, with $1 worker threads.
 setup_dmuser_threads() {
-	dmu_daemon_start "$name" "$file" "$bytes" --threads "$1"
+	dmu_daemon_start "$name" "$file" "$bytes" --threads "$1" --metrics 0
 	undo+=("dmu_daemon_stop $DMU_DAEMON_PID")
+	metrics_url=http://$(sed -n 's/^metrics=//p' "$DMU_DAEMON_READY")/metrics
 	target=/dev/mapper/$name
 	wait_for_path "$target" 10 || dmsetup mknodes "$name"
 	[[ -b $target ]] || { echo "$target is not a block device"; return 1; }
@@ -153,6 +154,16 @@ collector_stop() {
 	return "$rc"
 }
 
+# After a dmuser path's fio: how many requests one read() of the control device
+# returned, on average over the whole fio run (dmuserd's own counters).
+note_batching() {
+	local m
+	m=$(curl -sf "$metrics_url") || { echo "cannot fetch $metrics_url"; return 1; }
+	note "$path" "requests per read() (rep $rep)" "$(jq -r \
+		'if .channel_reads > 0 then (.channel_requests_read / .channel_reads * 100 | round / 100)
+		 else "no reads" end' <<<"$m")"
+}
+
 # ---- one repetition of one path ----------------------------------------------
 
 # In a background subshell: errexit applies, and the EXIT trap tears down.
@@ -163,6 +174,7 @@ run_one() {
 	for j in "${jobs[@]}"; do section+=("--section=$j"); done
 	BENCH_TARGET=$target BENCH_DIRECT=$direct BENCH_RUNTIME=$runtime BENCH_RAMP=$ramp \
 		fio --output-format=json --output="$json" "${section[@]}" "$jobfile"
+	[[ -z $metrics_url ]] || note_batching
 }
 
 failed=0
