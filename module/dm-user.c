@@ -739,7 +739,6 @@ static int dev_release(struct inode *inode, struct file *file)
 	LIST_HEAD(unread);
 	LIST_HEAD(held);
 	LIST_HEAD(failed);
-	bool wake;
 	int r;
 
 	/* No read() or write() can be running: this was the last reference. */
@@ -778,8 +777,7 @@ static int dev_release(struct inode *inode, struct file *file)
 		}
 		wake_up_all(&t->space_wait);
 	}
-	wake = !list_empty(&t->backlog);
-	if (wake)
+	if (!list_empty(&t->backlog))
 		dmu_wake_all_locked(t);
 	spin_unlock(&t->lock);
 	mutex_unlock(&t->chan_mutex);
@@ -1393,11 +1391,15 @@ static bool dmu_depth_bypass(struct dmu_target *t)
 /* Counts a mapped BIO against queue_depth, if there is room for it. */
 static bool dmu_reserve(struct dmu_target *t)
 {
-	int old = atomic_read(&t->nr_pending);
+	int old;
 
+	if (!t->queue_depth) {
+		atomic_inc(&t->nr_pending);
+		return true;
+	}
+	old = atomic_read(&t->nr_pending);
 	do {
-		if (t->queue_depth && old >= t->queue_depth &&
-		    !dmu_depth_bypass(t))
+		if (old >= t->queue_depth && !dmu_depth_bypass(t))
 			return false;
 	} while (!atomic_try_cmpxchg(&t->nr_pending, &old, old + 1));
 	return true;
@@ -1411,8 +1413,12 @@ static bool dmu_has_room(struct dmu_target *t)
 
 static void dmu_trace_map(struct dmu_target *t, struct dmu_msg *m)
 {
-	int queued = atomic_read(&t->nr_queued);
+	int queued;
 
+	/* The depths are volatile reads: skip them while nobody traces. */
+	if (!trace_dm_user_map_enabled())
+		return;
+	queued = atomic_read(&t->nr_queued);
 	trace_dm_user_map(t->dev, m->hdr.seq, m->hdr.type, m->hdr.flags,
 			  m->hdr.sector, m->hdr.len, queued,
 			  max(atomic_read(&t->nr_pending) - queued, 0));

@@ -36,6 +36,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -372,6 +373,16 @@ static void pause_ms(long ms)
 		;
 }
 
+/* Before answering what was read: false to leave it unanswered (--stall). */
+static bool may_answer(const struct opts *o)
+{
+	if (o->stall)
+		return false;
+	if (o->delay_ms)
+		pause_ms(o->delay_ms);
+	return true;
+}
+
 /* ---- --kbatch: several requests per read() ---- */
 
 struct kreq {
@@ -533,11 +544,8 @@ static int serve_kbatch(int fd, const struct opts *o)
 			final_stats();
 			return 0;
 		}
-		if (o->stall)
-			continue;
-		if (o->delay_ms)
-			pause_ms(o->delay_ms);
-		answer_batch(fd, kq, n);
+		if (may_answer(o))
+			answer_batch(fd, kq, n);
 	}
 	/* The target is gone only once every request was answered. */
 	close(fd);
@@ -607,10 +615,8 @@ static int serve(const char *ctl, const struct opts *o)
 				return 0;
 			}
 		}
-		if (o->stall)
+		if (!may_answer(o))
 			continue;
-		if (o->delay_ms)
-			pause_ms(o->delay_ms);
 		for (i = n - 1; i >= 0; i--)
 			answer(fd, &reqs[i], o);
 	}
