@@ -90,9 +90,17 @@ TRACE_EVENT(dm_user_write,
 		  __entry->status)
 );
 
+/*
+ * queue_ns, daemon_ns and total_ns are the request's time from dm_user_map to
+ * its first dm_user_read, from its latest dm_user_read to the dm_user_write
+ * that answered it, and from dm_user_map to here.  The target takes the
+ * timestamps only while this event is enabled: a stage the request did not
+ * pass, or a request mapped before, reports 0.
+ */
 TRACE_EVENT(dm_user_complete,
-	TP_PROTO(dev_t dev, u64 seq, u32 op, u32 bytes, int error, u32 how),
-	TP_ARGS(dev, seq, op, bytes, error, how),
+	TP_PROTO(dev_t dev, u64 seq, u32 op, u32 bytes, int error, u32 how,
+		 u64 queue_ns, u64 daemon_ns, u64 total_ns),
+	TP_ARGS(dev, seq, op, bytes, error, how, queue_ns, daemon_ns, total_ns),
 	TP_STRUCT__entry(
 		__field(dev_t, dev)
 		__field(u64, seq)
@@ -100,6 +108,9 @@ TRACE_EVENT(dm_user_complete,
 		__field(u32, bytes)
 		__field(int, error)
 		__field(u32, how)
+		__field(u64, queue_ns)
+		__field(u64, daemon_ns)
+		__field(u64, total_ns)
 	),
 	TP_fast_assign(
 		__entry->dev = dev;
@@ -108,10 +119,14 @@ TRACE_EVENT(dm_user_complete,
 		__entry->bytes = bytes;
 		__entry->error = error;
 		__entry->how = how;
+		__entry->queue_ns = queue_ns;
+		__entry->daemon_ns = daemon_ns;
+		__entry->total_ns = total_ns;
 	),
-	TP_printk("dev %d:%d seq %llu op %u bytes %u error %d how %u",
+	TP_printk("dev %d:%d seq %llu op %u bytes %u error %d how %u queue_ns %llu daemon_ns %llu total_ns %llu",
 		  MAJOR(__entry->dev), MINOR(__entry->dev), __entry->seq,
-		  __entry->op, __entry->bytes, __entry->error, __entry->how)
+		  __entry->op, __entry->bytes, __entry->error, __entry->how,
+		  __entry->queue_ns, __entry->daemon_ns, __entry->total_ns)
 );
 
 #endif /* _DM_USER_TRACE_H */

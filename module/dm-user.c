@@ -141,6 +141,14 @@ struct dmu_msg {
 	struct bvec_iter data;		/* position in the BIO's data */
 	size_t pos;			/* bytes of header + payload moved */
 	unsigned long deadline;		/* jiffies, if the target has a timeout */
+	/*
+	 * ktime_get_ns() at the stages dm_user_complete reports, taken only
+	 * while it is traced: 0 when not taken.
+	 */
+	u64 map_ns;			/* mapped; 0: this request is not timed */
+	u64 read_ns;			/* first taken by a daemon */
+	u64 taken_ns;			/* last taken by a daemon */
+	u64 reply_ns;			/* answered */
 };
 
 /* The open channels, as map() and readers see them. */
@@ -398,14 +406,48 @@ static struct dmu_chanset *dmu_chans(struct dmu_target *t)
 				     lockdep_is_held(&t->chan_mutex));
 }
 
+/*
+ * Traces the end of @m with the time it spent in each stage: queued until
+ * first taken, with the daemon that answered it, and in all.  A stage not
+ * passed, or not timed because dm_user_complete was not traced when @m was
+ * mapped, reports 0.
+ */
+static void dmu_trace_complete(struct dmu_target *t, struct dmu_msg *m,
+			       blk_status_t status, u32 how)
+{
+	u64 queue_ns = 0, daemon_ns = 0, total_ns = 0;
+
+	if (m->map_ns) {
+		total_ns = ktime_get_ns() - m->map_ns;
+		if (m->read_ns)
+			queue_ns = m->read_ns - m->map_ns;
+		if (m->reply_ns)
+			daemon_ns = m->reply_ns - m->taken_ns;
+	}
+	trace_dm_user_complete(t->dev, m->hdr.seq, m->hdr.type, m->hdr.len,
+			       blk_status_to_errno(status), how, queue_ns,
+			       daemon_ns, total_ns);
+}
+
+/* Stamps a stage of @m, if it is timed (see dmu_trace_complete()). */
+static void dmu_stamp_taken(struct dmu_msg *m)
+{
+	if (!m->map_ns)
+		return;
+	m->taken_ns = ktime_get_ns();
+	if (!m->read_ns)
+		m->read_ns = m->taken_ns;
+	m->reply_ns = 0;
+}
+
 /* Ends a message its caller owns; takes no lock. */
 static void dmu_end(struct dmu_target *t, struct dmu_msg *m,
 		    blk_status_t status, u32 how)
 {
 	struct bio *bio = m->bio;
 
-	trace_dm_user_complete(t->dev, m->hdr.seq, m->hdr.type, m->hdr.len,
-			       blk_status_to_errno(status), how);
+	if (trace_dm_user_complete_enabled())
+		dmu_trace_complete(t, m, status, how);
 	atomic64_inc(&t->completed);
 	if (status)
 		atomic64_inc(&t->errors);
@@ -816,6 +858,7 @@ static unsigned int dmu_take_locked(struct dmu_channel *c, struct list_head *q,
 		*room -= min(need, *room);
 		*first = false;
 		n++;
+		dmu_stamp_taken(m);
 		trace_dm_user_read(c->t->dev, m->hdr.seq, m->hdr.type, c->id);
 	}
 	return n;
@@ -1123,6 +1166,8 @@ static ssize_t dev_write(struct kiocb *iocb, struct iov_iter *from)
 						  c->reply.seq);
 				goto out;
 			}
+			if (m->map_ns)
+				m->reply_ns = ktime_get_ns();
 			trace_dm_user_write(t->dev, m->hdr.seq, c->reply.type);
 			if (!dmu_reply_has_data(m, c->reply.type)) {
 				dmu_finish_reply(c, m, c->reply.type);
@@ -1476,7 +1521,7 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 		trace_dm_user_complete(t->dev, 0, bio_op(bio),
 				       bio->bi_iter.bi_size,
 				       blk_status_to_errno(BLK_STS_NOTSUPP),
-				       DM_USER_END_REJECTED);
+				       DM_USER_END_REJECTED, 0, 0, 0);
 		bio->bi_status = BLK_STS_NOTSUPP;
 		bio_endio(bio);
 		return DM_MAPIO_SUBMITTED;
@@ -1491,6 +1536,9 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	dmu_msg_reset(m);
 	if (t->timeout_ms)
 		m->deadline = jiffies + msecs_to_jiffies(t->timeout_ms);
+	m->map_ns = trace_dm_user_complete_enabled() ? ktime_get_ns() : 0;
+	m->read_ns = 0;
+	m->reply_ns = 0;
 
 	/*
 	 * queue_depth pushes back on the submitter: it waits here, holding no
@@ -1670,7 +1718,7 @@ static void user_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 static struct target_type user_target = {
 	.name = "user",
-	.version = { 1, 2, 0 },
+	.version = { 1, 3, 0 },
 	.module = THIS_MODULE,
 	.ctr = user_ctr,
 	.dtr = user_dtr,
