@@ -168,6 +168,8 @@ struct dmu_target {
 	atomic64_t next_seq;
 	atomic_t nr_queued;		/* QUEUED */
 	atomic_t nr_pending;		/* mapped and not ended */
+	atomic_t nr_coming;		/* channels whose reader is coming */
+	unsigned long coming_since;	/* jiffies of the latest such wakeup */
 	unsigned int nr_channels;
 	u32 next_channel_id;
 	bool dead;			/* dtr has run */
@@ -212,6 +214,7 @@ struct dmu_channel {
 	struct list_head sent;		/* SENT messages */
 	wait_queue_head_t rd_wait;	/* its readers and pollers */
 	bool closed;			/* released: map() must pick another */
+	atomic_t coming;		/* a reader woken has not looked yet */
 	u64 flags;			/* DM_USER_CHANNEL_* */
 	struct rcu_head rcu;
 	struct mutex rd_lock;		/* serialises read() on this file */
@@ -473,19 +476,76 @@ static void dmu_end_list(struct dmu_target *t, struct list_head *list,
 }
 
 /*
+ * Readers "coming".  A reader woken in dev_read() is coming until it looks
+ * at the queues again, which is the next thing it does; while one is,
+ * dmu_wake_reader() wakes nobody else, since that reader will take what was
+ * queued meanwhile (all of it, on a batched channel).  Under load this makes
+ * one wakeup serve many requests instead of each request waking a reader of
+ * its own.  A reader that looks and leaves work queued wakes the next one
+ * (dmu_hand_off()), so work never waits on a reader that took something
+ * else and went back to userspace.  A reader that has not looked within
+ * DMU_COMING_JIFFIES (starved of CPU) is no longer waited for.
+ *
+ * The counter pairs two barriers: dmu_looked() drops it and then reads the
+ * queues, dmu_wake_reader() queues and then reads it; so either the reader
+ * sees the message, or the waker sees nobody coming and wakes a reader.
+ */
+#define DMU_COMING_JIFFIES	2
+
+struct dmu_waiter {
+	struct wait_queue_entry wq;
+	struct dmu_channel *c;
+};
+
+/* Wake function of a reader sleeping in dev_read(): marks it coming. */
+static int dmu_reader_wake(struct wait_queue_entry *wq, unsigned int mode,
+			   int sync, void *key)
+{
+	struct dmu_waiter *w = container_of(wq, struct dmu_waiter, wq);
+	struct dmu_target *t = w->c->t;
+	int r = autoremove_wake_function(wq, mode, sync, key);
+
+	if (r && !atomic_xchg(&w->c->coming, 1)) {
+		WRITE_ONCE(t->coming_since, jiffies);
+		atomic_inc(&t->nr_coming);
+	}
+	return r;
+}
+
+/* @c's reader is about to look at the queues: it is no longer coming. */
+static void dmu_looked(struct dmu_channel *c)
+{
+	if (atomic_read(&c->coming) && atomic_xchg(&c->coming, 0)) {
+		atomic_dec(&c->t->nr_coming);
+		/* Drop the count before the look; see above. */
+		smp_mb__after_atomic();
+	}
+}
+
+static bool dmu_reader_coming(struct dmu_target *t)
+{
+	return atomic_read(&t->nr_coming) &&
+	       time_before(jiffies, READ_ONCE(t->coming_since) +
+				    DMU_COMING_JIFFIES);
+}
+
+/*
  * Wakes one reader that sleeps and could take a message just queued on
- * @first (NULL: on the backlog): @first's own, or else any other channel's,
- * which will take it over.  The barrier pairs with the one in
- * set_current_state() of a reader going to sleep: either that reader sees
- * the message, or this sees it waiting.
+ * @first (NULL: on the backlog, or anywhere), unless one is coming:
+ * @first's own, or else any other channel's, which will take it over.  The
+ * barrier pairs with the one in set_current_state() of a reader going to
+ * sleep, and with the one in dmu_looked(): either that reader sees the
+ * message, or this sees it waiting or not coming.
  */
 static void dmu_wake_reader(struct dmu_target *t, struct dmu_channel *first)
 {
 	struct dmu_chanset *cs;
 	unsigned int i;
 
-	/* Orders the queueing before the waitqueue_active() checks below. */
+	/* Orders the queueing before the checks below. */
 	smp_mb();
+	if (dmu_reader_coming(t))
+		return;
 	/* Lockless: see above; a reader that was not seen sees the message. */
 	if (first && waitqueue_active(&first->rd_wait)) {
 		wake_up(&first->rd_wait);
@@ -794,6 +854,7 @@ static int dev_release(struct inode *inode, struct file *file)
 	t->nr_channels--;
 	spin_lock(&c->lock);
 	c->closed = true;
+	dmu_looked(c);
 	list_splice_tail_init(&c->queue, &unread);
 	if (c->rd_cur)
 		list_add_tail(&c->rd_cur->node, &held);
@@ -889,16 +950,17 @@ static int dmu_take(struct dmu_channel *c, struct list_head *to, size_t room,
 		n += dmu_take_locked(c, &c->queue, to, &room, &first, batch);
 		spin_unlock(&c->lock);
 	}
-	if (!n) {
+	/* A batch takes over all it can: fewer readers need waking. */
+	if (!n || batch) {
 		rcu_read_lock();
 		cs = rcu_dereference(t->chans);
-		for (i = 0; cs && i < cs->nr && !n; i++) {
+		for (i = 0; cs && i < cs->nr && (!n || batch); i++) {
 			o = cs->ch[i];
 			if (o == c || list_empty_careful(&o->queue))
 				continue;
 			spin_lock(&o->lock);
-			n = dmu_take_locked(c, &o->queue, to, &room, &first,
-					    batch);
+			n += dmu_take_locked(c, &o->queue, to, &room, &first,
+					     batch);
 			spin_unlock(&o->lock);
 		}
 		rcu_read_unlock();
@@ -926,6 +988,43 @@ static bool dmu_readable(struct dmu_channel *c)
 		r = !list_empty_careful(&cs->ch[i]->queue);
 	rcu_read_unlock();
 	return r;
+}
+
+/*
+ * Sleeps until dmu_readable(@c), as wait_event_interruptible_exclusive()
+ * would, but with dmu_reader_wake() so that map() knows this reader is
+ * coming.  Returns 0 or -ERESTARTSYS.
+ */
+static int dmu_wait_readable(struct dmu_channel *c)
+{
+	struct dmu_waiter w = { .c = c };
+	int r = 0;
+
+	init_wait(&w.wq);
+	w.wq.func = dmu_reader_wake;
+	for (;;) {
+		prepare_to_wait_exclusive(&c->rd_wait, &w.wq, TASK_INTERRUPTIBLE);
+		dmu_looked(c);
+		if (dmu_readable(c))
+			break;
+		if (signal_pending(current)) {
+			r = -ERESTARTSYS;
+			break;
+		}
+		schedule();
+	}
+	finish_wait(&c->rd_wait, &w.wq);
+	/* Woken after the last look: it does not come back here. */
+	dmu_looked(c);
+	return r;
+}
+
+/* After a take: wakes a reader for what is still queued, unless one comes. */
+static void dmu_hand_off(struct dmu_channel *c)
+{
+	/* dmu_looked() ordered our look; this one is as late as theirs. */
+	if (dmu_readable(c))
+		dmu_wake_reader(c->t, NULL);
 }
 
 /* Copies what is left of @m's header and payload to @to; returns bytes. */
@@ -985,16 +1084,18 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 		}
 		if (c->rd_cur)
 			break;
+		dmu_looked(c);
 		r = dmu_take(c, &reading, iov_iter_count(to), true, batch);
-		if (r > 0)
+		if (r > 0) {
+			dmu_hand_off(c);
 			break;
+		}
 		if (r != -EAGAIN)
 			goto out;
 		mutex_unlock(&c->rd_lock);
 		if ((file->f_flags & O_NONBLOCK) || (iocb->ki_flags & IOCB_NOWAIT))
 			return -EAGAIN;
-		if (wait_event_interruptible_exclusive(c->rd_wait,
-						       dmu_readable(c)))
+		if (dmu_wait_readable(c))
 			return -ERESTARTSYS;
 	}
 
