@@ -139,10 +139,11 @@ static const char *const attach_sections[] = {
 	[DMU_ATTACH_TRACEPOINT] = "tracepoint/",
 };
 
+/* the events the tools attach; dm_user_read and dm_user_write are not used */
 static const char *const events[] = {
-	"dm_user_map", "dm_user_read", "dm_user_write", "dm_user_complete",
+	"dm_user_map", "dm_user_complete",
 };
-#define NR_EVENTS 4
+#define NR_EVENTS 2
 
 const char *dmu_attach_name(enum dmu_attach_mode mode)
 {
@@ -231,19 +232,15 @@ static const struct {
 	FIELD("dm_user_map", dmu_tp_map, bytes),
 	FIELD("dm_user_map", dmu_tp_map, queued),
 	FIELD("dm_user_map", dmu_tp_map, in_flight),
-	FIELD("dm_user_read", dmu_tp_read, dev),
-	FIELD("dm_user_read", dmu_tp_read, seq),
-	FIELD("dm_user_read", dmu_tp_read, op),
-	FIELD("dm_user_read", dmu_tp_read, channel),
-	FIELD("dm_user_write", dmu_tp_write, dev),
-	FIELD("dm_user_write", dmu_tp_write, seq),
-	FIELD("dm_user_write", dmu_tp_write, status),
 	FIELD("dm_user_complete", dmu_tp_complete, dev),
 	FIELD("dm_user_complete", dmu_tp_complete, seq),
 	FIELD("dm_user_complete", dmu_tp_complete, op),
 	FIELD("dm_user_complete", dmu_tp_complete, bytes),
 	FIELD("dm_user_complete", dmu_tp_complete, error),
 	FIELD("dm_user_complete", dmu_tp_complete, how),
+	FIELD("dm_user_complete", dmu_tp_complete, queue_ns),
+	FIELD("dm_user_complete", dmu_tp_complete, daemon_ns),
+	FIELD("dm_user_complete", dmu_tp_complete, total_ns),
 };
 #undef FIELD
 
@@ -351,6 +348,24 @@ int dmu_attach_select(struct bpf_object *obj, enum dmu_attach_mode mode)
 		bool on = !strncmp(sec, want, strlen(want));
 
 		err = bpf_program__set_autoload(prog, on);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int dmu_attach_skip_event(struct bpf_object *obj, const char *event)
+{
+	struct bpf_program *prog;
+	int err;
+
+	bpf_object__for_each_program(prog, obj) {
+		const char *sec = bpf_program__section_name(prog);
+		const char *slash = strrchr(sec, '/');
+
+		if (!slash || strcmp(slash + 1, event))
+			continue;
+		err = bpf_program__set_autoload(prog, false);
 		if (err)
 			return err;
 	}
@@ -786,15 +801,10 @@ int dmu_attach_from_env(const char *prog, enum dmu_attach_mode *mode)
 	return 0;
 }
 
-void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err,
-			__u64 overwritten)
+void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err)
 {
 	if (failed || retried || dmu_verbose)
 		fprintf(stderr, "%s: map inserts: %llu failed, %llu retried (last error %lld)\n",
 			prog, (unsigned long long)failed, (unsigned long long)retried,
 			(long long)err);
-	if (overwritten || dmu_verbose)
-		fprintf(stderr, "%s: map inserts: %llu requests not timed: their slot was "
-			"taken by another request in flight\n",
-			prog, (unsigned long long)overwritten);
 }
