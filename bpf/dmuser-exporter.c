@@ -218,7 +218,7 @@ int main(int argc, char **argv)
 	}
 
 	libbpf_set_print(dmu_libbpf_print);
-	if (!dmu_module_loaded(PROG))
+	if (!dmu_module_loaded(PROG) || !dmu_module_new_enough(PROG))
 		return 1;
 	if (env.devname && dmu_dev_resolve(env.devname, &env.dev)) {
 		fprintf(stderr, PROG ": no block device '%s'\n", env.devname);

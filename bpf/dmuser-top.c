@@ -668,6 +668,8 @@ int main(int argc, char **argv)
 			return 1;
 		ctx.attach = false;
 		dmu_no_probe = true;
+	} else if (!dmu_module_new_enough(PROG)) {
+		return 1;
 	}
 	if (env.devname && dmu_dev_resolve(env.devname, &env.dev)) {
 		fprintf(stderr, PROG ": no block device '%s'\n", env.devname);

@@ -39,6 +39,22 @@ int dmu_attach_parse(const char *s, enum dmu_attach_mode *mode);
  */
 bool dmu_module_loaded(const char *prog);
 
+/*
+ * The stage latencies the tools read from dm_user_complete arrived with
+ * target version 1.3.0: the first of its fields total_ns, queue_ns and
+ * daemon_ns missing from events_dir/dm_user_complete/format (events_dir NULL:
+ * find tracefs) goes to *missing.  Returns 1 if all are there, 0 if one is
+ * missing, -errno if the format cannot be read.
+ */
+int dmu_probe_complete_fields(const char *events_dir, const char **missing);
+/*
+ * Prints "<prog>: dm-user module too old: dm_user_complete has no total_ns
+ * (need target version >= 1.3.0)" and returns false if the loaded module
+ * lacks those fields.  Asks the tracefs format, else the module's BTF; if
+ * neither can be read it cannot tell, and returns true (-v says so).
+ */
+bool dmu_module_new_enough(const char *prog);
+
 /* Module BTF has btf_trace_<event> for the events the tools attach. */
 bool dmu_probe_tp_btf(char *why, size_t len);
 /* The tracefs formats match the layouts of dmuser.h (events_dir NULL: find tracefs). */

@@ -223,6 +223,7 @@ static void test_formats(void)
 {
 	char dir[] = "/tmp/dmu-bpf-test.XXXXXX";
 	char why[512] = "";
+	const char *missing;
 	char cmd[600];
 
 	if (!mkdtemp(dir)) {
@@ -231,6 +232,8 @@ static void test_formats(void)
 	}
 	write_formats(dir, 0, false);
 	CHECK(dmu_probe_tracepoint(dir, why, sizeof(why)), "layout accepted: %s", why);
+	missing = NULL;
+	CHECK(dmu_probe_complete_fields(dir, &missing) == 1 && !missing, "1.3.0 fields found");
 	write_formats(dir, 4, false);
 	CHECK(!dmu_probe_tracepoint(dir, why, sizeof(why)) && strstr(why, "in_flight at offset 60"),
 	      "shifted layout rejected: %s", why);
@@ -238,9 +241,12 @@ static void test_formats(void)
 	write_formats(dir, 0, true);
 	CHECK(!dmu_probe_tracepoint(dir, why, sizeof(why)) && strstr(why, "no field queue_ns"),
 	      "old layout rejected: %s", why);
+	CHECK(dmu_probe_complete_fields(dir, &missing) == 0 && missing && !strcmp(missing, "total_ns"),
+	      "old module: missing %s", missing ? missing : "(none)");
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	CHECK(system(cmd) == 0, "cleanup");
 	CHECK(!dmu_probe_tracepoint("/nonexistent", why, sizeof(why)), "missing dir");
+	CHECK(dmu_probe_complete_fields("/nonexistent", &missing) == -ENOENT, "no format file");
 }
 
 static void test_names(void)
