@@ -226,11 +226,15 @@ int main(int argc, char **argv)
 	}
 
 	e.recs = calloc(DMU_LAT_MAX_RECS, sizeof(*e.recs));
-	e.lat = calloc(DMU_LAT_MAX_RECS * DMU_NR_STAGES, sizeof(*e.lat));
-	e.qd = calloc(DMU_LAT_MAX_RECS * DMU_NR_QD, sizeof(*e.qd));
+	e.lat = calloc((size_t)DMU_LAT_MAX_RECS * DMU_NR_STAGES, sizeof(*e.lat));
+	e.qd = calloc((size_t)DMU_LAT_MAX_RECS * DMU_NR_QD, sizeof(*e.qd));
 	e.st = calloc(DMU_LAT_MAX_RECS, sizeof(*e.st));
 	if (!e.recs || !e.lat || !e.qd || !e.st) {
 		fprintf(stderr, PROG ": out of memory\n");
+		free(e.recs);
+		free(e.lat);
+		free(e.qd);
+		free(e.st);
 		return 1;
 	}
 
