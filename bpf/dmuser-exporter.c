@@ -2,9 +2,10 @@
 /*
  * dmuser-exporter: serve the dm-user tracepoints' numbers over HTTP, in
  * Prometheus text and JSON, for whatever daemon serves the devices.  The
- * BPF programs are dmuser-lat's (dmuser_lat.bpf.c) with per-device, per-op
- * and queue-depth histograms on; the maps are cumulative: a scrape reads
- * them and never clears them.  GET / is the live page.
+ * BPF programs are dmuser-lat's (dmuser_lat.bpf.c), with a record per
+ * device and op (its dev_recs HASH) and queue depths on; the maps are
+ * cumulative: a scrape reads them and never clears them.  GET / is the
+ * live page.
  */
 #include <argp.h>
 #include <errno.h>
@@ -117,7 +118,6 @@ static int open_load_attach(enum dmu_attach_mode mode, void *data)
 		return errno ? -errno : -ENOMEM;
 
 	obj->rodata->targ_per_dev = true;
-	obj->rodata->targ_per_op = true;
 	obj->rodata->targ_qd = true;
 	obj->rodata->filter_dev = env.devname != NULL;
 	obj->rodata->targ_dev = env.dev;
@@ -142,6 +142,7 @@ struct exporter {
 	const char *attach;
 	struct timespec start;
 	/* one scrape at a time (libmicrohttpd's single polling thread) */
+	struct dmu_exp_rec *recs;
 	struct dmu_exp_hist *lat, *qd;
 	struct dmu_exp_stat *st;
 	struct dmu_exp_dev devs[DMU_EXP_MAX_DEVS];
@@ -167,15 +168,13 @@ static int render(void *ctx, enum dmu_httpd_format format, char **body, size_t *
 		.st = e->st,
 	};
 	FILE *out;
-	int err;
+	int err, n;
 
-	/* counters first, then histograms: a histogram never runs ahead */
-	s.nst = dmu_map_dump(bpf_map__fd(e->obj->maps.opstats), e->st, sizeof(*e->st),
-			     offsetof(struct dmu_exp_stat, st), DMU_LAT_MAX_HISTS, false);
-	s.nlat = dmu_map_dump(bpf_map__fd(e->obj->maps.hists), e->lat, sizeof(*e->lat),
-			      offsetof(struct dmu_exp_hist, hist), DMU_LAT_MAX_HISTS, false);
-	s.nqd = dmu_map_dump(bpf_map__fd(e->obj->maps.qdepth), e->qd, sizeof(*e->qd),
-			     offsetof(struct dmu_exp_hist, hist), DMU_LAT_MAX_HISTS, false);
+	/* per device dev_recs has every value (see struct dmu_lat_rec for why no
+	 * histogram runs ahead of the counters) */
+	n = dmu_map_dump(bpf_map__fd(e->obj->maps.dev_recs), e->recs, sizeof(*e->recs),
+			 offsetof(struct dmu_exp_rec, rec), DMU_LAT_MAX_RECS, false);
+	dmu_exp_split(&s, e->recs, n);
 	dmu_exp_prepare(&s, e->devs, DMU_EXP_MAX_DEVS, dmu_dev_name);
 
 	if (format == DMU_HTTPD_JSON) {
@@ -219,18 +218,23 @@ int main(int argc, char **argv)
 	}
 
 	libbpf_set_print(dmu_libbpf_print);
-	if (!dmu_module_loaded(PROG))
+	if (!dmu_module_loaded(PROG) || !dmu_module_new_enough(PROG))
 		return 1;
 	if (env.devname && dmu_dev_resolve(env.devname, &env.dev)) {
 		fprintf(stderr, PROG ": no block device '%s'\n", env.devname);
 		return 1;
 	}
 
-	e.lat = calloc(DMU_LAT_MAX_HISTS, sizeof(*e.lat));
-	e.qd = calloc(DMU_LAT_MAX_HISTS, sizeof(*e.qd));
-	e.st = calloc(DMU_LAT_MAX_HISTS, sizeof(*e.st));
-	if (!e.lat || !e.qd || !e.st) {
+	e.recs = calloc(DMU_LAT_MAX_RECS, sizeof(*e.recs));
+	e.lat = calloc((size_t)DMU_LAT_MAX_RECS * DMU_NR_STAGES, sizeof(*e.lat));
+	e.qd = calloc((size_t)DMU_LAT_MAX_RECS * DMU_NR_QD, sizeof(*e.qd));
+	e.st = calloc(DMU_LAT_MAX_RECS, sizeof(*e.st));
+	if (!e.recs || !e.lat || !e.qd || !e.st) {
 		fprintf(stderr, PROG ": out of memory\n");
+		free(e.recs);
+		free(e.lat);
+		free(e.qd);
+		free(e.st);
 		return 1;
 	}
 
@@ -262,9 +266,10 @@ int main(int argc, char **argv)
 	dmu_httpd_stop(httpd);
 	dmu_check_misses(PROG, e.obj->obj);
 	dmu_report_inserts(PROG, e.obj->bss->dmu_init_failed, e.obj->bss->dmu_init_retried,
-			   e.obj->bss->dmu_init_err, e.obj->bss->dmu_req_overwritten);
+			   e.obj->bss->dmu_init_err);
 	dmuser_lat_bpf__destroy(e.obj);
 	fprintf(stderr, PROG ": %s, detached\n", strsignal(sig));
+	free(e.recs);
 	free(e.lat);
 	free(e.qd);
 	free(e.st);

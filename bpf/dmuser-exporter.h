@@ -12,6 +12,7 @@
 #include <linux/types.h>
 
 #include "dmuser.h"
+#include "dmuser-lat.h"
 
 #define DMU_EXP_MAX_DEVS	256
 
@@ -23,6 +24,12 @@ struct dmu_exp_hist {
 struct dmu_exp_stat {
 	struct dmu_op_key key;
 	struct dmu_op_stats st;
+};
+
+/* One value of dmuser_lat's dev_recs, as a scrape reads it. */
+struct dmu_exp_rec {
+	struct dmu_op_key key;		/* dev, op */
+	struct dmu_lat_rec rec;
 };
 
 struct dmu_exp_dev {
@@ -43,6 +50,13 @@ struct dmu_exp_snapshot {
 	struct dmu_exp_dev *devs;	/* every dev of the entries above, sorted */
 	int ndevs;
 };
+
+/*
+ * Splits n records into s->lat, s->qd and s->st, which have room for
+ * n * DMU_NR_STAGES, n * DMU_NR_QD and n entries: the histograms that have
+ * samples, and the counters of the (dev, op) that had completions.
+ */
+void dmu_exp_split(struct dmu_exp_snapshot *s, const struct dmu_exp_rec *recs, int n);
 
 /* Sorts the entries and fills devs (names through name_fn). */
 void dmu_exp_prepare(struct dmu_exp_snapshot *s, struct dmu_exp_dev *devs, int max_devs,

@@ -2,7 +2,8 @@
 /*
  * dmuser-lat: summarize dm-user request latency as log2 histograms, by
  * stage: queue (mapped -> taken by the daemon), daemon (taken -> answered)
- * and total (mapped -> completed).  Modelled on libbpf-tools' biolatency.
+ * and total (mapped -> completed), as the module measured them and handed
+ * them over in dm_user_complete.  Modelled on libbpf-tools' biolatency.
  */
 #include <argp.h>
 #include <errno.h>
@@ -53,6 +54,8 @@ const char argp_program_doc[] =
 "\n"
 "Stages: queue = mapped by the target -> header read by the daemon;\n"
 "daemon = read by the daemon -> reply written; total = mapped -> completed.\n"
+"The module times them (target version >= 1.3.0) while anything traces\n"
+"dm_user_complete; requests mapped before the tool started are not timed.\n"
 "\n"
 "USAGE: dmuser-lat [-h] [-T] [-m] [-D] [-O] [-Q] [-S STAGE] [-d DEV] [-o OP]\n"
 "                  [--json] [interval] [count]\n"
@@ -212,7 +215,6 @@ static int open_load_attach(enum dmu_attach_mode mode, void *data)
 		return errno ? -errno : -ENOMEM;
 
 	obj->rodata->targ_per_dev = env.per_dev;
-	obj->rodata->targ_per_op = env.per_op;
 	obj->rodata->targ_ms = env.milliseconds;
 	obj->rodata->targ_qd = env.qd;
 	obj->rodata->filter_dev = env.devname != NULL;
@@ -221,6 +223,9 @@ static int open_load_attach(enum dmu_attach_mode mode, void *data)
 	obj->rodata->targ_op = env.op;
 
 	err = dmu_attach_select(obj->obj, mode);
+	/* dm_user_map only for the queue depths */
+	if (!err && !env.qd)
+		err = dmu_attach_skip_event(obj->obj, "dm_user_map");
 	if (!err)
 		err = dmuser_lat_bpf__load(obj);
 	if (!err && ctx->attach)
@@ -271,23 +276,128 @@ static int cmp_stat_ent(const void *a, const void *b)
 	return 0;
 }
 
-/* Reads and deletes every entry of a map; returns the count. */
-static int drain_hists(int fd, struct hist_ent *ents, int max)
-{
-	int n = dmu_map_dump(fd, ents, sizeof(*ents), offsetof(struct hist_ent, hist),
-			     max, true);
+/* ---- reading the maps ---------------------------------------------------- */
 
-	qsort(ents, n, sizeof(*ents), cmp_hist_ent);
-	return n;
+struct rec_ent {
+	struct dmu_op_key key;
+	struct dmu_lat_rec rec;
+};
+
+/* op_recs as last read: it is never cleared, each interval is the difference */
+static struct dmu_lat_rec prev_op[DMU_LAT_NR_OPS];
+
+static void hist_sub(struct dmu_hist *d, const struct dmu_hist *cur, const struct dmu_hist *prev)
+{
+	int i;
+
+	for (i = 0; i < DMU_MAX_SLOTS; i++)
+		d->slots[i] = cur->slots[i] - prev->slots[i];
+	d->sum = cur->sum - prev->sum;
 }
 
-static int drain_stats(int fd, struct stat_ent *ents, int max)
+static void rec_sub(struct dmu_lat_rec *d, const struct dmu_lat_rec *cur,
+		    const struct dmu_lat_rec *prev)
 {
-	int n = dmu_map_dump(fd, ents, sizeof(*ents), offsetof(struct stat_ent, st),
-			     max, true);
+	int i;
 
-	qsort(ents, n, sizeof(*ents), cmp_stat_ent);
-	return n;
+	for (i = 0; i < DMU_NR_STAGES; i++)
+		hist_sub(&d->lat[i], &cur->lat[i], &prev->lat[i]);
+	for (i = 0; i < DMU_NR_QD; i++)
+		hist_sub(&d->qd[i], &cur->qd[i], &prev->qd[i]);
+	d->st.ios = cur->st.ios - prev->st.ios;
+	d->st.bytes = cur->st.bytes - prev->st.bytes;
+	d->st.errors = cur->st.errors - prev->st.errors;
+	for (i = 0; i < DMU_NR_ENDS; i++)
+		d->st.ends[i] = cur->st.ends[i] - prev->st.ends[i];
+}
+
+/* Adds a non-empty histogram to the entry of its key; returns the new count. */
+static int add_hist(struct hist_ent *ents, int n, int max, const struct dmu_hist_key *key,
+		    const struct dmu_hist *h)
+{
+	int i, j;
+
+	if (!dmu_hist_total(h->slots, DMU_MAX_SLOTS))
+		return n;
+	for (i = 0; i < n; i++) {
+		if (memcmp(&ents[i].key, key, sizeof(*key)))
+			continue;
+		for (j = 0; j < DMU_MAX_SLOTS; j++)
+			ents[i].hist.slots[j] += h->slots[j];
+		ents[i].hist.sum += h->sum;
+		return n;
+	}
+	if (n == max)
+		return n;
+	ents[n].key = *key;
+	ents[n].hist = *h;
+	return n + 1;
+}
+
+struct interval {
+	struct hist_ent lat[DMU_LAT_MAX_HISTS];
+	struct hist_ent qd[DMU_LAT_MAX_HISTS];
+	struct stat_ent st[DMU_LAT_MAX_RECS + DMU_LAT_NR_OPS];
+	int nlat, nqd, nst;
+};
+
+/*
+ * Splits the record of (dev, op) into the entries printed: histograms keyed
+ * by what the options split by (their sums over the other ops and devices),
+ * counters by op.
+ */
+static void add_rec(struct interval *iv, const struct dmu_op_key *k, const struct dmu_lat_rec *r)
+{
+	struct dmu_hist_key key = {
+		.dev = env.per_dev ? k->dev : 0,
+		.op = env.per_op ? k->op : 0,
+	};
+	int i;
+
+	for (i = 0; i < DMU_NR_STAGES; i++) {
+		key.kind = i;
+		iv->nlat = add_hist(iv->lat, iv->nlat, DMU_LAT_MAX_HISTS, &key, &r->lat[i]);
+	}
+	for (i = 0; i < DMU_NR_QD; i++) {
+		key.kind = i;
+		iv->nqd = add_hist(iv->qd, iv->nqd, DMU_LAT_MAX_HISTS, &key, &r->qd[i]);
+	}
+	if (r->st.ios && iv->nst < (int)(sizeof(iv->st) / sizeof(iv->st[0]))) {
+		iv->st[iv->nst].key = *k;
+		iv->st[iv->nst].st = r->st;
+		iv->nst++;
+	}
+}
+
+/*
+ * What the interval added: op_recs minus its previous reading (without -D),
+ * then dev_recs, read and deleted (as biolatency does); sorted.
+ */
+static void read_interval(struct dmuser_lat_bpf *obj, struct interval *iv)
+{
+	static struct rec_ent recs[DMU_LAT_MAX_RECS];
+	struct dmu_lat_rec cur, d;
+	struct dmu_op_key k = {};
+	int fd, n, i;
+
+	iv->nlat = iv->nqd = iv->nst = 0;
+	if (!env.per_dev) {
+		fd = bpf_map__fd(obj->maps.op_recs);
+		for (k.op = 0; k.op < DMU_LAT_NR_OPS; k.op++) {
+			if (bpf_map_lookup_elem(fd, &k.op, &cur))
+				continue;
+			rec_sub(&d, &cur, &prev_op[k.op]);
+			prev_op[k.op] = cur;
+			add_rec(iv, &k, &d);
+		}
+	}
+	n = dmu_map_dump(bpf_map__fd(obj->maps.dev_recs), recs, sizeof(recs[0]),
+			 offsetof(struct rec_ent, rec), DMU_LAT_MAX_RECS, true);
+	for (i = 0; i < n; i++)
+		add_rec(iv, &recs[i].key, &recs[i].rec);
+	qsort(iv->lat, iv->nlat, sizeof(iv->lat[0]), cmp_hist_ent);
+	qsort(iv->qd, iv->nqd, sizeof(iv->qd[0]), cmp_hist_ent);
+	qsort(iv->st, iv->nst, sizeof(iv->st[0]), cmp_stat_ent);
 }
 
 static const char *qd_names[] = { [DMU_QD_QUEUED] = "queued", [DMU_QD_IN_FLIGHT] = "in_flight" };
@@ -338,16 +448,18 @@ static void json_hist(const struct dmu_hist *h)
 
 static int print_interval(struct dmuser_lat_bpf *obj, enum dmu_attach_mode mode)
 {
-	static struct hist_ent lat[DMU_LAT_MAX_HISTS], qd[DMU_LAT_MAX_HISTS];
-	static struct stat_ent st[DMU_LAT_MAX_HISTS];
+	static struct interval iv;
+	const struct hist_ent *lat = iv.lat, *qd = iv.qd;
+	const struct stat_ent *st = iv.st;
 	const char *units = env.milliseconds ? "msecs" : "usecs";
 	int nlat, nqd, nst, i, j;
 	char ts[32], name[256], opbuf[16];
 	bool first;
 
-	nlat = drain_hists(bpf_map__fd(obj->maps.hists), lat, DMU_LAT_MAX_HISTS);
-	nqd = drain_hists(bpf_map__fd(obj->maps.qdepth), qd, DMU_LAT_MAX_HISTS);
-	nst = drain_stats(bpf_map__fd(obj->maps.opstats), st, DMU_LAT_MAX_HISTS);
+	read_interval(obj, &iv);
+	nlat = iv.nlat;
+	nqd = iv.nqd;
+	nst = iv.nst;
 	dmu_strftime_now(ts, sizeof(ts));
 
 	if (env.json) {
@@ -465,6 +577,8 @@ int main(int argc, char **argv)
 			return 1;
 		ctx.attach = false;
 		dmu_no_probe = true;
+	} else if (!dmu_module_new_enough(PROG)) {
+		return 1;
 	}
 	if (env.devname && dmu_dev_resolve(env.devname, &env.dev)) {
 		fprintf(stderr, PROG ": no block device '%s'\n", env.devname);
@@ -501,7 +615,7 @@ int main(int argc, char **argv)
 
 	dmu_check_misses(PROG, ctx.obj->obj);
 	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_retried,
-			   ctx.obj->bss->dmu_init_err, ctx.obj->bss->dmu_req_overwritten);
+			   ctx.obj->bss->dmu_init_err);
 	dmuser_lat_bpf__destroy(ctx.obj);
 	return err != 0;
 }

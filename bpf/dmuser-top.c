@@ -55,9 +55,10 @@ const char argp_program_doc[] =
 "\n"
 "One row per dm-user device: read/write IOPS and MB/s, p50/p99 latency of\n"
 "each stage (queue: mapped -> taken by the daemon; daemon: taken -> answered;\n"
-"total: mapped -> completed), average queue depth and requests in flight\n"
-"sampled at map, and errors and timeouts since the start.  Percentiles are\n"
-"estimated from log2 histograms, interpolating inside the bucket.\n"
+"total: mapped -> completed; timed by the module), average queue depth and\n"
+"requests in flight sampled at map, and errors and timeouts since the start.\n"
+"Percentiles are estimated from log2 histograms, interpolating inside the\n"
+"bucket.\n"
 "\n"
 "USAGE: dmuser-top [-h] [-b] [--json] [-s KEY] [-d DEV] [-i SECS] [-n COUNT]\n"
 "                  [interval] [count]\n"
@@ -241,7 +242,15 @@ static int open_load_attach(enum dmu_attach_mode mode, void *data)
 
 /* ---- per-device state -------------------------------------------------- */
 
-enum { CLS_READ, CLS_WRITE, CLS_OTHER, NR_CLS };
+enum {
+	CLS_READ = DMU_TOP_READ,
+	CLS_WRITE = DMU_TOP_WRITE,
+	CLS_OTHER = DMU_TOP_OTHER,
+	NR_CLS = DMU_TOP_NR_CLS,
+};
+/* dmuser_top.bpf.c classifies the ops by these values */
+_Static_assert(DM_USER_REQ_MAP_READ == DMU_TOP_READ && DM_USER_REQ_MAP_WRITE == DMU_TOP_WRITE,
+	       "op classes of dmuser_top.bpf.c");
 
 struct counters {		/* cumulative, as read from the maps */
 	unsigned long long ios[NR_CLS], bytes[NR_CLS];
@@ -292,12 +301,8 @@ static struct row *get_row(__u32 dev)
 
 static void read_maps(struct dmuser_top_bpf *obj)
 {
-	struct dmu_op_key okey, onext, *oprev = NULL;
-	struct dmu_hist_key hkey, hnext, *hprev = NULL;
-	__u32 gkey, gnext, *gprev = NULL;
-	struct dmu_op_stats st;
-	struct dmu_dev_gauge g;
-	struct dmu_hist h;
+	__u32 key, next, *prev = NULL;
+	struct dmu_top_dev d;
 	struct row *r;
 	int fd, i;
 
@@ -307,40 +312,21 @@ static void read_maps(struct dmuser_top_bpf *obj)
 		rows[i].active = false;
 	}
 
-	fd = bpf_map__fd(obj->maps.opstats);
-	while (!bpf_map_get_next_key(fd, oprev, &onext)) {
-		okey = onext;
-		oprev = &okey;
-		if (bpf_map_lookup_elem(fd, &okey, &st) || !(r = get_row(okey.dev)))
+	fd = bpf_map__fd(obj->maps.devs);
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, &d) || !(r = get_row(key)))
 			continue;
-		i = okey.op == DM_USER_REQ_MAP_READ ? CLS_READ :
-		    okey.op == DM_USER_REQ_MAP_WRITE ? CLS_WRITE : CLS_OTHER;
-		r->cur.ios[i] += st.ios;
-		r->cur.bytes[i] += st.bytes;
-		r->cur.errors += st.errors;
-		r->cur.timeouts += st.ends[DMU_END_TIMEOUT];
-		r->active = true;
-	}
-
-	fd = bpf_map__fd(obj->maps.gauges);
-	while (!bpf_map_get_next_key(fd, gprev, &gnext)) {
-		gkey = gnext;
-		gprev = &gkey;
-		if (bpf_map_lookup_elem(fd, &gkey, &g) || !(r = get_row(gkey)))
-			continue;
-		r->cur.gauge = g;
-		r->active = true;
-	}
-
-	fd = bpf_map__fd(obj->maps.hists);
-	while (!bpf_map_get_next_key(fd, hprev, &hnext)) {
-		hkey = hnext;
-		hprev = &hkey;
-		if (hkey.kind >= DMU_NR_STAGES)
-			continue;
-		if (bpf_map_lookup_elem(fd, &hkey, &h) || !(r = get_row(hkey.dev)))
-			continue;
-		r->cur.hist[hkey.kind] = h;
+		for (i = 0; i < NR_CLS; i++) {
+			r->cur.ios[i] = d.ios[i];
+			r->cur.bytes[i] = d.bytes[i];
+		}
+		r->cur.errors = d.errors;
+		r->cur.timeouts = d.timeouts;
+		r->cur.gauge = d.gauge;
+		for (i = 0; i < DMU_NR_STAGES; i++)
+			r->cur.hist[i] = d.hist[i];
 		r->active = true;
 	}
 }
@@ -682,6 +668,8 @@ int main(int argc, char **argv)
 			return 1;
 		ctx.attach = false;
 		dmu_no_probe = true;
+	} else if (!dmu_module_new_enough(PROG)) {
+		return 1;
 	}
 	if (env.devname && dmu_dev_resolve(env.devname, &env.dev)) {
 		fprintf(stderr, PROG ": no block device '%s'\n", env.devname);
@@ -769,7 +757,7 @@ int main(int argc, char **argv)
 	}
 	dmu_check_misses(PROG, ctx.obj->obj);
 	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_retried,
-			   ctx.obj->bss->dmu_init_err, ctx.obj->bss->dmu_req_overwritten);
+			   ctx.obj->bss->dmu_init_err);
 	dmuser_top_bpf__destroy(ctx.obj);
 	free(rows);
 	return 0;

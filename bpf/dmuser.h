@@ -5,8 +5,11 @@
  * Only __u8.. __u64 are used, so this header compiles both in BPF programs
  * (after vmlinux.h) and in userspace (after <linux/types.h>).
  *
- * The contract with the module is module/dm-user-trace.h: four tracepoints
- * whose arguments are all scalars.  Nothing here needs a type of the module.
+ * The contract with the module is module/dm-user-trace.h: tracepoints whose
+ * arguments are all scalars.  The tools attach dm_user_complete, whose
+ * queue_ns, daemon_ns and total_ns (target version >= 1.3.0) are the stage
+ * latencies the module measured, and dm_user_map where they sample the queue
+ * depth.  Nothing here needs a type of the module.
  */
 #ifndef __DMUSER_H
 #define __DMUSER_H
@@ -18,11 +21,15 @@
  */
 #define DMU_MAX_SLOTS	40
 
-/* Latency stages, computed from the four tracepoints keyed by (dev, seq). */
+/*
+ * Latency stages, as the module measures them and hands them over in
+ * dm_user_complete (0: not measured, and then not recorded).
+ */
 enum dmu_stage {
-	DMU_STAGE_QUEUE = 0,	/* dm_user_map  -> first dm_user_read */
-	DMU_STAGE_DAEMON = 1,	/* dm_user_read -> dm_user_write */
-	DMU_STAGE_TOTAL = 2,	/* dm_user_map  -> dm_user_complete */
+	DMU_STAGE_QUEUE = 0,	/* queue_ns:  dm_user_map  -> first dm_user_read */
+	DMU_STAGE_DAEMON = 1,	/* daemon_ns: latest dm_user_read -> the dm_user_write
+				 *            that answered it */
+	DMU_STAGE_TOTAL = 2,	/* total_ns:  dm_user_map  -> dm_user_complete */
 	DMU_NR_STAGES = 3,
 };
 
@@ -44,18 +51,6 @@ enum dmu_end {
 	DMU_END_TEARDOWN = 3,	/* no daemon: suspend, orphaned target */
 	DMU_END_REJECTED = 4,	/* refused at map (unsupported op) */
 	DMU_NR_ENDS = 5,
-};
-
-/* One in-flight request: a slot of the start table (dmuser.bpf.h). */
-struct dmu_req {
-	__u64 seq;		/* the request in this slot of the table */
-	__u64 map_ns;		/* bpf_ktime_get_ns() at dm_user_map */
-	__u64 read_ns;		/* at the latest dm_user_read, 0 before */
-	__u32 op;		/* DM_USER_REQ_MAP_* */
-	__u32 bytes;
-	__u32 dev;		/* kernel dev_t of the dm device: major << 20 | minor,
-				 * 0 when the slot is free; seq is unique per device */
-	__u32 pad;
 };
 
 /* Key of every histogram: fields a tool does not split by are 0. */
@@ -85,11 +80,11 @@ struct dmu_op_stats {
 };
 
 /*
- * Record layouts of the tracefs tracepoints, for the SEC("tracepoint/...")
- * fallback.  They follow the TP_STRUCT__entry order of dm-user-trace.h with
- * natural alignment after the 8-byte common header.  The tools compare every
- * offset and size with /sys/kernel/tracing/events/dm_user/<event>/format
- * before they use this mode.
+ * Record layouts of the tracefs tracepoints the tools attach, for the
+ * SEC("tracepoint/...") fallback.  They follow the TP_STRUCT__entry order of
+ * dm-user-trace.h with natural alignment after the 8-byte common header.  The
+ * tools compare every offset and size with
+ * /sys/kernel/tracing/events/dm_user/<event>/format before they use this mode.
  */
 struct dmu_tp_common {
 	unsigned short common_type;
@@ -110,21 +105,6 @@ struct dmu_tp_map {
 	__u32 in_flight;
 };
 
-struct dmu_tp_read {
-	struct dmu_tp_common common;
-	__u32 dev;
-	__u64 seq;
-	__u32 op;
-	__u32 channel;
-};
-
-struct dmu_tp_write {
-	struct dmu_tp_common common;
-	__u32 dev;
-	__u64 seq;
-	__u32 status;
-};
-
 struct dmu_tp_complete {
 	struct dmu_tp_common common;
 	__u32 dev;
@@ -133,6 +113,9 @@ struct dmu_tp_complete {
 	__u32 bytes;
 	int error;
 	__u32 how;
+	__u64 queue_ns;		/* these three: target version >= 1.3.0 */
+	__u64 daemon_ns;
+	__u64 total_ns;
 };
 
 #endif /* __DMUSER_H */

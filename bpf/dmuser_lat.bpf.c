@@ -3,6 +3,16 @@
  * dmuser-lat: log2 histograms of dm-user request latency by stage
  * (queue, daemon, total), optionally per device and per op, plus queue
  * depth sampled at map and error/timeout counts by op.
+ *
+ * One program run per request: at dm_user_complete, whose queue_ns,
+ * daemon_ns and total_ns the module measured (a stage it did not measure is
+ * 0 and not recorded), with the request's counters.  dm_user_map is
+ * attached only with -Q, for the queue depths.
+ *
+ * Without -D every value lives in op_recs, an ARRAY indexed by op: its
+ * lookup is a bounds check and an address, with no hashing and no entry
+ * to create.  With -D (and for an op beyond the array) they live in
+ * dev_recs, a HASH keyed by (dev, op).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -11,7 +21,6 @@
 #include "dmuser-lat.h"
 
 const volatile bool targ_per_dev = false;
-const volatile bool targ_per_op = false;
 const volatile bool targ_ms = false;
 const volatile bool targ_qd = false;	/* also record queue-depth histograms */
 const volatile bool filter_dev = false;
@@ -20,146 +29,84 @@ const volatile bool filter_op = false;
 const volatile __u32 targ_op = 0;	/* DM_USER_REQ_MAP_* */
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, DMU_LAT_MAX_HISTS);
-	__type(key, struct dmu_hist_key);
-	__type(value, struct dmu_hist);
-} hists SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DMU_LAT_NR_OPS);
+	__type(key, __u32);
+	__type(value, struct dmu_lat_rec);
+} op_recs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, DMU_LAT_MAX_HISTS);
-	__type(key, struct dmu_hist_key);
-	__type(value, struct dmu_hist);
-} qdepth SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, DMU_LAT_MAX_HISTS);
+	__uint(max_entries, DMU_LAT_MAX_RECS);
 	__type(key, struct dmu_op_key);
-	__type(value, struct dmu_op_stats);
-} opstats SEC(".maps");
+	__type(value, struct dmu_lat_rec);
+} dev_recs SEC(".maps");
 
-static struct dmu_op_stats zero_stats;
+static struct dmu_lat_rec zero_rec;
 
-static __always_inline bool dev_ok(__u32 dev)
+static __always_inline bool wanted(__u32 dev, __u32 op)
 {
-	return !filter_dev || dev == targ_dev;
+	return (!filter_dev || dev == targ_dev) && (!filter_op || op == targ_op);
 }
 
-static __always_inline void record(__u32 dev, __u32 op, __u32 stage, __u64 delta_ns)
+/* The record of this request's (dev, op); dev is 0 without -D. */
+static __always_inline struct dmu_lat_rec *get_rec(__u32 dev, __u32 op)
 {
-	struct dmu_hist_key key = {};
+	struct dmu_op_key key = {};
 
+	if (!targ_per_dev && op < DMU_LAT_NR_OPS)
+		return bpf_map_lookup_elem(&op_recs, &op);
 	if (targ_per_dev)
 		key.dev = dev;
-	if (targ_per_op)
-		key.op = op;
-	key.kind = stage;
-	if (targ_ms)
-		delta_ns /= 1000000U;
-	else
-		delta_ns /= 1000U;
-	dmu_hist_add(&hists, &key, delta_ns);
+	key.op = op;
+	return dmu_lookup_or_try_init(&dev_recs, &key, &zero_rec);
 }
 
-static __always_inline void record_qd(__u32 dev, __u32 op, __u32 kind, __u32 val)
+static __always_inline void record(struct dmu_hist *h, __u64 ns)
 {
-	struct dmu_hist_key key = {};
-
-	if (targ_per_dev)
-		key.dev = dev;
-	if (targ_per_op)
-		key.op = op;
-	key.kind = kind;
-	dmu_hist_add(&qdepth, &key, val);
+	if (!ns)
+		return;		/* not measured */
+	dmu_hist_add(h, targ_ms ? ns / 1000000U : ns / 1000U);
 }
 
 static __always_inline int on_map(__u32 dev, __u64 seq, __u32 op, __u64 flags,
 				  __u64 sector, __u32 bytes, __u32 queued,
 				  __u32 in_flight)
 {
-	struct dmu_req *req;
+	struct dmu_lat_rec *rec;
 
-	if (!dev_ok(dev) || (filter_op && op != targ_op))
+	/* not attached without -Q; the test lets the verifier drop the rest */
+	if (!targ_qd || !wanted(dev, op))
 		return 0;
-	req = dmu_req_new(dev, seq);
-	if (req) {
-		req->map_ns = bpf_ktime_get_ns();
-		req->op = op;
-		req->bytes = bytes;
-	}
-	if (targ_qd) {
-		record_qd(dev, op, DMU_QD_QUEUED, queued);
-		record_qd(dev, op, DMU_QD_IN_FLIGHT, in_flight);
-	}
-	return 0;
-}
-
-static __always_inline int on_read(__u32 dev, __u64 seq, __u32 op, __u32 channel)
-{
-	struct dmu_req *req;
-	__u64 now;
-
-	if (!dev_ok(dev))
+	rec = get_rec(dev, op);
+	if (!rec)
 		return 0;
-	req = dmu_req_find(dev, seq);
-	if (!req)
-		return 0;
-	now = bpf_ktime_get_ns();
-	/* A request taken again after its channel died counts its queue
-	 * time once, up to the first read; its daemon time runs from the
-	 * latest read. */
-	if (!req->read_ns)
-		record(dev, req->op, DMU_STAGE_QUEUE, now - req->map_ns);
-	req->read_ns = now;
-	return 0;
-}
-
-static __always_inline int on_write(__u32 dev, __u64 seq, __u32 status)
-{
-	struct dmu_req *req;
-
-	if (!dev_ok(dev))
-		return 0;
-	req = dmu_req_find(dev, seq);
-	if (!req || !req->read_ns)
-		return 0;
-	record(dev, req->op, DMU_STAGE_DAEMON, bpf_ktime_get_ns() - req->read_ns);
+	dmu_hist_add(&rec->qd[DMU_QD_QUEUED], queued);
+	dmu_hist_add(&rec->qd[DMU_QD_IN_FLIGHT], in_flight);
 	return 0;
 }
 
 static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 bytes,
-				       int error, __u32 how)
+				       int error, __u32 how, __u64 queue_ns,
+				       __u64 daemon_ns, __u64 total_ns)
 {
-	struct dmu_op_key okey = {};
-	struct dmu_op_stats *st;
-	struct dmu_req *req;
+	struct dmu_lat_rec *rec;
 
-	if (!dev_ok(dev) || (filter_op && op != targ_op))
+	if (!wanted(dev, op))
 		return 0;
-
-	/* A rejected request was never queued; its seq is not a request's. */
-	if (how != DMU_END_REJECTED) {
-		req = dmu_req_find(dev, seq);
-		if (req) {
-			record(dev, op, DMU_STAGE_TOTAL, bpf_ktime_get_ns() - req->map_ns);
-			req->dev = 0;	/* the slot is free */
-		}
-	}
-
-	if (targ_per_dev)
-		okey.dev = dev;
-	okey.op = op;	/* errors are always reported by op */
-	st = dmu_lookup_or_try_init(&opstats, &okey, &zero_stats);
-	if (!st)
+	rec = get_rec(dev, op);
+	if (!rec)
 		return 0;
-	__sync_fetch_and_add(&st->ios, 1);
-	__sync_fetch_and_add(&st->bytes, bytes);
+	/* the counters first: see struct dmu_lat_rec */
+	__sync_fetch_and_add(&rec->st.ios, 1);
+	__sync_fetch_and_add(&rec->st.bytes, bytes);
 	if (error)
-		__sync_fetch_and_add(&st->errors, 1);
+		__sync_fetch_and_add(&rec->st.errors, 1);
 	if (how < DMU_NR_ENDS)
-		__sync_fetch_and_add(&st->ends[how], 1);
+		__sync_fetch_and_add(&rec->st.ends[how], 1);
+	record(&rec->lat[DMU_STAGE_QUEUE], queue_ns);
+	record(&rec->lat[DMU_STAGE_DAEMON], daemon_ns);
+	record(&rec->lat[DMU_STAGE_TOTAL], total_ns);
 	return 0;
 }
 

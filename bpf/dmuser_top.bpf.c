@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * dmuser-top: per-device cumulative counters that userspace turns into
- * rates and interval percentiles: I/Os and bytes by op, errors and
+ * rates and interval percentiles: I/Os and bytes by op class, errors and
  * timeouts, log2 latency histograms (ns) per stage, and queue-depth sums.
+ *
+ * Two program runs per request, each with one lookup of the device's
+ * record: dm_user_map for the queue-depth gauges, dm_user_complete for the
+ * counters and the stage latencies the module measured (queue_ns,
+ * daemon_ns, total_ns; a stage it did not measure is 0 and not recorded).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -13,118 +18,59 @@
 const volatile bool filter_dev = false;
 const volatile __u32 targ_dev = 0;	/* kernel dev_t */
 
-/* key: { dev, 0, stage }, values in ns */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, DMU_TOP_MAX_DEVS * DMU_NR_STAGES);
-	__type(key, struct dmu_hist_key);
-	__type(value, struct dmu_hist);
-} hists SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, DMU_TOP_MAX_DEVS * 16);
-	__type(key, struct dmu_op_key);
-	__type(value, struct dmu_op_stats);
-} opstats SEC(".maps");
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, DMU_TOP_MAX_DEVS);
 	__type(key, __u32);
-	__type(value, struct dmu_dev_gauge);
-} gauges SEC(".maps");
+	__type(value, struct dmu_top_dev);
+} devs SEC(".maps");
 
-static struct dmu_op_stats zero_stats;
-static struct dmu_dev_gauge zero_gauge;
+static struct dmu_top_dev zero_dev;
 
-static __always_inline void record(__u32 dev, __u32 stage, __u64 delta_ns)
+static __always_inline struct dmu_top_dev *get_dev(__u32 dev)
 {
-	struct dmu_hist_key key = { .dev = dev, .kind = stage };
-
-	dmu_hist_add(&hists, &key, delta_ns);
+	if (filter_dev && dev != targ_dev)
+		return NULL;
+	return dmu_lookup_or_try_init(&devs, &dev, &zero_dev);
 }
 
 static __always_inline int on_map(__u32 dev, __u64 seq, __u32 op, __u64 flags,
 				  __u64 sector, __u32 bytes, __u32 queued,
 				  __u32 in_flight)
 {
-	struct dmu_req *req;
-	struct dmu_dev_gauge *g;
+	struct dmu_top_dev *d = get_dev(dev);
 
-	if (filter_dev && dev != targ_dev)
+	if (!d)
 		return 0;
-	req = dmu_req_new(dev, seq);
-	if (req) {
-		req->map_ns = bpf_ktime_get_ns();
-		req->op = op;
-		req->bytes = bytes;
-	}
-
-	g = dmu_lookup_or_try_init(&gauges, &dev, &zero_gauge);
-	if (g) {
-		__sync_fetch_and_add(&g->samples, 1);
-		__sync_fetch_and_add(&g->queued_sum, queued);
-		__sync_fetch_and_add(&g->in_flight_sum, in_flight);
-	}
-	return 0;
-}
-
-static __always_inline int on_read(__u32 dev, __u64 seq, __u32 op, __u32 channel)
-{
-	struct dmu_req *req;
-	__u64 now;
-
-	if (filter_dev && dev != targ_dev)
-		return 0;
-	req = dmu_req_find(dev, seq);
-	if (!req)
-		return 0;
-	now = bpf_ktime_get_ns();
-	if (!req->read_ns)
-		record(dev, DMU_STAGE_QUEUE, now - req->map_ns);
-	req->read_ns = now;
-	return 0;
-}
-
-static __always_inline int on_write(__u32 dev, __u64 seq, __u32 status)
-{
-	struct dmu_req *req;
-
-	if (filter_dev && dev != targ_dev)
-		return 0;
-	req = dmu_req_find(dev, seq);
-	if (!req || !req->read_ns)
-		return 0;
-	record(dev, DMU_STAGE_DAEMON, bpf_ktime_get_ns() - req->read_ns);
+	__sync_fetch_and_add(&d->gauge.samples, 1);
+	__sync_fetch_and_add(&d->gauge.queued_sum, queued);
+	__sync_fetch_and_add(&d->gauge.in_flight_sum, in_flight);
 	return 0;
 }
 
 static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 bytes,
-				       int error, __u32 how)
+				       int error, __u32 how, __u64 queue_ns,
+				       __u64 daemon_ns, __u64 total_ns)
 {
-	struct dmu_op_key okey = { .dev = dev, .op = op };
-	struct dmu_op_stats *st;
-	struct dmu_req *req;
+	struct dmu_top_dev *d = get_dev(dev);
+	__u32 cls;
 
-	if (filter_dev && dev != targ_dev)
+	if (!d)
 		return 0;
-	if (how != DMU_END_REJECTED) {
-		req = dmu_req_find(dev, seq);
-		if (req) {
-			record(dev, DMU_STAGE_TOTAL, bpf_ktime_get_ns() - req->map_ns);
-			req->dev = 0;	/* the slot is free */
-		}
-	}
-	st = dmu_lookup_or_try_init(&opstats, &okey, &zero_stats);
-	if (!st)
-		return 0;
-	__sync_fetch_and_add(&st->ios, 1);
-	__sync_fetch_and_add(&st->bytes, bytes);
+	/* DM_USER_REQ_MAP_READ and _WRITE are 0 and 1 */
+	cls = op == 0 ? DMU_TOP_READ : op == 1 ? DMU_TOP_WRITE : DMU_TOP_OTHER;
+	__sync_fetch_and_add(&d->ios[cls], 1);
+	__sync_fetch_and_add(&d->bytes[cls], bytes);
 	if (error)
-		__sync_fetch_and_add(&st->errors, 1);
-	if (how < DMU_NR_ENDS)
-		__sync_fetch_and_add(&st->ends[how], 1);
+		__sync_fetch_and_add(&d->errors, 1);
+	if (how == DMU_END_TIMEOUT)
+		__sync_fetch_and_add(&d->timeouts, 1);
+	if (queue_ns)
+		dmu_hist_add(&d->hist[DMU_STAGE_QUEUE], queue_ns);
+	if (daemon_ns)
+		dmu_hist_add(&d->hist[DMU_STAGE_DAEMON], daemon_ns);
+	if (total_ns)
+		dmu_hist_add(&d->hist[DMU_STAGE_TOTAL], total_ns);
 	return 0;
 }
 

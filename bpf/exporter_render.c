@@ -78,6 +78,33 @@ static int cmp_dev(const void *a, const void *b)
 	return cmp3(x->dev, 0, 0, y->dev, 0, 0);
 }
 
+void dmu_exp_split(struct dmu_exp_snapshot *s, const struct dmu_exp_rec *recs, int n)
+{
+	int i, k;
+
+	s->nlat = s->nqd = s->nst = 0;
+	for (i = 0; i < n; i++) {
+		const struct dmu_exp_rec *r = &recs[i];
+
+		for (k = 0; k < DMU_NR_STAGES; k++) {
+			if (!dmu_hist_total(r->rec.lat[k].slots, DMU_MAX_SLOTS))
+				continue;
+			s->lat[s->nlat].key = (struct dmu_hist_key){ r->key.dev, r->key.op, k, 0 };
+			s->lat[s->nlat++].hist = r->rec.lat[k];
+		}
+		for (k = 0; k < DMU_NR_QD; k++) {
+			if (!dmu_hist_total(r->rec.qd[k].slots, DMU_MAX_SLOTS))
+				continue;
+			s->qd[s->nqd].key = (struct dmu_hist_key){ r->key.dev, r->key.op, k, 0 };
+			s->qd[s->nqd++].hist = r->rec.qd[k];
+		}
+		if (r->rec.st.ios) {
+			s->st[s->nst].key = r->key;
+			s->st[s->nst++].st = r->rec.st;
+		}
+	}
+}
+
 void dmu_exp_prepare(struct dmu_exp_snapshot *s, struct dmu_exp_dev *devs, int max_devs,
 		     void (*name_fn)(__u32 dev, char *buf, size_t len))
 {

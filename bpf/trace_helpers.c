@@ -139,10 +139,11 @@ static const char *const attach_sections[] = {
 	[DMU_ATTACH_TRACEPOINT] = "tracepoint/",
 };
 
+/* the events the tools attach; dm_user_read and dm_user_write are not used */
 static const char *const events[] = {
-	"dm_user_map", "dm_user_read", "dm_user_write", "dm_user_complete",
+	"dm_user_map", "dm_user_complete",
 };
-#define NR_EVENTS 4
+#define NR_EVENTS 2
 
 const char *dmu_attach_name(enum dmu_attach_mode mode)
 {
@@ -231,19 +232,15 @@ static const struct {
 	FIELD("dm_user_map", dmu_tp_map, bytes),
 	FIELD("dm_user_map", dmu_tp_map, queued),
 	FIELD("dm_user_map", dmu_tp_map, in_flight),
-	FIELD("dm_user_read", dmu_tp_read, dev),
-	FIELD("dm_user_read", dmu_tp_read, seq),
-	FIELD("dm_user_read", dmu_tp_read, op),
-	FIELD("dm_user_read", dmu_tp_read, channel),
-	FIELD("dm_user_write", dmu_tp_write, dev),
-	FIELD("dm_user_write", dmu_tp_write, seq),
-	FIELD("dm_user_write", dmu_tp_write, status),
 	FIELD("dm_user_complete", dmu_tp_complete, dev),
 	FIELD("dm_user_complete", dmu_tp_complete, seq),
 	FIELD("dm_user_complete", dmu_tp_complete, op),
 	FIELD("dm_user_complete", dmu_tp_complete, bytes),
 	FIELD("dm_user_complete", dmu_tp_complete, error),
 	FIELD("dm_user_complete", dmu_tp_complete, how),
+	FIELD("dm_user_complete", dmu_tp_complete, queue_ns),
+	FIELD("dm_user_complete", dmu_tp_complete, daemon_ns),
+	FIELD("dm_user_complete", dmu_tp_complete, total_ns),
 };
 #undef FIELD
 
@@ -337,6 +334,104 @@ bool dmu_probe_tracepoint(const char *events_dir, char *why, size_t len)
 	return ok;
 }
 
+/* ---- module version ---------------------------------------------------- */
+
+/* fields of dm_user_complete that target version 1.3.0 added, in TP_PROTO order
+ * after "how"; the one named first is the one reported missing */
+static const char *const v13_fields[] = { "total_ns", "queue_ns", "daemon_ns" };
+#define NR_V13_FIELDS 3
+/* arguments of dm_user_complete from 1.3.0 on: dev .. how, then those three */
+#define V13_COMPLETE_ARGS 9
+#define V13_VERSION "1.3.0"
+
+int dmu_probe_complete_fields(const char *events_dir, const char **missing)
+{
+	char path[PATH_MAX];
+	unsigned int off, size;
+	FILE *f;
+	int i, ret = 1;
+
+	if (!events_dir)
+		events_dir = find_events_dir();
+	if (!events_dir)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "%s/dm_user_complete/format", events_dir);
+	f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	for (i = 0; i < NR_V13_FIELDS; i++) {
+		if (format_field(f, v13_fields[i], &off, &size) == -ENOENT) {
+			*missing = v13_fields[i];
+			ret = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/*
+ * The number of arguments of dm_user_complete in the module's BTF: the
+ * btf_trace_dm_user_complete typedef is a pointer to a function whose first
+ * parameter is the tracepoint's data pointer.  -errno if there is no BTF.
+ */
+static int btf_complete_args(void)
+{
+	struct btf *vmlinux, *mod;
+	const struct btf_type *t;
+	int id, ret = -ENOENT;
+
+	if (access("/sys/kernel/btf/dm_user", R_OK))
+		return -errno;
+	vmlinux = btf__load_vmlinux_btf();
+	if (!vmlinux)
+		return -errno;
+	mod = btf__parse_split("/sys/kernel/btf/dm_user", vmlinux);
+	if (!mod) {
+		ret = -errno;
+		btf__free(vmlinux);
+		return ret;
+	}
+	id = btf__find_by_name_kind(mod, "btf_trace_dm_user_complete", BTF_KIND_TYPEDEF);
+	if (id > 0) {
+		t = btf__type_by_id(mod, btf__resolve_type(mod, id));
+		if (t && btf_is_ptr(t))
+			t = btf__type_by_id(mod, t->type);
+		if (t && btf_is_func_proto(t))
+			ret = btf_vlen(t) - 1;
+	}
+	btf__free(mod);
+	btf__free(vmlinux);
+	return ret;
+}
+
+bool dmu_module_new_enough(const char *prog)
+{
+	const char *missing = NULL;
+	int ret, nargs;
+
+	ret = dmu_probe_complete_fields(NULL, &missing);
+	if (ret == 0) {
+		fprintf(stderr, "%s: dm-user module too old: dm_user_complete has no %s "
+			"(need target version >= " V13_VERSION ")\n", prog, missing);
+		return false;
+	}
+	if (ret > 0)
+		return true;
+	/* no tracefs: the module's BTF tells the number of arguments */
+	nargs = btf_complete_args();
+	if (nargs >= 0 && nargs < V13_COMPLETE_ARGS) {
+		fprintf(stderr, "%s: dm-user module too old: dm_user_complete has no %s "
+			"(need target version >= " V13_VERSION ")\n", prog, v13_fields[0]);
+		return false;
+	}
+	if (nargs < 0 && dmu_verbose)
+		fprintf(stderr, "%s: cannot check the module's version: no tracefs "
+			"format of dm_user_complete (%s), no module BTF (%s)\n",
+			prog, strerror(-ret), strerror(-nargs));
+	return true;
+}
+
 int dmu_attach_select(struct bpf_object *obj, enum dmu_attach_mode mode)
 {
 	struct bpf_program *prog;
@@ -351,6 +446,24 @@ int dmu_attach_select(struct bpf_object *obj, enum dmu_attach_mode mode)
 		bool on = !strncmp(sec, want, strlen(want));
 
 		err = bpf_program__set_autoload(prog, on);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int dmu_attach_skip_event(struct bpf_object *obj, const char *event)
+{
+	struct bpf_program *prog;
+	int err;
+
+	bpf_object__for_each_program(prog, obj) {
+		const char *sec = bpf_program__section_name(prog);
+		const char *slash = strrchr(sec, '/');
+
+		if (!slash || strcmp(slash + 1, event))
+			continue;
+		err = bpf_program__set_autoload(prog, false);
 		if (err)
 			return err;
 	}
@@ -786,15 +899,10 @@ int dmu_attach_from_env(const char *prog, enum dmu_attach_mode *mode)
 	return 0;
 }
 
-void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err,
-			__u64 overwritten)
+void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err)
 {
 	if (failed || retried || dmu_verbose)
 		fprintf(stderr, "%s: map inserts: %llu failed, %llu retried (last error %lld)\n",
 			prog, (unsigned long long)failed, (unsigned long long)retried,
 			(long long)err);
-	if (overwritten || dmu_verbose)
-		fprintf(stderr, "%s: map inserts: %llu requests not timed: their slot was "
-			"taken by another request in flight\n",
-			prog, (unsigned long long)overwritten);
 }

@@ -39,13 +39,32 @@ int dmu_attach_parse(const char *s, enum dmu_attach_mode *mode);
  */
 bool dmu_module_loaded(const char *prog);
 
-/* Module BTF has btf_trace_<event> for all four events. */
+/*
+ * The stage latencies the tools read from dm_user_complete arrived with
+ * target version 1.3.0: the first of its fields total_ns, queue_ns and
+ * daemon_ns missing from events_dir/dm_user_complete/format (events_dir NULL:
+ * find tracefs) goes to *missing.  Returns 1 if all are there, 0 if one is
+ * missing, -errno if the format cannot be read.
+ */
+int dmu_probe_complete_fields(const char *events_dir, const char **missing);
+/*
+ * Prints "<prog>: dm-user module too old: dm_user_complete has no total_ns
+ * (need target version >= 1.3.0)" and returns false if the loaded module
+ * lacks those fields.  Asks the tracefs format, else the module's BTF; if
+ * neither can be read it cannot tell, and returns true (-v says so).
+ */
+bool dmu_module_new_enough(const char *prog);
+
+/* Module BTF has btf_trace_<event> for the events the tools attach. */
 bool dmu_probe_tp_btf(char *why, size_t len);
 /* The tracefs formats match the layouts of dmuser.h (events_dir NULL: find tracefs). */
 bool dmu_probe_tracepoint(const char *events_dir, char *why, size_t len);
 
 /* Keeps autoload only on the programs of this mode (by section prefix). */
 int dmu_attach_select(struct bpf_object *obj, enum dmu_attach_mode mode);
+/* Turns autoload off for the programs of one event ("dm_user_map"), in every
+ * mode: the section name ends in "/<event>". */
+int dmu_attach_skip_event(struct bpf_object *obj, const char *event);
 
 /*
  * Opens, configures, loads and attaches a skeleton in the given mode;
@@ -64,10 +83,9 @@ int dmu_attach(const char *prog, enum dmu_attach_mode requested,
  * them); warns on stderr if there were any. */
 unsigned long long dmu_check_misses(const char *prog, struct bpf_object *obj);
 
-/* Prints the dmu_init_* and dmu_req_overwritten diagnostics of dmuser.bpf.h
- * if any (always with dmu_verbose). */
-void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err,
-			__u64 overwritten);
+/* Prints the dmu_init_* diagnostics of dmuser.bpf.h if any (always with
+ * dmu_verbose). */
+void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err);
 
 /* libbpf print callback: debug output only with dmu_verbose, and nothing
  * while dmu_libbpf_quiet (set while probing a mode that may fail). */

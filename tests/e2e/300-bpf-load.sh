@@ -2,12 +2,18 @@
 # timeout: 300
 # The BPF tools (bpf/dmuser-lat, bpf/dmuser-top) on this kernel:
 #   - without the module they say exactly that and exit 1;
+#   - with a module older than 1.3.0 they say that and exit 1: its
+#     dm_user_complete format, without queue_ns, daemon_ns and total_ns, is
+#     bind-mounted over the real one in a private mount namespace;
 #   - the module's BTF has the btf_trace_dm_user_* typedefs, so auto mode picks tp_btf;
 #   - every program loads and passes the verifier in each attach mode (tp_btf,
 #     raw_tp, tracepoint), forced by --attach= or DMUSER_ATTACH=;
 #   - auto mode falls back tp_btf -> raw_tp -> tracepoint (DMUSER_ATTACH_SKIP);
 #   - the tools pin the module while attached and detach on every way out
-#     (SIGINT, SIGTERM, interval count reached), so rmmod works afterwards.
+#     (SIGINT, SIGTERM, interval count reached), so rmmod works afterwards;
+#   - what they attach: dmuser-lat one program, on dm_user_complete (and one on
+#     dm_user_map with -Q only), dmuser-top those two; none on dm_user_read or
+#     dm_user_write.
 . "$(dirname "$0")/lib.sh"
 . "$DMU_ROOT/bpf/tests/lib.sh"
 
@@ -31,10 +37,33 @@ for ev in map read write complete; do
 	grep -q "TYPEDEF 'btf_trace_dm_user_$ev'" "$tmp/btf" || die "module BTF has no btf_trace_dm_user_$ev"
 done
 
+log "a module older than 1.3.0"
+for events in /sys/kernel/tracing/events/dm_user /sys/kernel/debug/tracing/events/dm_user; do
+	[[ -d $events ]] && break
+done
+fmt=$events/dm_user_complete/format
+grep -q 'field:u64 total_ns;' "$fmt" || die "dm_user_complete has no total_ns: $(cat "$fmt")"
+grep -v 'field:u64 [a-z]*_ns;' "$fmt" >"$tmp/format-1.2"
+for tool in dmuser-lat dmuser-top; do
+	rc=0
+	# shellcheck disable=SC2016 # $1, $2, $3 are sh -c's
+	out=$(unshare -m sh -c 'mount --bind "$1" "$2" && exec "$3" 1 1' sh "$tmp/format-1.2" "$fmt" \
+		"$BPF_DIR/$tool" 2>&1) || rc=$?
+	assert_eq "$rc" 1 "$tool exit status with a 1.2 format"
+	assert_eq "$out" "$tool: dm-user module too old: dm_user_complete has no total_ns (need target version >= 1.3.0)" \
+		"$tool message with a 1.2 format"
+done
+
 refcnt() { cat /sys/module/dm_user/refcnt; }
 base=$(refcnt)
 # programs of ours still loaded (names start with dmu_)
 our_progs() { bpftool prog show 2>/dev/null | grep -c ' name dmu_' || true; }
+# the events our loaded programs are on, sorted: dmu_complete_btf -> complete
+# (the kernel keeps 15 characters of a name: dmu_complete_bt)
+our_events() {
+	bpftool -j prog show | jq -r '.[].name // empty | select(startswith("dmu_"))' |
+		sed 's/^dmu_//; s/_[a-z]*$//' | sort | paste -sd' '
+}
 assert_eq "$(our_progs)" 0 "BPF programs loaded before the test"
 
 log "load (verifier) and attach in every mode"
@@ -72,12 +101,18 @@ for mode in tp_btf raw_tp tracepoint; do
 	export DMUSER_ATTACH=$mode
 	bpf_tool_start "$tmp/lat" dmuser-lat
 	(($(refcnt) > base)) || die "$mode: dmuser-lat attached but the module refcnt is $(refcnt)"
+	assert_eq "$(our_events)" "complete" "$mode: events of dmuser-lat's programs"
 	assert_fails rmmod dm_user
 	bpf_tool_stop "$BPF_TOOL_PID" INT
 	assert_eq "$(refcnt)" "$base" "$mode: refcnt after dmuser-lat got SIGINT"
 
+	bpf_tool_start "$tmp/lat" dmuser-lat -Q
+	assert_eq "$(our_events)" "complete map" "$mode: events of dmuser-lat -Q's programs"
+	bpf_tool_stop "$BPF_TOOL_PID" INT
+
 	bpf_tool_start "$tmp/top" dmuser-top -b
 	(($(refcnt) > base)) || die "$mode: dmuser-top attached but the module refcnt is $(refcnt)"
+	assert_eq "$(our_events)" "complete map" "$mode: events of dmuser-top's programs"
 	bpf_tool_stop "$BPF_TOOL_PID" TERM
 	assert_eq "$(refcnt)" "$base" "$mode: refcnt after dmuser-top got SIGTERM"
 

@@ -3,8 +3,11 @@
 # dmuser-lat against a daemon that sleeps 4 ms before answering each request
 # (dmuserd --inject-delay-us 4000), under fio randrw 4k at iodepth 1.
 #
-# The sleep lies between dm_user_read and dm_user_write, so every daemon-stage
-# sample is at least 4000 us.  The log2 buckets are [2^i, 2^(i+1)):
+# The sleep lies between the daemon's read of a request and its reply, which is
+# what the module measures as daemon_ns (dm_user_read -> dm_user_write) and
+# hands over in dm_user_complete, where dmuser-lat records it: every request is
+# answered once, so there is one daemon-stage sample per request, and each is at
+# least 4000 us.  The log2 buckets are [2^i, 2^(i+1)):
 #   in msecs (-m): 4.0 .. 7.99 ms is bucket "4 -> 7" (slot 2).  The mode must be
 #     exactly that slot: the overhead of the sleep, pread/pwrite and the two
 #     syscalls would have to reach 4 ms for most requests to leave it.

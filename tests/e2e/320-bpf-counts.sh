@@ -5,6 +5,10 @@
 # fio writes and reads a known number of 4k direct I/Os (4 MiB randrw = 1024) on
 # device A while another fio keeps device B busy.  With -d A only A is counted;
 # with -D each device gets its own histograms; with -o write only writes are.
+# Every stage is recorded once per request, at dm_user_complete, from the
+# durations the module measured: queue and daemon once for each request a
+# daemon answered (here all of them), total once for each request mapped after
+# the tools attached (fio starts after they have).
 # A count that differs fails only if it differs again on a second try: on a 6.1
 # TCG guest about one tool run in 50 loses one event (cause not found yet; see
 # bpf/README.md, Limits); a systematic error fails both tries.

@@ -5,7 +5,8 @@
 # than fio can submit, so at iodepth 32 the queue fills: the largest non-empty
 # log2 bucket of "queued" is 16 -> 31 or above (slot >= 4).  At iodepth 1 each
 # request is mapped after the previous one completed: queued is 1 and in_flight
-# 0, both in the first bucket "0 -> 1" (slot 0).  Every request is sampled once.
+# 0, both in the first bucket "0 -> 1" (slot 0).  Every request is sampled once
+# (-Q is what attaches dmuser-lat to dm_user_map).
 # --no-batch: a batching daemon would take the whole queue in one read(), moving
 # the depth from "queued" to "in_flight".
 . "$(dirname "$0")/lib.sh"

@@ -6,6 +6,8 @@
 #     takes 1 ms per request (so dmu-slow.bt 1 has requests to show);
 #   - dmu-errors.bt gets a device nobody serves, with timeout_ms 200: its reads
 #     time out.
+# dmu-total-by-op.bt reads the latency the module measured (dm_user_complete's
+# total_ns): besides its shape, every sample must be at least the daemon's 1 ms.
 # Starting bpftrace (LLVM) is most of the cost in an emulated guest, so the
 # programs that share a load run in groups of $group at once: each runs
 # "bpftrace -c WAIT", and bpftrace starts WAIT only once its probes are
@@ -58,6 +60,7 @@ lhist_row='^\[[0-9]+, [0-9]+\) +[0-9]+ \|@*'
 declare -A expect=(
 	[dmu-ops.bt]="load||^@requests\[$dev_re, read\]: $num\$;^@requests\[$dev_re, write\]: $num\$"
 	[dmu-latency-by-op.bt]="load||^@usecs\[read\]: ?\$;^@usecs\[write\]: ?\$;$hist_row"
+	[dmu-total-by-op.bt]="load||^@usecs\[read\]: ?\$;^@usecs\[write\]: ?\$;$hist_row"
 	[dmu-daemon-threads.bt]="load||^@usecs\[[^,]+, $num\]: ?\$;^@requests\[[^,]+, $num\]: $num\$;$hist_row"
 	[dmu-qdepth.bt]="load||^@queued: ?\$;^@in_flight: ?\$;$lhist_row"
 	[dmu-slow.bt]="load|1|^TIME +DEV +SEQ +OP;^[0-9:]{8} +$num:$num +$num +[01] +$num +4096 +$num +$num +$num +0 +0\$"
@@ -134,6 +137,14 @@ $(head -40 "$out")"
 	n=$((n + 1))
 done
 ((n >= 8)) || die "only $n one-liners in bpf/oneliners"
+
+# total_ns holds the daemon's 1 ms (--inject-delay-us 1000): no request of the
+# load took under 512 us, so no histogram row starts below [512, 1K).  (1000 us
+# itself is in [512, 1K): the rows from [1K, 2K) up are not guaranteed.)
+out=$tmp/dmu-total-by-op.bt.out
+awk -F'[][, )]+' '/^\[/ && $2 !~ /[KMG]/ && $2 + 0 < 512 { bad = 1 } END { exit bad }' "$out" ||
+	die "dmu-total-by-op.bt: a total_ns under 512 us with a 1 ms daemon:
+$(cat "$out")"
 
 dmsetup remove --noudevsync "$noserve"
 dmu_daemon_stop

@@ -5,7 +5,8 @@
 # timeout and a negative errno).  Three such reads show up as:
 #   - dmuser-lat --json: .ops read: ios 3, errors 3, timeouts 3; three total-stage
 #     samples of at least 200 ms (slot 17 = 131072 -> 262143 us or above) and no
-#     queue or daemon samples (no daemon ever took them);
+#     queue or daemon samples: no daemon ever took them, so the module hands
+#     over queue_ns and daemon_ns 0, which are not recorded;
 #   - dmuser-lat text: "op = read: 3 errors, 3 timeouts";
 #   - dmuser-top --json: errors_total 3, timeouts_total 3.
 . "$(dirname "$0")/lib.sh"

@@ -1,14 +1,18 @@
 #!/bin/bash
 # timeout: 300
 # bpf/dmuser-exporter, against real devices and fio:
-#   - without the module it says so and exits 1; bad --listen is exit 2;
+#   - without the module it says so and exits 1; bad --listen is exit 2; with a
+#     module older than 1.3.0 (its dm_user_complete format without the stage
+#     latencies, bind-mounted in a private mount namespace) it says so, exit 1;
 #   - it serves Prometheus text that `promtool check metrics` passes with no
 #     problem and whose histograms are cumulative with +Inf == _count
 #     (tests/unit/prom-check.py), and JSON with the same numbers;
 #   - after fio jobs with known numbers of 4k writes and reads on device A, the
 #     per-op request and byte counters grew by exactly fio's totals, and each
-#     stage histogram's _count by the same number; device B's load is counted
-#     under B only, and an exporter started with -d A shows no B at all;
+#     stage histogram's _count by the same number (each stage is recorded once
+#     per request, at completion, from what the module measured: queue and
+#     daemon for every request a daemon answered, here all); device B's load
+#     is counted under B only, and an exporter started with -d A shows no B;
 #   - queue depth and in-flight histograms have samples;
 #   - GET / is the live page, unknown paths 404, other methods 405;
 #   - it pins the module while it runs and leaves nothing attached after
@@ -33,6 +37,20 @@ rc=0
 assert_eq "$rc" 2 "exit status of a bad --listen"
 
 dmu_load
+for events in /sys/kernel/tracing/events/dm_user /sys/kernel/debug/tracing/events/dm_user; do
+	[[ -d $events ]] && break
+done
+fmt=$events/dm_user_complete/format
+grep -v 'field:u64 [a-z]*_ns;' "$fmt" >"$tmp/format-1.2"
+rc=0
+# (timeout: should it not refuse, it would serve until killed)
+# shellcheck disable=SC2016 # $1, $2, $3 are sh -c's
+out=$(unshare -m sh -c 'mount --bind "$1" "$2" && exec timeout 30 "$3" --listen 0' sh "$tmp/format-1.2" "$fmt" \
+	"$OBS_EXPORTER" 2>&1) || rc=$?
+assert_eq "$rc" 1 "exit status with a 1.2 format"
+assert_eq "$out" "dmuser-exporter: dm-user module too old: dm_user_complete has no total_ns (need target version >= 1.3.0)" \
+	"message with a 1.2 format"
+
 obs_daemon "$b" "$tmp/disk-b" 64M
 dev_b=$OBS_DEV
 daemon_b=$DMU_DAEMON_PID

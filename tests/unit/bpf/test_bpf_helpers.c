@@ -158,8 +158,12 @@ static void test_print(void)
 	free(buf);
 }
 
-/* Writes the format files of a 6.x kernel for our events, optionally shifted. */
-static void write_formats(const char *dir, int shift_in_flight)
+/*
+ * Writes the format files of a 6.x kernel for our events, optionally shifted;
+ * old: dm_user_complete as before target version 1.3.0, without the stage
+ * latencies.
+ */
+static void write_formats(const char *dir, int shift_in_flight, bool old)
 {
 	static const char *const fmt[] = {
 		"dm_user_map",
@@ -192,6 +196,10 @@ static void write_formats(const char *dir, int shift_in_flight)
 		"\tfield:int error;\toffset:32;\tsize:4;\tsigned:1;\n"
 		"\tfield:u32 how;\toffset:36;\tsize:4;\tsigned:0;\n",
 	};
+	static const char v13[] =
+		"\tfield:u64 queue_ns;\toffset:40;\tsize:8;\tsigned:0;\n"
+		"\tfield:u64 daemon_ns;\toffset:48;\tsize:8;\tsigned:0;\n"
+		"\tfield:u64 total_ns;\toffset:56;\tsize:8;\tsigned:0;\n";
 	char path[512];
 	int i;
 
@@ -204,6 +212,8 @@ static void write_formats(const char *dir, int shift_in_flight)
 		f = fopen(path, "w");
 		fprintf(f, "name: %s\nID: 1234\nformat:\n", fmt[i]);
 		fprintf(f, fmt[i + 1], 56 + shift_in_flight);
+		if (!strcmp(fmt[i], "dm_user_complete") && !old)
+			fputs(v13, f);
 		fprintf(f, "\nprint fmt: \"dev %%d:%%d\"\n");
 		fclose(f);
 	}
@@ -213,20 +223,30 @@ static void test_formats(void)
 {
 	char dir[] = "/tmp/dmu-bpf-test.XXXXXX";
 	char why[512] = "";
+	const char *missing;
 	char cmd[600];
 
 	if (!mkdtemp(dir)) {
 		CHECK(0, "mkdtemp: %s", strerror(errno));
 		return;
 	}
-	write_formats(dir, 0);
+	write_formats(dir, 0, false);
 	CHECK(dmu_probe_tracepoint(dir, why, sizeof(why)), "layout accepted: %s", why);
-	write_formats(dir, 4);
+	missing = NULL;
+	CHECK(dmu_probe_complete_fields(dir, &missing) == 1 && !missing, "1.3.0 fields found");
+	write_formats(dir, 4, false);
 	CHECK(!dmu_probe_tracepoint(dir, why, sizeof(why)) && strstr(why, "in_flight at offset 60"),
 	      "shifted layout rejected: %s", why);
+	/* a module older than 1.3.0 */
+	write_formats(dir, 0, true);
+	CHECK(!dmu_probe_tracepoint(dir, why, sizeof(why)) && strstr(why, "no field queue_ns"),
+	      "old layout rejected: %s", why);
+	CHECK(dmu_probe_complete_fields(dir, &missing) == 0 && missing && !strcmp(missing, "total_ns"),
+	      "old module: missing %s", missing ? missing : "(none)");
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	CHECK(system(cmd) == 0, "cleanup");
 	CHECK(!dmu_probe_tracepoint("/nonexistent", why, sizeof(why)), "missing dir");
+	CHECK(dmu_probe_complete_fields("/nonexistent", &missing) == -ENOENT, "no format file");
 }
 
 static void test_names(void)

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Host unit tests of bpf/exporter_render.c: the Prometheus and JSON
- * renderings of a made-up scrape of the dmuser_lat maps.  Writes the
+ * Host unit tests of bpf/exporter_render.c: a made-up scrape of the
+ * dmuser_lat maps split into entries, and their Prometheus and JSON
+ * renderings.  Writes the
  * Prometheus text to $1 for `promtool check metrics` and prom-check.py.
  */
 #include <math.h>
@@ -26,49 +27,63 @@ static void fake_name(__u32 dev, char *buf, size_t len)
 		snprintf(buf, len, "we\"ird\\name");	/* label escaping */
 }
 
-static struct dmu_exp_hist lat[8], qd[8];
-static struct dmu_exp_stat st[4];
+#define NRECS 4
+static struct dmu_exp_rec recs[NRECS];
+static struct dmu_exp_hist lat[NRECS * DMU_NR_STAGES], qd[NRECS * DMU_NR_QD];
+static struct dmu_exp_stat st[NRECS];
 static struct dmu_exp_dev devs[4];
 
+/* A scrape of dev_recs: one record per (dev, op), split as the exporter does. */
 static void make(struct dmu_exp_snapshot *s)
 {
+	struct dmu_lat_rec *r;
+
+	memset(recs, 0, sizeof(recs));
 	memset(lat, 0, sizeof(lat));
 	memset(qd, 0, sizeof(qd));
 	memset(st, 0, sizeof(st));
 	/* given in no particular order: prepare() sorts */
-	st[0] = (struct dmu_exp_stat){ { DEV_B, DM_USER_REQ_MAP_READ }, { .ios = 7, .bytes = 7 * 4096 } };
-	st[1] = (struct dmu_exp_stat){ { DEV_A, DM_USER_REQ_MAP_WRITE }, { .ios = 10, .bytes = 10 * 8192, .errors = 2 } };
-	st[2] = (struct dmu_exp_stat){ { DEV_A, DM_USER_REQ_MAP_READ }, { .ios = 5, .bytes = 5 * 4096, .errors = 3 } };
-	st[2].st.ends[DMU_END_TIMEOUT] = 3;
-	/* DEV_A read total: 2 at 0-1 us, 3 at [64, 128) us; slot 39 is overflow */
-	lat[0].key = (struct dmu_hist_key){ DEV_A, DM_USER_REQ_MAP_READ, DMU_STAGE_TOTAL, 0 };
-	lat[0].hist.slots[0] = 2;
-	lat[0].hist.slots[6] = 3;
-	lat[0].hist.sum = 2 + 3 * 100;
-	lat[1].key = (struct dmu_hist_key){ DEV_A, DM_USER_REQ_MAP_READ, DMU_STAGE_QUEUE, 0 };
-	lat[1].hist.slots[3] = 5;
-	lat[1].hist.sum = 5 * 9;
-	lat[2].key = (struct dmu_hist_key){ DEV_A, DM_USER_REQ_MAP_WRITE, DMU_STAGE_DAEMON, 0 };
-	lat[2].hist.slots[10] = 9;
-	lat[2].hist.slots[DMU_MAX_SLOTS - 1] = 1;
-	lat[2].hist.sum = 9 * 1500 + 1234567890123ULL;
-	lat[3].key = (struct dmu_hist_key){ DEV_B, DM_USER_REQ_MAP_READ, DMU_STAGE_TOTAL, 0 };
-	lat[3].hist.slots[2] = 7;
-	lat[3].hist.sum = 7 * 5;
+	recs[0].key = (struct dmu_op_key){ DEV_B, DM_USER_REQ_MAP_READ };
+	r = &recs[0].rec;
+	r->st = (struct dmu_op_stats){ .ios = 7, .bytes = 7 * 4096 };
+	r->lat[DMU_STAGE_TOTAL].slots[2] = 7;
+	r->lat[DMU_STAGE_TOTAL].sum = 7 * 5;
+
+	recs[1].key = (struct dmu_op_key){ DEV_A, DM_USER_REQ_MAP_WRITE };
+	r = &recs[1].rec;
+	r->st = (struct dmu_op_stats){ .ios = 10, .bytes = 10 * 8192, .errors = 2 };
+	/* slot 39 is overflow */
+	r->lat[DMU_STAGE_DAEMON].slots[10] = 9;
+	r->lat[DMU_STAGE_DAEMON].slots[DMU_MAX_SLOTS - 1] = 1;
+	r->lat[DMU_STAGE_DAEMON].sum = 9 * 1500 + 1234567890123ULL;
 	/* queue depth of DEV_A: read and write histograms are summed */
-	qd[0].key = (struct dmu_hist_key){ DEV_A, DM_USER_REQ_MAP_WRITE, DMU_QD_QUEUED, 0 };
-	qd[0].hist.slots[2] = 10;	/* 4..7 */
-	qd[0].hist.sum = 50;
-	qd[1].key = (struct dmu_hist_key){ DEV_A, DM_USER_REQ_MAP_READ, DMU_QD_QUEUED, 0 };
-	qd[1].hist.slots[0] = 5;	/* 0..1 */
-	qd[1].hist.sum = 5;
-	qd[2].key = (struct dmu_hist_key){ DEV_A, DM_USER_REQ_MAP_READ, DMU_QD_IN_FLIGHT, 0 };
-	qd[2].hist.slots[1] = 5;
-	qd[2].hist.sum = 12;
+	r->qd[DMU_QD_QUEUED].slots[2] = 10;	/* 4..7 */
+	r->qd[DMU_QD_QUEUED].sum = 50;
+
+	/* a record that has nothing yet (only a rejected op would leave none of
+	 * these, but a scrape may catch a record just created): no entries */
+	recs[2].key = (struct dmu_op_key){ DEV_B, DM_USER_REQ_MAP_FLUSH };
+
+	recs[3].key = (struct dmu_op_key){ DEV_A, DM_USER_REQ_MAP_READ };
+	r = &recs[3].rec;
+	r->st = (struct dmu_op_stats){ .ios = 5, .bytes = 5 * 4096, .errors = 3 };
+	r->st.ends[DMU_END_TIMEOUT] = 3;
+	/* DEV_A read total: 2 at 0-1 us, 3 at [64, 128) us */
+	r->lat[DMU_STAGE_TOTAL].slots[0] = 2;
+	r->lat[DMU_STAGE_TOTAL].slots[6] = 3;
+	r->lat[DMU_STAGE_TOTAL].sum = 2 + 3 * 100;
+	r->lat[DMU_STAGE_QUEUE].slots[3] = 5;
+	r->lat[DMU_STAGE_QUEUE].sum = 5 * 9;
+	r->qd[DMU_QD_QUEUED].slots[0] = 5;	/* 0..1 */
+	r->qd[DMU_QD_QUEUED].sum = 5;
+	r->qd[DMU_QD_IN_FLIGHT].slots[1] = 5;
+	r->qd[DMU_QD_IN_FLIGHT].sum = 12;
+
 	*s = (struct dmu_exp_snapshot){
 		.version = "0.1", .attach = "tp_btf", .uptime_seconds = 12.5,
-		.lat = lat, .nlat = 4, .qd = qd, .nqd = 3, .st = st, .nst = 3,
+		.lat = lat, .qd = qd, .st = st,
 	};
+	dmu_exp_split(s, recs, NRECS);
 	dmu_exp_prepare(s, devs, 4, fake_name);
 }
 
@@ -93,6 +108,11 @@ static void test_prepare(void)
 	struct dmu_exp_snapshot s;
 
 	make(&s);
+	/* only what has samples: 4 stage histograms, 3 depth ones, 3 ops */
+	CHECK(s.nlat == 4 && s.nqd == 3 && s.nst == 3, "split %d %d %d", s.nlat, s.nqd, s.nst);
+	CHECK(s.lat[2].key.dev == DEV_A && s.lat[2].key.op == DM_USER_REQ_MAP_WRITE &&
+	      s.lat[2].key.kind == DMU_STAGE_DAEMON && s.lat[2].hist.slots[10] == 9,
+	      "split key and histogram");
 	CHECK(s.ndevs == 2 && s.devs[0].dev == DEV_A && s.devs[1].dev == DEV_B,
 	      "devs %d", s.ndevs);
 	CHECK(!strcmp(s.devs[0].name, "dmu-a"), "name %s", s.devs[0].name);
