@@ -40,14 +40,16 @@
  *
  * The data path takes no lock that all channels share.  map() puts a BIO on
  * one channel's queue (round robin) under that channel's lock; a read()
- * takes from its own queue and, when that is empty, from the other channels'
- * (so a busy or stuck reader does not hold requests back while another
- * waits); a write() finds the request under its channel's lock.  Counters
- * are atomics.  A read() sleeps on its own channel's wait queue, and map()
- * wakes one sleeping reader: the chosen channel's, or another that will
- * take the request over.  target->lock guards the backlog, the channel set
- * and the target's state (orphaned, recovering, suspending, dead): what
- * changes when a daemon comes or goes, not per request.
+ * takes from its own queue and, when that is empty (or it reads batches),
+ * from the other channels' (so a busy or stuck reader does not hold
+ * requests back while another waits); a write() finds the request under its
+ * channel's lock.  Counters are atomics.  A read() sleeps on its own
+ * channel's wait queue, and map() wakes one sleeping reader, the chosen
+ * channel's or another that will take the request over, unless a reader it
+ * woke is still coming (see dmu_reader_wake()).  target->lock guards the
+ * backlog, the channel set and the target's state (orphaned, recovering,
+ * suspending, dead): what changes when a daemon comes or goes, not per
+ * request.
  *
  * Lock order (outer to inner)
  *
