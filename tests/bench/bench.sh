@@ -3,8 +3,10 @@
 # `make bench`: boot ONE guest on the newest installed kernel (or --kernel KVER),
 # run the same fio jobs on one tmpfs-backed file through every path (the file,
 # loop, nbd + nbdkit, dm-user at 1 and N daemon threads, dm-user with the BPF
-# collectors attached), then write build/bench/results.{json,md,png} on the host
-# and print the Markdown table.
+# collectors attached), then, on one dm-user device, BENCH_BPF_PAIRS pairs of
+# randread-4k-qd32 runs without and with the BPF collectors (their paired cost);
+# then write build/bench/results.{json,md,png} on the host and print the Markdown
+# table.
 #
 #   tests/bench/bench.sh [--kernel KVER] [--out DIR] [--timeout SECONDS]
 #   tests/bench/bench.sh --profile [--kernel KVER] [--out DIR] [--timeout SECONDS]
@@ -18,6 +20,7 @@
 #   BENCH_REPEAT   repetitions, >= 1 (3)           BENCH_THREADS  N of dmuser-N (4)
 #   BENCH_PATHS    paths to run (all)              BENCH_JOBS     jobs to run (all)
 #   BENCH_SIZE     backing file size (1G)          BENCH_MEM      guest MiB (3072)
+#   BENCH_BPF_PAIRS  pairs of runs without/with the BPF collectors, 0 for none (6)
 #
 # Exit status: 0 when every path ran every job (a missed goal is reported, not an
 # error); 1 when a path or a job failed to run, or the guest failed; 2 on bad usage.
@@ -62,13 +65,14 @@ fi
 
 runtime=${BENCH_RUNTIME:-2} ramp=${BENCH_RAMP:-1} repeat=${BENCH_REPEAT:-3}
 threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-1G} mem=${BENCH_MEM:-3072}
-paths=${BENCH_PATHS:-$all_paths} jobs=${BENCH_JOBS:-$all_jobs}
+paths=${BENCH_PATHS:-$all_paths} jobs=${BENCH_JOBS:-$all_jobs} pairs=${BENCH_BPF_PAIRS:-6}
 
 usage_die() { vm_log "error: $*"; exit 2; }
 for v in runtime repeat threads mem; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || usage_die "BENCH_${v^^} must be a positive integer, got '${!v}'"
 done
 [[ $ramp =~ ^[0-9]+$ ]] || usage_die "BENCH_RAMP must be a non-negative integer, got '$ramp'"
+[[ $pairs =~ ^(0|[1-9][0-9]*)$ ]] || usage_die "BENCH_BPF_PAIRS must be a non-negative integer, got '$pairs'"
 [[ $size =~ ^[1-9][0-9]*[KMG]?$ ]] || usage_die "BENCH_SIZE must be a number with an optional K, M or G, got '$size'"
 # Each name must be known; order is kept as given.
 check_names() {
@@ -86,22 +90,31 @@ check_names jobs "$all_jobs" $jobs
 read -r -a path_list <<<"$paths"
 read -r -a job_list <<<"$jobs"
 
-# Boot and module load take ~30 s; each path set-up and teardown up to ~20 s.
+# The guest runs the pairs only with both dmuser-N paths and their job.
+pair_runs=0
+if [[ " $paths " == *" dmuser-N "* && " $paths " == *" dmuser-N-bpf "* &&
+	" $jobs " == *" randread-4k-qd32 "* ]]; then
+	pair_runs=$((2 * pairs))
+fi
+
+# Boot and module load take ~30 s; each path set-up and teardown up to ~20 s, as
+# does each start of the collectors (every other pair run).
 runs=$((repeat * ${#path_list[@]}))
 if [[ -z $timeout ]]; then
 	timeout=$((120 + runs * (${#job_list[@]} * (runtime + ramp + 2) + 20)))
+	((pair_runs == 0)) || timeout=$((timeout + 20 + pair_runs * (runtime + ramp + 2 + 10)))
 fi
 
 guest=$out/guest
 rm -rf "$guest"
 mkdir -p "$guest"
-vm_log "$kver: ${#path_list[@]} paths x ${#job_list[@]} jobs x $repeat repetitions, ${runtime}+${ramp} s per job (guest timeout ${timeout} s)"
+vm_log "$kver: ${#path_list[@]} paths x ${#job_list[@]} jobs x $repeat repetitions, then $((pair_runs / 2)) BPF pairs, ${runtime}+${ramp} s per job (guest timeout ${timeout} s)"
 rc=0
 "$DMU_ROOT/tests/vm/run.sh" -v --kernel "$kver" --smp 2 --mem "$mem" --timeout "$timeout" \
 	--out "$guest" \
 	--env "BENCH_RUNTIME=$runtime" --env "BENCH_RAMP=$ramp" --env "BENCH_REPEAT=$repeat" \
 	--env "BENCH_THREADS=$threads" --env "BENCH_SIZE=$size" \
-	--env "BENCH_PATHS=$paths" --env "BENCH_JOBS=$jobs" \
+	--env "BENCH_PATHS=$paths" --env "BENCH_JOBS=$jobs" --env "BENCH_BPF_PAIRS=$pairs" \
 	-- tests/bench/guest-bench.sh || rc=$?
 
 [[ -s $guest/manifest.tsv ]] || vm_die "the guest wrote no manifest (exit $rc; console: $guest/console.log)"

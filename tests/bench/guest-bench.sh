@@ -6,21 +6,34 @@
 # rep 2, ...), and each repetition starts one path further along the list, so slow
 # drift of the shared host and position effects fall on every path alike.
 #
+# Then the paired measurement of the BPF collectors' cost (when BENCH_BPF_PAIRS > 0,
+# dmuser-N and dmuser-N-bpf are both in BENCH_PATHS and randread-4k-qd32 is in
+# BENCH_JOBS): dmuser-N is set up once, and on that one device randread-4k-qd32
+# runs BENCH_BPF_PAIRS pairs of times, without ("off") and with ("on") dmuser-lat
+# and dmuser-top attached, in ABBA order (pair 1 off then on, pair 2 on then off,
+# ...), so drift within the pairs cancels.
+#
 # Writes to $DMU_OUT: manifest.tsv (tab-separated, read by tests/bench/report.py):
 #   meta <key> <value>              the run's parameters and environment
 #   note <path> <key> <value>       what a path really used (O_DIRECT, loop dio, ...)
 #   run <rep> <path> ok|failed <fio json file> <message>
-# plus fio/<rep>-<path>.json (fio's output) and logs/<rep>-<path>.log.
+#   pair <p> off|on ok|failed <fio json file> <message>
+#                                   one run of pair p, in the order run
+#   pairs ok|failed <message>       the pairs' shared dmuser-N device: whether its
+#                                   set-up and teardown succeeded (after the pairs)
+# plus fio/<rep>-<path>.json (fio's output) and logs/<rep>-<path>.log, and for the
+# pairs fio/pair-<p>-<off|on>.json, logs/pair-<p>-<off|on>.log and logs/pairs.log
+# (the shared device's set-up and teardown).
 #
 # Environment (set by bench.sh): BENCH_RUNTIME, BENCH_RAMP (seconds), BENCH_REPEAT,
 # BENCH_PATHS, BENCH_JOBS (space-separated), BENCH_THREADS (N of dmuser-N),
-# BENCH_SIZE (file size, fallocate syntax).
+# BENCH_SIZE (file size, fallocate syntax), BENCH_BPF_PAIRS (pairs, 0 for none).
 # Exits 0 when every run succeeded, 1 otherwise (the manifest says which failed).
 # shellcheck source=tests/e2e/lib.sh disable=SC2317 # setup_* and teardown are called indirectly
 . "$(dirname "$0")/../e2e/lib.sh"
 
 runtime=${BENCH_RUNTIME:?} ramp=${BENCH_RAMP:?} repeat=${BENCH_REPEAT:?}
-threads=${BENCH_THREADS:?} size=${BENCH_SIZE:?}
+threads=${BENCH_THREADS:?} size=${BENCH_SIZE:?} pairs=${BENCH_BPF_PAIRS:?}
 read -r -a paths <<<"${BENCH_PATHS:?}"
 read -r -a jobs <<<"${BENCH_JOBS:?}"
 jobfile=$DMU_ROOT/tests/bench/jobs.fio
@@ -54,6 +67,25 @@ meta threads "$threads"
 meta paths "${paths[*]}"
 meta jobs "${jobs[*]}"
 meta order "interleaved: repetition r runs every path, starting at path index (r-1) mod ${#paths[@]}"
+
+# The paired measurement of the collectors' cost: its job, and why it may not run.
+pair_job=randread-4k-qd32
+pairs_skipped=""
+if ((pairs == 0)); then
+	pairs_skipped="BENCH_BPF_PAIRS=0"
+elif [[ " ${paths[*]} " != *" dmuser-N "* || " ${paths[*]} " != *" dmuser-N-bpf "* ]]; then
+	pairs_skipped="BENCH_PATHS lacks dmuser-N or dmuser-N-bpf"
+elif [[ " ${jobs[*]} " != *" $pair_job "* ]]; then
+	pairs_skipped="BENCH_JOBS lacks $pair_job"
+fi
+if [[ -n $pairs_skipped ]]; then
+	pairs=0
+	meta bpf_pairs 0
+	meta bpf_pairs_skipped "no paired runs: $pairs_skipped"
+else
+	meta bpf_pairs "$pairs"
+	meta bpf_pairs_order "$pair_job on one dmuser-N device, without (off) and with (on) both collectors; ABBA: odd pairs off then on, even pairs on then off"
+fi
 
 dmu_load
 modprobe loop || die "modprobe loop failed"
@@ -134,8 +166,16 @@ setup_dmuser-N() {
 
 # dmuser-N with both BPF collectors attached for the whole fio run.
 setup_dmuser-N-bpf() {
-	local logs=$out/logs/$rep-dmuser-N-bpf
 	setup_dmuser_threads "$threads"
+	start_collectors "$out/logs/$rep-dmuser-N-bpf"
+	note dmuser-N-bpf threads "$threads"
+	note dmuser-N-bpf collectors "dmuser-lat -S all -d $name; dmuser-top -b -d $name -i 1"
+}
+# Both BPF collectors on the device $name, their output in $1.lat.txt and
+# $1.top.txt; returns once both have attached. Their stops (which fail unless
+# they exit 0) go on undo.
+start_collectors() {
+	local logs=$1
 	dmu_bg "$DMU_ROOT/bpf/dmuser-lat" -S all -d "$name" >"$logs.lat.txt" 2>&1
 	undo+=("collector_stop $DMU_BG_PID dmuser-lat")
 	dmu_bg "$DMU_ROOT/bpf/dmuser-top" -b -d "$name" -i 1 >"$logs.top.txt" 2>&1
@@ -144,8 +184,6 @@ setup_dmuser-N-bpf() {
 		{ echo "dmuser-lat did not attach: $(cat "$logs.lat.txt")"; return 1; }
 	wait_until 60 grep -q 'Tracing dm-user devices' "$logs.top.txt" ||
 		{ echo "dmuser-top did not attach: $(cat "$logs.top.txt")"; return 1; }
-	note dmuser-N-bpf threads "$threads"
-	note dmuser-N-bpf collectors "dmuser-lat -S all -d $name; dmuser-top -b -d $name -i 1"
 }
 collector_stop() {
 	local rc=0
@@ -164,39 +202,115 @@ note_batching() {
 		 else "no reads" end' <<<"$m")"
 }
 
-# ---- one repetition of one path ----------------------------------------------
+# ---- running and recording -----------------------------------------------------
 
-# In a background subshell: errexit applies, and the EXIT trap tears down.
-run_one() {
-	local json=$out/fio/$rep-$path.json section=()
-	trap 'rc=$?; teardown || rc=1; exit $rc' EXIT
-	"setup_$path"
-	for j in "${jobs[@]}"; do section+=("--section=$j"); done
+# fio on $target, only the jobs $2..., its JSON output to $1.
+run_fio() {
+	local json=$1 section=() j
+	shift
+	for j in "$@"; do section+=("--section=$j"); done
 	BENCH_TARGET=$target BENCH_DIRECT=$direct BENCH_RUNTIME=$runtime BENCH_RAMP=$ramp \
 		fio --output-format=json --output="$json" "${section[@]}" "$jobfile"
+}
+
+# The last non-empty line of log $1 that is not a "from f() at" line of lib.sh's
+# error trace, tabs turned to spaces (a manifest message).
+last_line() {
+	{ grep -Ev '^[[:space:]]*$|^    from [^ ]+\(\) at ' "$1" || true; } | tail -n 1 | tr '\t' ' '
+}
+
+# run_logged "KIND A B" BASE CMD...: runs CMD in a background subshell (errexit
+# applies there, and CMD's EXIT trap tears down) with its output in logs/BASE.log,
+# then appends "KIND<TAB>A<TAB>B<TAB>ok|failed<TAB>fio/BASE.json<TAB>message" to
+# the manifest. On failure it prints the log to the console (fd 3) and sets failed=1.
+# (Its locals are seen by CMD: none may shadow a global such as $name.)
+run_logged() {
+	local rl_fields=${1// /$'\t'} rl_label=$1 rl_base=$2 rl_rc=0
+	local rl_log=$out/logs/$rl_base.log
+	shift 2
+	"$@" >"$rl_log" 2>&1 &
+	wait $! || rl_rc=$?
+	if ((rl_rc == 0)); then
+		printf '%s\tok\tfio/%s.json\t\n' "$rl_fields" "$rl_base" >>"$manifest"
+	else
+		failed=1
+		log "$rl_label FAILED (exit $rl_rc):" >&3
+		sed 's/^/    /' "$rl_log" >&3
+		printf '%s\tfailed\tfio/%s.json\t%s\n' "$rl_fields" "$rl_base" \
+			"exit $rl_rc: $(last_line "$rl_log")" >>"$manifest"
+	fi
+}
+
+# ---- one repetition of one path ----------------------------------------------
+
+# In a background subshell (run_logged): errexit applies, and the EXIT trap tears down.
+run_one() {
+	trap 'rc=$?; teardown || rc=1; exit $rc' EXIT
+	"setup_$path"
+	run_fio "$out/fio/$rep-$path.json" "${jobs[@]}"
 	[[ -z $metrics_url ]] || note_batching
 }
 
+# ---- the paired measurement of the collectors' cost -----------------------------
+
+# In a background subshell: dmuser-N once, then the pairs on that one device, each
+# run in its own subshell (run_logged). Exits non-zero only when the shared
+# device's set-up or teardown failed; a failed run is on its own pair line.
+run_pairs() {
+	local p mode order
+	trap 'rc=$?; teardown || rc=1; exit $rc' EXIT
+	setup_dmuser_threads "$threads"
+	for ((p = 1; p <= pairs; p++)); do
+		order=(off on)
+		((p % 2)) || order=(on off)
+		for mode in "${order[@]}"; do
+			log "BPF pair $p/$pairs: collectors $mode" >&3
+			run_logged "pair $p $mode" "pair-$p-$mode" run_pair "$p" "$mode"
+		done
+	done
+}
+
+# One run of pair $1 on the shared device: fio's $pair_job alone, with both
+# collectors attached when $2 is "on" (started as for dmuser-N-bpf); they stop,
+# and must exit 0, when the run ends.
+run_pair() {
+	undo=() # the shared device is run_pairs's to tear down
+	trap 'rc=$?; teardown || rc=1; exit $rc' EXIT
+	if [[ $2 == on ]]; then start_collectors "$out/logs/pair-$1-on"; fi
+	run_fio "$out/fio/pair-$1-$2.json" "$pair_job"
+}
+
+# ---- main ------------------------------------------------------------------------
+
+exec 3>&1 # the console, for progress from inside logged subshells
 failed=0
 for ((rep = 1; rep <= repeat; rep++)); do
 	for ((k = 0; k < ${#paths[@]}; k++)); do
 		path=${paths[(k + rep - 1) % ${#paths[@]}]}
 		log "rep $rep/$repeat: $path"
-		plog=$out/logs/$rep-$path.log
-		rc=0
-		run_one >"$plog" 2>&1 &
-		wait $! || rc=$?
-		if ((rc == 0)); then
-			printf 'run\t%s\t%s\tok\tfio/%s-%s.json\t\n' "$rep" "$path" "$rep" "$path" >>"$manifest"
-		else
-			failed=1
-			log "rep $rep: $path FAILED (exit $rc):"
-			sed 's/^/    /' "$plog"
-			printf 'run\t%s\t%s\tfailed\tfio/%s-%s.json\t%s\n' "$rep" "$path" "$rep" "$path" \
-				"exit $rc: $(grep -v '^[[:space:]]*$' "$plog" | tail -n 1 | tr '\t' ' ')" >>"$manifest"
-		fi
+		run_logged "run $rep $path" "$rep-$path" run_one
 	done
 done
+
+if ((pairs > 0)); then
+	log "BPF cost, paired: $pairs pairs of $pair_job on one dmuser-N device"
+	plog=$out/logs/pairs.log
+	rc=0
+	run_pairs >"$plog" 2>&1 &
+	wait $! || rc=$?
+	if ((rc == 0)); then
+		printf 'pairs\tok\t\n' >>"$manifest"
+	else
+		failed=1
+		log "BPF pairs: the shared dmuser-N device FAILED (exit $rc):"
+		sed 's/^/    /' "$plog"
+		printf 'pairs\tfailed\t%s\n' "exit $rc: $(last_line "$plog")" >>"$manifest"
+	fi
+	# A failed run of a pair is on its line (run_pairs's own failed=1 stayed in it).
+	if grep -q $'^pair\t[^\t]*\t[^\t]*\tfailed\t' "$manifest"; then failed=1; fi
+else
+	log "BPF cost, paired: not run ($pairs_skipped)"
+fi
 
 # Every path must be gone before the module goes.
 dmu_unload

@@ -5,8 +5,15 @@
 
 DIR/manifest.tsv and DIR/fio/*.json come from tests/bench/guest-bench.sh. Writes
 OUT/results.json (every run's numbers, the medians with min/max, ratios to loop,
-goal verdicts), OUT/results.md (a table per job and a Goals section) and
-OUT/results.png (gnuplot: ratio to loop per job and path).
+the paired BPF cost, goal verdicts), OUT/results.md (a table per job, a Goals
+section, the paired BPF runs) and OUT/results.png (gnuplot: ratio to loop per job
+and path).
+
+The BPF collectors' cost is measured twice: 1 - median IOPS of dmuser-N-bpf over
+dmuser-N's (per job, two paths set up in different repetitions), and, on
+randread-4k-qd32, in pairs of runs on one dmuser-N device without and with the
+collectors (cost = 1 - on / off per pair; the median over pairs). The goal uses
+the pairs when at least MIN_PAIRS of them are complete, the path medians otherwise.
 
 Exit status: 0 when every requested path ran every job; 1 when a run or a job
 failed (the report is still written and says which); 2 on bad input.
@@ -16,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -27,6 +35,12 @@ BASELINE = "loop"
 DMU, DMU_1, DMU_BPF, NBD = "dmuser-N", "dmuser-1", "dmuser-N-bpf", "nbd"
 GOAL_JOB = "randread-4k-qd32"
 QD1_JOBS = ("randread-4k-qd1", "randwrite-4k-qd1")
+BPF_COST_MAX = 0.05
+# The paired BPF runs: their job (guest-bench.sh runs the same), the modes of a
+# pair (without, with the collectors), and how many complete pairs the goal needs.
+PAIR_JOB = GOAL_JOB
+PAIR_MODES = ("off", "on")
+MIN_PAIRS = 3
 
 
 class BadInput(Exception):
@@ -35,9 +49,17 @@ class BadInput(Exception):
 
 # ---- input -------------------------------------------------------------------
 
+def _count(s):
+    """s as an integer >= 1, or None."""
+    return int(s) if re.fullmatch(r"[1-9][0-9]*", s) else None
+
+
 def load_manifest(text):
-    """Parse manifest.tsv: meta, per-path notes, and the runs in order."""
+    """Parse manifest.tsv: meta, per-path notes, the runs in order, and the paired
+    BPF runs: {"runs": [pair runs in order], "device": None or the status of
+    their shared device (the `pairs` line)}."""
     meta, notes, runs = {}, {}, []
+    pairs = {"runs": [], "device": None}
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -46,12 +68,31 @@ def load_manifest(text):
             meta[f[1]] = f[2]
         elif f[0] == "note" and len(f) == 4:
             notes.setdefault(f[1], {})[f[2]] = f[3]
-        elif f[0] == "run" and len(f) == 6 and f[3] in ("ok", "failed"):
+        elif f[0] == "run" and len(f) == 6 and _count(f[1]) and f[3] in ("ok", "failed"):
             runs.append({"rep": int(f[1]), "path": f[2], "status": f[3],
                          "file": f[4], "message": f[5]})
+        elif (f[0] == "pair" and len(f) == 6 and _count(f[1]) and f[2] in PAIR_MODES
+              and f[3] in ("ok", "failed")):
+            p = int(f[1])
+            if any(r["pair"] == p and r["mode"] == f[2] for r in pairs["runs"]):
+                raise BadInput(f"manifest line {lineno}: pair {p} {f[2]} recorded twice")
+            pairs["runs"].append({"pair": p, "mode": f[2], "status": f[3],
+                                  "file": f[4], "message": f[5]})
+        elif f[0] == "pairs" and len(f) == 3 and f[1] in ("ok", "failed"):
+            if pairs["device"] is not None:
+                raise BadInput(f"manifest line {lineno}: a second 'pairs' line")
+            pairs["device"] = {"status": f[1], "message": f[2]}
         else:
             raise BadInput(f"manifest line {lineno}: cannot parse {line!r}")
-    return meta, notes, runs
+    return meta, notes, runs, pairs
+
+
+def requested_pairs(meta):
+    """How many BPF pairs the guest was to run (meta bpf_pairs; 0 if absent)."""
+    v = meta.get("bpf_pairs", "0")
+    if not re.fullmatch(r"[0-9]+", v):
+        raise BadInput(f"meta bpf_pairs is not a count: {v!r}")
+    return int(v)
 
 
 def parse_fio_json(text):
@@ -140,6 +181,82 @@ def collect(runs, paths, jobs, repeat, load_fio):
     return runs, failures
 
 
+def collect_pairs(pairs, n_pairs, load_fio, job=PAIR_JOB):
+    """Attach each pair run's IOPS of the job ("iops", None when it has none);
+    return the failures: a failed run, a job missing or in error, the shared
+    device's set-up or teardown, and (unless that device failed, which explains
+    them) runs of pairs 1..n_pairs with no line at all (the guest stopped)."""
+    failures = []
+
+    def fail(run, message, with_job=False):
+        failures.append({"pair": run and run["pair"], "mode": run and run["mode"], "path": DMU,
+                         "job": job if with_job else None, "message": message})
+
+    device = pairs["device"]
+    if device is not None and device["status"] != "ok":
+        fail(None, "the shared dmuser-N device: " + (device["message"] or "failed"))
+    else:
+        seen = {(r["pair"], r["mode"]) for r in pairs["runs"]}
+        for p in range(1, n_pairs + 1):
+            for mode in PAIR_MODES:
+                if (p, mode) not in seen:
+                    fail({"pair": p, "mode": mode}, "no run recorded (the guest stopped before it)")
+    for run in pairs["runs"]:
+        run["iops"] = None
+        if run["status"] != "ok":
+            fail(run, run["message"] or "failed")
+            continue
+        try:
+            by_name = {j["jobname"]: j for j in load_fio(run).get("jobs", [])}
+        except (OSError, ValueError, BadInput) as e:
+            run["status"] = "failed"
+            fail(run, f"fio output: {e}")
+            continue
+        if job not in by_name:
+            fail(run, "not in fio's output", with_job=True)
+            continue
+        m = job_metrics(by_name[job])
+        if m["error"]:
+            fail(run, f"fio error {m['error']}", with_job=True)
+            continue
+        run["iops"] = m["iops"]
+    return failures
+
+
+def paired_cost(pair_runs, n_pairs, job=PAIR_JOB):
+    """The collectors' cost from the pair runs (after collect_pairs): per complete
+    pair (both runs ok with the job's IOPS) cost = 1 - on / off; the median, min
+    and max over those pairs (None when there are none). An incomplete pair is
+    dropped, with the reason."""
+    by_pair = {}
+    for r in pair_runs:
+        by_pair.setdefault(r["pair"], []).append(r)
+    complete, dropped = [], []
+    for p in sorted(by_pair):
+        runs = {r["mode"]: r for r in by_pair[p]}
+        why = []
+        for mode in PAIR_MODES:
+            r = runs.get(mode)
+            if r is None:
+                why.append(f"{mode} not run")
+            elif r["status"] != "ok":
+                why.append(f"{mode} failed")
+            elif r.get("iops") is None:
+                why.append(f"{mode} has no {job} result")
+        if not why and runs["off"]["iops"] <= 0:
+            why.append("off gave 0 IOPS")
+        if why:
+            dropped.append({"pair": p, "order": [r["mode"] for r in by_pair[p]],
+                            "why": ", ".join(why)})
+            continue
+        off, on = runs["off"]["iops"], runs["on"]["iops"]
+        complete.append({"pair": p, "order": [r["mode"] for r in by_pair[p]],
+                         "off": off, "on": on, "cost": 1.0 - on / off})
+    s = spread([c["cost"] for c in complete]) or {"median": None, "min": None, "max": None}
+    return {"job": job, "requested": n_pairs, "n": len(complete), "pairs": complete,
+            "dropped": dropped, "median": s["median"], "min": s["min"], "max": s["max"]}
+
+
 def summarize(runs, paths, jobs):
     """summary[job][path]: n, iops/mbps/p50/p99 spreads, ratio to loop (medians).
     A path with no successful run of a job has no entry for it."""
@@ -171,9 +288,11 @@ def _median_iops(summary, job, path):
     return e["iops"]["median"] if e else None
 
 
-def goals(summary):
+def goals(summary, paired=None):
     """The issue's goals on randread-4k-qd32, each PASS, FAIL or N/A (a path or
-    the job did not run). Thresholds are inclusive."""
+    the job did not run). Thresholds are inclusive. The BPF cost is the median
+    over the paired runs when there are at least MIN_PAIRS complete pairs, else
+    1 - the ratio of the two paths' median IOPS."""
     iops = {p: _median_iops(summary, GOAL_JOB, p) for p in (DMU, DMU_1, BASELINE, NBD, DMU_BPF)}
 
     def ratio_goal(num, den, threshold, is_cost=False):
@@ -198,8 +317,30 @@ def goals(summary):
                 "verdict": "N/A" if value is None else ("PASS" if ok else "FAIL"),
                 "detail": detail}
 
-    return [ratio_goal(DMU, BASELINE, 0.8), ratio_goal(DMU, NBD, 3.0),
-            ratio_goal(DMU_BPF, DMU, 0.05, is_cost=True)]
+    def bpf_goal():
+        by_paths = ratio_goal(DMU_BPF, DMU, BPF_COST_MAX, is_cost=True)
+        n = paired["n"] if paired else 0
+        if n < MIN_PAIRS:
+            why = ("no paired runs" if not paired or not (paired["pairs"] or paired["dropped"])
+                   else f"{n} complete pair{'s' if n != 1 else ''}, {MIN_PAIRS} needed")
+            by_paths["detail"] += f" (the median of each path's runs, not pairs: {why})"
+            return by_paths
+        value = paired["median"]
+        ok = round(value, 9) <= BPF_COST_MAX
+        detail = (f"pairs of {paired['job']} runs on one {DMU} device without/with both"
+                  f" collectors, cost 1 - on / off IOPS from {paired['min']:.1%} to"
+                  f" {paired['max']:.1%}")
+        if paired["dropped"]:
+            detail += (f" ({len(paired['dropped'])} incomplete pair"
+                       f"{'s' if len(paired['dropped']) != 1 else ''} dropped)")
+        if by_paths["value"] is not None:
+            detail += f"; from the path medians ({DMU_BPF} / {DMU}) it would be {by_paths['value']:.1%}"
+        return {"goal": f"{GOAL_JOB}: BPF cost, median of {n} paired runs without/with the"
+                        f" collectors <= {BPF_COST_MAX:.0%}",
+                "value": value, "threshold": BPF_COST_MAX,
+                "verdict": "PASS" if ok else "FAIL", "detail": detail}
+
+    return [ratio_goal(DMU, BASELINE, 0.8), ratio_goal(DMU, NBD, 3.0), bpf_goal()]
 
 
 def bpf_costs(summary, jobs):
@@ -212,8 +353,11 @@ def bpf_costs(summary, jobs):
     return out
 
 
-def build_results(meta, notes, runs, failures, paths, jobs):
+def build_results(meta, notes, runs, failures, paths, jobs, pairs=None):
+    """pairs: load_manifest's paired runs after collect_pairs (None: none)."""
     summary = summarize(runs, paths, jobs)
+    pairs = pairs or {"runs": [], "device": None}
+    paired = paired_cost(pairs["runs"], requested_pairs(meta))
     return {
         "emulated": True,
         "emulated_note": EMULATED,
@@ -224,8 +368,11 @@ def build_results(meta, notes, runs, failures, paths, jobs):
         "runs": runs,
         "failures": failures,
         "summary": summary,
-        "goals": goals(summary),
+        "goals": goals(summary, paired),
         "bpf_cost": bpf_costs(summary, jobs),
+        "pair_runs": pairs["runs"],
+        "pairs_device": pairs["device"],
+        "bpf_cost_paired": paired,
     }
 
 
@@ -237,6 +384,43 @@ def _num(v, fmt="{:.0f}"):
 
 def _spread_num(s, key="median", fmt="{:.0f}"):
     return "–" if s is None else _num(s[key], fmt)
+
+
+def failure_label(f):
+    """'rep 2 loop randread-4k-qd1', 'BPF pair 3 on', 'BPF pairs' (their device)."""
+    job = f" {f['job']}" if f.get("job") else ""
+    if "pair" in f:
+        return "BPF pairs" if f["pair"] is None else f"BPF pair {f['pair']} {f['mode']}{job}"
+    return f"rep {f['rep']} {f['path']}{job}"
+
+
+def render_paired(res):
+    """The "BPF cost, paired" section (empty when the guest did not say)."""
+    pc, m = res["bpf_cost_paired"], res["meta"]
+    if not pc["pairs"] and not pc["dropped"] and not pc["requested"]:
+        skipped = m.get("bpf_pairs_skipped")
+        return ["## BPF cost, paired", "", f"Not run: {skipped}.", ""] if skipped else []
+    lines = ["## BPF cost, paired", "",
+             f"{pc['job']} on one {DMU} device (set up once), run alternately without (off)"
+             f" and with (on) both BPF collectors attached, in ABBA order (pair 1 off then on,"
+             f" pair 2 on then off, ...); cost = 1 − on / off IOPS of each pair.", ""]
+    rows = [(c["pair"], f"| {c['pair']} | {', '.join(c['order'])} | {c['off']:.0f} | {c['on']:.0f}"
+                        f" | {c['cost']:.1%} |") for c in pc["pairs"]]
+    rows += [(d["pair"], f"| {d['pair']} | {', '.join(d['order'])} | – | – | dropped: {d['why']} |")
+             for d in pc["dropped"]]
+    if rows:
+        lines += ["| pair | order | off IOPS | on IOPS | cost |", "|---:|---|---:|---:|---:|"]
+        lines += [row for _, row in sorted(rows)] + [""]
+    if pc["n"]:
+        use = ("the BPF goal uses it" if pc["n"] >= MIN_PAIRS else
+               f"too few for the BPF goal ({MIN_PAIRS} needed), which uses the path medians")
+        lines.append(f"Median cost **{pc['median']:.1%}** over {pc['n']} complete pair"
+                     f"{'s' if pc['n'] != 1 else ''} of {pc['requested']} (min {pc['min']:.1%},"
+                     f" max {pc['max']:.1%}); {use}.")
+    else:
+        lines.append(f"No complete pair of {pc['requested']}: the BPF goal uses the path medians.")
+    lines.append("")
+    return lines
 
 
 def render_md(res):
@@ -283,6 +467,7 @@ def render_md(res):
         lines.append("BPF cost per job (1 − dmuser-N-bpf / dmuser-N, median IOPS): " + ", ".join(
             f"{j} {c:.1%}" for j, c in res["bpf_cost"].items()) + ".")
         lines.append("")
+    lines += render_paired(res)
     lines += ["iodepth 1 latency per path (clat, median of the repetitions):", "",
               "| path | " + " | ".join(f"{j} p50 µs | {j} p99 µs" for j in QD1_JOBS) + " |",
               "|---|" + "---:|" * (2 * len(QD1_JOBS))]
@@ -297,8 +482,7 @@ def render_md(res):
     if res["failures"]:
         lines += ["## Failed runs", ""]
         for f in res["failures"]:
-            lines.append(f"- rep {f['rep']} {f['path']}"
-                         + (f" {f['job']}" if f["job"] else "") + f": {f['message']}")
+            lines.append(f"- {failure_label(f)}: {f['message']}")
         lines.append("")
     return "\n".join(lines)
 
@@ -377,7 +561,7 @@ def main(argv):
     args = ap.parse_args(argv)
     try:
         with open(os.path.join(args.guest, "manifest.tsv")) as f:
-            meta, notes, runs = load_manifest(f.read())
+            meta, notes, runs, pairs = load_manifest(f.read())
         for kv in args.meta:
             k, sep, v = kv.partition("=")
             if not sep:
@@ -387,6 +571,7 @@ def main(argv):
         if not paths or not jobs or not meta.get("repeat", "").isdigit():
             raise BadInput("the manifest lacks a 'paths', 'jobs' or 'repeat' meta line")
         repeat = int(meta["repeat"])
+        n_pairs = requested_pairs(meta)
     except (OSError, BadInput) as e:
         print(f"report.py: {e}", file=sys.stderr)
         return 2
@@ -396,7 +581,8 @@ def main(argv):
             return parse_fio_json(f.read())
 
     runs, failures = collect(runs, paths, jobs, repeat, load_fio)
-    res = build_results(meta, notes, runs, failures, paths, jobs)
+    failures += collect_pairs(pairs, n_pairs, load_fio)
+    res = build_results(meta, notes, runs, failures, paths, jobs, pairs)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
@@ -405,8 +591,7 @@ def main(argv):
         f.write(render_md(res))
     write_png(res, args.out)
     for fl in failures:
-        print(f"report.py: rep {fl['rep']} {fl['path']}" + (f" {fl['job']}" if fl["job"] else "")
-              + f" failed: {fl['message']}", file=sys.stderr)
+        print(f"report.py: {failure_label(fl)} failed: {fl['message']}", file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -46,7 +46,7 @@ def results_from(iops, paths=PATHS, jobs=JOBS, repeat=3, failed=()):
     """iops[path] = list of per-repetition IOPS (the same for every job)."""
     runs = [(rep, p, "failed" if (rep, p) in failed else "ok", "exit 1: boom" if (rep, p) in failed else "")
             for rep in range(1, repeat + 1) for p in paths if rep <= len(iops.get(p, []))]
-    meta, notes, mruns = report.load_manifest(manifest(paths, jobs, repeat, runs))
+    meta, notes, mruns, _ = report.load_manifest(manifest(paths, jobs, repeat, runs))
 
     def load(run):
         return fio_out({j: iops[run["path"]][run["rep"] - 1] for j in jobs})
@@ -56,6 +56,42 @@ def results_from(iops, paths=PATHS, jobs=JOBS, repeat=3, failed=()):
 
 def goal(res, word):
     return next(g for g in res["goals"] if word in g["goal"])
+
+
+def pair_lines(pairs, failed=(), device="ok"):
+    """Manifest lines of len(pairs) pairs run in ABBA order (pair 1 off then on,
+    pair 2 on then off, ...); failed: the (pair, mode) runs that failed; device:
+    the status of the `pairs` line (None: no such line)."""
+    lines = []
+    for p in range(1, len(pairs) + 1):
+        for mode in (("off", "on") if p % 2 else ("on", "off")):
+            bad = (p, mode) in failed
+            lines.append(f"pair\t{p}\t{mode}\t{'failed' if bad else 'ok'}\tfio/pair-{p}-{mode}.json"
+                         f"\t{'exit 1: dmuser-top exited 3' if bad else ''}")
+    if device:
+        lines.append(f"pairs\t{device}\t{'' if device == 'ok' else 'exit 1: dmuserd exited 1'}")
+    return lines
+
+
+def paired_results(pairs, failed=(), device="ok", requested=None, iops=None, fio_jobs=None):
+    """Results of a run of every path (IOPS as Summary.IOPS unless given) plus the
+    paired runs: pairs[p - 1] = (off IOPS, on IOPS) of pair p. fio_jobs(run):
+    the jobs in that pair run's fio output (default: the pair job)."""
+    iops = iops or Summary.IOPS
+    runs = [(rep, p, "ok", "") for rep in (1, 2, 3) for p in PATHS]
+    text = manifest(PATHS, JOBS, 3, runs)
+    text += f"meta\tbpf_pairs\t{len(pairs) if requested is None else requested}\n"
+    text += "".join(line + "\n" for line in pair_lines(pairs, failed, device))
+    meta, notes, mruns, mpairs = report.load_manifest(text)
+
+    def load(run):
+        if "pair" in run:
+            v = pairs[run["pair"] - 1][run["mode"] == "on"]
+            return fio_out({j: v for j in (fio_jobs(run) if fio_jobs else [report.PAIR_JOB])})
+        return fio_out({j: iops[run["path"]][run["rep"] - 1] for j in JOBS})
+    mruns, failures = report.collect(mruns, PATHS, JOBS, 3, load)
+    failures += report.collect_pairs(mpairs, report.requested_pairs(meta), load)
+    return report.build_results(meta, notes, mruns, failures, PATHS, JOBS, mpairs)
 
 
 class Numbers(unittest.TestCase):
@@ -168,12 +204,138 @@ class MissingPaths(unittest.TestCase):
         self.assertEqual([(f["rep"], f["path"]) for f in res["failures"]], [(3, "dmuser-N-bpf")])
 
     def test_job_missing_from_fio_output_or_with_error(self):
-        meta, notes, runs = report.load_manifest(
+        meta, notes, runs, _ = report.load_manifest(
             manifest(["loop"], JOBS, 1, [(1, "loop", "ok", "")]))
         out = {"jobs": [fio_job("randread-4k-qd1", riops=5, error=5)]}
         runs, failures = report.collect(runs, ["loop"], JOBS, 1, lambda r: out)
         self.assertEqual(sorted(f["job"] for f in failures), JOBS)
         self.assertEqual(runs[0]["jobs"], {})
+
+
+class PairedBpfCost(unittest.TestCase):
+    # Costs 2%, 4%, 1%, 10%, 3%: median 3%, min 1%, max 10%.
+    PAIRS = [(100, 98), (100, 96), (100, 99), (100, 90), (100, 97)]
+    # The path medians alone give 1 - 20 / 44 = 55%.
+    BIMODAL = dict(Summary.IOPS, **{"dmuser-N-bpf": [20, 20, 43]})
+
+    def test_pair_lines_parse_in_order(self):
+        text = manifest(runs=[]) + "meta\tbpf_pairs\t2\n" + "\n".join(pair_lines([(1, 1)] * 2)) + "\n"
+        meta, _, runs, pairs = report.load_manifest(text)
+        self.assertEqual(runs, [])
+        self.assertEqual(report.requested_pairs(meta), 2)
+        self.assertEqual([(r["pair"], r["mode"], r["status"]) for r in pairs["runs"]],
+                         [(1, "off", "ok"), (1, "on", "ok"), (2, "on", "ok"), (2, "off", "ok")])
+        self.assertEqual(pairs["runs"][3]["file"], "fio/pair-2-off.json")
+        self.assertEqual(pairs["device"], {"status": "ok", "message": ""})
+
+    def test_no_pair_lines_means_no_pairs(self):
+        meta, _, _, pairs = report.load_manifest(manifest(runs=[]))
+        self.assertEqual(pairs, {"runs": [], "device": None})
+        self.assertEqual(report.requested_pairs(meta), 0)
+
+    def test_median_min_max_over_pairs(self):
+        pc = paired_results(self.PAIRS)["bpf_cost_paired"]
+        self.assertEqual((pc["job"], pc["requested"], pc["n"], pc["dropped"]),
+                         ("randread-4k-qd32", 5, 5, []))
+        self.assertAlmostEqual(pc["median"], 0.03)
+        self.assertAlmostEqual(pc["min"], 0.01)
+        self.assertAlmostEqual(pc["max"], 0.10)
+        self.assertEqual(pc["pairs"][1], {"pair": 2, "order": ["on", "off"], "off": 100,
+                                          "on": 96, "cost": pc["pairs"][1]["cost"]})
+        self.assertAlmostEqual(pc["pairs"][1]["cost"], 0.04)
+
+    def test_abba_pair_with_a_failed_run_is_dropped(self):
+        res = paired_results(self.PAIRS, failed={(2, "on")})
+        pc = res["bpf_cost_paired"]
+        self.assertEqual([c["pair"] for c in pc["pairs"]], [1, 3, 4, 5])
+        self.assertEqual(pc["dropped"], [{"pair": 2, "order": ["on", "off"], "why": "on failed"}])
+        self.assertAlmostEqual(pc["median"], 0.025)     # of 2%, 1%, 10%, 3%
+        self.assertEqual([(f["pair"], f["mode"]) for f in res["failures"]], [(2, "on")])
+        self.assertEqual(report.failure_label(res["failures"][0]), "BPF pair 2 on")
+
+    def test_pair_run_without_the_job_drops_the_pair(self):
+        res = paired_results(self.PAIRS[:3], fio_jobs=lambda r: (
+            ["randread-4k-qd1"] if (r["pair"], r["mode"]) == (3, "off") else [report.PAIR_JOB]))
+        pc = res["bpf_cost_paired"]
+        self.assertEqual(pc["dropped"][0]["why"], "off has no randread-4k-qd32 result")
+        self.assertEqual(report.failure_label(res["failures"][0]), "BPF pair 3 off randread-4k-qd32")
+
+    def test_goal_uses_the_pairs_when_3_are_complete(self):
+        res = paired_results(self.PAIRS, iops=self.BIMODAL)
+        g = goal(res, "BPF")
+        self.assertEqual(g["goal"], "randread-4k-qd32: BPF cost, median of 5 paired runs"
+                                    " without/with the collectors <= 5%")
+        self.assertAlmostEqual(g["value"], 0.03)
+        self.assertEqual(g["verdict"], "PASS")
+        self.assertIn("from 1.0% to 10.0%", g["detail"])
+        self.assertIn("from the path medians (dmuser-N-bpf / dmuser-N) it would be 54.5%", g["detail"])
+        self.assertAlmostEqual(res["bpf_cost"]["randread-4k-qd32"], 1 - 20 / 44)  # per job: paths
+
+    def test_goal_with_pairs_fails_above_and_passes_at_5_percent(self):
+        self.assertEqual(goal(paired_results([(100, 80)] * 3), "BPF")["verdict"], "FAIL")
+        g = goal(paired_results([(100, 95), (100, 90), (100, 99)]), "BPF")
+        self.assertEqual((g["verdict"], g["threshold"]), ("PASS", 0.05))
+        self.assertAlmostEqual(g["value"], 0.05)
+
+    def test_fallback_to_path_medians_with_fewer_than_3_pairs(self):
+        res = paired_results(self.PAIRS[:3], failed={(3, "on")}, iops=self.BIMODAL)
+        g = goal(res, "BPF")
+        self.assertEqual(res["bpf_cost_paired"]["n"], 2)
+        self.assertEqual(g["goal"], "randread-4k-qd32: BPF cost 1 - dmuser-N-bpf / dmuser-N <= 5%")
+        self.assertAlmostEqual(g["value"], 1 - 20 / 44)
+        self.assertEqual(g["verdict"], "FAIL")
+        self.assertIn("not pairs: 2 complete pairs, 3 needed", g["detail"])
+
+    def test_fallback_without_pairs_says_so(self):
+        g = goal(results_from(Summary.IOPS), "BPF")
+        self.assertIn("BPF cost 1 - dmuser-N-bpf / dmuser-N", g["goal"])
+        self.assertIn("not pairs: no paired runs", g["detail"])
+
+    def test_runs_missing_from_the_manifest_are_failures(self):
+        res = paired_results(self.PAIRS[:1], requested=3, device=None)
+        self.assertEqual([(f["pair"], f["mode"]) for f in res["failures"]],
+                         [(2, "off"), (2, "on"), (3, "off"), (3, "on")])
+        self.assertIn("no run recorded", res["failures"][0]["message"])
+        self.assertEqual(res["bpf_cost_paired"]["n"], 1)
+
+    def test_failed_shared_device_is_one_failure(self):
+        res = paired_results([], requested=6, device="failed")
+        self.assertEqual(len(res["failures"]), 1)
+        self.assertEqual(report.failure_label(res["failures"][0]), "BPF pairs")
+        self.assertIn("dmuserd exited 1", res["failures"][0]["message"])
+        self.assertIn("No complete pair of 6", report.render_md(res))
+
+    def test_garbage_pair_lines_are_rejected(self):
+        ok = "pair\t1\toff\tok\tfio/pair-1-off.json\t"
+        for bad in ["pair\t0\toff\tok\tf\t", "pair\tone\toff\tok\tf\t", "pair\t-1\toff\tok\tf\t",
+                    "pair\t1\tmaybe\tok\tf\t", "pair\t1\toff\tfine\tf\t", "pair\t1\toff\tok\tf",
+                    "pair\t1\toff\tok\tf\tmsg\textra", "pair 1 off ok f", ok + "\n" + ok,
+                    "pairs\tmaybe\t", "pairs\tok", "pairs\tok\t\npairs\tok\t",
+                    "run\tx\tloop\tok\tf\t"]:
+            with self.subTest(bad=bad), self.assertRaises(report.BadInput):
+                report.load_manifest(manifest(runs=[]) + bad + "\n")
+        with self.assertRaises(report.BadInput):
+            report.requested_pairs({"bpf_pairs": "six"})
+
+    def test_markdown_paired_section(self):
+        md = report.render_md(paired_results(self.PAIRS, failed={(4, "off")}))
+        self.assertIn("## BPF cost, paired", md)
+        self.assertIn("| 1 | off, on | 100 | 98 | 2.0% |", md)
+        self.assertIn("| 2 | on, off | 100 | 96 | 4.0% |", md)
+        self.assertIn("| 4 | on, off | – | – | dropped: off failed |", md)
+        self.assertIn("Median cost **2.5%** over 4 complete pairs of 5 (min 1.0%, max 4.0%);"
+                      " the BPF goal uses it.", md)
+        self.assertIn("| randread-4k-qd32: BPF cost, median of 4 paired runs without/with the"
+                      " collectors <= 5% | 2.5% | **PASS** |", md)
+        self.assertIn("- BPF pair 4 off: exit 1: dmuser-top exited 3", md)
+        self.assertIn("BPF cost per job (1 − dmuser-N-bpf / dmuser-N, median IOPS)", md)
+
+    def test_markdown_says_why_pairs_did_not_run(self):
+        res = results_from(Summary.IOPS)
+        self.assertNotIn("BPF cost, paired", report.render_md(res))
+        res["meta"]["bpf_pairs_skipped"] = "no paired runs: BENCH_JOBS lacks randread-4k-qd32"
+        self.assertIn("Not run: no paired runs: BENCH_JOBS lacks randread-4k-qd32.",
+                      report.render_md(res))
 
 
 class Rendering(unittest.TestCase):
@@ -213,13 +375,38 @@ class Rendering(unittest.TestCase):
             with open(os.path.join(out, "results.png"), "rb") as f:
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
+    def test_main_reports_the_pairs(self):
+        with tempfile.TemporaryDirectory() as d:
+            guest, out = os.path.join(d, "guest"), os.path.join(d, "out")
+            os.makedirs(os.path.join(guest, "fio"))
+            pairs = [(100, 98), (100, 96), (100, 99)]
+            with open(os.path.join(guest, "manifest.tsv"), "w") as f:
+                f.write(manifest(["loop"], JOBS, 1, [(1, "loop", "ok", "")]) + "meta\tbpf_pairs\t3\n"
+                        + "\n".join(pair_lines(pairs)) + "\n")
+            with open(os.path.join(guest, "fio", "1-loop.json"), "w") as f:
+                json.dump(fio_out({j: 100 for j in JOBS}), f)
+            for p, (off, on) in enumerate(pairs, 1):
+                for mode, v in (("off", off), ("on", on)):
+                    with open(os.path.join(guest, "fio", f"pair-{p}-{mode}.json"), "w") as f:
+                        json.dump(fio_out({"randread-4k-qd32": v}), f)
+            self.assertEqual(report.main(["--guest", guest, "--out", out]), 0)
+            with open(os.path.join(out, "results.json")) as f:
+                res = json.load(f)
+            self.assertEqual(res["bpf_cost_paired"]["n"], 3)
+            self.assertAlmostEqual(res["bpf_cost_paired"]["median"], 0.02)
+            self.assertEqual(res["pairs_device"]["status"], "ok")
+            self.assertIn("median of 3 paired runs", goal(res, "BPF")["goal"])
+
     def test_main_rejects_a_bad_manifest(self):
         with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "manifest.tsv"), "w") as f:
-                f.write("bogus line\n")
-            with contextlib.redirect_stderr(io.StringIO()) as err:
-                self.assertEqual(report.main(["--guest", d, "--out", d]), 2)
-            self.assertIn("manifest line 1", err.getvalue())
+            for bad, where in (("bogus line\n", "manifest line 1"),
+                               (manifest(runs=[]) + "pair\t1\toff\tok\n", "manifest line 6"),
+                               (manifest(runs=[]) + "meta\tbpf_pairs\tsix\n", "bpf_pairs")):
+                with open(os.path.join(d, "manifest.tsv"), "w") as f:
+                    f.write(bad)
+                with contextlib.redirect_stderr(io.StringIO()) as err:
+                    self.assertEqual(report.main(["--guest", d, "--out", d]), 2)
+                self.assertIn(where, err.getvalue())
 
 
 def main(argv):
