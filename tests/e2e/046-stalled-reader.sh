@@ -22,8 +22,8 @@ sectors=65536 # 32 MiB
 size=$((sectors * 512))
 hold_ms=3000
 fast_ms=1500 # the 7 others' bound: half of A's hold
-want_held=2  # rounds in which A must have held a request
-max_rounds=$(dmu_scale 12 40)
+want_held=$(dmu_scale 2 10) # rounds in which A must have held a request
+max_rounds=$(dmu_scale 12 60)
 
 dmu_load
 dmsetup create --noudevsync "$name" --table "0 $sectors user 0 $sectors $name"
