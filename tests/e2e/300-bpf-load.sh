@@ -38,17 +38,9 @@ for ev in map read write complete; do
 done
 
 log "a module older than 1.3.0"
-for events in /sys/kernel/tracing/events/dm_user /sys/kernel/debug/tracing/events/dm_user; do
-	[[ -d $events ]] && break
-done
-fmt=$events/dm_user_complete/format
-grep -q 'field:u64 total_ns;' "$fmt" || die "dm_user_complete has no total_ns: $(cat "$fmt")"
-grep -v 'field:u64 [a-z]*_ns;' "$fmt" >"$tmp/format-1.2"
 for tool in dmuser-lat dmuser-top; do
 	rc=0
-	# shellcheck disable=SC2016 # $1, $2, $3 are sh -c's
-	out=$(unshare -m sh -c 'mount --bind "$1" "$2" && exec "$3" 1 1' sh "$tmp/format-1.2" "$fmt" \
-		"$BPF_DIR/$tool" 2>&1) || rc=$?
+	out=$(dmu_old_format "$BPF_DIR/$tool" 1 1) || rc=$?
 	assert_eq "$rc" 1 "$tool exit status with a 1.2 format"
 	assert_eq "$out" "$tool: dm-user module too old: dm_user_complete has no total_ns (need target version >= 1.3.0)" \
 		"$tool message with a 1.2 format"

@@ -37,16 +37,9 @@ rc=0
 assert_eq "$rc" 2 "exit status of a bad --listen"
 
 dmu_load
-for events in /sys/kernel/tracing/events/dm_user /sys/kernel/debug/tracing/events/dm_user; do
-	[[ -d $events ]] && break
-done
-fmt=$events/dm_user_complete/format
-grep -v 'field:u64 [a-z]*_ns;' "$fmt" >"$tmp/format-1.2"
 rc=0
 # (timeout: should it not refuse, it would serve until killed)
-# shellcheck disable=SC2016 # $1, $2, $3 are sh -c's
-out=$(unshare -m sh -c 'mount --bind "$1" "$2" && exec timeout 30 "$3" --listen 0' sh "$tmp/format-1.2" "$fmt" \
-	"$OBS_EXPORTER" 2>&1) || rc=$?
+out=$(dmu_old_format timeout 30 "$OBS_EXPORTER" --listen 0) || rc=$?
 assert_eq "$rc" 1 "exit status with a 1.2 format"
 assert_eq "$out" "dmuser-exporter: dm-user module too old: dm_user_complete has no total_ns (need target version >= 1.3.0)" \
 	"message with a 1.2 format"

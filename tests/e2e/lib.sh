@@ -216,6 +216,25 @@ dmu_daemon_stop() {
 	assert_eq "$rc" 0 "daemon (pid $pid) exit status after SIGTERM"
 }
 
+# ---- an older module's tracepoint --------------------------------------------------
+
+# dmu_old_format CMD...: runs CMD in a private mount namespace where the
+# dm_user_complete format reads as before target version 1.3.0 (no *_ns
+# fields); prints its output and returns its exit status.  The module must
+# be loaded.
+dmu_old_format() {
+	local events fmt old
+	for events in /sys/kernel/tracing/events/dm_user /sys/kernel/debug/tracing/events/dm_user; do
+		[[ -d $events ]] && break
+	done
+	fmt=$events/dm_user_complete/format
+	grep -q 'field:u64 total_ns;' "$fmt" || die "dm_user_complete has no total_ns: $(cat "$fmt")"
+	old=$(mktemp "$(dmu_tmpdir)/format-1.2.XXXXXX")
+	grep -v 'field:u64 [a-z]*_ns;' "$fmt" >"$old"
+	# shellcheck disable=SC2016 # $1, $2 are sh -c's
+	unshare -m sh -c 'mount --bind "$1" "$2" && shift 2 && exec "$@"' sh "$old" "$fmt" "$@" 2>&1
+}
+
 # ---- kernel log ----------------------------------------------------------------------
 
 dmu_kmsg_mark() {
