@@ -172,7 +172,7 @@ static int render(void *ctx, enum dmu_httpd_format format, char **body, size_t *
 
 	/* per device dev_recs has every value (see struct dmu_lat_rec for why no
 	 * histogram runs ahead of the counters) */
-	n = dmu_map_dump(bpf_map__fd(e->obj->maps.dev_recs), e->recs, sizeof(*e->recs),
+	n = dmu_map_dump(bpf_map__fd(e->obj->maps.dev_recs), NULL, e->recs, sizeof(*e->recs),
 			 offsetof(struct dmu_exp_rec, rec), DMU_LAT_MAX_RECS, false);
 	dmu_exp_split(&s, e->recs, n);
 	dmu_exp_prepare(&s, e->devs, DMU_EXP_MAX_DEVS, dmu_dev_name);

@@ -315,16 +315,14 @@ static void rec_sub(struct dmu_lat_rec *d, const struct dmu_lat_rec *cur,
 static int add_hist(struct hist_ent *ents, int n, int max, const struct dmu_hist_key *key,
 		    const struct dmu_hist *h)
 {
-	int i, j;
+	int i;
 
 	if (!dmu_hist_total(h->slots, DMU_MAX_SLOTS))
 		return n;
 	for (i = 0; i < n; i++) {
 		if (memcmp(&ents[i].key, key, sizeof(*key)))
 			continue;
-		for (j = 0; j < DMU_MAX_SLOTS; j++)
-			ents[i].hist.slots[j] += h->slots[j];
-		ents[i].hist.sum += h->sum;
+		dmu_hist_sum(&ents[i].hist, h);
 		return n;
 	}
 	if (n == max)
@@ -391,7 +389,7 @@ static void read_interval(struct dmuser_lat_bpf *obj, struct interval *iv)
 			add_rec(iv, &k, &d);
 		}
 	}
-	n = dmu_map_dump(bpf_map__fd(obj->maps.dev_recs), recs, sizeof(recs[0]),
+	n = dmu_map_dump(bpf_map__fd(obj->maps.dev_recs), NULL, recs, sizeof(recs[0]),
 			 offsetof(struct rec_ent, rec), DMU_LAT_MAX_RECS, true);
 	for (i = 0; i < n; i++)
 		add_rec(iv, &recs[i].key, &recs[i].rec);

@@ -21,6 +21,8 @@
 #include <bpf/btf.h>
 
 #include "dmuser.h"
+#include "dmuser-lat.h"
+#include "dmuser-top.h"
 #include "trace_helpers.h"
 
 bool dmu_verbose;
@@ -861,12 +863,106 @@ int dmu_list_user_devs(__u32 *devs, int max)
 
 /* ---- maps -------------------------------------------------------------- */
 
-int dmu_map_dump(int fd, void *ents, size_t ent_size, size_t val_off, int max,
-		 bool clear)
+int dmu_percpu_init(struct dmu_percpu *pc, int ncpus, size_t value_size, dmu_sum_fn sum)
+{
+	memset(pc, 0, sizeof(*pc));
+	if (ncpus < 0)
+		return ncpus;
+	if (!ncpus || !value_size)
+		return -EINVAL;
+	pc->ncpus = ncpus;
+	pc->value_size = value_size;
+	/* the kernel copies each CPU's value with bpf_long_memcpy() */
+	pc->stride = (value_size + 7) & ~(size_t)7;
+	pc->sum = sum;
+	pc->buf = calloc(ncpus, pc->stride);
+	return pc->buf ? 0 : -ENOMEM;
+}
+
+void dmu_percpu_free(struct dmu_percpu *pc)
+{
+	free(pc->buf);
+	pc->buf = NULL;
+}
+
+void dmu_percpu_sum(const struct dmu_percpu *pc, void *val)
+{
+	const char *cp = pc->buf;
+	int cpu;
+
+	memset(val, 0, pc->value_size);
+	for (cpu = 0; cpu < pc->ncpus; cpu++)
+		pc->sum(val, cp + (size_t)cpu * pc->stride);
+}
+
+int dmu_percpu_lookup(struct dmu_percpu *pc, int fd, const void *key, void *val)
+{
+	int err = bpf_map_lookup_elem(fd, key, pc->buf);
+
+	if (err)
+		return err;
+	dmu_percpu_sum(pc, val);
+	return 0;
+}
+
+void dmu_hist_sum(struct dmu_hist *sum, const struct dmu_hist *val)
+{
+	int i;
+
+	for (i = 0; i < DMU_MAX_SLOTS; i++)
+		sum->slots[i] += val->slots[i];
+	sum->sum += val->sum;
+}
+
+void dmu_op_stats_sum(struct dmu_op_stats *sum, const struct dmu_op_stats *val)
+{
+	int i;
+
+	sum->ios += val->ios;
+	sum->bytes += val->bytes;
+	sum->errors += val->errors;
+	for (i = 0; i < DMU_NR_ENDS; i++)
+		sum->ends[i] += val->ends[i];
+}
+
+void dmu_lat_rec_sum(void *sum, const void *val)
+{
+	struct dmu_lat_rec *s = sum;
+	const struct dmu_lat_rec *v = val;
+	int i;
+
+	for (i = 0; i < DMU_NR_STAGES; i++)
+		dmu_hist_sum(&s->lat[i], &v->lat[i]);
+	for (i = 0; i < DMU_NR_QD; i++)
+		dmu_hist_sum(&s->qd[i], &v->qd[i]);
+	dmu_op_stats_sum(&s->st, &v->st);
+}
+
+void dmu_top_dev_sum(void *sum, const void *val)
+{
+	struct dmu_top_dev *s = sum;
+	const struct dmu_top_dev *v = val;
+	int i;
+
+	for (i = 0; i < DMU_NR_STAGES; i++)
+		dmu_hist_sum(&s->hist[i], &v->hist[i]);
+	s->gauge.samples += v->gauge.samples;
+	s->gauge.queued_sum += v->gauge.queued_sum;
+	s->gauge.in_flight_sum += v->gauge.in_flight_sum;
+	for (i = 0; i < DMU_TOP_NR_CLS; i++) {
+		s->ios[i] += v->ios[i];
+		s->bytes[i] += v->bytes[i];
+	}
+	s->errors += v->errors;
+	s->timeouts += v->timeouts;
+}
+
+int dmu_map_dump(int fd, struct dmu_percpu *pc, void *ents, size_t ent_size,
+		 size_t val_off, int max, bool clear)
 {
 	char *base = ents;
 	const void *prev = NULL;
-	int n = 0, i;
+	int n = 0, i, err;
 
 	while (n < max) {
 		char *ent = base + (size_t)n * ent_size;
@@ -876,8 +972,12 @@ int dmu_map_dump(int fd, void *ents, size_t ent_size, size_t val_off, int max,
 		if (bpf_map_get_next_key(fd, prev, ent))
 			break;
 		prev = ent;
+		if (pc)
+			err = dmu_percpu_lookup(pc, fd, ent, ent + val_off);
+		else
+			err = bpf_map_lookup_elem(fd, ent, ent + val_off);
 		/* an entry deleted meanwhile is skipped; its key stays the cursor */
-		if (!bpf_map_lookup_elem(fd, ent, ent + val_off))
+		if (!err)
 			n++;
 	}
 	for (i = 0; clear && i < n; i++)

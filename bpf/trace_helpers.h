@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * Userspace helpers of the dm-user BPF tools: attach-mode selection and
- * fallback, log2 histograms (printing, percentiles), device names.
+ * fallback, log2 histograms (printing, percentiles), device names, reading
+ * the per-CPU maps.
  */
 #ifndef __DMU_TRACE_HELPERS_H
 #define __DMU_TRACE_HELPERS_H
@@ -138,14 +139,52 @@ int dmu_list_user_devs(__u32 *devs, int max);
 /* ---- maps -------------------------------------------------------------- */
 
 /*
+ * The tools' maps are per-CPU.  A lookup from userspace returns one copy of
+ * the value per possible CPU, each value_size rounded up to 8 bytes from
+ * the previous, and the tools sum the copies into one value of the type the
+ * BPF side uses.
+ */
+typedef void (*dmu_sum_fn)(void *sum, const void *val);	/* *sum += *val */
+
+struct dmu_percpu {
+	int ncpus;		/* possible CPUs */
+	size_t value_size;	/* of the map's value type */
+	size_t stride;		/* value_size rounded up to 8 */
+	dmu_sum_fn sum;
+	void *buf;		/* ncpus * stride bytes: one lookup's copies */
+};
+
+/*
+ * Sizes pc, once, for the values of a map: value_size bytes, ncpus copies
+ * (pass libbpf_num_possible_cpus(), whose error is returned as is), summed
+ * by sum.  Returns 0 or a negative errno.
+ */
+int dmu_percpu_init(struct dmu_percpu *pc, int ncpus, size_t value_size, dmu_sum_fn sum);
+void dmu_percpu_free(struct dmu_percpu *pc);
+/* Sums the copies in pc->buf into val (value_size bytes, zeroed first). */
+void dmu_percpu_sum(const struct dmu_percpu *pc, void *val);
+/* Looks key up in the per-CPU map fd and sums its copies into val; 0 or
+ * the lookup's negative error (val untouched). */
+int dmu_percpu_lookup(struct dmu_percpu *pc, int fd, const void *key, void *val);
+
+/* sum += val, slot by slot and field by field (dmu_sum_fn for the maps' values) */
+struct dmu_hist;
+struct dmu_op_stats;
+void dmu_hist_sum(struct dmu_hist *sum, const struct dmu_hist *val);
+void dmu_op_stats_sum(struct dmu_op_stats *sum, const struct dmu_op_stats *val);
+void dmu_lat_rec_sum(void *sum, const void *val);	/* struct dmu_lat_rec */
+void dmu_top_dev_sum(void *sum, const void *val);	/* struct dmu_top_dev */
+
+/*
  * Copies up to max entries of a BPF hash map into ents, an array of
  * ent_size-byte records each holding the key at offset 0 and the value at
- * val_off.  With clear, the copied entries are then deleted (per-interval
- * tools); without, the map is left as it is (cumulative exporters).
- * Returns the number of entries copied.
+ * val_off; for a per-CPU map pc sums each entry's copies there (NULL for a
+ * map that is not per-CPU).  With clear, the copied entries are then
+ * deleted (per-interval tools); without, the map is left as it is
+ * (cumulative exporters).  Returns the number of entries copied.
  */
-int dmu_map_dump(int fd, void *ents, size_t ent_size, size_t val_off, int max,
-		 bool clear);
+int dmu_map_dump(int fd, struct dmu_percpu *pc, void *ents, size_t ent_size,
+		 size_t val_off, int max, bool clear);
 
 /* ---- misc -------------------------------------------------------------- */
 

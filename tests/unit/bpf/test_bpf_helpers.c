@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * Host unit tests of bpf/trace_helpers.c: log2 slot bounds, percentile
- * interpolation, histogram printing, tracefs format checks, names.
+ * interpolation, histogram printing, tracefs format checks, names, the sums
+ * of per-CPU map values.
  */
 #include <errno.h>
 #include <math.h>
@@ -13,6 +14,8 @@
 #include <linux/dm-user.h>
 
 #include "dmuser.h"
+#include "dmuser-lat.h"
+#include "dmuser-top.h"
 #include "trace_helpers.h"
 #include "check.h"
 
@@ -275,6 +278,154 @@ static void test_names(void)
 	CHECK(dmu_dev_resolve("no-such-dm-device-here", &dev) == -ENOENT, "unknown name");
 }
 
+/* A value whose size is not a multiple of 8: the kernel puts its copies 16 bytes apart. */
+struct odd {
+	__u32 v[3];
+};
+
+static void odd_sum(void *sum, const void *val)
+{
+	struct odd *s = sum;
+	const struct odd *v = val;
+	int i;
+
+	for (i = 0; i < 3; i++)
+		s->v[i] += v->v[i];
+}
+
+static void test_percpu_stride(void)
+{
+	struct dmu_percpu pc;
+	struct odd out, cpu[3] = { { { 1, 2, 3 } }, { { 10, 20, 30 } }, { { 100, 200, 300 } } };
+	char *buf;
+	size_t i;
+
+	CHECK(dmu_percpu_init(&pc, -ENOENT, sizeof(out), odd_sum) == -ENOENT && !pc.buf,
+	      "libbpf_num_possible_cpus()'s error is returned");
+	if (dmu_percpu_init(&pc, 3, sizeof(out), odd_sum)) {
+		CHECK(0, "init");
+		return;
+	}
+	CHECK(pc.stride == 16, "stride %zu for a 12-byte value", pc.stride);
+	buf = pc.buf;
+	memset(buf, 0xff, 3 * pc.stride);	/* the padding after each copy is not summed */
+	for (i = 0; i < 3; i++)
+		memcpy(buf + 16 * i, &cpu[i], sizeof(cpu[i]));
+	memset(&out, 0xee, sizeof(out));	/* zeroed before the sum */
+	dmu_percpu_sum(&pc, &out);
+	CHECK(out.v[0] == 111 && out.v[1] == 222 && out.v[2] == 333,
+	      "sum of 3 copies: %u %u %u", out.v[0], out.v[1], out.v[2]);
+	dmu_percpu_free(&pc);
+	CHECK(!pc.buf, "freed");
+}
+
+/*
+ * The maps' values are made of __u32 slots and __u64 fields, without
+ * padding.  With CPU 0's copy all 0x01 bytes and CPU 1's all 0x02, whatever
+ * the field, the sum is all 0x03 bytes (no carries): a field the sum
+ * function forgets stays 0 and fails here.
+ */
+static void check_every_byte(const char *what, size_t size, dmu_sum_fn fn)
+{
+	struct dmu_percpu pc;
+	unsigned char *out;
+	size_t i;
+
+	if (dmu_percpu_init(&pc, 2, size, fn)) {
+		CHECK(0, "%s: init", what);
+		return;
+	}
+	CHECK(pc.stride == size, "%s: stride %zu, size %zu", what, pc.stride, size);
+	memset(pc.buf, 0x01, size);
+	memset((char *)pc.buf + pc.stride, 0x02, size);
+	out = malloc(size);
+	dmu_percpu_sum(&pc, out);
+	for (i = 0; i < size && out[i] == 3; i++)
+		;
+	CHECK(i == size, "%s: byte %zu of %zu summed to %#x, not 0x03", what, i, size,
+	      i < size ? out[i] : 0);
+	free(out);
+	dmu_percpu_free(&pc);
+}
+
+static void test_percpu_lat(void)
+{
+	struct dmu_lat_rec *c0, *c1, sum;
+	struct dmu_percpu pc;
+
+	check_every_byte("dmu_lat_rec", sizeof(struct dmu_lat_rec), dmu_lat_rec_sum);
+	if (dmu_percpu_init(&pc, 2, sizeof(sum), dmu_lat_rec_sum)) {
+		CHECK(0, "init");
+		return;
+	}
+	c0 = pc.buf;
+	c1 = (struct dmu_lat_rec *)((char *)pc.buf + pc.stride);
+	/* __u64 fields carry past 32 bits; __u32 slots add up slot by slot */
+	c0->st.ios = 0xffffffffULL;
+	c1->st.ios = 1;
+	c0->st.bytes = 3ULL << 32;
+	c1->st.bytes = 4096;
+	c1->st.errors = 2;
+	c0->st.ends[DMU_END_TIMEOUT] = 5;
+	c1->st.ends[DMU_END_TIMEOUT] = 6;
+	c0->lat[DMU_STAGE_TOTAL].slots[6] = 3;
+	c1->lat[DMU_STAGE_TOTAL].slots[6] = 4;
+	c1->lat[DMU_STAGE_TOTAL].slots[7] = 1;
+	c0->lat[DMU_STAGE_TOTAL].sum = 1ULL << 40;
+	c1->lat[DMU_STAGE_TOTAL].sum = 1ULL << 40;
+	c0->qd[DMU_QD_IN_FLIGHT].slots[DMU_MAX_SLOTS - 1] = 7;
+	c1->qd[DMU_QD_IN_FLIGHT].slots[DMU_MAX_SLOTS - 1] = 8;
+	dmu_percpu_sum(&pc, &sum);
+	CHECK(sum.st.ios == 1ULL << 32, "ios %llu", (unsigned long long)sum.st.ios);
+	CHECK(sum.st.bytes == (3ULL << 32) + 4096, "bytes %llu", (unsigned long long)sum.st.bytes);
+	CHECK(sum.st.errors == 2 && sum.st.ends[DMU_END_TIMEOUT] == 11 &&
+	      sum.st.ends[DMU_END_REPLY] == 0, "errors, ends");
+	CHECK(sum.lat[DMU_STAGE_TOTAL].slots[6] == 7 && sum.lat[DMU_STAGE_TOTAL].slots[7] == 1 &&
+	      sum.lat[DMU_STAGE_TOTAL].slots[5] == 0, "total slots");
+	CHECK(sum.lat[DMU_STAGE_TOTAL].sum == 1ULL << 41, "total sum %llu",
+	      (unsigned long long)sum.lat[DMU_STAGE_TOTAL].sum);
+	CHECK(sum.qd[DMU_QD_IN_FLIGHT].slots[DMU_MAX_SLOTS - 1] == 15, "last in-flight slot");
+	CHECK(dmu_hist_total(sum.lat[DMU_STAGE_QUEUE].slots, DMU_MAX_SLOTS) == 0 &&
+	      sum.lat[DMU_STAGE_QUEUE].sum == 0, "an empty histogram stays empty");
+	dmu_percpu_free(&pc);
+}
+
+static void test_percpu_top(void)
+{
+	struct dmu_top_dev *c0, *c1, sum;
+	struct dmu_percpu pc;
+
+	check_every_byte("dmu_top_dev", sizeof(struct dmu_top_dev), dmu_top_dev_sum);
+	if (dmu_percpu_init(&pc, 2, sizeof(sum), dmu_top_dev_sum)) {
+		CHECK(0, "init");
+		return;
+	}
+	c0 = pc.buf;
+	c1 = (struct dmu_top_dev *)((char *)pc.buf + pc.stride);
+	c0->ios[DMU_TOP_WRITE] = 10;
+	c1->ios[DMU_TOP_WRITE] = 20;
+	c0->bytes[DMU_TOP_OTHER] = 1ULL << 32;
+	c1->bytes[DMU_TOP_OTHER] = (1ULL << 32) + 5;
+	c0->gauge.samples = 3;
+	c1->gauge.samples = 4;
+	c1->gauge.in_flight_sum = 9;
+	c0->errors = 1;
+	c1->timeouts = 2;
+	c0->hist[DMU_STAGE_DAEMON].slots[0] = 1;
+	c1->hist[DMU_STAGE_DAEMON].slots[0] = 2;
+	c1->hist[DMU_STAGE_DAEMON].sum = 3;
+	dmu_percpu_sum(&pc, &sum);
+	CHECK(sum.ios[DMU_TOP_WRITE] == 30 && sum.ios[DMU_TOP_READ] == 0, "ios");
+	CHECK(sum.bytes[DMU_TOP_OTHER] == (2ULL << 32) + 5, "bytes %llu",
+	      (unsigned long long)sum.bytes[DMU_TOP_OTHER]);
+	CHECK(sum.gauge.samples == 7 && sum.gauge.in_flight_sum == 9 && sum.gauge.queued_sum == 0,
+	      "gauge");
+	CHECK(sum.errors == 1 && sum.timeouts == 2, "errors, timeouts");
+	CHECK(sum.hist[DMU_STAGE_DAEMON].slots[0] == 3 && sum.hist[DMU_STAGE_DAEMON].sum == 3,
+	      "daemon histogram");
+	dmu_percpu_free(&pc);
+}
+
 int main(void)
 {
 	test_slots();
@@ -282,6 +433,9 @@ int main(void)
 	test_print();
 	test_formats();
 	test_names();
+	test_percpu_stride();
+	test_percpu_lat();
+	test_percpu_top();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
