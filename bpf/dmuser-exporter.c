@@ -3,9 +3,9 @@
  * dmuser-exporter: serve the dm-user tracepoints' numbers over HTTP, in
  * Prometheus text and JSON, for whatever daemon serves the devices.  The
  * BPF programs are dmuser-lat's (dmuser_lat.bpf.c), with a record per
- * device and op (its dev_recs HASH) and queue depths on; the maps are
- * cumulative: a scrape reads them and never clears them.  GET / is the
- * live page.
+ * device and op (its dev_recs PERCPU_HASH) and queue depths on; the maps are
+ * cumulative: a scrape reads them, sums each record's per-CPU copies, and
+ * never clears them.  GET / is the live page.
  */
 #include <argp.h>
 #include <errno.h>
@@ -142,6 +142,7 @@ struct exporter {
 	const char *attach;
 	struct timespec start;
 	/* one scrape at a time (libmicrohttpd's single polling thread) */
+	struct dmu_percpu pc;		/* one lookup's per-CPU copies of a record */
 	struct dmu_exp_rec *recs;
 	struct dmu_exp_hist *lat, *qd;
 	struct dmu_exp_stat *st;
@@ -170,9 +171,10 @@ static int render(void *ctx, enum dmu_httpd_format format, char **body, size_t *
 	FILE *out;
 	int err, n;
 
-	/* per device dev_recs has every value (see struct dmu_lat_rec for why no
-	 * histogram runs ahead of the counters) */
-	n = dmu_map_dump(bpf_map__fd(e->obj->maps.dev_recs), NULL, e->recs, sizeof(*e->recs),
+	/* per device dev_recs has every value, each the sum of its CPUs' copies
+	 * (see struct dmu_lat_rec for why no histogram runs ahead of the
+	 * counters) */
+	n = dmu_map_dump(bpf_map__fd(e->obj->maps.dev_recs), &e->pc, e->recs, sizeof(*e->recs),
 			 offsetof(struct dmu_exp_rec, rec), DMU_LAT_MAX_RECS, false);
 	dmu_exp_split(&s, e->recs, n);
 	dmu_exp_prepare(&s, e->devs, DMU_EXP_MAX_DEVS, dmu_dev_name);
@@ -225,12 +227,19 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	err = dmu_percpu_init(&e.pc, libbpf_num_possible_cpus(), sizeof(struct dmu_lat_rec),
+			      dmu_lat_rec_sum);
+	if (err) {
+		fprintf(stderr, PROG ": cannot size the per-CPU map values: %s\n", strerror(-err));
+		return 1;
+	}
 	e.recs = calloc(DMU_LAT_MAX_RECS, sizeof(*e.recs));
 	e.lat = calloc((size_t)DMU_LAT_MAX_RECS * DMU_NR_STAGES, sizeof(*e.lat));
 	e.qd = calloc((size_t)DMU_LAT_MAX_RECS * DMU_NR_QD, sizeof(*e.qd));
 	e.st = calloc(DMU_LAT_MAX_RECS, sizeof(*e.st));
 	if (!e.recs || !e.lat || !e.qd || !e.st) {
 		fprintf(stderr, PROG ": out of memory\n");
+		dmu_percpu_free(&e.pc);
 		free(e.recs);
 		free(e.lat);
 		free(e.qd);
@@ -269,6 +278,7 @@ int main(int argc, char **argv)
 			   e.obj->bss->dmu_init_err);
 	dmuser_lat_bpf__destroy(e.obj);
 	fprintf(stderr, PROG ": %s, detached\n", strsignal(sig));
+	dmu_percpu_free(&e.pc);
 	free(e.recs);
 	free(e.lat);
 	free(e.qd);

@@ -283,7 +283,11 @@ struct rec_ent {
 	struct dmu_lat_rec rec;
 };
 
-/* op_recs as last read: it is never cleared, each interval is the difference */
+/* one lookup's per-CPU copies of a struct dmu_lat_rec (op_recs and dev_recs) */
+static struct dmu_percpu rec_pc;
+
+/* op_recs as last read (summed over the CPUs): it is never cleared, each
+ * interval is the difference */
 static struct dmu_lat_rec prev_op[DMU_LAT_NR_OPS];
 
 static void hist_sub(struct dmu_hist *d, const struct dmu_hist *cur, const struct dmu_hist *prev)
@@ -369,7 +373,8 @@ static void add_rec(struct interval *iv, const struct dmu_op_key *k, const struc
 
 /*
  * What the interval added: op_recs minus its previous reading (without -D),
- * then dev_recs, read and deleted (as biolatency does); sorted.
+ * then dev_recs, read and deleted (as biolatency does); sorted.  Every value
+ * read is the sum of its CPUs' copies.
  */
 static void read_interval(struct dmuser_lat_bpf *obj, struct interval *iv)
 {
@@ -382,14 +387,14 @@ static void read_interval(struct dmuser_lat_bpf *obj, struct interval *iv)
 	if (!env.per_dev) {
 		fd = bpf_map__fd(obj->maps.op_recs);
 		for (k.op = 0; k.op < DMU_LAT_NR_OPS; k.op++) {
-			if (bpf_map_lookup_elem(fd, &k.op, &cur))
+			if (dmu_percpu_lookup(&rec_pc, fd, &k.op, &cur))
 				continue;
 			rec_sub(&d, &cur, &prev_op[k.op]);
 			prev_op[k.op] = cur;
 			add_rec(iv, &k, &d);
 		}
 	}
-	n = dmu_map_dump(bpf_map__fd(obj->maps.dev_recs), NULL, recs, sizeof(recs[0]),
+	n = dmu_map_dump(bpf_map__fd(obj->maps.dev_recs), &rec_pc, recs, sizeof(recs[0]),
 			 offsetof(struct rec_ent, rec), DMU_LAT_MAX_RECS, true);
 	for (i = 0; i < n; i++)
 		add_rec(iv, &recs[i].key, &recs[i].rec);
@@ -592,6 +597,13 @@ int main(int argc, char **argv)
 		dmuser_lat_bpf__destroy(ctx.obj);
 		return 0;
 	}
+	err = dmu_percpu_init(&rec_pc, libbpf_num_possible_cpus(), sizeof(struct dmu_lat_rec),
+			      dmu_lat_rec_sum);
+	if (err) {
+		fprintf(stderr, PROG ": cannot size the per-CPU map values: %s\n", strerror(-err));
+		dmuser_lat_bpf__destroy(ctx.obj);
+		return 1;
+	}
 
 	signal(SIGINT, sig_handler);
 	signal(SIGTERM, sig_handler);
@@ -615,5 +627,6 @@ int main(int argc, char **argv)
 	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_retried,
 			   ctx.obj->bss->dmu_init_err);
 	dmuser_lat_bpf__destroy(ctx.obj);
+	dmu_percpu_free(&rec_pc);
 	return err != 0;
 }

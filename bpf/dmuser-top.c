@@ -3,8 +3,9 @@
  * dmuser-top: live per-device view of dm-user targets from their
  * tracepoints alone, so it works with any daemon.
  *
- * The BPF side keeps cumulative counters; every interval this program
- * subtracts the previous snapshot, so nothing is lost between reads.
+ * The BPF side keeps cumulative counters, per CPU; every interval this
+ * program sums the CPUs' copies and subtracts the previous snapshot, so
+ * nothing is lost between reads.
  * Percentiles come from log2 histograms: the rank's bucket is found and
  * the value is interpolated linearly inside it (see dmu_hist_percentile()),
  * so they are estimates accurate to within the bucket (a factor of 2).
@@ -275,6 +276,8 @@ struct row {
 
 static struct row *rows;
 static int nrows, rows_cap;
+/* one lookup's per-CPU copies of a struct dmu_top_dev */
+static struct dmu_percpu dev_pc;
 /* the DEVICE column grows to the longest name shown, up to 64 */
 static int name_width = 16;
 
@@ -316,7 +319,7 @@ static void read_maps(struct dmuser_top_bpf *obj)
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
 		key = next;
 		prev = &key;
-		if (bpf_map_lookup_elem(fd, &key, &d) || !(r = get_row(key)))
+		if (dmu_percpu_lookup(&dev_pc, fd, &key, &d) || !(r = get_row(key)))
 			continue;
 		for (i = 0; i < NR_CLS; i++) {
 			r->cur.ios[i] = d.ios[i];
@@ -685,6 +688,13 @@ int main(int argc, char **argv)
 		dmuser_top_bpf__destroy(ctx.obj);
 		return 0;
 	}
+	err = dmu_percpu_init(&dev_pc, libbpf_num_possible_cpus(), sizeof(struct dmu_top_dev),
+			      dmu_top_dev_sum);
+	if (err) {
+		fprintf(stderr, PROG ": cannot size the per-CPU map values: %s\n", strerror(-err));
+		dmuser_top_bpf__destroy(ctx.obj);
+		return 1;
+	}
 
 	/* before curses, which then leaves these handlers alone */
 	signal(SIGINT, sig_handler);
@@ -759,6 +769,7 @@ int main(int argc, char **argv)
 	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_retried,
 			   ctx.obj->bss->dmu_init_err);
 	dmuser_top_bpf__destroy(ctx.obj);
+	dmu_percpu_free(&dev_pc);
 	free(rows);
 	return 0;
 }

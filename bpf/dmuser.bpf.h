@@ -5,6 +5,10 @@
  * attach dm_user_map and dm_user_complete in each of the three ways we
  * support.
  *
+ * The tools' maps are per-CPU: a program updates this CPU's copy of a value
+ * with plain adds, and userspace sums the copies (dmu_percpu_lookup() in
+ * trace_helpers.c).
+ *
  * The programs keep no state per request: the module measures each stage
  * of a request itself and hands the durations over in dm_user_complete
  * (queue_ns, daemon_ns, total_ns), so one program run per request records
@@ -35,6 +39,13 @@ __u64 dmu_init_retried;
 __u64 dmu_init_failed;
 __s64 dmu_init_err;
 
+/*
+ * The value of key in map, inserted as init if missing.  On the tools'
+ * per-CPU hashes the lookup gives this CPU's copy, and an insert from a
+ * program writes init into this CPU's copy and zeroes the others' (for
+ * preallocated maps since 5.10, "bpf: Zero-fill re-used per-cpu map
+ * element"); init is all zeroes, so every CPU's copy starts at zero.
+ */
 static __always_inline void *
 dmu_lookup_or_try_init(void *map, const void *key, const void *init)
 {
@@ -56,6 +67,7 @@ dmu_lookup_or_try_init(void *map, const void *key, const void *init)
 			break;
 		dmu_init_err = -ENOENT;
 	}
+	/* rare, and shared by all CPUs: atomic */
 	if (!val)
 		__sync_fetch_and_add(&dmu_init_failed, 1);
 	else if (i)
@@ -86,8 +98,15 @@ static __always_inline __u64 dmu_log2l(__u64 v)
 }
 
 /*
- * Adds one value to a log2 histogram in a map value.  Atomic: the value may
- * be shared with the other CPUs.
+ * Adds one value to a log2 histogram in a map value.
+ *
+ * The tools' maps are per-CPU, so the value is this CPU's copy, and plain
+ * adds are enough (the tools sum the copies): the programs run with
+ * migration disabled, and none nests with itself on a CPU (tp_btf and
+ * raw_tp programs have a per-program, per-CPU recursion counter, tracefs
+ * tracepoint programs the per-CPU bpf_prog_active; a run refused that way
+ * is lost, not racing).  The dm_user_map program may interrupt the
+ * dm_user_complete one or the reverse, but they update different fields.
  */
 static __always_inline void dmu_hist_add(struct dmu_hist *h, __u64 val)
 {
@@ -95,8 +114,8 @@ static __always_inline void dmu_hist_add(struct dmu_hist *h, __u64 val)
 
 	if (slot >= DMU_MAX_SLOTS)
 		slot = DMU_MAX_SLOTS - 1;
-	__sync_fetch_and_add(&h->slots[slot], 1);
-	__sync_fetch_and_add(&h->sum, val);
+	h->slots[slot]++;
+	h->sum += val;
 }
 
 /*

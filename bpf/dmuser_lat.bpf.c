@@ -9,10 +9,11 @@
  * 0 and not recorded), with the request's counters.  dm_user_map is
  * attached only with -Q, for the queue depths.
  *
- * Without -D every value lives in op_recs, an ARRAY indexed by op: its
- * lookup is a bounds check and an address, with no hashing and no entry
- * to create.  With -D (and for an op beyond the array) they live in
- * dev_recs, a HASH keyed by (dev, op).
+ * Without -D every value lives in op_recs, a PERCPU_ARRAY indexed by op:
+ * its lookup is a bounds check and this CPU's address, with no hashing and
+ * no entry to create.  With -D (and for an op beyond the array) they live
+ * in dev_recs, a PERCPU_HASH keyed by (dev, op).  Both are per-CPU, updated
+ * with plain adds (see dmu_hist_add()) and summed in userspace.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -28,15 +29,18 @@ const volatile __u32 targ_dev = 0;	/* kernel dev_t */
 const volatile bool filter_op = false;
 const volatile __u32 targ_op = 0;	/* DM_USER_REQ_MAP_* */
 
+/* per-CPU values are at most PCPU_MIN_UNIT_SIZE */
+_Static_assert(sizeof(struct dmu_lat_rec) <= 32768, "dmu_lat_rec too large for a per-CPU map");
+
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, DMU_LAT_NR_OPS);
 	__type(key, __u32);
 	__type(value, struct dmu_lat_rec);
 } op_recs SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, DMU_LAT_MAX_RECS);
 	__type(key, struct dmu_op_key);
 	__type(value, struct dmu_lat_rec);
@@ -97,13 +101,14 @@ static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 byt
 	rec = get_rec(dev, op);
 	if (!rec)
 		return 0;
-	/* the counters first: see struct dmu_lat_rec */
-	__sync_fetch_and_add(&rec->st.ios, 1);
-	__sync_fetch_and_add(&rec->st.bytes, bytes);
+	/* the counters first, kept first by barrier(): see struct dmu_lat_rec */
+	rec->st.ios++;
+	rec->st.bytes += bytes;
 	if (error)
-		__sync_fetch_and_add(&rec->st.errors, 1);
+		rec->st.errors++;
 	if (how < DMU_NR_ENDS)
-		__sync_fetch_and_add(&rec->st.ends[how], 1);
+		rec->st.ends[how]++;
+	barrier();
 	record(&rec->lat[DMU_STAGE_QUEUE], queue_ns);
 	record(&rec->lat[DMU_STAGE_DAEMON], daemon_ns);
 	record(&rec->lat[DMU_STAGE_TOTAL], total_ns);

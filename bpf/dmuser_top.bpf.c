@@ -8,6 +8,9 @@
  * record: dm_user_map for the queue-depth gauges, dm_user_complete for the
  * counters and the stage latencies the module measured (queue_ns,
  * daemon_ns, total_ns; a stage it did not measure is 0 and not recorded).
+ *
+ * devs is a PERCPU_HASH: each CPU updates its own copy of a device's record
+ * with plain adds (see dmu_hist_add()), and userspace sums the copies.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -18,8 +21,11 @@
 const volatile bool filter_dev = false;
 const volatile __u32 targ_dev = 0;	/* kernel dev_t */
 
+/* per-CPU values are at most PCPU_MIN_UNIT_SIZE */
+_Static_assert(sizeof(struct dmu_top_dev) <= 32768, "dmu_top_dev too large for a per-CPU map");
+
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, DMU_TOP_MAX_DEVS);
 	__type(key, __u32);
 	__type(value, struct dmu_top_dev);
@@ -42,9 +48,9 @@ static __always_inline int on_map(__u32 dev, __u64 seq, __u32 op, __u64 flags,
 
 	if (!d)
 		return 0;
-	__sync_fetch_and_add(&d->gauge.samples, 1);
-	__sync_fetch_and_add(&d->gauge.queued_sum, queued);
-	__sync_fetch_and_add(&d->gauge.in_flight_sum, in_flight);
+	d->gauge.samples++;
+	d->gauge.queued_sum += queued;
+	d->gauge.in_flight_sum += in_flight;
 	return 0;
 }
 
@@ -59,12 +65,12 @@ static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 byt
 		return 0;
 	/* DM_USER_REQ_MAP_READ and _WRITE are 0 and 1 */
 	cls = op == 0 ? DMU_TOP_READ : op == 1 ? DMU_TOP_WRITE : DMU_TOP_OTHER;
-	__sync_fetch_and_add(&d->ios[cls], 1);
-	__sync_fetch_and_add(&d->bytes[cls], bytes);
+	d->ios[cls]++;
+	d->bytes[cls] += bytes;
 	if (error)
-		__sync_fetch_and_add(&d->errors, 1);
+		d->errors++;
 	if (how == DMU_END_TIMEOUT)
-		__sync_fetch_and_add(&d->timeouts, 1);
+		d->timeouts++;
 	if (queue_ns)
 		dmu_hist_add(&d->hist[DMU_STAGE_QUEUE], queue_ns);
 	if (daemon_ns)

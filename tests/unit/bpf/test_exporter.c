@@ -2,8 +2,9 @@
 /*
  * Host unit tests of bpf/exporter_render.c: a made-up scrape of the
  * dmuser_lat maps split into entries, and their Prometheus and JSON
- * renderings.  Writes the
- * Prometheus text to $1 for `promtool check metrics` and prom-check.py.
+ * renderings; a record read as two CPUs' copies, summed as a scrape does.
+ * Writes the Prometheus text to $1 for `promtool check metrics` and
+ * prom-check.py.
  */
 #include <math.h>
 #include <stdio.h>
@@ -211,11 +212,69 @@ static void test_json(void)
 	json_decref(doc);
 }
 
+/*
+ * dev_recs is per-CPU: a scrape sums each record's copies (dmu_map_dump() with
+ * a struct dmu_percpu) before the split.  Two CPUs' copies of device A's
+ * write record, summed, must render as one record would.
+ */
+static void test_percpu(void)
+{
+	struct dmu_exp_snapshot s = {
+		.version = "0.1", .attach = "raw_tp", .uptime_seconds = 1,
+		.lat = lat, .qd = qd, .st = st,
+	};
+	struct dmu_lat_rec *c0, *c1;
+	struct dmu_percpu pc;
+	char *t;
+
+	if (dmu_percpu_init(&pc, 2, sizeof(struct dmu_lat_rec), dmu_lat_rec_sum)) {
+		CHECK(0, "init");
+		return;
+	}
+	c0 = pc.buf;
+	c1 = (struct dmu_lat_rec *)((char *)pc.buf + pc.stride);
+	c0->st = (struct dmu_op_stats){ .ios = 3, .bytes = 3 * 4096 };
+	c0->lat[DMU_STAGE_TOTAL].slots[6] = 3;		/* [64, 128) us */
+	c0->lat[DMU_STAGE_TOTAL].sum = 300;
+	c0->qd[DMU_QD_QUEUED].slots[2] = 3;
+	c0->qd[DMU_QD_QUEUED].sum = 15;
+	c1->st = (struct dmu_op_stats){ .ios = 4, .bytes = 4 * 4096, .errors = 1 };
+	c1->st.ends[DMU_END_TIMEOUT] = 1;
+	c1->lat[DMU_STAGE_TOTAL].slots[6] = 1;
+	c1->lat[DMU_STAGE_TOTAL].slots[7] = 3;		/* [128, 256) us */
+	c1->lat[DMU_STAGE_TOTAL].sum = 100 + 3 * 200;
+	c1->qd[DMU_QD_QUEUED].slots[2] = 4;
+	c1->qd[DMU_QD_QUEUED].sum = 20;
+
+	memset(recs, 0xee, sizeof(recs[0]));	/* dmu_percpu_sum() zeroes it */
+	recs[0].key = (struct dmu_op_key){ DEV_A, DM_USER_REQ_MAP_WRITE };
+	dmu_percpu_sum(&pc, &recs[0].rec);
+	dmu_percpu_free(&pc);
+	dmu_exp_split(&s, recs, 1);
+	dmu_exp_prepare(&s, devs, 4, fake_name);
+	CHECK(s.nlat == 1 && s.nqd == 1 && s.nst == 1, "split %d %d %d", s.nlat, s.nqd, s.nst);
+
+	t = render_prom(&s);
+	has(t, "dmuser_kernel_requests_total{device=\"dmu-a\",op=\"write\"} 7\n");
+	has(t, "dmuser_kernel_request_bytes_total{device=\"dmu-a\",op=\"write\"} 28672\n");
+	has(t, "dmuser_errors_total{device=\"dmu-a\",op=\"write\"} 1\n");
+	has(t, "dmuser_timeouts_total{device=\"dmu-a\",op=\"write\"} 1\n");
+	has(t, "dmuser_stage_latency_seconds_bucket{device=\"dmu-a\",op=\"write\",stage=\"total\",le=\"0.000128\"} 4\n");
+	has(t, "dmuser_stage_latency_seconds_bucket{device=\"dmu-a\",op=\"write\",stage=\"total\",le=\"0.000256\"} 7\n");
+	has(t, "dmuser_stage_latency_seconds_sum{device=\"dmu-a\",op=\"write\",stage=\"total\"} 0.001000\n");
+	has(t, "dmuser_stage_latency_seconds_count{device=\"dmu-a\",op=\"write\",stage=\"total\"} 7\n");
+	has(t, "dmuser_queue_depth_bucket{device=\"dmu-a\",le=\"7\"} 7\n");
+	has(t, "dmuser_queue_depth_sum{device=\"dmu-a\"} 35\n");
+	has(t, "dmuser_in_flight_count{device=\"dmu-a\"} 0\n");
+	free(t);
+}
+
 int main(int argc, char **argv)
 {
 	test_prepare();
 	test_prometheus(argc > 1 ? argv[1] : "/dev/null");
 	test_json();
+	test_percpu();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
