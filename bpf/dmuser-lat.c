@@ -222,7 +222,13 @@ static int open_load_attach(enum dmu_attach_mode mode, void *data)
 	obj->rodata->filter_op = env.filter_op;
 	obj->rodata->targ_op = env.op;
 
-	err = dmu_attach_select(obj->obj, mode);
+	/*
+	 * Without -D, dev_recs holds only the ops beyond op_recs: size it so,
+	 * as each of its entries has a copy per possible CPU.
+	 */
+	err = env.per_dev ? 0 : bpf_map__set_max_entries(obj->maps.dev_recs, DMU_LAT_NR_OPS);
+	if (!err)
+		err = dmu_attach_select(obj->obj, mode);
 	/* dm_user_map only for the queue depths */
 	if (!err && !env.qd)
 		err = dmu_attach_skip_event(obj->obj, "dm_user_map");

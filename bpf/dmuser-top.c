@@ -56,8 +56,9 @@ const char argp_program_doc[] =
 "\n"
 "One row per dm-user device: read/write IOPS and MB/s, p50/p99 latency of\n"
 "each stage (queue: mapped -> taken by the daemon; daemon: taken -> answered;\n"
-"total: mapped -> completed; timed by the module), average queue depth and\n"
-"requests in flight sampled at map, and errors and timeouts since the start.\n"
+"total: mapped -> completed; timed by the module), the average number of\n"
+"requests queued (QD) and with the daemon (INFL) over the interval, as\n"
+"iostat's aqu-sz, and errors and timeouts since the start.\n"
 "Percentiles are estimated from log2 histograms, interpolating inside the\n"
 "bucket.\n"
 "\n"
@@ -229,6 +230,9 @@ static int open_load_attach(enum dmu_attach_mode mode, void *data)
 	obj->rodata->targ_dev = env.dev;
 
 	err = dmu_attach_select(obj->obj, mode);
+	/* the queue depths come from the stage sums: no dm_user_map program */
+	if (!err)
+		err = dmu_attach_skip_event(obj->obj, "dm_user_map");
 	if (!err)
 		err = dmuser_top_bpf__load(obj);
 	if (!err && ctx->attach)
@@ -256,7 +260,6 @@ _Static_assert(DM_USER_REQ_MAP_READ == DMU_TOP_READ && DM_USER_REQ_MAP_WRITE == 
 struct counters {		/* cumulative, as read from the maps */
 	unsigned long long ios[NR_CLS], bytes[NR_CLS];
 	unsigned long long errors, timeouts;
-	struct dmu_dev_gauge gauge;
 	struct dmu_hist hist[DMU_NR_STAGES];
 };
 
@@ -327,7 +330,6 @@ static void read_maps(struct dmuser_top_bpf *obj)
 		}
 		r->cur.errors = d.errors;
 		r->cur.timeouts = d.timeouts;
-		r->cur.gauge = d.gauge;
 		for (i = 0; i < DMU_NR_STAGES; i++)
 			r->cur.hist[i] = d.hist[i];
 		r->active = true;
@@ -365,7 +367,6 @@ static void compute(double secs)
 
 	for (i = 0; i < nrows; i++) {
 		struct row *r = &rows[i];
-		unsigned long long samples;
 
 		dmu_dev_name(r->dev, r->name, sizeof(r->name));
 		for (c = 0; c < NR_CLS; c++) {
@@ -382,10 +383,15 @@ static void compute(double secs)
 			r->p50[s] = dmu_hist_percentile(d.slots, DMU_MAX_SLOTS, 0.50);
 			r->p99[s] = dmu_hist_percentile(d.slots, DMU_MAX_SLOTS, 0.99);
 		}
-		samples = r->cur.gauge.samples - r->prev.gauge.samples;
-		r->qd = samples ? (double)(r->cur.gauge.queued_sum - r->prev.gauge.queued_sum) / samples : 0;
-		r->in_flight = samples ?
-			(double)(r->cur.gauge.in_flight_sum - r->prev.gauge.in_flight_sum) / samples : 0;
+		/*
+		 * Little's law, as iostat's aqu-sz: the time requests spent
+		 * queued (or with the daemon), summed over those completed in
+		 * the interval, divided by the interval.
+		 */
+		r->qd = (double)(r->cur.hist[DMU_STAGE_QUEUE].sum -
+				 r->prev.hist[DMU_STAGE_QUEUE].sum) / (secs * 1e9);
+		r->in_flight = (double)(r->cur.hist[DMU_STAGE_DAEMON].sum -
+					r->prev.hist[DMU_STAGE_DAEMON].sum) / (secs * 1e9);
 		r->errors = r->cur.errors - r->prev.errors;
 		r->timeouts = r->cur.timeouts - r->prev.timeouts;
 	}
@@ -578,7 +584,7 @@ static void draw_curses(double secs, enum dmu_attach_mode mode, bool have_data)
 		 ts, n, n == 1 ? "" : "s", env.interval, dmu_attach_name(mode),
 		 sort_names[env.sort], env.reverse ? " (reversed)" : "");
 	mvprintw(y++, 0, "latency p50/p99 per stage: Q queue, D daemon, T total (log2 estimates); "
-		 "QD/INFL averaged at map");
+		 "QD/INFL time-averaged");
 	mvprintw(y++, 0, "keys: i t l d e sort, r reverse, +/- interval, q quit");
 	y++;
 	attron(A_REVERSE);

@@ -5,7 +5,8 @@
 
 #include "dmuser.h"
 
-#define DMU_TOP_MAX_DEVS	1024
+/* devices tracked; each has a struct dmu_top_dev per possible CPU */
+#define DMU_TOP_MAX_DEVS	256
 
 /* Classes of ops that dmuser-top shows apart. */
 enum dmu_top_cls {
@@ -15,20 +16,13 @@ enum dmu_top_cls {
 	DMU_TOP_NR_CLS = 3,
 };
 
-/* Queue-depth samples taken at dm_user_map, per device; cumulative. */
-struct dmu_dev_gauge {
-	__u64 samples;		/* dm_user_map events */
-	__u64 queued_sum;	/* sum of their "queued" */
-	__u64 in_flight_sum;	/* sum of their "in_flight" */
-};
-
 /*
  * Everything dmuser-top keeps about one device, cumulative: one map value,
- * so that each event costs one lookup.
+ * so that each event costs one lookup.  The stage histograms' sums (ns)
+ * also give the average queue depths: Little's law, as iostat's aqu-sz.
  */
 struct dmu_top_dev {
 	struct dmu_hist hist[DMU_NR_STAGES];	/* latency in ns, by enum dmu_stage */
-	struct dmu_dev_gauge gauge;		/* at dm_user_map */
 	__u64 ios[DMU_TOP_NR_CLS];		/* completed, by enum dmu_top_cls */
 	__u64 bytes[DMU_TOP_NR_CLS];
 	__u64 errors;				/* completed with error != 0 */

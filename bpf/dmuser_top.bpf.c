@@ -2,12 +2,14 @@
 /*
  * dmuser-top: per-device cumulative counters that userspace turns into
  * rates and interval percentiles: I/Os and bytes by op class, errors and
- * timeouts, log2 latency histograms (ns) per stage, and queue-depth sums.
+ * timeouts, and log2 latency histograms (ns) per stage.
  *
- * Two program runs per request, each with one lookup of the device's
- * record: dm_user_map for the queue-depth gauges, dm_user_complete for the
- * counters and the stage latencies the module measured (queue_ns,
- * daemon_ns, total_ns; a stage it did not measure is 0 and not recorded).
+ * One program run per request, on dm_user_complete, with one lookup of the
+ * device's record: the counters and the stage latencies the module measured
+ * (queue_ns, daemon_ns, total_ns; a stage it did not measure is 0 and not
+ * recorded).  The average queue depths need no program on dm_user_map:
+ * userspace divides the growth of the queue and daemon histograms' sums by
+ * the interval (Little's law, as iostat's aqu-sz).
  *
  * devs is a PERCPU_HASH: each CPU updates its own copy of a device's record
  * with plain adds (see dmu_hist_add()), and userspace sums the copies.
@@ -40,17 +42,11 @@ static __always_inline struct dmu_top_dev *get_dev(__u32 dev)
 	return dmu_lookup_or_try_init(&devs, &dev, &zero_dev);
 }
 
+/* never loaded: dmuser-top drops its dm_user_map programs */
 static __always_inline int on_map(__u32 dev, __u64 seq, __u32 op, __u64 flags,
 				  __u64 sector, __u32 bytes, __u32 queued,
 				  __u32 in_flight)
 {
-	struct dmu_top_dev *d = get_dev(dev);
-
-	if (!d)
-		return 0;
-	d->gauge.samples++;
-	d->gauge.queued_sum += queued;
-	d->gauge.in_flight_sum += in_flight;
 	return 0;
 }
 

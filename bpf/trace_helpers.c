@@ -946,9 +946,6 @@ void dmu_top_dev_sum(void *sum, const void *val)
 
 	for (i = 0; i < DMU_NR_STAGES; i++)
 		dmu_hist_sum(&s->hist[i], &v->hist[i]);
-	s->gauge.samples += v->gauge.samples;
-	s->gauge.queued_sum += v->gauge.queued_sum;
-	s->gauge.in_flight_sum += v->gauge.in_flight_sum;
 	for (i = 0; i < DMU_TOP_NR_CLS; i++) {
 		s->ios[i] += v->ios[i];
 		s->bytes[i] += v->bytes[i];

@@ -12,8 +12,8 @@
 #   - the tools pin the module while attached and detach on every way out
 #     (SIGINT, SIGTERM, interval count reached), so rmmod works afterwards;
 #   - what they attach: dmuser-lat one program, on dm_user_complete (and one on
-#     dm_user_map with -Q only), dmuser-top those two; none on dm_user_read or
-#     dm_user_write.
+#     dm_user_map with -Q only), dmuser-top one, on dm_user_complete; none on
+#     dm_user_read or dm_user_write.
 . "$(dirname "$0")/lib.sh"
 . "$DMU_ROOT/bpf/tests/lib.sh"
 
@@ -104,7 +104,7 @@ for mode in tp_btf raw_tp tracepoint; do
 
 	bpf_tool_start "$tmp/top" dmuser-top -b
 	(($(refcnt) > base)) || die "$mode: dmuser-top attached but the module refcnt is $(refcnt)"
-	assert_eq "$(our_events)" "complete map" "$mode: events of dmuser-top's programs"
+	assert_eq "$(our_events)" "complete" "$mode: events of dmuser-top's programs"
 	bpf_tool_stop "$BPF_TOOL_PID" TERM
 	assert_eq "$(refcnt)" "$base" "$mode: refcnt after dmuser-top got SIGTERM"
 

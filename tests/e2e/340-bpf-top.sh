@@ -6,7 +6,8 @@
 #     ioctls), the busy one first when sorted by IOPS;
 #   - A's read and write IOPS are plausible: within a factor of 3 of the rates
 #     in A's block-layer statistics (/sys/dev/block/M:m/stat) over the same time; MB/s = IOPS x 4096 bytes; latency percentiles present, p50 <= p99;
-#     queue depth > 0; no errors;
+#     queue depth > 0, and QD + INFL (time averages) within (0.5, 4.2] at
+#     iodepth 4; no errors;
 #   - -d shows only the named device;
 #   - the curses view starts, draws its title and the devices, and ends after -n
 #     (on a pseudo-terminal from script(1)).
@@ -110,6 +111,14 @@ jq -e "$sel | [.latency_us[] | .count > 0 and .p50 > 0 and .p50 <= .p99] | all" 
 	die "JSON: latency percentiles of $a missing or p50 > p99"
 jq -e "$sel | .queue_depth > 0 and .errors_total == 0 and .timeouts_total == 0" "$tmp/json" >/dev/null ||
 	die "JSON: $a queue depth or errors wrong"
+# QD and INFL are time averages (Little's law): together at most fio's iodepth
+# of 4 (5 % for requests that began in the previous interval), and most of each
+# request's life is spent queued or with the daemon
+qd=$(jq -s "[.[] | $sel | .queue_depth + .in_flight] | add / length" "$tmp/json")
+log "JSON: average QD + INFL of $a: $qd (fio iodepth 4)"
+jq -e "$sel | .queue_depth + .in_flight <= 4.2" "$tmp/json" >/dev/null ||
+	die "JSON: QD + INFL of $a above fio's iodepth 4: $(jq -c "$sel | [.queue_depth, .in_flight]" "$tmp/json")"
+awk -v q="$qd" 'BEGIN { exit !(q > 0.5) }' || die "JSON: average QD + INFL of $a is $qd, not above 0.5 at iodepth 4"
 jq -e ".devices[] | select(.device == \"$b\") | .read_iops == 0 and .latency_us.total.p50 == null" \
 	"$tmp/json" >/dev/null || die "JSON: idle device B shows activity"
 

@@ -406,9 +406,6 @@ static void test_percpu_top(void)
 	c1->ios[DMU_TOP_WRITE] = 20;
 	c0->bytes[DMU_TOP_OTHER] = 1ULL << 32;
 	c1->bytes[DMU_TOP_OTHER] = (1ULL << 32) + 5;
-	c0->gauge.samples = 3;
-	c1->gauge.samples = 4;
-	c1->gauge.in_flight_sum = 9;
 	c0->errors = 1;
 	c1->timeouts = 2;
 	c0->hist[DMU_STAGE_DAEMON].slots[0] = 1;
@@ -418,8 +415,6 @@ static void test_percpu_top(void)
 	CHECK(sum.ios[DMU_TOP_WRITE] == 30 && sum.ios[DMU_TOP_READ] == 0, "ios");
 	CHECK(sum.bytes[DMU_TOP_OTHER] == (2ULL << 32) + 5, "bytes %llu",
 	      (unsigned long long)sum.bytes[DMU_TOP_OTHER]);
-	CHECK(sum.gauge.samples == 7 && sum.gauge.in_flight_sum == 9 && sum.gauge.queued_sum == 0,
-	      "gauge");
 	CHECK(sum.errors == 1 && sum.timeouts == 2, "errors, timeouts");
 	CHECK(sum.hist[DMU_STAGE_DAEMON].slots[0] == 3 && sum.hist[DMU_STAGE_DAEMON].sum == 3,
 	      "daemon histogram");
