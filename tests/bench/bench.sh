@@ -20,7 +20,8 @@
 #   BENCH_REPEAT   repetitions, >= 1 (3)           BENCH_THREADS  N of dmuser-N (4)
 #   BENCH_PATHS    paths to run (all)              BENCH_JOBS     jobs to run (all)
 #   BENCH_SIZE     backing file size (1G)          BENCH_MEM      guest MiB (3072)
-#   BENCH_BPF_PAIRS  pairs of runs without/with the BPF collectors, 0 for none (6)
+#   BENCH_BPF_PAIRS  pairs of runs without/with the BPF collectors, 0 for none (8)
+#   BENCH_BPF_RUNTIME  seconds each paired run is measured (4)
 #
 # Exit status: 0 when every path ran every job (a missed goal is reported, not an
 # error); 1 when a path or a job failed to run, or the guest failed; 2 on bad usage.
@@ -65,10 +66,11 @@ fi
 
 runtime=${BENCH_RUNTIME:-2} ramp=${BENCH_RAMP:-1} repeat=${BENCH_REPEAT:-3}
 threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-1G} mem=${BENCH_MEM:-3072}
-paths=${BENCH_PATHS:-$all_paths} jobs=${BENCH_JOBS:-$all_jobs} pairs=${BENCH_BPF_PAIRS:-6}
+paths=${BENCH_PATHS:-$all_paths} jobs=${BENCH_JOBS:-$all_jobs} pairs=${BENCH_BPF_PAIRS:-8}
+bpf_runtime=${BENCH_BPF_RUNTIME:-4}
 
 usage_die() { vm_log "error: $*"; exit 2; }
-for v in runtime repeat threads mem; do
+for v in runtime bpf_runtime repeat threads mem; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || usage_die "BENCH_${v^^} must be a positive integer, got '${!v}'"
 done
 [[ $ramp =~ ^[0-9]+$ ]] || usage_die "BENCH_RAMP must be a non-negative integer, got '$ramp'"
@@ -102,19 +104,20 @@ fi
 runs=$((repeat * ${#path_list[@]}))
 if [[ -z $timeout ]]; then
 	timeout=$((120 + runs * (${#job_list[@]} * (runtime + ramp + 2) + 20)))
-	((pair_runs == 0)) || timeout=$((timeout + 20 + pair_runs * (runtime + ramp + 2 + 10)))
+	((pair_runs == 0)) || timeout=$((timeout + 20 + pair_runs * (bpf_runtime + ramp + 2 + 10)))
 fi
 
 guest=$out/guest
 rm -rf "$guest"
 mkdir -p "$guest"
-vm_log "$kver: ${#path_list[@]} paths x ${#job_list[@]} jobs x $repeat repetitions, then $((pair_runs / 2)) BPF pairs, ${runtime}+${ramp} s per job (guest timeout ${timeout} s)"
+vm_log "$kver: ${#path_list[@]} paths x ${#job_list[@]} jobs x $repeat repetitions, then $((pair_runs / 2)) BPF pairs of ${bpf_runtime}+${ramp} s, ${runtime}+${ramp} s per job (guest timeout ${timeout} s)"
 rc=0
 "$DMU_ROOT/tests/vm/run.sh" -v --kernel "$kver" --smp 2 --mem "$mem" --timeout "$timeout" \
 	--out "$guest" \
 	--env "BENCH_RUNTIME=$runtime" --env "BENCH_RAMP=$ramp" --env "BENCH_REPEAT=$repeat" \
 	--env "BENCH_THREADS=$threads" --env "BENCH_SIZE=$size" \
 	--env "BENCH_PATHS=$paths" --env "BENCH_JOBS=$jobs" --env "BENCH_BPF_PAIRS=$pairs" \
+	--env "BENCH_BPF_RUNTIME=$bpf_runtime" \
 	-- tests/bench/guest-bench.sh || rc=$?
 
 [[ -s $guest/manifest.tsv ]] || vm_die "the guest wrote no manifest (exit $rc; console: $guest/console.log)"

@@ -9,9 +9,14 @@
 # Then the paired measurement of the BPF collectors' cost (when BENCH_BPF_PAIRS > 0,
 # dmuser-N and dmuser-N-bpf are both in BENCH_PATHS and randread-4k-qd32 is in
 # BENCH_JOBS): dmuser-N is set up once, and on that one device randread-4k-qd32
-# runs BENCH_BPF_PAIRS pairs of times, without ("off") and with ("on") dmuser-lat
-# and dmuser-top attached, in ABBA order (pair 1 off then on, pair 2 on then off,
-# ...), so drift within the pairs cancels.
+# runs BENCH_BPF_PAIRS pairs of times (BENCH_BPF_RUNTIME seconds each), without
+# ("off") and with ("on") dmuser-lat and dmuser-top attached, in ABBA order (pair 1
+# off then on, pair 2 on then off, ...), so drift within the pairs cancels.  In the
+# pairs fio runs on vCPU 0 and dmuserd's threads on vCPU 1, in both modes.
+#
+# Every fio runs without address-space randomisation (setarch -R): under TCG a
+# process's speed depends on where its pages land, and one fio on one device gave
+# 41167 to 89266 IOPS over six runs with ASLR, 74147 to 81028 without.
 #
 # Writes to $DMU_OUT: manifest.tsv (tab-separated, read by tests/bench/report.py):
 #   meta <key> <value>              the run's parameters and environment
@@ -27,13 +32,15 @@
 #
 # Environment (set by bench.sh): BENCH_RUNTIME, BENCH_RAMP (seconds), BENCH_REPEAT,
 # BENCH_PATHS, BENCH_JOBS (space-separated), BENCH_THREADS (N of dmuser-N),
-# BENCH_SIZE (file size, fallocate syntax), BENCH_BPF_PAIRS (pairs, 0 for none).
+# BENCH_SIZE (file size, fallocate syntax), BENCH_BPF_PAIRS (pairs, 0 for none),
+# BENCH_BPF_RUNTIME (seconds of each paired run).
 # Exits 0 when every run succeeded, 1 otherwise (the manifest says which failed).
 # shellcheck source=tests/e2e/lib.sh disable=SC2317 # setup_* and teardown are called indirectly
 . "$(dirname "$0")/../e2e/lib.sh"
 
 runtime=${BENCH_RUNTIME:?} ramp=${BENCH_RAMP:?} repeat=${BENCH_REPEAT:?}
 threads=${BENCH_THREADS:?} size=${BENCH_SIZE:?} pairs=${BENCH_BPF_PAIRS:?}
+pair_runtime=${BENCH_BPF_RUNTIME:?}
 read -r -a paths <<<"${BENCH_PATHS:?}"
 read -r -a jobs <<<"${BENCH_JOBS:?}"
 jobfile=$DMU_ROOT/tests/bench/jobs.fio
@@ -67,6 +74,8 @@ meta threads "$threads"
 meta paths "${paths[*]}"
 meta jobs "${jobs[*]}"
 meta order "interleaved: repetition r runs every path, starting at path index (r-1) mod ${#paths[@]}"
+meta aslr "off for fio (setarch -R)"
+meta clocksource "$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 
 # The paired measurement of the collectors' cost: its job, and why it may not run.
 pair_job=randread-4k-qd32
@@ -85,6 +94,8 @@ if [[ -n $pairs_skipped ]]; then
 else
 	meta bpf_pairs "$pairs"
 	meta bpf_pairs_order "$pair_job on one dmuser-N device, without (off) and with (on) both collectors; ABBA: odd pairs off then on, even pairs on then off"
+	meta bpf_pairs_runtime_s "$pair_runtime"
+	meta bpf_pairs_cpus "fio on vCPU 0, dmuserd on vCPU 1"
 fi
 
 dmu_load
@@ -204,12 +215,17 @@ note_batching() {
 
 # ---- running and recording -----------------------------------------------------
 
-# fio on $target, only the jobs $2..., its JSON output to $1.
+# fio on $target, only the jobs $2..., its JSON output to $1; without ASLR (see
+# the top), measured for $fio_runtime seconds (BENCH_RUNTIME unless set), under
+# the command prefix $fio_prefix (none unless set).
+fio_runtime="" fio_prefix=""
 run_fio() {
 	local json=$1 section=() j
 	shift
 	for j in "$@"; do section+=("--section=$j"); done
-	BENCH_TARGET=$target BENCH_DIRECT=$direct BENCH_RUNTIME=$runtime BENCH_RAMP=$ramp \
+	# shellcheck disable=SC2086 # $fio_prefix is words
+	BENCH_TARGET=$target BENCH_DIRECT=$direct BENCH_RUNTIME=${fio_runtime:-$runtime} \
+		BENCH_RAMP=$ramp $fio_prefix setarch -R \
 		fio --output-format=json --output="$json" "${section[@]}" "$jobfile"
 }
 
@@ -260,6 +276,9 @@ run_pairs() {
 	local p mode order
 	trap 'rc=$?; teardown || rc=1; exit $rc' EXIT
 	setup_dmuser_threads "$threads"
+	# the pairs' fio on vCPU 0 and the daemon on vCPU 1: fewer placement swings
+	taskset -a -p -c 1 "$DMU_DAEMON_PID" >/dev/null
+	fio_prefix="taskset -c 0" fio_runtime=$pair_runtime
 	for ((p = 1; p <= pairs; p++)); do
 		order=(off on)
 		((p % 2)) || order=(on off)
