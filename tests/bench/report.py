@@ -403,7 +403,9 @@ def render_paired(res):
     lines = ["## BPF cost, paired", "",
              f"{pc['job']} on one {DMU} device (set up once), run alternately without (off)"
              f" and with (on) both BPF collectors attached, in ABBA order (pair 1 off then on,"
-             f" pair 2 on then off, ...); cost = 1 − on / off IOPS of each pair.", ""]
+             f" pair 2 on then off, ...); cost = 1 − on / off IOPS of each pair."
+             + (f" Each run {m['bpf_pairs_runtime_s']} s after the ramp." if "bpf_pairs_runtime_s" in m else "")
+             + (f" CPUs: {m['bpf_pairs_cpus']}." if "bpf_pairs_cpus" in m else ""), ""]
     rows = [(c["pair"], f"| {c['pair']} | {', '.join(c['order'])} | {c['off']:.0f} | {c['on']:.0f}"
                         f" | {c['cost']:.1%} |") for c in pc["pairs"]]
     rows += [(d["pair"], f"| {d['pair']} | {', '.join(d['order'])} | – | – | dropped: {d['why']} |")
@@ -432,7 +434,9 @@ def render_md(res):
              f" backing file {m.get('file', '?')}.",
              f"fio {m.get('fio', '?')}, libaio; each job {m.get('runtime_s', '?')} s after"
              f" {m.get('ramp_s', '?')} s ramp, {m.get('repeat', '?')} repetitions"
-             f" ({m.get('order', '?')}). dmuser-N: N = {m.get('threads', '?')} daemon threads.",
+             f" ({m.get('order', '?')}). dmuser-N: N = {m.get('threads', '?')} daemon threads."
+             + (f" ASLR {m['aslr']}." if "aslr" in m else "")
+             + (f" Guest clocksource {m['clocksource']}." if "clocksource" in m else ""),
              "Median of the repetitions, [min–max] of IOPS; latency is fio's completion"
              " latency (clat) of reads, of writes for write-only jobs; × loop is the ratio"
              " of median IOPS to loop's.", ""]

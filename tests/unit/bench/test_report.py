@@ -330,6 +330,16 @@ class PairedBpfCost(unittest.TestCase):
         self.assertIn("- BPF pair 4 off: exit 1: dmuser-top exited 3", md)
         self.assertIn("BPF cost per job (1 − dmuser-N-bpf / dmuser-N, median IOPS)", md)
 
+    def test_markdown_states_how_the_runs_were_made(self):
+        res = paired_results(self.PAIRS)
+        self.assertNotIn("ASLR", report.render_md(res))
+        res["meta"].update({"aslr": "off for fio (setarch -R)", "clocksource": "tsc",
+                            "bpf_pairs_runtime_s": "4",
+                            "bpf_pairs_cpus": "fio on vCPU 0, dmuserd on vCPU 1"})
+        md = report.render_md(res)
+        self.assertIn("ASLR off for fio (setarch -R). Guest clocksource tsc.", md)
+        self.assertIn("Each run 4 s after the ramp. CPUs: fio on vCPU 0, dmuserd on vCPU 1.", md)
+
     def test_markdown_says_why_pairs_did_not_run(self):
         res = results_from(Summary.IOPS)
         self.assertNotIn("BPF cost, paired", report.render_md(res))
