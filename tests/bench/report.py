@@ -491,15 +491,25 @@ def render_md(res):
     return "\n".join(lines)
 
 
+def _plots_ratio(res):
+    """Whether the chart shows ratios to loop (some path has one) or, without
+    loop, median IOPS."""
+    return any(e and e.get("ratio_to_loop") is not None
+               and not math.isnan(e["ratio_to_loop"])
+               for by_path in res["summary"].values() for e in by_path.values())
+
+
 def gnuplot_data(res):
-    """Rows: job, then each path's ratio to loop (NaN when missing)."""
+    """Rows: job, then each path's ratio to loop, or its median IOPS when loop did
+    not run (NaN when missing)."""
+    ratio = _plots_ratio(res)
     rows = ["job " + " ".join(res["paths"])]
     for job in res["jobs"]:
         vals = []
         for path in res["paths"]:
             e = res["summary"].get(job, {}).get(path)
-            r = e["ratio_to_loop"] if e else None
-            vals.append("NaN" if r is None or math.isnan(r) else f"{r:.4f}")
+            v = (e["ratio_to_loop"] if ratio else e["iops"]["median"]) if e else None
+            vals.append("NaN" if v is None or math.isnan(v) else f"{v:.4f}")
         rows.append(job + " " + " ".join(vals))
     return "\n".join(rows) + "\n"
 
@@ -507,11 +517,13 @@ def gnuplot_data(res):
 def gnuplot_script(res, data, png):
     m = res["meta"]
     n = len(res["paths"])
+    ratio = _plots_ratio(res)
+    what = "median IOPS relative to loop" if ratio else "median IOPS (loop did not run)"
     return "\n".join([
         "set terminal pngcairo size 1200,600 noenhanced" if _has_cairo() else
         "set terminal png size 1200,600 noenhanced",
         f"set output '{png}'",
-        f"set title 'dm-user bench: median IOPS relative to loop, kernel {m.get('kernel', '?')}"
+        f"set title 'dm-user bench: {what}, kernel {m.get('kernel', '?')}"
         " (emulated QEMU TCG guest numbers)'",
         "set style data histograms",
         "set style histogram clustered gap 1",
@@ -521,12 +533,12 @@ def gnuplot_script(res, data, png):
         "set offsets 0, 0, graph 0.08, 0",
         "set grid ytics",
         # Ratios span from nbd's fraction of loop to the file's 100x: log scale.
-        "set ylabel 'IOPS / loop IOPS (log scale)'",
+        "set ylabel '" + ("IOPS / loop IOPS" if ratio else "IOPS") + " (log scale)'",
         "set logscale y",
-        "set yrange [0.01:*]",
+        "set yrange [" + ("0.01" if ratio else "1") + ":*]",
         "set xtics rotate by -20 nomirror",
         "set datafile missing 'NaN'",
-        "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2",
+    ] + (["set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2"] if ratio else []) + [
         f"plot for [i=2:{n + 1}] '{data}' using i:xtic(1) title columnheader(i)",
         ""])
 

@@ -364,6 +364,17 @@ class Rendering(unittest.TestCase):
         self.assertEqual(rows[0], "job file loop nbd")
         self.assertEqual(rows[1], "randread-4k-qd1 2.0000 1.0000 NaN")
 
+    def test_gnuplot_without_loop_plots_median_iops(self):
+        res = results_from({"file": [20, 30, 40], "nbd": [5] * 3}, paths=["file", "nbd"])
+        rows = report.gnuplot_data(res).splitlines()
+        self.assertEqual(rows[1], "randread-4k-qd1 30.0000 5.0000")
+        script = report.gnuplot_script(res, "d.dat", "p.png")
+        self.assertIn("median IOPS (loop did not run)", script)
+        self.assertNotIn("set arrow", script)
+        with tempfile.TemporaryDirectory() as d:
+            report.write_png(res, d)  # raised "x range is invalid" before
+            self.assertGreater(os.path.getsize(os.path.join(d, "results.png")), 0)
+
     def test_main_writes_json_md_png_and_exits_1_on_failure(self):
         with tempfile.TemporaryDirectory() as d:
             guest, out = os.path.join(d, "guest"), os.path.join(d, "out")
