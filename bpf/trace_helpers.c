@@ -959,7 +959,7 @@ int dmu_map_dump(int fd, struct dmu_percpu *pc, void *ents, size_t ent_size,
 {
 	char *base = ents;
 	const void *prev = NULL;
-	int n = 0, i, err;
+	int n = 0, i;
 
 	while (n < max) {
 		char *ent = base + (size_t)n * ent_size;
@@ -969,12 +969,8 @@ int dmu_map_dump(int fd, struct dmu_percpu *pc, void *ents, size_t ent_size,
 		if (bpf_map_get_next_key(fd, prev, ent))
 			break;
 		prev = ent;
-		if (pc)
-			err = dmu_percpu_lookup(pc, fd, ent, ent + val_off);
-		else
-			err = bpf_map_lookup_elem(fd, ent, ent + val_off);
 		/* an entry deleted meanwhile is skipped; its key stays the cursor */
-		if (!err)
+		if (!dmu_percpu_lookup(pc, fd, ent, ent + val_off))
 			n++;
 	}
 	for (i = 0; clear && i < n; i++)

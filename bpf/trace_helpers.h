@@ -176,12 +176,12 @@ void dmu_lat_rec_sum(void *sum, const void *val);	/* struct dmu_lat_rec */
 void dmu_top_dev_sum(void *sum, const void *val);	/* struct dmu_top_dev */
 
 /*
- * Copies up to max entries of a BPF hash map into ents, an array of
- * ent_size-byte records each holding the key at offset 0 and the value at
- * val_off; for a per-CPU map pc sums each entry's copies there (NULL for a
- * map that is not per-CPU).  With clear, the copied entries are then
- * deleted (per-interval tools); without, the map is left as it is
- * (cumulative exporters).  Returns the number of entries copied.
+ * Copies up to max entries of a per-CPU BPF hash map into ents, an array
+ * of ent_size-byte records each holding the key at offset 0 and the value
+ * at val_off, the sum of its CPUs' copies (pc, sized for the map's values).
+ * With clear, the copied entries are then deleted (per-interval tools);
+ * without, the map is left as it is (cumulative exporters).  Returns the
+ * number of entries copied.
  */
 int dmu_map_dump(int fd, struct dmu_percpu *pc, void *ents, size_t ent_size,
 		 size_t val_off, int max, bool clear);
