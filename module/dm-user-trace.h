@@ -73,19 +73,19 @@ TRACE_EVENT(dm_user_read,
 );
 
 TRACE_EVENT(dm_user_write,
-	TP_PROTO(dev_t dev, u64 seq, u32 status),
+	TP_PROTO(dev_t dev, u64 seq, u64 status),
 	TP_ARGS(dev, seq, status),
 	TP_STRUCT__entry(
 		__field(dev_t, dev)
 		__field(u64, seq)
-		__field(u32, status)
+		__field(u64, status)
 	),
 	TP_fast_assign(
 		__entry->dev = dev;
 		__entry->seq = seq;
 		__entry->status = status;
 	),
-	TP_printk("dev %d:%d seq %llu status %u",
+	TP_printk("dev %d:%d seq %llu status %llu",
 		  MAJOR(__entry->dev), MINOR(__entry->dev), __entry->seq,
 		  __entry->status)
 );

@@ -7,17 +7,31 @@
  *
  * Objects and their lifetimes
  *
- *  - struct dmu_target: one per "user" target in a table.  Created by the
- *    constructor, which also registers the misc device
- *    /dev/dm-user/<control-name>.  It is reference counted: device-mapper
- *    holds one reference from ctr to dtr, and every open channel holds one.
- *    It is freed when the last of these goes.
+ *  - struct dmu_target: one per control device /dev/dm-user/<control-name>,
+ *    which it registers when the first table naming it is loaded.  It holds
+ *    the queues, the channels and the counters.  It is reference counted:
+ *    every table that holds it (below) and every open channel holds one, and
+ *    it is freed when the last of these goes.  When the last table lets go
+ *    (its dtr), the control device goes away and the target is dead.
+ *
+ *  - struct dmu_instance: ti->private, one per "user" target in a loaded
+ *    table, with that table's arguments.  A table loaded for a device whose
+ *    live table has a target of the same control name (dmsetup reload)
+ *    shares that dmu_target; its arguments become the target's when it is
+ *    resumed (user_resume()), and the table it replaced then lets go.  So
+ *    a reload resizes a device or changes its options with its daemon and
+ *    requests in place: dm suspends the device, and waits for every BIO,
+ *    before it swaps tables.
  *
  *  - struct dmu_channel: one per open() of the control device.  A daemon
  *    reads requests from a channel and must answer each request on the
- *    channel it read it from.  A channel lives until its file is released,
- *    and then one RCU grace period more: map() and other channels' readers
- *    look at the channels through t->chans, an RCU-protected array.
+ *    channel it read it from.  A channel is in service from open() until it
+ *    is refused (a protocol error) or released; it lives until it is
+ *    released, and then one RCU grace period more: map() and the readers
+ *    look at the channels in service through t->chans, an RCU-protected
+ *    array edited in place (dmu_chans()), so that taking a channel out of
+ *    service never allocates.  t->channels lists every open channel, in
+ *    service or refused, for the timeout work.
  *
  *  - struct dmu_msg: the per-bio data of every BIO that reaches map().  Being
  *    per-bio data, it needs no allocation and lives exactly as long as the
@@ -25,7 +39,7 @@
  *
  *      QUEUED    on a channel's queue, where map() put it, or on
  *                target->backlog (no channel yet, or handed back by a
- *                channel that closed), waiting for a daemon to read it
+ *                channel that left service), waiting for a daemon to read it
  *      READING   taken by a read() on a channel: channel->rd_cur when a
  *                daemon has its header but not all of its payload yet
  *      SENT      on channel->sent: fully read, waiting for the reply
@@ -35,8 +49,16 @@
  *    A channel's queue and sent list change under channel->lock, the
  *    backlog under target->lock.  Whoever takes a message off a list or out
  *    of a slot owns it, and only its owner ends the BIO.  A READING or
- *    REPLYING message is owned by the channel, and its data are copied
- *    under the channel's rd_lock or wr_lock, never under a spinlock.
+ *    REPLYING message is owned by the read() or write() copying it, which
+ *    holds the channel's rd_lock or wr_lock, never a spinlock, while it
+ *    copies.  The timeout work takes rd_cur and wr_cur only with a trylock
+ *    of that mutex, and dev_release() only when no call can run; both do it
+ *    under channel->lock, which orders them.
+ *
+ *    A request's age counts from map(): timeout_ms, whenever it was set,
+ *    ends a request older than that in any of these states.  A channel
+ *    remembers the requests that timed out after it read them (an xarray
+ *    by seq), so a late reply is accepted, never a protocol error.
  *
  * The data path takes no lock that all channels share.  map() puts a BIO on
  * one channel's queue (round robin) under that channel's lock; a read()
@@ -47,22 +69,32 @@
  * channel's wait queue, and map() wakes one sleeping reader, the chosen
  * channel's or another that will take the request over, unless a reader it
  * woke is still coming (see dmu_reader_wake()).  target->lock guards the
- * backlog, the channel set and the target's state (orphaned, recovering,
- * suspending, dead): what changes when a daemon comes or goes, not per
- * request.
+ * backlog, the channel set and list, the live arguments and the target's
+ * state (orphaned, recovering, suspending, dead): what changes when a
+ * daemon comes or goes, not per request.
  *
  * Lock order (outer to inner)
  *
- *  1. misc_mtx (held by the misc core around dev_open())
- *  2. target->chan_mutex (changes to the channel set)
+ *  1. dmu_targets_lock (the control names: ctr and dtr)
+ *  2. misc_mtx (the misc core's, around (de)registration and dev_open())
  *  3. channel->rd_lock, channel->wr_lock (never both)
  *  4. target->lock (a spinlock: map() takes no sleeping lock)
  *  5. channel->lock (a spinlock; never two channels' at once)
+ *  6. channel->expired's xa_lock
+ *
+ * The timeout work, under target->lock, may trylock a channel's rd_lock or
+ * wr_lock; a trylock never waits, so it takes no part in this order.
+ *
+ * Memory: map() and the paths that end requests (a reply, a refusal, a
+ * release, the timeout and recovery work, presuspend) allocate nothing they
+ * would wait for.  The work runs on dmu_wq, a WQ_MEM_RECLAIM workqueue, so it
+ * makes progress when reclaim is waiting on this very device.
  *
  * Device-mapper suspends a device, and waits for every BIO it has mapped,
- * before it calls the destructor, so no message exists when dtr runs.  What
- * keeps a suspend from waiting forever on a daemon that is gone is presuspend:
- * with no channel open, it ends every queued request with an error.
+ * before it calls the destructor, so no message exists when the last dtr
+ * runs.  What keeps a suspend from waiting forever on a daemon that is gone
+ * is presuspend: with no channel in service, it ends every queued request
+ * with an error; and timeout_ms, which ends requests a daemon holds.
  *
  * The RFC's open questions (its FIXMEs), and how this version answers them
  *
@@ -106,6 +138,7 @@
 #include <linux/uio.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
+#include <linux/xarray.h>
 
 #include "include/uapi/linux/dm-user.h"
 
@@ -115,21 +148,15 @@
 #define DM_MSG_PREFIX "user"
 
 #define DMU_CTL_NAME_MAX	64
-#define DMU_MAX_DISCARD_SECTORS	(1U << 21)	/* 1 GiB: len fits in u32 */
+#define DMU_MAX_DISCARD_SECTORS	BIT(21)		/* 1 GiB: len fits in u32 */
 #define DMU_TICK_MS_MAX		1000U
-#define DMU_EXPIRED_SLOTS	32	/* timed-out seqs a channel remembers */
+#define DMU_CHANSET_MIN		4	/* slots of the first channel set */
 
 /* Defaults of the optional table arguments. */
 #define DMU_DEFAULT_QUEUE_DEPTH	0	/* unlimited */
 #define DMU_DEFAULT_TIMEOUT_MS	0	/* no timeout */
 #define DMU_DEFAULT_RECOVERY_MS	0	/* fail at once when a daemon dies */
-
-enum dmu_state {
-	DMU_QUEUED,
-	DMU_READING,
-	DMU_SENT,
-	DMU_REPLYING,
-};
+#define DMU_DEFAULT_MAX_IO_LEN	2048	/* sectors: 1 MiB */
 
 struct dmu_target;
 struct dmu_channel;
@@ -138,11 +165,9 @@ struct dmu_msg {
 	struct dm_user_message hdr;	/* the request as the daemon sees it */
 	struct bio *bio;
 	struct list_head node;		/* on a queue, or channel->sent */
-	struct dmu_channel *ch;		/* owner while READING/SENT/REPLYING */
-	enum dmu_state state;
 	struct bvec_iter data;		/* position in the BIO's data */
 	size_t pos;			/* bytes of header + payload moved */
-	unsigned long deadline;		/* jiffies, if the target has a timeout */
+	unsigned long mapped;		/* jiffies at map(): its age's origin */
 	/*
 	 * ktime_get_ns() at the stages dm_user_complete reports, taken only
 	 * while it is traced: 0 when not taken.
@@ -153,17 +178,31 @@ struct dmu_msg {
 	u64 reply_ns;			/* answered */
 };
 
-/* The open channels, as map() and readers see them. */
+/*
+ * The channels in service, as map() and readers see them.  Slots are edited
+ * in place under target->lock, and a set is replaced (by a larger one) only
+ * when it is full, so closing a channel never allocates; see dmu_chans().
+ */
 struct dmu_chanset {
 	struct rcu_head rcu;
+	unsigned int cap;
 	unsigned int nr;
 	struct dmu_channel *ch[];
 };
 
+/* The table arguments of one "user" target in one table. */
+struct dmu_args {
+	sector_t begin;
+	unsigned int queue_depth;
+	unsigned int timeout_ms;
+	unsigned int recovery_ms;
+	unsigned int max_io_len;
+};
+
 struct dmu_target {
-	spinlock_t lock;		/* backlog, chans, the state below */
-	struct mutex chan_mutex;	/* serialises changes to chans */
-	struct dmu_chanset __rcu *chans;	/* NULL when none is open */
+	spinlock_t lock;		/* backlog, chans, channels, state below */
+	struct dmu_chanset __rcu *chans;	/* channels in service */
+	struct list_head channels;	/* every open channel, refused ones too */
 	struct list_head backlog;	/* QUEUED on no channel, oldest first */
 	unsigned int __percpu *rotor;	/* map()'s round robin */
 	wait_queue_head_t space_wait;	/* map() waiting for queue_depth */
@@ -172,19 +211,16 @@ struct dmu_target {
 	atomic_t nr_pending;		/* mapped and not ended */
 	atomic_t nr_coming;		/* channels whose reader is coming */
 	unsigned long coming_since;	/* jiffies of the latest such wakeup */
-	unsigned int nr_channels;
+	unsigned int nr_channels;	/* in service: chans->nr */
 	u32 next_channel_id;
-	bool dead;			/* dtr has run */
+	bool dead;			/* the last table's dtr has run */
 	bool orphaned;			/* no daemon: map() fails at once */
 	bool recovering;		/* no daemon, inside recovery_ms */
 	bool suspending;
 	unsigned long orphan_deadline;	/* jiffies, while recovering */
 
-	/* Table arguments. */
-	sector_t begin;
-	unsigned int queue_depth;
-	unsigned int timeout_ms;
-	unsigned int recovery_ms;
+	/* The live table's arguments, set at resume; see user_resume(). */
+	struct dmu_args args;
 
 	/* Counters for status. */
 	atomic64_t completed;
@@ -195,27 +231,31 @@ struct dmu_target {
 	dev_t dev;
 	struct delayed_work work;	/* timeouts and the recovery window */
 	struct kref kref;
+	unsigned int nr_tables;		/* instances: tables that hold it */
+	struct list_head instances;	/* under dmu_targets_lock */
 	struct miscdevice misc;
 	struct list_head node;		/* on dmu_targets */
 	char ctl_name[DMU_CTL_NAME_MAX + 1];
 	char misc_name[sizeof("dm-user/") + DMU_CTL_NAME_MAX];
 };
 
-/* A request that timed out after its channel read it; see dev_write(). */
-struct dmu_expired {
-	u64 seq;
-	u64 read_len;		/* a READ's len: its late reply carries data */
-	bool valid;
+/* ti->private: one "user" target of one table, and the target it drives. */
+struct dmu_instance {
+	struct dmu_target *t;
+	struct dm_target *ti;
+	struct dmu_args args;		/* this table's, until it is live */
+	struct list_head node;		/* on t->instances */
 };
 
 struct dmu_channel {
 	struct dmu_target *t;
 	u32 id;
-	spinlock_t lock;		/* queue, sent, closed, expired */
+	spinlock_t lock;		/* queue, sent, detached; see dmu_work() */
 	struct list_head queue;		/* QUEUED messages map() gave it */
 	struct list_head sent;		/* SENT messages */
+	struct list_head node;		/* on target->channels */
 	wait_queue_head_t rd_wait;	/* its readers and pollers */
-	bool closed;			/* released: map() must pick another */
+	bool detached;			/* out of service: map() must pick another */
 	atomic_t coming;		/* a reader woken has not looked yet */
 	u64 flags;			/* DM_USER_CHANNEL_* */
 	struct rcu_head rcu;
@@ -223,12 +263,16 @@ struct dmu_channel {
 	struct mutex wr_lock;		/* serialises write() on this file */
 	struct dmu_msg *rd_cur;		/* READING message */
 	struct dmu_msg *wr_cur;		/* REPLYING message */
+	/* A READING message that timed out: the rest of it, payload zeroed. */
+	struct dm_user_message gone;
+	size_t gone_pos;
+	size_t gone_len;
 	struct dm_user_message reply;	/* reply header being assembled */
 	size_t reply_pos;
 	u64 drain;			/* late reply payload bytes to discard */
 	bool broken;			/* protocol error: the channel is refused */
-	unsigned int expired_next;
-	struct dmu_expired expired[DMU_EXPIRED_SLOTS];
+	/* Requests that timed out after this channel read them, by seq. */
+	struct xarray expired;		/* value: a READ's len, else 0 */
 };
 
 /* Control names in use, so a duplicate fails in ctr, not in sysfs. */
@@ -242,6 +286,9 @@ static DEFINE_MUTEX(dmu_targets_lock);
  */
 static struct kmem_cache *dmu_target_cache;
 static struct kmem_cache *dmu_channel_cache;
+
+/* Runs every target's clock (dmu_work()). */
+static struct workqueue_struct *dmu_wq;
 
 /* ---- protocol helpers ---------------------------------------------------- */
 
@@ -398,17 +445,63 @@ static size_t dmu_copy_bio(struct dmu_msg *m, struct iov_iter *iter,
 
 static void dmu_msg_reset(struct dmu_msg *m)
 {
-	m->ch = NULL;
-	m->state = DMU_QUEUED;
 	m->data = m->bio->bi_iter;
 	m->pos = 0;
 }
 
-/* The channel set; the caller holds the RCU read lock or target->lock. */
+/*
+ * The channels in service.  The caller holds the RCU read lock or
+ * target->lock, and reads the count with dmu_chans_nr() before the slots
+ * below it.  Writers hold target->lock: they fill a slot before they
+ * publish a larger count, and move the last channel into a leaving one's
+ * slot before they publish a smaller count.  So a reader sees only
+ * channels that were in service during its read-side section (a channel is
+ * freed a grace period after it left), possibly one of them twice.
+ */
 static struct dmu_chanset *dmu_chans(struct dmu_target *t)
 {
-	return rcu_dereference_check(t->chans, lockdep_is_held(&t->lock) ||
-				     lockdep_is_held(&t->chan_mutex));
+	return rcu_dereference_check(t->chans, lockdep_is_held(&t->lock));
+}
+
+static unsigned int dmu_chans_nr(struct dmu_chanset *cs)
+{
+	/* Pairs with the release in dmu_chans_add/del_locked(). */
+	return cs ? smp_load_acquire(&cs->nr) : 0;
+}
+
+static struct dmu_channel *dmu_chans_at(struct dmu_chanset *cs, unsigned int i)
+{
+	return READ_ONCE(cs->ch[i]);
+}
+
+static unsigned int dmu_nr_channels_locked(struct dmu_target *t)
+{
+	return dmu_chans_nr(dmu_chans(t));
+}
+
+/* Puts @c in service; target->lock held, and the set has room. */
+static void dmu_chans_add_locked(struct dmu_target *t, struct dmu_channel *c)
+{
+	struct dmu_chanset *cs = dmu_chans(t);
+
+	WRITE_ONCE(cs->ch[cs->nr], c);
+	/* The slot is filled before a reader can count it; see dmu_chans(). */
+	smp_store_release(&cs->nr, cs->nr + 1);
+}
+
+/* Takes @c out of service, in place; target->lock held.  Allocates nothing. */
+static void dmu_chans_del_locked(struct dmu_target *t, struct dmu_channel *c)
+{
+	struct dmu_chanset *cs = dmu_chans(t);
+	unsigned int i, last = cs->nr - 1;
+
+	for (i = 0; i < cs->nr && cs->ch[i] != c; i++)
+		;
+	if (WARN_ON_ONCE(i == cs->nr))
+		return;
+	WRITE_ONCE(cs->ch[i], cs->ch[last]);
+	/* The last channel is moved before a reader stops counting its slot. */
+	smp_store_release(&cs->nr, last);
 }
 
 /*
@@ -445,6 +538,16 @@ static void dmu_stamp_taken(struct dmu_msg *m)
 	m->reply_ns = 0;
 }
 
+/* Counts a request that ended, mapped or not. */
+static void dmu_count_end(struct dmu_target *t, blk_status_t status, u32 how)
+{
+	atomic64_inc(&t->completed);
+	if (status)
+		atomic64_inc(&t->errors);
+	if (how == DM_USER_END_TIMEOUT)
+		atomic64_inc(&t->timeouts);
+}
+
 /* Ends a message its caller owns; takes no lock. */
 static void dmu_end(struct dmu_target *t, struct dmu_msg *m,
 		    blk_status_t status, u32 how)
@@ -453,14 +556,10 @@ static void dmu_end(struct dmu_target *t, struct dmu_msg *m,
 
 	if (trace_dm_user_complete_enabled())
 		dmu_trace_complete(t, m, status, how);
-	atomic64_inc(&t->completed);
-	if (status)
-		atomic64_inc(&t->errors);
-	if (how == DM_USER_END_TIMEOUT)
-		atomic64_inc(&t->timeouts);
+	dmu_count_end(t, status, how);
 	atomic_dec(&t->nr_pending);
 	/* Pairs with the barrier in map()'s wait: it sees the room or is woken. */
-	if (t->queue_depth && wq_has_sleeper(&t->space_wait))
+	if (t->args.queue_depth && wq_has_sleeper(&t->space_wait))
 		wake_up(&t->space_wait);
 	bio->bi_status = status;
 	bio_endio(bio);
@@ -534,15 +633,16 @@ static bool dmu_reader_coming(struct dmu_target *t)
 /*
  * Wakes one reader that sleeps and could take a message just queued on
  * @first (NULL: on the backlog, or anywhere), unless one is coming:
- * @first's own, or else any other channel's, which will take it over.  The
- * barrier pairs with the one in set_current_state() of a reader going to
- * sleep, and with the one in dmu_looked(): either that reader sees the
- * message, or this sees it waiting or not coming.
+ * @first's own, or else any other channel's in service, which will take it
+ * over.  The barrier pairs with the one in set_current_state() of a reader
+ * going to sleep, and with the one in dmu_looked(): either that reader sees
+ * the message, or this sees it waiting or not coming.
  */
 static void dmu_wake_reader(struct dmu_target *t, struct dmu_channel *first)
 {
 	struct dmu_chanset *cs;
-	unsigned int i;
+	struct dmu_channel *c;
+	unsigned int i, nr;
 
 	/* Orders the queueing before the checks below. */
 	smp_mb();
@@ -555,30 +655,32 @@ static void dmu_wake_reader(struct dmu_target *t, struct dmu_channel *first)
 	}
 	rcu_read_lock();
 	cs = rcu_dereference(t->chans);
-	for (i = 0; cs && i < cs->nr; i++) {
+	nr = dmu_chans_nr(cs);
+	for (i = 0; i < nr; i++) {
+		c = dmu_chans_at(cs, i);
 		/* Lockless, as above. */
-		if (waitqueue_active(&cs->ch[i]->rd_wait)) {
-			wake_up(&cs->ch[i]->rd_wait);
+		if (waitqueue_active(&c->rd_wait)) {
+			wake_up(&c->rd_wait);
 			break;
 		}
 	}
 	rcu_read_unlock();
 }
 
-/* Wakes every reader and poller; called with target->lock held. */
+/* Wakes every reader and poller in service; target->lock held. */
 static void dmu_wake_all_locked(struct dmu_target *t)
 {
 	struct dmu_chanset *cs = dmu_chans(t);
-	unsigned int i;
+	unsigned int i, nr = dmu_chans_nr(cs);
 
-	for (i = 0; cs && i < cs->nr; i++)
+	for (i = 0; i < nr; i++)
 		wake_up_all(&cs->ch[i]->rd_wait);
 }
 
 /*
  * Puts messages back on the backlog, in seq order, ahead of everything
- * mapped since: those a closed channel held (@held: they count as requeued)
- * or had queued.  Called with target->lock held.
+ * mapped since: those a channel held (@held: they count as requeued) or
+ * had queued.  Called with target->lock held.
  */
 static void dmu_requeue_locked(struct dmu_target *t, struct list_head *list,
 			       bool held)
@@ -602,7 +704,7 @@ static void dmu_requeue_locked(struct dmu_target *t, struct list_head *list,
 
 /*
  * Moves every QUEUED message to @list.  Called with target->lock held and
- * no channel open: then the backlog holds them all.
+ * no channel in service: then the backlog holds them all.
  */
 static void dmu_take_queue_locked(struct dmu_target *t, struct list_head *list)
 {
@@ -617,47 +719,65 @@ static void dmu_take_queue_locked(struct dmu_target *t, struct list_head *list)
 static void dmu_schedule_work_locked(struct dmu_target *t)
 {
 	unsigned long delay = msecs_to_jiffies(DMU_TICK_MS_MAX);
+	unsigned int timeout_ms = t->args.timeout_ms;
 
 	if (t->dead)
 		return;
-	if (t->timeout_ms)
-		delay = min(delay, msecs_to_jiffies(max(t->timeout_ms / 4, 1U)));
+	if (timeout_ms)
+		delay = min(delay, msecs_to_jiffies(max(timeout_ms / 4, 1U)));
 	if (t->recovering)
 		delay = min(delay, time_after(t->orphan_deadline, jiffies) ?
 				   t->orphan_deadline - jiffies : 0UL);
-	mod_delayed_work(system_wq, &t->work, max(delay, 1UL));
+	mod_delayed_work(dmu_wq, &t->work, max(delay, 1UL));
 }
 
 /* The clock runs while requests could time out or a daemon may return. */
 static bool dmu_needs_work_locked(struct dmu_target *t)
 {
-	return (t->timeout_ms && atomic_read(&t->nr_pending)) || t->recovering;
+	return (t->args.timeout_ms && atomic_read(&t->nr_pending)) ||
+	       t->recovering;
 }
 
-/* Remembers a request that timed out on @c, so its late reply is no error. */
-static void dmu_remember_expired(struct dmu_channel *c, struct dmu_msg *m)
+/* A request's age, from map(), against a timeout of @tmo jiffies. */
+static bool dmu_expired(const struct dmu_msg *m, unsigned long tmo)
 {
-	struct dmu_expired *e = &c->expired[c->expired_next];
-
-	c->expired_next = (c->expired_next + 1) % DMU_EXPIRED_SLOTS;
-	e->seq = m->hdr.seq;
-	e->read_len = m->hdr.type == DM_USER_REQ_MAP_READ ? m->hdr.len : 0;
-	e->valid = true;
+	return time_after_eq(jiffies, m->mapped + tmo);
 }
 
 /*
- * Moves expired messages to @to and returns how many.  @c is the channel
- * they were sent on, or NULL for a queue.
+ * Remembers a request that timed out after @c read it, so that its late
+ * reply is accepted (a READ's data discarded) rather than refused, however
+ * many others timed out since.  Called with @c's lock held from the timeout
+ * work, which must neither sleep nor wait for memory, so the record is
+ * allocated without waiting; without it a late reply to this request is
+ * refused, and the log says why.  The record lives until that reply or the
+ * channel's release.  (Where unsigned long is 32 bits, seqs 2^32 apart
+ * share a record.)
+ */
+static void dmu_remember_expired(struct dmu_channel *c, struct dmu_msg *m)
+{
+	u64 len = m->hdr.type == DM_USER_REQ_MAP_READ ? m->hdr.len : 0;
+
+	if (xa_is_err(xa_store(&c->expired, (unsigned long)m->hdr.seq,
+			       xa_mk_value(len), GFP_NOWAIT | __GFP_NOWARN)))
+		DMERR_LIMIT("%s: channel %u: cannot keep timed-out seq %llu: late reply refused",
+			    c->t->ctl_name, c->id, m->hdr.seq);
+}
+
+/*
+ * Moves the messages of @from older than @tmo to @to and returns how many.
+ * @c is the channel that read them, or NULL for a queue.
  */
 static unsigned int dmu_collect_expired(struct list_head *from,
 					struct list_head *to,
-					struct dmu_channel *c)
+					struct dmu_channel *c,
+					unsigned long tmo)
 {
 	struct dmu_msg *m, *tmp;
 	unsigned int n = 0;
 
 	list_for_each_entry_safe(m, tmp, from, node) {
-		if (time_after_eq(jiffies, m->deadline)) {
+		if (dmu_expired(m, tmo)) {
 			if (c)
 				dmu_remember_expired(c, m);
 			list_move_tail(&m->node, to);
@@ -667,52 +787,83 @@ static unsigned int dmu_collect_expired(struct list_head *from,
 	return n;
 }
 
-/* Forgets and returns a remembered timed-out request, if @seq is one. */
-static struct dmu_expired *dmu_take_expired(struct dmu_channel *c, u64 seq)
+/*
+ * The messages whose header or reply @c's read() or write() is copying
+ * belong to that call, which holds rd_lock or wr_lock.  Past its timeout
+ * such a message is taken away from the channel, unless a call is copying
+ * it right now (the next tick looks again): the trylock makes it the
+ * work's, and @c's lock orders that against dev_release(), which takes
+ * them without the mutexes.  The channel stays in step with the daemon:
+ * the rest of a request it was reading reads as that request's header and
+ * a zeroed payload, and the rest of a reply it was writing is discarded.
+ * Called with target->lock held (so @c is not released meanwhile); a
+ * trylock takes no part in lock order.
+ */
+static void dmu_expire_current(struct dmu_channel *c, unsigned long tmo,
+			       struct list_head *to)
 {
-	unsigned int i;
+	struct dmu_msg *m;
 
-	for (i = 0; i < DMU_EXPIRED_SLOTS; i++) {
-		if (c->expired[i].valid && c->expired[i].seq == seq) {
-			c->expired[i].valid = false;
-			return &c->expired[i];
+	if (READ_ONCE(c->rd_cur) && mutex_trylock(&c->rd_lock)) {
+		spin_lock(&c->lock);
+		m = c->rd_cur;
+		if (m && dmu_expired(m, tmo)) {
+			WRITE_ONCE(c->rd_cur, NULL);
+			c->gone = m->hdr;
+			WRITE_ONCE(c->gone_pos, m->pos);
+			WRITE_ONCE(c->gone_len, dmu_bytes_to_user(m));
+			dmu_remember_expired(c, m);
+			list_add_tail(&m->node, to);
 		}
+		spin_unlock(&c->lock);
+		mutex_unlock(&c->rd_lock);
 	}
-	return NULL;
+	if (READ_ONCE(c->wr_cur) && mutex_trylock(&c->wr_lock)) {
+		spin_lock(&c->lock);
+		m = c->wr_cur;
+		if (m && dmu_expired(m, tmo)) {
+			WRITE_ONCE(c->wr_cur, NULL);
+			c->drain = m->data.bi_size;
+			list_add_tail(&m->node, to);
+		}
+		spin_unlock(&c->lock);
+		mutex_unlock(&c->wr_lock);
+	}
 }
 
 /*
- * The target's clock: ends requests nobody answered within timeout_ms, and
- * the requests of a daemon that did not come back within recovery_ms.
- * READING and REPLYING messages are mid-copy inside a system call of their
- * channel; they end with that call or with that channel.
+ * The target's clock, on dmu_wq (WQ_MEM_RECLAIM: it must run when reclaim
+ * waits on this very device): ends requests older than timeout_ms, in
+ * whatever state, and the requests of a daemon that did not come back
+ * within recovery_ms.  It allocates nothing it waits for.
  */
 static void dmu_work(struct work_struct *work)
 {
 	struct dmu_target *t = container_of(to_delayed_work(work),
 					    struct dmu_target, work);
-	struct dmu_chanset *cs;
 	struct dmu_channel *c;
-	unsigned int i, queued;
+	unsigned int queued;
+	unsigned long tmo;
 	LIST_HEAD(expired);
 	LIST_HEAD(orphans);
 
 	spin_lock(&t->lock);
-	if (t->timeout_ms) {
-		queued = dmu_collect_expired(&t->backlog, &expired, NULL);
-		cs = dmu_chans(t);
-		for (i = 0; cs && i < cs->nr; i++) {
-			c = cs->ch[i];
+	if (t->args.timeout_ms) {
+		tmo = msecs_to_jiffies(t->args.timeout_ms);
+		queued = dmu_collect_expired(&t->backlog, &expired, NULL, tmo);
+		list_for_each_entry(c, &t->channels, node) {
 			spin_lock(&c->lock);
-			queued += dmu_collect_expired(&c->queue, &expired, NULL);
-			dmu_collect_expired(&c->sent, &expired, c);
+			queued += dmu_collect_expired(&c->queue, &expired,
+						      NULL, tmo);
+			dmu_collect_expired(&c->sent, &expired, c, tmo);
 			spin_unlock(&c->lock);
+			dmu_expire_current(c, tmo, &expired);
 		}
 		atomic_sub(queued, &t->nr_queued);
 	}
 	if (t->recovering && time_after_eq(jiffies, t->orphan_deadline)) {
 		t->recovering = false;
-		t->orphaned = true;
+		WRITE_ONCE(t->orphaned, true);
 		dmu_take_queue_locked(t, &orphans);
 	}
 	spin_unlock(&t->lock);
@@ -730,10 +881,9 @@ static void dmu_target_free(struct kref *kref)
 {
 	struct dmu_target *t = container_of(kref, struct dmu_target, kref);
 
-	/* The last channel's set was freed with it; dtr ran long before. */
+	/* Every channel and table is gone. */
 	kfree(rcu_access_pointer(t->chans));
 	free_percpu(t->rotor);
-	mutex_destroy(&t->chan_mutex);
 	kmem_cache_free(dmu_target_cache, t);
 }
 
@@ -744,48 +894,18 @@ static void dmu_target_put(struct dmu_target *t)
 
 /* ---- channel: the control device's file operations ---------------------- */
 
-/*
- * A copy of @old with @add appended, or with @del left out; NULL when that
- * leaves no channel (or when @add cannot be allocated: then *@err is set).
- */
-static struct dmu_chanset *dmu_chanset_edit(struct dmu_chanset *old,
-					    struct dmu_channel *add,
-					    struct dmu_channel *del, int *err)
-{
-	unsigned int nr = old ? old->nr : 0, i, j = 0;
-	struct dmu_chanset *cs;
-
-	*err = 0;
-	if (!add && nr <= 1)
-		return NULL;
-	/* A release cannot fail: a few pointers are worth waiting for. */
-	cs = kmalloc(struct_size(cs, ch, add ? nr + 1 : nr - 1),
-		     add ? GFP_KERNEL : GFP_KERNEL | __GFP_NOFAIL);
-	if (!cs) {
-		*err = -ENOMEM;
-		return NULL;
-	}
-	for (i = 0; i < nr; i++)
-		if (old->ch[i] != del)
-			cs->ch[j++] = old->ch[i];
-	if (add)
-		cs->ch[j++] = add;
-	cs->nr = j;
-	return cs;
-}
-
 static int dev_open(struct inode *inode, struct file *file)
 {
 	/*
 	 * The misc core calls this under misc_mtx with private_data pointing
-	 * at our miscdevice.  dtr deregisters it under the same mutex before
-	 * it drops device-mapper's reference, so the target is alive here.
+	 * at our miscdevice.  The last dtr deregisters it under the same
+	 * mutex before it drops its reference, so the target is alive here.
 	 */
 	struct dmu_target *t = container_of(file->private_data,
 					    struct dmu_target, misc);
-	struct dmu_chanset *old, *cs;
+	struct dmu_chanset *old, *cs = NULL, *stale = NULL;
 	struct dmu_channel *c;
-	int r;
+	unsigned int cap;
 
 	c = kmem_cache_zalloc(dmu_channel_cache, GFP_KERNEL);
 	if (!c)
@@ -798,25 +918,47 @@ static int dev_open(struct inode *inode, struct file *file)
 	init_waitqueue_head(&c->rd_wait);
 	mutex_init(&c->rd_lock);
 	mutex_init(&c->wr_lock);
+	xa_init(&c->expired);
 
-	mutex_lock(&t->chan_mutex);
-	old = dmu_chans(t);
-	cs = dmu_chanset_edit(old, c, NULL, &r);
-	if (!cs) {
-		mutex_unlock(&t->chan_mutex);
-		kmem_cache_free(dmu_channel_cache, c);
-		return r;
-	}
+	/* Room in the set for one more; it grows here and only here. */
 	spin_lock(&t->lock);
+	for (;;) {
+		old = dmu_chans(t);
+		if (old && old->nr < old->cap)
+			break;
+		if (cs && cs->cap > dmu_chans_nr(old)) {
+			cs->nr = dmu_chans_nr(old);
+			if (old)
+				memcpy(cs->ch, old->ch,
+				       flex_array_size(cs, ch, cs->nr));
+			rcu_assign_pointer(t->chans, cs);
+			stale = old;
+			cs = NULL;
+			break;
+		}
+		cap = old ? 2 * old->cap : DMU_CHANSET_MIN;
+		spin_unlock(&t->lock);
+		kfree(cs);
+		cs = kmalloc(struct_size(cs, ch, cap), GFP_KERNEL);
+		if (!cs) {
+			mutex_destroy(&c->rd_lock);
+			mutex_destroy(&c->wr_lock);
+			kmem_cache_free(dmu_channel_cache, c);
+			return -ENOMEM;
+		}
+		cs->cap = cap;
+		spin_lock(&t->lock);
+	}
 	kref_get(&t->kref);
 	c->id = t->next_channel_id++;
-	rcu_assign_pointer(t->chans, cs);
-	t->nr_channels++;
-	t->orphaned = false;
+	list_add_tail(&c->node, &t->channels);
+	dmu_chans_add_locked(t, c);
+	WRITE_ONCE(t->orphaned, false);
 	t->recovering = false;
 	spin_unlock(&t->lock);
-	mutex_unlock(&t->chan_mutex);
-	kfree_rcu(old, rcu);
+	kfree(cs);
+	if (stale)
+		kfree_rcu(stale, rcu);
 
 	file->private_data = c;
 	return stream_open(inode, file);
@@ -829,66 +971,79 @@ static void dmu_channel_free_rcu(struct rcu_head *rcu)
 }
 
 /*
- * A channel gives up the messages it holds: they go back on the queue for
- * another channel when the target has a recovery window, and fail otherwise.
- * What map() queued on it and no read() took goes to the other channels.
- * When the last channel goes and nothing may recover, the queue fails too,
- * and so does every request mapped until a daemon opens a channel again.
+ * Takes @c out of service: map() and the other channels' readers no longer
+ * see it, and what map() queued on it goes back to the backlog for the
+ * others.  What it read and has not answered (@closing: also what it is
+ * reading or answering right now) is requeued when the target has a
+ * recovery window, and otherwise moved to @failed.  When it was the last
+ * channel in service, the recovery window starts, or the queue fails too.
+ * Called with target->lock held, when the channel is refused or closed;
+ * allocates nothing.
+ */
+static void dmu_detach_locked(struct dmu_channel *c, bool closing,
+			      struct list_head *failed)
+{
+	struct dmu_target *t = c->t;
+	bool was_in_service = !c->detached;
+	LIST_HEAD(unread);
+	LIST_HEAD(held);
+
+	/* Out of the set before map() can find it detached: it retries. */
+	if (was_in_service)
+		dmu_chans_del_locked(t, c);
+	spin_lock(&c->lock);
+	c->detached = true;
+	dmu_looked(c);
+	list_splice_tail_init(&c->queue, &unread);
+	list_splice_tail_init(&c->sent, &held);
+	if (closing && c->rd_cur) {
+		list_add_tail(&c->rd_cur->node, &held);
+		WRITE_ONCE(c->rd_cur, NULL);
+	}
+	if (closing && c->wr_cur) {
+		list_add_tail(&c->wr_cur->node, &held);
+		WRITE_ONCE(c->wr_cur, NULL);
+	}
+	spin_unlock(&c->lock);
+
+	dmu_requeue_locked(t, &unread, false);
+	if (t->args.recovery_ms && !t->dead && !t->orphaned)
+		dmu_requeue_locked(t, &held, true);
+	else
+		list_splice_tail_init(&held, failed);
+	if (was_in_service && !dmu_nr_channels_locked(t)) {
+		if (t->args.recovery_ms && !t->dead) {
+			t->recovering = true;
+			t->orphan_deadline = jiffies +
+				msecs_to_jiffies(t->args.recovery_ms);
+			dmu_schedule_work_locked(t);
+		} else {
+			WRITE_ONCE(t->orphaned, true);
+			dmu_take_queue_locked(t, failed);
+		}
+	}
+	if (!list_empty(&t->backlog))
+		dmu_wake_all_locked(t);
+}
+
+/*
+ * The last reference to a channel is gone, so no read() or write() runs on
+ * it: it leaves service (if a refusal did not take it out already) with
+ * everything it holds.
  */
 static int dev_release(struct inode *inode, struct file *file)
 {
 	struct dmu_channel *c = file->private_data;
 	struct dmu_target *t = c->t;
-	struct dmu_chanset *old, *cs;
-	LIST_HEAD(unread);
-	LIST_HEAD(held);
 	LIST_HEAD(failed);
-	int r;
-
-	/* No read() or write() can be running: this was the last reference. */
-	mutex_lock(&t->chan_mutex);
-	old = dmu_chans(t);
-	cs = dmu_chanset_edit(old, NULL, c, &r);
 
 	spin_lock(&t->lock);
-	/* Publish the set without c before map() can find c closed. */
-	rcu_assign_pointer(t->chans, cs);
-	t->nr_channels--;
-	spin_lock(&c->lock);
-	c->closed = true;
-	dmu_looked(c);
-	list_splice_tail_init(&c->queue, &unread);
-	if (c->rd_cur)
-		list_add_tail(&c->rd_cur->node, &held);
-	if (c->wr_cur)
-		list_add_tail(&c->wr_cur->node, &held);
-	list_splice_tail_init(&c->sent, &held);
-	spin_unlock(&c->lock);
-
-	dmu_requeue_locked(t, &unread, false);
-	if (t->recovery_ms && !t->dead) {
-		dmu_requeue_locked(t, &held, true);
-		if (t->nr_channels == 0) {
-			t->recovering = true;
-			t->orphan_deadline = jiffies +
-					     msecs_to_jiffies(t->recovery_ms);
-			dmu_schedule_work_locked(t);
-		}
-	} else {
-		list_splice_tail_init(&held, &failed);
-		if (t->nr_channels == 0) {
-			t->orphaned = true;
-			dmu_take_queue_locked(t, &failed);
-		}
-		wake_up_all(&t->space_wait);
-	}
-	if (!list_empty(&t->backlog))
-		dmu_wake_all_locked(t);
+	list_del(&c->node);
+	dmu_detach_locked(c, true, &failed);
 	spin_unlock(&t->lock);
-	mutex_unlock(&t->chan_mutex);
-	kfree_rcu(old, rcu);
 
 	dmu_end_list(t, &failed, BLK_STS_IOERR, DM_USER_END_CLOSED);
+	xa_destroy(&c->expired);
 	mutex_destroy(&c->rd_lock);
 	mutex_destroy(&c->wr_lock);
 	call_rcu(&c->rcu, dmu_channel_free_rcu);
@@ -916,8 +1071,6 @@ static unsigned int dmu_take_locked(struct dmu_channel *c, struct list_head *q,
 		if (!*first && need > *room)
 			break;
 		list_move_tail(&m->node, to);
-		m->state = DMU_READING;
-		m->ch = c;
 		*room -= min(need, *room);
 		*first = false;
 		n++;
@@ -938,7 +1091,7 @@ static int dmu_take(struct dmu_channel *c, struct list_head *to, size_t room,
 	struct dmu_target *t = c->t;
 	struct dmu_chanset *cs;
 	struct dmu_channel *o;
-	unsigned int n = 0, i;
+	unsigned int n = 0, i, nr;
 
 	if (READ_ONCE(t->dead))
 		return -ENOTBLK;
@@ -956,8 +1109,9 @@ static int dmu_take(struct dmu_channel *c, struct list_head *to, size_t room,
 	if (!n || batch) {
 		rcu_read_lock();
 		cs = rcu_dereference(t->chans);
-		for (i = 0; cs && i < cs->nr && (!n || batch); i++) {
-			o = cs->ch[i];
+		nr = dmu_chans_nr(cs);
+		for (i = 0; i < nr && (!n || batch); i++) {
+			o = dmu_chans_at(cs, i);
 			if (o == c || list_empty_careful(&o->queue))
 				continue;
 			spin_lock(&o->lock);
@@ -973,21 +1127,25 @@ static int dmu_take(struct dmu_channel *c, struct list_head *to, size_t room,
 	return n;
 }
 
-/* Is there anything for @c to read, from any channel? */
+/*
+ * Is there anything for @c to read, from any channel, or an error to
+ * report?  A refused channel reads nothing more, but its reader must wake.
+ */
 static bool dmu_readable(struct dmu_channel *c)
 {
 	struct dmu_target *t = c->t;
 	struct dmu_chanset *cs;
+	unsigned int i, nr;
 	bool r = false;
-	unsigned int i;
 
-	if (READ_ONCE(t->dead) || !list_empty_careful(&c->queue) ||
-	    !list_empty_careful(&t->backlog))
+	if (READ_ONCE(t->dead) || READ_ONCE(c->broken) ||
+	    !list_empty_careful(&c->queue) || !list_empty_careful(&t->backlog))
 		return true;
 	rcu_read_lock();
 	cs = rcu_dereference(t->chans);
-	for (i = 0; cs && i < cs->nr && !r; i++)
-		r = !list_empty_careful(&cs->ch[i]->queue);
+	nr = dmu_chans_nr(cs);
+	for (i = 0; i < nr && !r; i++)
+		r = !list_empty_careful(&dmu_chans_at(cs, i)->queue);
 	rcu_read_unlock();
 	return r;
 }
@@ -1057,6 +1215,37 @@ static size_t dmu_copy_out(struct dmu_msg *m, struct iov_iter *to)
 }
 
 /*
+ * The rest of a request that timed out while @c's daemon was reading it
+ * (see dmu_expire_current()): its header, then zeros for its payload.
+ * Called with rd_lock held.
+ */
+static size_t dmu_copy_gone(struct dmu_channel *c, struct iov_iter *to)
+{
+	size_t r = 0, n;
+
+	if (c->gone_pos < sizeof(c->gone)) {
+		/* Out of the slab through the stack, as in dmu_copy_out(). */
+		struct dm_user_message h = c->gone;
+
+		n = copy_to_iter((u8 *)&h + c->gone_pos,
+				 sizeof(h) - c->gone_pos, to);
+		WRITE_ONCE(c->gone_pos, c->gone_pos + n);
+		r += n;
+		if (c->gone_pos < sizeof(h))
+			return r;
+	}
+	n = iov_iter_zero(min_t(size_t, c->gone_len - c->gone_pos,
+				iov_iter_count(to)), to);
+	WRITE_ONCE(c->gone_pos, c->gone_pos + n);
+	return r + n;
+}
+
+static bool dmu_gone_left(struct dmu_channel *c)
+{
+	return READ_ONCE(c->gone_pos) < READ_ONCE(c->gone_len);
+}
+
+/*
  * read(): one request per call, header first, then a WRITE's payload.  A
  * short buffer gets the rest of the same request on the next call, as the
  * original protocol allows.  With DM_USER_CHANNEL_BATCH, as many more whole
@@ -1084,6 +1273,10 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 			r = -EIO;
 			goto out;
 		}
+		if (dmu_gone_left(c)) {
+			r = dmu_copy_gone(c, to) ?: -EFAULT;
+			goto out;
+		}
 		if (c->rd_cur)
 			break;
 		dmu_looked(c);
@@ -1107,7 +1300,7 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 		r += dmu_copy_out(m, to);
 		if (m->pos < dmu_bytes_to_user(m))
 			goto sent;
-		c->rd_cur = NULL;
+		WRITE_ONCE(c->rd_cur, NULL);
 		list_add_tail(&m->node, &done);
 		if (batch && iov_iter_count(to))
 			dmu_take(c, &reading, iov_iter_count(to), false, true);
@@ -1127,7 +1320,7 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 		 */
 		if (m->pos || !r) {
 			list_del_init(&m->node);
-			c->rd_cur = m;
+			WRITE_ONCE(c->rd_cur, m);
 		}
 		r += n;
 		break;
@@ -1135,8 +1328,6 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 
 sent:
 	if (!list_empty(&done) || !list_empty(&reading)) {
-		list_for_each_entry(m, &done, node)
-			m->state = DMU_SENT;
 		list_for_each_entry(m, &reading, node) {
 			dmu_msg_reset(m);
 			back++;
@@ -1165,7 +1356,6 @@ static struct dmu_msg *dmu_find_sent(struct dmu_channel *c, u64 seq)
 	list_for_each_entry(m, &c->sent, node) {
 		if (m->hdr.seq == seq) {
 			list_del_init(&m->node);
-			m->state = DMU_REPLYING;
 			found = m;
 			break;
 		}
@@ -1175,25 +1365,20 @@ static struct dmu_msg *dmu_find_sent(struct dmu_channel *c, u64 seq)
 }
 
 /*
- * A reply to a request that timed out on this channel is late, not wrong:
- * it is accepted, and a READ's data are discarded.
+ * A reply to a request that timed out after this channel read it is late,
+ * not wrong: it is accepted, and a READ's data are discarded.  Called with
+ * wr_lock held.
  */
 static bool dmu_late_reply(struct dmu_channel *c)
 {
-	struct dmu_expired *e;
-	bool late = false;
+	void *e = xa_erase(&c->expired, (unsigned long)c->reply.seq);
 
-	spin_lock(&c->lock);
-	e = dmu_take_expired(c, c->reply.seq);
-	if (e) {
-		late = true;
-		if (c->reply.type == DM_USER_RESP_SUCCESS)
-			c->drain = e->read_len;
-	}
-	spin_unlock(&c->lock);
-	if (late)
-		trace_dm_user_write(c->t->dev, c->reply.seq, c->reply.type);
-	return late;
+	if (!e)
+		return false;
+	if (c->reply.type == DM_USER_RESP_SUCCESS)
+		c->drain = xa_to_value(e);
+	trace_dm_user_write(c->t->dev, c->reply.seq, c->reply.type);
+	return true;
 }
 
 /* Ends a REPLYING message with the daemon's status. */
@@ -1204,21 +1389,33 @@ static void dmu_finish_reply(struct dmu_channel *c, struct dmu_msg *m,
 }
 
 /*
- * A protocol error refuses this channel only: every later read() and write()
- * on it fails with EIO, and its requests are handled as if it had closed
- * once the daemon closes it.  Other channels go on.
+ * A protocol error refuses this channel only, at once: it leaves service as
+ * if it had closed, except for a request its read() is in the middle of
+ * (that one ends by its timeout or with the file).  Every later read() and
+ * write() on it fails with EIO, poll() reports EPOLLERR, and its pollers and
+ * readers are woken to see it.  Other channels go on.  Called with wr_lock
+ * held.
  */
-static ssize_t dmu_refuse(struct dmu_channel *c, const char *why, u64 seq)
+static void dmu_refuse(struct dmu_channel *c, const char *why, u64 seq)
 {
-	c->broken = true;
+	struct dmu_target *t = c->t;
+	LIST_HEAD(failed);
+
 	DMERR_LIMIT("%s: channel %u refused: %s (seq %llu)",
-		    c->t->ctl_name, c->id, why, seq);
-	return -EINVAL;
+		    t->ctl_name, c->id, why, seq);
+	WRITE_ONCE(c->broken, true);
+	spin_lock(&t->lock);
+	dmu_detach_locked(c, false, &failed);
+	spin_unlock(&t->lock);
+	wake_up_all(&c->rd_wait);
+	dmu_end_list(t, &failed, BLK_STS_IOERR, DM_USER_END_CLOSED);
 }
 
 /*
  * write(): reply headers, each followed by a successful READ's payload.  Any
- * split into calls is fine, and replies may come in any order.
+ * split into calls is fine, and replies may come in any order.  A call that
+ * reaches a reply the channel must refuse returns the bytes it applied
+ * before that reply, or EINVAL if there were none.
  */
 static ssize_t dev_write(struct kiocb *iocb, struct iov_iter *from)
 {
@@ -1263,10 +1460,11 @@ static ssize_t dev_write(struct kiocb *iocb, struct iov_iter *from)
 			if (!m && dmu_late_reply(c)) {
 				continue;
 			} else if (!m) {
-				done = dmu_refuse(c, c->reply.seq < (u64)atomic64_read(&t->next_seq) ?
-						  "reply to a request not outstanding on this channel" :
-						  "reply to a request never issued",
-						  c->reply.seq);
+				dmu_refuse(c, c->reply.seq < (u64)atomic64_read(&t->next_seq) ?
+					   "reply to a request not outstanding on this channel" :
+					   "reply to a request never issued",
+					   c->reply.seq);
+				done = done > n ? done - n : -EINVAL;
 				goto out;
 			}
 			if (m->map_ns)
@@ -1277,14 +1475,14 @@ static ssize_t dev_write(struct kiocb *iocb, struct iov_iter *from)
 				continue;
 			}
 			m->data = m->bio->bi_iter;
-			c->wr_cur = m;
+			WRITE_ONCE(c->wr_cur, m);
 			continue;
 		}
 
 		n = dmu_copy_bio(m, from, false);
 		done += n;
 		if (!m->data.bi_size) {
-			c->wr_cur = NULL;
+			WRITE_ONCE(c->wr_cur, NULL);
 			dmu_finish_reply(c, m, DM_USER_RESP_SUCCESS);
 		} else if (!n) {
 			break;
@@ -1308,7 +1506,7 @@ static __poll_t dev_poll(struct file *file, poll_table *wait)
 		return EPOLLERR;
 	if (READ_ONCE(t->dead))
 		mask |= EPOLLHUP | EPOLLIN | EPOLLRDNORM;
-	else if (READ_ONCE(c->rd_cur) || dmu_readable(c))
+	else if (READ_ONCE(c->rd_cur) || dmu_gone_left(c) || dmu_readable(c))
 		mask |= EPOLLIN | EPOLLRDNORM;
 	return mask;
 }
@@ -1357,11 +1555,11 @@ static bool dmu_ctl_name_valid(const char *name)
 	       strcmp(name, ".") && strcmp(name, "..");
 }
 
-static int dmu_parse_options(struct dmu_target *t, struct dm_arg_set *as,
+static int dmu_parse_options(struct dmu_args *args, struct dm_arg_set *as,
 			     char **error)
 {
 	static const struct dm_arg count = {
-		0, 6, "Invalid number of optional arguments"
+		0, 8, "Invalid number of optional arguments"
 	};
 	unsigned int argc, value;
 	const char *key;
@@ -1386,11 +1584,17 @@ static int dmu_parse_options(struct dmu_target *t, struct dm_arg_set *as,
 		}
 		argc--;
 		if (!strcasecmp(key, "queue_depth")) {
-			t->queue_depth = value;
+			args->queue_depth = value;
 		} else if (!strcasecmp(key, "timeout_ms")) {
-			t->timeout_ms = value;
+			args->timeout_ms = value;
 		} else if (!strcasecmp(key, "recovery_ms")) {
-			t->recovery_ms = value;
+			args->recovery_ms = value;
+		} else if (!strcasecmp(key, "max_io_len")) {
+			if (value < PAGE_SECTORS) {
+				*error = "max_io_len must be at least a page";
+				return -EINVAL;
+			}
+			args->max_io_len = value;
 		} else {
 			*error = "Unknown optional argument";
 			return -EINVAL;
@@ -1399,28 +1603,109 @@ static int dmu_parse_options(struct dmu_target *t, struct dm_arg_set *as,
 	return 0;
 }
 
+/* A new target: the control device appears now, with the table's load. */
+static struct dmu_target *dmu_target_create(const char *name, dev_t dev,
+					    char **error)
+{
+	struct dmu_target *t;
+	int r;
+
+	t = kmem_cache_zalloc(dmu_target_cache, GFP_KERNEL);
+	if (!t)
+		goto nomem;
+	t->rotor = alloc_percpu(unsigned int);
+	if (!t->rotor) {
+		kmem_cache_free(dmu_target_cache, t);
+		goto nomem;
+	}
+	spin_lock_init(&t->lock);
+	INIT_LIST_HEAD(&t->channels);
+	INIT_LIST_HEAD(&t->backlog);
+	INIT_LIST_HEAD(&t->instances);
+	init_waitqueue_head(&t->space_wait);
+	INIT_DELAYED_WORK(&t->work, dmu_work);
+	kref_init(&t->kref);
+	t->dev = dev;
+	strscpy(t->ctl_name, name, sizeof(t->ctl_name));
+	snprintf(t->misc_name, sizeof(t->misc_name), "dm-user/%s", name);
+	t->misc.minor = MISC_DYNAMIC_MINOR;
+	t->misc.name = t->misc_name;
+	t->misc.fops = &dmu_fops;
+	t->misc.mode = 0600;
+	r = misc_register(&t->misc);
+	if (r) {
+		*error = "Cannot register control device";
+		dmu_target_put(t);
+		return ERR_PTR(r);
+	}
+	return t;
+
+nomem:
+	*error = "Cannot allocate target";
+	return ERR_PTR(-ENOMEM);
+}
+
+/*
+ * The target that @ti drives: a new one, or, when a table is loaded for a
+ * device whose live table has a target with the same control name (dmsetup
+ * reload), that one, which the new table takes over at resume with its
+ * control device, open channels and requests.  Called with
+ * dmu_targets_lock held.
+ */
+static struct dmu_target *dmu_target_get(struct dm_target *ti,
+					 const char *name, char **error)
+{
+	dev_t dev = disk_devt(dm_disk(dm_table_get_md(ti->table)));
+	struct dmu_instance *inst;
+	struct dmu_target *t;
+
+	list_for_each_entry(t, &dmu_targets, node) {
+		if (strcmp(t->ctl_name, name))
+			continue;
+		if (t->dev != dev) {
+			*error = "Control name already in use";
+			return ERR_PTR(-EBUSY);
+		}
+		list_for_each_entry(inst, &t->instances, node) {
+			if (inst->ti->table == ti->table) {
+				*error = "Control name used twice in one table";
+				return ERR_PTR(-EBUSY);
+			}
+		}
+		kref_get(&t->kref);
+		return t;
+	}
+	t = dmu_target_create(name, dev, error);
+	if (!IS_ERR(t))
+		list_add_tail(&t->node, &dmu_targets);
+	return t;
+}
+
 /*
  * <start> <length> <control-name> [<#opt_args> <opt_args>...]
  *
  * <start>: sector the daemon sees for the first sector of this target.
  * <length>: must equal the target's length.
  * <control-name>: the daemon opens /dev/dm-user/<control-name>.
- * Optional: queue_depth <n>, timeout_ms <ms>, recovery_ms <ms>.
+ * Optional: queue_depth <n>, timeout_ms <ms>, recovery_ms <ms>,
+ * max_io_len <sectors>.
  */
 static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct dm_arg_set as = { .argc = argc, .argv = argv };
-	struct dmu_target *t, *other;
+	struct dmu_instance *inst;
 	unsigned long long start, len;
+	struct dmu_target *t;
 	char dummy;
 	int r;
 
 	if (argc < 3) {
-		ti->error = "Invalid argument count: <start> <length> <control-name> [<#opt_args> <opt_args>...]";
+		ti->error = "Invalid argument count: <start> <length> <control-name> [opts]";
 		return -EINVAL;
 	}
+	/* Byte offsets of the whole range must fit the protocol's u64. */
 	if (sscanf(argv[0], "%llu%c", &start, &dummy) != 1 ||
-	    start != (sector_t)start) {
+	    start > (U64_MAX >> SECTOR_SHIFT) - ti->len) {
 		ti->error = "Invalid start sector";
 		return -EINVAL;
 	}
@@ -1433,35 +1718,21 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		return -EINVAL;
 	}
 
-	t = kmem_cache_zalloc(dmu_target_cache, GFP_KERNEL);
-	if (!t) {
+	inst = kzalloc(sizeof(*inst), GFP_KERNEL);
+	if (!inst) {
 		ti->error = "Cannot allocate target";
 		return -ENOMEM;
 	}
-	t->rotor = alloc_percpu(unsigned int);
-	if (!t->rotor) {
-		kmem_cache_free(dmu_target_cache, t);
-		ti->error = "Cannot allocate target";
-		return -ENOMEM;
-	}
-	spin_lock_init(&t->lock);
-	mutex_init(&t->chan_mutex);
-	INIT_LIST_HEAD(&t->backlog);
-	INIT_LIST_HEAD(&t->node);
-	init_waitqueue_head(&t->space_wait);
-	INIT_DELAYED_WORK(&t->work, dmu_work);
-	kref_init(&t->kref);
-	t->begin = start;
-	t->queue_depth = DMU_DEFAULT_QUEUE_DEPTH;
-	t->timeout_ms = DMU_DEFAULT_TIMEOUT_MS;
-	t->recovery_ms = DMU_DEFAULT_RECOVERY_MS;
-	t->dev = disk_devt(dm_disk(dm_table_get_md(ti->table)));
-	strscpy(t->ctl_name, argv[2], sizeof(t->ctl_name));
-	snprintf(t->misc_name, sizeof(t->misc_name), "dm-user/%s", argv[2]);
+	inst->ti = ti;
+	inst->args.begin = start;
+	inst->args.queue_depth = DMU_DEFAULT_QUEUE_DEPTH;
+	inst->args.timeout_ms = DMU_DEFAULT_TIMEOUT_MS;
+	inst->args.recovery_ms = DMU_DEFAULT_RECOVERY_MS;
+	inst->args.max_io_len = DMU_DEFAULT_MAX_IO_LEN;
 
 	as.argc -= 3;
 	as.argv += 3;
-	r = dmu_parse_options(t, &as, &ti->error);
+	r = dmu_parse_options(&inst->args, &as, &ti->error);
 	if (r)
 		goto bad;
 	if (as.argc) {
@@ -1469,30 +1740,25 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto bad;
 	}
+	r = dm_set_target_max_io_len(ti, inst->args.max_io_len);
+	if (r)
+		goto bad;
 
 	mutex_lock(&dmu_targets_lock);
-	list_for_each_entry(other, &dmu_targets, node) {
-		if (!strcmp(other->ctl_name, t->ctl_name)) {
-			mutex_unlock(&dmu_targets_lock);
-			ti->error = "Control name already in use";
-			r = -EBUSY;
-			goto bad;
-		}
-	}
-	t->misc.minor = MISC_DYNAMIC_MINOR;
-	t->misc.name = t->misc_name;
-	t->misc.fops = &dmu_fops;
-	t->misc.mode = 0600;
-	r = misc_register(&t->misc);
-	if (r) {
+	t = dmu_target_get(ti, argv[2], &ti->error);
+	if (IS_ERR(t)) {
 		mutex_unlock(&dmu_targets_lock);
-		ti->error = "Cannot register control device";
+		r = PTR_ERR(t);
 		goto bad;
 	}
-	list_add_tail(&t->node, &dmu_targets);
+	/* A new target takes its arguments now; a shared one at resume. */
+	if (list_empty(&t->instances))
+		t->args = inst->args;
+	inst->t = t;
+	list_add_tail(&inst->node, &t->instances);
 	mutex_unlock(&dmu_targets_lock);
 
-	ti->private = t;
+	ti->private = inst;
 	ti->per_io_data_size = sizeof(struct dmu_msg);
 	ti->num_flush_bios = 1;
 	ti->flush_supported = true;
@@ -1501,31 +1767,44 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	return 0;
 
 bad:
-	dmu_target_put(t);
+	kfree(inst);
 	return r;
 }
 
+/*
+ * The last table that holds the target takes it down; an earlier one (the
+ * table a reload replaced, or one loaded and cleared) only lets go.
+ */
 static void user_dtr(struct dm_target *ti)
 {
-	struct dmu_target *t = ti->private;
+	struct dmu_instance *inst = ti->private;
+	struct dmu_target *t = inst->t;
 	LIST_HEAD(left);
+	bool last;
 
 	/* After this no open() can reach the target; open channels remain. */
 	mutex_lock(&dmu_targets_lock);
-	list_del(&t->node);
-	misc_deregister(&t->misc);
+	list_del(&inst->node);
+	last = list_empty(&t->instances);
+	if (last) {
+		list_del(&t->node);
+		misc_deregister(&t->misc);
+	}
 	mutex_unlock(&dmu_targets_lock);
+	kfree(inst);
 
-	spin_lock(&t->lock);
-	t->dead = true;
-	/* Suspend drained every BIO; anything left would be a bug. */
-	WARN_ON_ONCE(atomic_read(&t->nr_pending));
-	dmu_take_queue_locked(t, &left);
-	dmu_wake_all_locked(t);
-	spin_unlock(&t->lock);
+	if (last) {
+		spin_lock(&t->lock);
+		WRITE_ONCE(t->dead, true);
+		/* Suspend drained every BIO; anything left would be a bug. */
+		WARN_ON_ONCE(atomic_read(&t->nr_pending));
+		dmu_take_queue_locked(t, &left);
+		dmu_wake_all_locked(t);
+		spin_unlock(&t->lock);
 
-	cancel_delayed_work_sync(&t->work);
-	dmu_end_list(t, &left, BLK_STS_IOERR, DM_USER_END_TEARDOWN);
+		cancel_delayed_work_sync(&t->work);
+		dmu_end_list(t, &left, BLK_STS_IOERR, DM_USER_END_TEARDOWN);
+	}
 	dmu_target_put(t);
 }
 
@@ -1539,15 +1818,16 @@ static bool dmu_depth_bypass(struct dmu_target *t)
 /* Counts a mapped BIO against queue_depth, if there is room for it. */
 static bool dmu_reserve(struct dmu_target *t)
 {
+	unsigned int depth = t->args.queue_depth;
 	int old;
 
-	if (!t->queue_depth) {
+	if (!depth) {
 		atomic_inc(&t->nr_pending);
 		return true;
 	}
 	old = atomic_read(&t->nr_pending);
 	do {
-		if (old >= t->queue_depth && !dmu_depth_bypass(t))
+		if (old >= depth && !dmu_depth_bypass(t))
 			return false;
 	} while (!atomic_try_cmpxchg(&t->nr_pending, &old, old + 1));
 	return true;
@@ -1555,7 +1835,7 @@ static bool dmu_reserve(struct dmu_target *t)
 
 static bool dmu_has_room(struct dmu_target *t)
 {
-	return atomic_read(&t->nr_pending) < t->queue_depth ||
+	return atomic_read(&t->nr_pending) < t->args.queue_depth ||
 	       dmu_depth_bypass(t);
 }
 
@@ -1575,7 +1855,7 @@ static void dmu_trace_map(struct dmu_target *t, struct dmu_msg *m)
 /* Starts the clock for timeout_ms, if it is not running. */
 static void dmu_start_clock(struct dmu_target *t)
 {
-	if (!t->timeout_ms || delayed_work_pending(&t->work))
+	if (!READ_ONCE(t->args.timeout_ms) || delayed_work_pending(&t->work))
 		return;
 	spin_lock(&t->lock);
 	dmu_schedule_work_locked(t);
@@ -1583,26 +1863,28 @@ static void dmu_start_clock(struct dmu_target *t)
 }
 
 /*
- * Queues @m on a channel, round robin; a channel that is closing sends it
- * to the next.  Returns false when no channel is open.
+ * Queues @m on a channel in service, round robin; a channel that left
+ * service meanwhile sends it to the next.  Returns false when none is.
  */
 static bool dmu_queue_on_channel(struct dmu_target *t, struct dmu_msg *m)
 {
 	struct dmu_chanset *cs;
 	struct dmu_channel *c;
+	unsigned int nr;
 
 	rcu_read_lock();
 	for (;;) {
 		cs = rcu_dereference(t->chans);
-		if (!cs) {
+		nr = dmu_chans_nr(cs);
+		if (!nr) {
 			rcu_read_unlock();
 			return false;
 		}
-		c = cs->ch[this_cpu_inc_return(*t->rotor) % cs->nr];
+		c = dmu_chans_at(cs, this_cpu_inc_return(*t->rotor) % nr);
 		spin_lock(&c->lock);
-		if (!c->closed)
+		if (!c->detached)
 			break;
-		/* dev_release() published the set without c before this. */
+		/* dmu_detach_locked() took c out of the set before this. */
 		spin_unlock(&c->lock);
 	}
 	list_add_tail(&m->node, &c->queue);
@@ -1616,15 +1898,17 @@ static bool dmu_queue_on_channel(struct dmu_target *t, struct dmu_msg *m)
 
 static int user_map(struct dm_target *ti, struct bio *bio)
 {
-	struct dmu_target *t = ti->private;
+	struct dmu_instance *inst = ti->private;
+	struct dmu_target *t = inst->t;
 	struct dmu_msg *m = dm_per_bio_data(bio, sizeof(struct dmu_msg));
 	u64 type;
 
 	if (dmu_req_type(bio, &type)) {
-		trace_dm_user_complete(t->dev, 0, bio_op(bio),
+		trace_dm_user_complete(t->dev, 0, (__force u32)bio_op(bio),
 				       bio->bi_iter.bi_size,
 				       blk_status_to_errno(BLK_STS_NOTSUPP),
 				       DM_USER_END_REJECTED, 0, 0, 0);
+		dmu_count_end(t, BLK_STS_NOTSUPP, DM_USER_END_REJECTED);
 		bio->bi_status = BLK_STS_NOTSUPP;
 		bio_endio(bio);
 		return DM_MAPIO_SUBMITTED;
@@ -1633,12 +1917,16 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	m->bio = bio;
 	m->hdr.type = type;
 	m->hdr.flags = dmu_req_flags(bio);
-	m->hdr.sector = t->begin + dm_target_offset(ti, bio->bi_iter.bi_sector);
 	m->hdr.len = bio->bi_iter.bi_size;
+	/* A flush has no data, and its bio no meaningful sector. */
+	if (type == DM_USER_REQ_MAP_FLUSH)
+		m->hdr.sector = 0;
+	else
+		m->hdr.sector = t->args.begin +
+				dm_target_offset(ti, bio->bi_iter.bi_sector);
 	INIT_LIST_HEAD(&m->node);
 	dmu_msg_reset(m);
-	if (t->timeout_ms)
-		m->deadline = jiffies + msecs_to_jiffies(t->timeout_ms);
+	m->mapped = jiffies;
 	m->map_ns = trace_dm_user_complete_enabled() ? ktime_get_ns() : 0;
 	m->read_ns = 0;
 	m->reply_ns = 0;
@@ -1662,7 +1950,7 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 			break;
 		/* No daemon: wait on the backlog for one, or fail. */
 		spin_lock(&t->lock);
-		if (t->nr_channels) {
+		if (dmu_nr_channels_locked(t)) {
 			/* One opened since: queue on it. */
 			spin_unlock(&t->lock);
 			continue;
@@ -1689,12 +1977,13 @@ static int user_map(struct dm_target *ti, struct bio *bio)
  */
 static void user_presuspend(struct dm_target *ti)
 {
-	struct dmu_target *t = ti->private;
+	struct dmu_instance *inst = ti->private;
+	struct dmu_target *t = inst->t;
 	LIST_HEAD(failed);
 
 	spin_lock(&t->lock);
-	t->suspending = true;
-	if (!t->nr_channels)
+	WRITE_ONCE(t->suspending, true);
+	if (!dmu_nr_channels_locked(t))
 		dmu_take_queue_locked(t, &failed);
 	wake_up_all(&t->space_wait);
 	spin_unlock(&t->lock);
@@ -1721,23 +2010,39 @@ static void dmu_discard_limits_compat(struct dm_target *ti)
 #endif
 }
 
+/*
+ * This table is live from now on, and its arguments are the target's.  No
+ * BIO is mapped while a device is suspended, and the suspend waited for the
+ * earlier table's, so nothing in flight sees them change.
+ */
 static void user_resume(struct dm_target *ti)
 {
-	struct dmu_target *t = ti->private;
+	struct dmu_instance *inst = ti->private;
+	struct dmu_target *t = inst->t;
 
 	dmu_discard_limits_compat(ti);
 
 	spin_lock(&t->lock);
-	t->suspending = false;
+	t->args.begin = inst->args.begin;
+	t->args.queue_depth = inst->args.queue_depth;
+	t->args.max_io_len = inst->args.max_io_len;
+	WRITE_ONCE(t->args.timeout_ms, inst->args.timeout_ms);
+	WRITE_ONCE(t->args.recovery_ms, inst->args.recovery_ms);
+	WRITE_ONCE(t->suspending, false);
+	if (dmu_needs_work_locked(t))
+		dmu_schedule_work_locked(t);
 	spin_unlock(&t->lock);
+	/* A daemon may have made room while the device was suspended. */
+	wake_up_all(&t->space_wait);
 }
 
 static void user_presuspend_undo(struct dm_target *ti)
 {
-	struct dmu_target *t = ti->private;
+	struct dmu_instance *inst = ti->private;
+	struct dmu_target *t = inst->t;
 
 	spin_lock(&t->lock);
-	t->suspending = false;
+	WRITE_ONCE(t->suspending, false);
 	spin_unlock(&t->lock);
 }
 
@@ -1745,33 +2050,41 @@ static void user_status(struct dm_target *ti, status_type_t type,
 			unsigned int status_flags, char *result,
 			unsigned int maxlen)
 {
-	struct dmu_target *t = ti->private;
-	unsigned int sz = 0, nopt;
+	struct dmu_instance *inst = ti->private;
+	struct dmu_target *t = inst->t;
+	const struct dmu_args *a = &inst->args;
+	unsigned int sz = 0, nopt, nr;
 	int queued;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
+		rcu_read_lock();
+		nr = dmu_chans_nr(rcu_dereference(t->chans));
+		rcu_read_unlock();
 		queued = atomic_read(&t->nr_queued);
-		DMEMIT("%u %d %d %lld %lld %lld %lld", READ_ONCE(t->nr_channels),
+		DMEMIT("%u %d %d %lld %lld %lld %lld", nr,
 		       queued, max(atomic_read(&t->nr_pending) - queued, 0),
 		       atomic64_read(&t->completed), atomic64_read(&t->errors),
 		       atomic64_read(&t->timeouts),
 		       atomic64_read(&t->requeues));
 		break;
 	case STATUSTYPE_TABLE:
-		DMEMIT("%llu %llu %s", (unsigned long long)t->begin,
+		DMEMIT("%llu %llu %s", (unsigned long long)a->begin,
 		       (unsigned long long)ti->len, t->ctl_name);
-		nopt = 2 * (!!t->queue_depth + !!t->timeout_ms +
-			    !!t->recovery_ms);
+		nopt = 2 * (!!a->queue_depth + !!a->timeout_ms +
+			    !!a->recovery_ms +
+			    (a->max_io_len != DMU_DEFAULT_MAX_IO_LEN));
 		if (!nopt)
 			break;
 		DMEMIT(" %u", nopt);
-		if (t->queue_depth)
-			DMEMIT(" queue_depth %u", t->queue_depth);
-		if (t->timeout_ms)
-			DMEMIT(" timeout_ms %u", t->timeout_ms);
-		if (t->recovery_ms)
-			DMEMIT(" recovery_ms %u", t->recovery_ms);
+		if (a->queue_depth)
+			DMEMIT(" queue_depth %u", a->queue_depth);
+		if (a->timeout_ms)
+			DMEMIT(" timeout_ms %u", a->timeout_ms);
+		if (a->recovery_ms)
+			DMEMIT(" recovery_ms %u", a->recovery_ms);
+		if (a->max_io_len != DMU_DEFAULT_MAX_IO_LEN)
+			DMEMIT(" max_io_len %u", a->max_io_len);
 		break;
 	case STATUSTYPE_IMA:
 		*result = '\0';
@@ -1779,11 +2092,18 @@ static void user_status(struct dm_target *ti, status_type_t type,
 	}
 }
 
-/* dmsetup message <dev> 0 timeout_ms <ms> | recovery_ms <ms> */
+/*
+ * dmsetup message <dev> 0 timeout_ms <ms> | recovery_ms <ms>
+ *
+ * Messages go to the live table: the change applies at once, and the table
+ * line shows it.  A request's timeout is its age against the timeout in
+ * force, whenever that was set.
+ */
 static int user_message(struct dm_target *ti, unsigned int argc, char **argv,
 			char *result, unsigned int maxlen)
 {
-	struct dmu_target *t = ti->private;
+	struct dmu_instance *inst = ti->private;
+	struct dmu_target *t = inst->t;
 	unsigned int value;
 
 	if (argc != 2) {
@@ -1798,9 +2118,11 @@ static int user_message(struct dm_target *ti, unsigned int argc, char **argv,
 
 	spin_lock(&t->lock);
 	if (!strcasecmp(argv[0], "timeout_ms")) {
-		t->timeout_ms = value;
+		inst->args.timeout_ms = value;
+		WRITE_ONCE(t->args.timeout_ms, value);
 	} else if (!strcasecmp(argv[0], "recovery_ms")) {
-		t->recovery_ms = value;
+		inst->args.recovery_ms = value;
+		WRITE_ONCE(t->args.recovery_ms, value);
 	} else {
 		spin_unlock(&t->lock);
 		DMWARN("%s: unrecognised message: %s", t->ctl_name, argv[0]);
@@ -1821,7 +2143,8 @@ static void user_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 static struct target_type user_target = {
 	.name = "user",
-	.version = { 1, 3, 0 },
+	.version = { 1, 4, 0 },
+	.features = DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = user_ctr,
 	.dtr = user_dtr,
@@ -1840,14 +2163,20 @@ static int __init dm_user_init(void)
 {
 	int r = -ENOMEM;
 
+	/* Timeouts and recovery must make progress while reclaim waits on us. */
+	dmu_wq = alloc_workqueue("kdmuserd", WQ_MEM_RECLAIM, 0);
+	if (!dmu_wq)
+		goto bad;
 	dmu_target_cache = KMEM_CACHE(dmu_target, 0);
 	if (!dmu_target_cache)
 		goto bad;
 	/* Only the reply header is written from user memory. */
-	dmu_channel_cache = kmem_cache_create_usercopy("dmu_channel",
-		sizeof(struct dmu_channel), 0, 0,
-		offsetof(struct dmu_channel, reply),
-		sizeof_field(struct dmu_channel, reply), NULL);
+	dmu_channel_cache =
+		kmem_cache_create_usercopy("dmu_channel",
+					   sizeof(struct dmu_channel), 0, 0,
+					   offsetof(struct dmu_channel, reply),
+					   sizeof_field(struct dmu_channel, reply),
+					   NULL);
 	if (!dmu_channel_cache)
 		goto bad;
 	r = dm_register_target(&user_target);
@@ -1860,6 +2189,8 @@ static int __init dm_user_init(void)
 bad:
 	kmem_cache_destroy(dmu_channel_cache);
 	kmem_cache_destroy(dmu_target_cache);
+	if (dmu_wq)
+		destroy_workqueue(dmu_wq);
 	return r;
 }
 
@@ -1870,6 +2201,7 @@ static void __exit dm_user_exit(void)
 	rcu_barrier();
 	kmem_cache_destroy(dmu_channel_cache);
 	kmem_cache_destroy(dmu_target_cache);
+	destroy_workqueue(dmu_wq);
 }
 
 module_init(dm_user_init);

@@ -21,7 +21,9 @@
  *               read back unchanged and the channel go on serving
  *   unknown     a well-formed reply for a seq never issued
  *   duplicate   a correct reply sent twice
- *   oversized   a correct reply followed by extra bytes
+ *   oversized   a correct reply followed by extra bytes: the write() must
+ *               return the length of the correct reply (the bytes the kernel
+ *               applied before the bad header), and the channel be refused
  *   wrong       a reply for a request read on another channel
  * Every serving channel's flags must read back 0 when it opens; half of them
  * then set DM_USER_CHANNEL_BATCH (read back) and read each request in pieces
@@ -134,6 +136,20 @@ static void check_refused(int fd, const char *what)
 		fail("%s: a refused channel does not poll POLLERR", what, 0);
 	refused++;
 	close(fd);
+}
+
+/*
+ * A write() whose first reply was good and whose next was malformed must
+ * return the good reply's length (target 1.4.0 and later) and refuse the
+ * channel.
+ */
+static void expect_partial_refusal(int fd, ssize_t r, size_t applied,
+				   enum kind k)
+{
+	if (r != (ssize_t)applied)
+		fail("%s: write of a good then a malformed reply did not return the good one's length",
+		     kind_name[k], r < 0 ? errno : 0);
+	check_refused(fd, kind_name[k]);
 }
 
 /* The malformed write must fail with EINVAL and refuse the channel. */
@@ -364,7 +380,7 @@ static void request_mischief(int *fd, struct dm_user_message *h, enum kind k)
 	struct dm_user_message rep;
 	uint8_t junk[HDR];
 	struct iovec iov[3];
-	size_t i;
+	size_t i, n;
 	ssize_t r;
 	int other;
 
@@ -382,13 +398,13 @@ static void request_mischief(int *fd, struct dm_user_message *h, enum kind k)
 		expect_refusal(*fd, write(*fd, &rep, HDR), k);
 		break;
 	case OVERSIZED:
-		make_reply(h, &rep, iov);
+		n = make_reply(h, &rep, iov);
 		for (i = 0; i < HDR; i++)
 			junk[i] = rnd();
 		iov[2] = (struct iovec){ junk, HDR };
 		r = writev(*fd, iov, 3);
 		served++;	/* the reply itself completed the request */
-		expect_refusal(*fd, r, k);
+		expect_partial_refusal(*fd, r, n, k);
 		break;
 	default: /* WRONG */
 		other = chan_open();

@@ -15,6 +15,7 @@
 #ifndef _UAPI_LINUX_DM_USER_H
 #define _UAPI_LINUX_DM_USER_H
 
+#include <linux/const.h>
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
@@ -83,7 +84,7 @@
 #define DM_USER_IOC_SET_FLAGS	_IOW(DM_USER_IOC_MAGIC, 0x80, __u64)
 #define DM_USER_IOC_GET_FLAGS	_IOR(DM_USER_IOC_MAGIC, 0x81, __u64)
 
-#define DM_USER_CHANNEL_BATCH	(1ULL << 0)
+#define DM_USER_CHANNEL_BATCH	_BITULL(0)
 
 struct dm_user_message {
 	__u64 seq;	/* chosen by the kernel, echoed by the reply */
