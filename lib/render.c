@@ -1,0 +1,432 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The two renderings of a device's metrics: JSON (the document dmuserd
+ * serves at /metrics, described by daemon/metrics.schema.json) and
+ * Prometheus text format 0.0.4.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "internal.h"
+
+/* A numeric field of the target's status line, named. */
+struct status_field {
+	char key[48];
+	uint64_t value;
+};
+
+/* Everything a scrape reports besides the counters. */
+struct info {
+	const char *version;
+	const char *name;
+	const char *backing_file;
+	const char *control_path;
+	uint64_t size_bytes;
+	unsigned threads;
+	bool read_only;
+	bool direct;
+	double uptime_seconds;
+	const char *target_status;	/* the target's status line, or NULL */
+};
+
+/* ---- the target's status line ------------------------------------------ */
+
+#define MAX_STATUS_FIELDS 32
+
+/* ---- the target's status line ------------------------------------------ */
+
+static bool parse_u64(const char *text, size_t len, uint64_t *out)
+{
+	char buf[32];
+	char *end;
+
+	if (len == 0 || len >= sizeof(buf) || !isdigit((unsigned char)text[0]))
+		return false;
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+	errno = 0;
+	unsigned long long v = strtoull(buf, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool set_key(struct status_field *f, const char *text, size_t len)
+{
+	if (len == 0 || len >= sizeof(f->key) || !isalpha((unsigned char)text[0]))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)text[i];
+
+		f->key[i] = isalnum(ch) ? (char)tolower(ch) : '_';
+	}
+	f->key[len] = '\0';
+	return true;
+}
+
+/*
+ * dm-user's status line is seven numbers (module/README.md):
+ *   <channels> <queued> <in_flight> <completed> <errors> <timeouts> <requeues>
+ * Numbers past those seven are named field_<n>.  A line that does not start
+ * with a number is read as "key value" pairs and "key=value" words instead,
+ * so a differently built target still reports what it can.
+ */
+static const char *const status_names[] = {
+	"channels", "queued", "in_flight", "completed", "errors", "timeouts", "requeues",
+};
+
+static size_t split(const char *line, const char **tok, size_t *tlen, size_t max)
+{
+	size_t n = 0;
+
+	for (const char *p = line; *p && n < max;) {
+		while (isspace((unsigned char)*p))
+			p++;
+		if (!*p)
+			break;
+		tok[n] = p;
+		while (*p && !isspace((unsigned char)*p))
+			p++;
+		tlen[n] = (size_t)(p - tok[n]);
+		n++;
+	}
+	return n;
+}
+
+static size_t parse_positional(const char **tok, const size_t *tlen, size_t ntok,
+			       struct status_field *fields, size_t max)
+{
+	size_t n = 0;
+	const size_t nnames = sizeof(status_names) / sizeof(status_names[0]);
+
+	for (size_t i = 0; i < ntok && n < max; i++) {
+		if (!parse_u64(tok[i], tlen[i], &fields[n].value))
+			break;
+		if (i < nnames)
+			snprintf(fields[n].key, sizeof(fields[n].key), "%s", status_names[i]);
+		else
+			snprintf(fields[n].key, sizeof(fields[n].key), "field_%zu", i);
+		n++;
+	}
+	return n;
+}
+
+static size_t parse_pairs(const char **tok, const size_t *tlen, size_t ntok,
+			  struct status_field *fields, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < ntok && n < max; i++) {
+		const char *eq = memchr(tok[i], '=', tlen[i]);
+		struct status_field *f = &fields[n];
+
+		if (eq) {
+			size_t klen = (size_t)(eq - tok[i]);
+
+			if (set_key(f, tok[i], klen) &&
+			    parse_u64(eq + 1, tlen[i] - klen - 1, &f->value))
+				n++;
+		} else if (i + 1 < ntok && set_key(f, tok[i], tlen[i]) &&
+			   parse_u64(tok[i + 1], tlen[i + 1], &f->value)) {
+			n++;
+			i++;
+		}
+	}
+	return n;
+}
+
+static size_t parse_target_status(const char *line, struct status_field *fields,
+			       size_t max)
+{
+	const char *tok[64];
+	size_t tlen[64];
+	size_t ntok = line ? split(line, tok, tlen, 64) : 0;
+
+	if (ntok && isdigit((unsigned char)tok[0][0]))
+		return parse_positional(tok, tlen, ntok, fields, max);
+	return parse_pairs(tok, tlen, ntok, fields, max);
+}
+
+/* ---- JSON -------------------------------------------------------------- */
+
+static json_t *json_u64(uint64_t v)
+{
+	return json_integer((json_int_t)(v > INT64_MAX ? INT64_MAX : v));
+}
+
+static json_t *json_histogram(const struct op_snapshot *op)
+{
+	json_t *buckets = json_array();
+
+	for (unsigned i = 0; i < HIST_BUCKETS - 1; i++)
+		json_array_append_new(buckets, json_pack("{s:o, s:o}",
+			"upper", json_u64(dmu__hist_upper_ns(i)),
+			"count", json_u64(op->latency[i])));
+	return json_pack("{s:o, s:o, s:o, s:o}",
+			 "count", json_u64(op->latency_count),
+			 "sum", json_u64(op->latency_sum_ns),
+			 "buckets", buckets,
+			 "overflow", json_u64(op->latency[HIST_BUCKETS - 1]));
+}
+
+static json_t *json_ops(const struct metrics_snapshot *s)
+{
+	json_t *ops = json_object();
+
+	for (unsigned i = 0; i < MOP_COUNT; i++) {
+		const struct op_snapshot *op = &s->op[i];
+
+		json_object_set_new(ops, dmu__mop_name(i), json_pack("{s:o, s:o, s:o, s:o}",
+			"requests", json_u64(op->requests),
+			"bytes", json_u64(op->bytes),
+			"errors", json_u64(op->errors),
+			"latency_ns", json_histogram(op)));
+	}
+	return ops;
+}
+
+static json_t *json_target(const char *status)
+{
+	struct status_field f[MAX_STATUS_FIELDS];
+	size_t n = status ? parse_target_status(status, f, MAX_STATUS_FIELDS) : 0;
+	json_t *fields = json_object();
+
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(fields, f[i].key, json_u64(f[i].value));
+	return json_pack("{s:b, s:o, s:o}",
+			 "available", status != NULL,
+			 "status", status ? json_string(status) : json_null(),
+			 "fields", fields);
+}
+
+static json_t *render_json(const struct metrics_snapshot *s,
+			const struct info *info)
+{
+	json_t *replies = json_object();
+
+	for (unsigned i = 0; i < STATUS_COUNT; i++)
+		json_object_set_new(replies, dmu__status_name(i), json_u64(s->replies[i]));
+
+	return json_pack("{s:s, s:{s:s, s:o, s:b, s:s, s:s, s:b}, s:i, s:f,"
+			 " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+		"version", info->version,
+		"device",
+			"name", info->name,
+			"size_bytes", json_u64(info->size_bytes),
+			"read_only", info->read_only,
+			"backing_file", info->backing_file,
+			"control_path", info->control_path,
+			"direct", info->direct,
+		"threads", (int)info->threads,
+		"uptime_seconds", info->uptime_seconds,
+		"in_flight", json_u64(s->in_flight),
+		"backend_flushes", json_u64(s->backend_flushes),
+		"channel_reopens", json_u64(s->channel_reopens),
+		"channel_reads", json_u64(s->channel_reads),
+		"channel_requests_read", json_u64(s->channel_requests_read),
+		"channel_writes", json_u64(s->channel_writes),
+		"channels_batched", json_u64(s->channels_batched),
+		"replies", replies,
+		"ops", json_ops(s),
+		"target", json_target(info->target_status));
+}
+
+/* ---- Prometheus text format 0.0.4 -------------------------------------- */
+
+static void per_op_counter(FILE *out, const struct metrics_snapshot *s,
+			   const char *name, const char *help, size_t field)
+{
+	dmu__prom_family(out, name, "counter", help);
+	for (unsigned i = 0; i < MOP_COUNT; i++) {
+		const uint64_t *v = (const uint64_t *)((const char *)&s->op[i] + field);
+
+		fprintf(out, "%s{op=\"%s\"} %" PRIu64 "\n", name, dmu__mop_name(i), *v);
+	}
+}
+
+static void histogram(FILE *out, const struct metrics_snapshot *s)
+{
+	const char *name = "dmuser_request_duration_seconds";
+	double le[HIST_BUCKETS - 1];
+
+	for (unsigned b = 0; b < HIST_BUCKETS - 1; b++)
+		le[b] = (double)dmu__hist_upper_ns(b) / 1e9;
+	dmu__prom_family(out, name, "histogram",
+	       "Time from reading a request to writing its reply, by operation.");
+	for (unsigned i = 0; i < MOP_COUNT; i++) {
+		const struct op_snapshot *op = &s->op[i];
+		char labels[64], sum[48];
+
+		snprintf(labels, sizeof(labels), "op=\"%s\"", dmu__mop_name(i));
+		snprintf(sum, sizeof(sum), "%" PRIu64 ".%09" PRIu64,
+			 op->latency_sum_ns / 1000000000u, op->latency_sum_ns % 1000000000u);
+		dmu__prom_histogram(out, name, labels, op->latency, le, HIST_BUCKETS, sum);
+	}
+}
+
+static void gauge(FILE *out, const char *name, const char *help, double v)
+{
+	dmu__prom_family(out, name, "gauge", help);
+	fprintf(out, "%s %.17g\n", name, v);
+}
+
+static void target(FILE *out, const char *status)
+{
+	struct status_field f[MAX_STATUS_FIELDS];
+	size_t n = status ? parse_target_status(status, f, MAX_STATUS_FIELDS) : 0;
+
+	gauge(out, "dmuser_target_up",
+	      "1 if the target's status could be read from the kernel.", status != NULL);
+	for (size_t i = 0; i < n; i++) {
+		char name[80];
+
+		snprintf(name, sizeof(name), "dmuser_target_%.47s", f[i].key);
+		dmu__prom_family(out, name, "gauge", "A field of the target's status line.");
+		fprintf(out, "%s %" PRIu64 "\n", name, f[i].value);
+	}
+}
+
+static int render_prometheus(const struct metrics_snapshot *s,
+			  const struct info *info, FILE *out)
+{
+	dmu__prom_family(out, "dmuser_info", "gauge", "Daemon version and device name; always 1.");
+	fputs("dmuser_info{version=\"", out);
+	dmu__prom_label_value(out, info->version);
+	fputs("\",device=\"", out);
+	dmu__prom_label_value(out, info->name);
+	fputs("\"} 1\n", out);
+
+	gauge(out, "dmuser_device_size_bytes", "Size of the device.", (double)info->size_bytes);
+	gauge(out, "dmuser_read_only", "1 if the device is read-only.", info->read_only);
+	gauge(out, "dmuser_threads", "Channels open (one per serving thread).", info->threads);
+	gauge(out, "dmuser_uptime_seconds", "Time since the daemon started.", info->uptime_seconds);
+	gauge(out, "dmuser_in_flight_requests",
+	      "Requests read from the kernel and not yet answered.", (double)s->in_flight);
+
+	per_op_counter(out, s, "dmuser_requests_total", "Requests answered, by operation.",
+		       offsetof(struct op_snapshot, requests));
+	per_op_counter(out, s, "dmuser_request_bytes_total",
+		       "Bytes covered by successful requests, by operation.",
+		       offsetof(struct op_snapshot, bytes));
+	per_op_counter(out, s, "dmuser_request_errors_total",
+		       "Requests answered with an error, by operation.",
+		       offsetof(struct op_snapshot, errors));
+
+	dmu__prom_family(out, "dmuser_replies_total", "counter", "Replies sent, by status.");
+	for (unsigned i = 0; i < STATUS_COUNT; i++)
+		fprintf(out, "dmuser_replies_total{status=\"%s\"} %" PRIu64 "\n",
+			dmu__status_name(i), s->replies[i]);
+
+	dmu__prom_family(out, "dmuser_backend_flushes_total", "counter",
+	       "Flushes issued to the backend (FLUSH, PREFLUSH, FUA).");
+	fprintf(out, "dmuser_backend_flushes_total %" PRIu64 "\n", s->backend_flushes);
+	dmu__prom_family(out, "dmuser_channel_reopens_total", "counter",
+	       "Channels closed and reopened after a broken stream.");
+	fprintf(out, "dmuser_channel_reopens_total %" PRIu64 "\n", s->channel_reopens);
+	dmu__prom_family(out, "dmuser_channel_reads_total", "counter",
+	       "read() calls on the control device that returned data.");
+	fprintf(out, "dmuser_channel_reads_total %" PRIu64 "\n", s->channel_reads);
+	dmu__prom_family(out, "dmuser_channel_requests_read_total", "counter",
+	       "Requests those reads brought (several per read when batching).");
+	fprintf(out, "dmuser_channel_requests_read_total %" PRIu64 "\n",
+		s->channel_requests_read);
+	dmu__prom_family(out, "dmuser_channel_writes_total", "counter",
+	       "write() and writev() calls on the control device that sent replies.");
+	fprintf(out, "dmuser_channel_writes_total %" PRIu64 "\n", s->channel_writes);
+	gauge(out, "dmuser_channels_batched",
+	      "Channels whose reads return several requests (DM_USER_CHANNEL_BATCH).",
+	      (double)s->channels_batched);
+
+	histogram(out, s);
+	target(out, info->target_status);
+	return ferror(out) ? -1 : 0;
+}
+
+/* ---- the public entry point -------------------------------------------- */
+
+static int render_json_text(const struct metrics_snapshot *s, const struct info *info,
+			    char **buf, size_t *len)
+{
+	json_t *doc = render_json(s, info);
+	char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+	size_t n;
+	char *nl;
+
+	json_decref(doc);
+	if (!text)
+		return -ENOMEM;
+	/* JSON_INDENT leaves no final newline; curl users like one */
+	n = strlen(text);
+	nl = realloc(text, n + 2);
+	if (!nl) {
+		free(text);
+		return -ENOMEM;
+	}
+	nl[n++] = '\n';
+	nl[n] = '\0';
+	*buf = nl;
+	if (len)
+		*len = n;
+	return 0;
+}
+
+int dmu__render(struct dmu_device *dev, enum dmu_metrics_format format,
+		const struct dmu_metrics_opts *opts, char **buf, size_t *len)
+{
+	struct metrics_snapshot snap;
+	struct dmu_metrics_opts o;
+	char status[1024];
+	size_t n = 0;
+	FILE *out;
+	int err;
+
+	OPTS_COPY(o, opts);
+	*buf = NULL;
+	dmu__device_snapshot(dev, &snap);
+
+	struct info info = {
+		.version = o.version ? o.version : dmu_version(),
+		.name = dev->name,
+		.backing_file = o.backing_file ? o.backing_file : "",
+		.control_path = dev->control_path,
+		.size_bytes = dmu_device_size(dev),
+		.threads = snap.channels,
+		.read_only = dev->read_only,
+		.direct = o.direct,
+		.uptime_seconds = (double)(dmu__now_ns() - dev->start_ns) / 1e9,
+		.target_status = dmu__status_line(dev, status, sizeof(status)) ? NULL : status,
+	};
+
+	if (format == DMU_METRICS_JSON)
+		return render_json_text(&snap, &info, buf, len);
+	if (format != DMU_METRICS_PROMETHEUS)
+		return -EINVAL;
+	out = open_memstream(buf, &n);
+	if (!out)
+		return -errno;
+	err = render_prometheus(&snap, &info, out);
+	if (fclose(out) || err) {
+		free(*buf);
+		*buf = NULL;
+		return -ENOMEM;
+	}
+	if (len)
+		*len = n;
+	return 0;
+}
+
+DMU_API int dmu_metrics_render(struct dmu_device *dev, enum dmu_metrics_format format,
+			       const struct dmu_metrics_opts *opts, char **buf, size_t *len)
+{
+	if (!dev || !buf)
+		return -EINVAL;
+	return dmu__render(dev, format, opts, buf, len);
+}
