@@ -1,0 +1,414 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/* The blocking loop, dmu_channel_run(), against the fake kernel. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rig.h"
+#include "test.h"
+
+static unsigned char rec[4 * CAP];
+
+/* Send one request, read its reply (header, data_len bytes of data). */
+static struct dm_user_message round_trip(struct rig *r, uint64_t seq, uint64_t type,
+					 uint64_t flags, uint64_t sector, uint64_t len,
+					 const void *payload, void *data, size_t data_len)
+{
+	size_t off = 0, n;
+	struct dm_user_message m;
+
+	send_req(r->k, seq, type, flags, sector, len, payload);
+	n = recv_record(r->k, rec, sizeof(rec));
+	REQUIRE_EQ(n, MSG + data_len);
+	m = reply_at(rec, &off, data_len);
+	if (data_len)
+		memcpy(data, rec + MSG, data_len);
+	return m;
+}
+
+TEST(blocking_write_then_read)
+{
+	struct rig r;
+	struct rig_cfg cfg = { 0 };
+	unsigned char *p = pattern(8192, 1), got[8192];
+
+	rig_open(&r, &cfg);
+	rig_serve(&r);
+	struct dm_user_message m = round_trip(&r, 7, DM_USER_REQ_MAP_WRITE, 0, 16, 8192, p,
+					      NULL, 0);
+	CHECK_EQ(m.seq, 7);
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+	CHECK_EQ(m.sector, 16);
+	CHECK_EQ(m.len, 8192);
+	CHECK(memcmp(r.mem->data + 16 * 512, p, 8192) == 0);
+
+	m = round_trip(&r, 8, DM_USER_REQ_MAP_READ, 0, 16, 8192, NULL, got, sizeof(got));
+	CHECK_EQ(m.seq, 8);
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(got, p, 8192) == 0);
+
+	dmu_channel_stop(r.ch);
+	CHECK_EQ(rig_join(&r), 0);
+	rig_close(&r);
+	free(p);
+}
+
+/*
+ * Batching: several requests in one read() are carried out in the order
+ * read and answered in that order, all in one writev().
+ */
+TEST(blocking_batch_in_order_one_writev)
+{
+	struct rig r;
+	struct rig_cfg cfg = { .batch = true };
+	unsigned char *a = pattern(4096, 2), *b = pattern(4096, 3);
+
+	rig_open(&r, &cfg);
+	REQUIRE(dmu_channel_batching(r.ch));
+	rig_serve(&r);
+	struct req q[] = {
+		{ 1, DM_USER_REQ_MAP_WRITE, 0, 0, 4096, a },
+		{ 2, DM_USER_REQ_MAP_READ, 0, 0, 4096, NULL },
+		{ 3, DM_USER_REQ_MAP_FLUSH, 0, 0, 0, NULL },
+		{ 4, DM_USER_REQ_MAP_WRITE, 0, 0, 4096, b },
+		{ 5, DM_USER_REQ_MAP_READ, 0, 0, 4096, NULL },
+	};
+	send_batch(r.k, q, 5);
+	size_t n = recv_record(r.k, rec, sizeof(rec)), off = 0;
+
+	CHECK_EQ(n, 5 * MSG + 2 * 4096);
+	for (unsigned i = 0; i < 5; i++) {
+		bool read = q[i].type == DM_USER_REQ_MAP_READ;
+		size_t at = off + MSG;
+		struct dm_user_message m = reply_at(rec, &off, read ? 4096 : 0);
+
+		CHECK_EQ(m.seq, q[i].seq);
+		CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+		/* each READ saw the WRITE before it, not the one after */
+		if (i == 1)
+			CHECK(memcmp(rec + at, a, 4096) == 0);
+		if (i == 4)
+			CHECK(memcmp(rec + at, b, 4096) == 0);
+	}
+	CHECK_STR(r.mem->log, "WRFWR");
+	dmu_channel_stop(r.ch);
+	CHECK_EQ(rig_join(&r), 0);
+	rig_close(&r);
+	free(a);
+	free(b);
+}
+
+TEST(blocking_preflush_and_fua_call_flush_around_the_write)
+{
+	struct rig r;
+	struct rig_cfg cfg = { 0 };
+	unsigned char *p = pattern(4096, 4);
+
+	rig_open(&r, &cfg);
+	rig_serve(&r);
+	round_trip(&r, 1, DM_USER_REQ_MAP_WRITE,
+		   DM_USER_REQ_MAP_FLAG_PREFLUSH | DM_USER_REQ_MAP_FLAG_FUA, 0, 4096, p, NULL, 0);
+	round_trip(&r, 2, DM_USER_REQ_MAP_WRITE, DM_USER_REQ_MAP_FLAG_FUA, 8, 4096, p, NULL, 0);
+	round_trip(&r, 3, DM_USER_REQ_MAP_DISCARD, DM_USER_REQ_MAP_FLAG_PREFLUSH, 8, 4096, NULL,
+		   NULL, 0);
+	CHECK_STR(r.mem->log, "FWFWFFD");
+	dmu_channel_stop(r.ch);
+	CHECK_EQ(rig_join(&r), 0);
+	rig_close(&r);
+	free(p);
+}
+
+/* A failing callback fails its request only, with the status its errno maps to. */
+TEST(blocking_backend_error_on_each_op)
+{
+	static const struct { uint64_t type; unsigned op; } ops[] = {
+		{ DM_USER_REQ_MAP_READ, DMU_REQ_READ },
+		{ DM_USER_REQ_MAP_WRITE, DMU_REQ_WRITE },
+		{ DM_USER_REQ_MAP_FLUSH, DMU_REQ_FLUSH },
+		{ DM_USER_REQ_MAP_DISCARD, DMU_REQ_DISCARD },
+		{ DM_USER_REQ_MAP_WRITE_ZEROES, DMU_REQ_WRITE_ZEROES },
+		{ DM_USER_REQ_MAP_SECURE_ERASE, DMU_REQ_SECURE_ERASE },
+	};
+	static const struct { int err; unsigned status; } errs[] = {
+		{ -EIO, DM_USER_RESP_ERROR },
+		{ -ENOSPC, DM_USER_RESP_NOSPC },
+		{ -EOPNOTSUPP, DM_USER_RESP_UNSUPPORTED },
+	};
+	struct rig r;
+	struct rig_cfg cfg = { 0 };
+	unsigned char *p = pattern(4096, 5), got[4096];
+	uint64_t seq = 1;
+
+	rig_open(&r, &cfg);
+	rig_serve(&r);
+	for (unsigned i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		for (unsigned e = 0; e < sizeof(errs) / sizeof(errs[0]); e++) {
+			uint64_t type = ops[i].type;
+			bool write = type == DM_USER_REQ_MAP_WRITE;
+			uint64_t len = type == DM_USER_REQ_MAP_FLUSH ? 0 : 4096;
+
+			r.mem->fail[ops[i].op] = errs[e].err;
+			struct dm_user_message m = round_trip(&r, seq++, type, 0, 0, len,
+							      write ? p : NULL, NULL, 0);
+			CHECK_EQ(m.type, errs[e].status);
+			r.mem->fail[ops[i].op] = 0;
+			/* the channel goes on: the same request now succeeds */
+			bool read = type == DM_USER_REQ_MAP_READ;
+			m = round_trip(&r, seq++, type, 0, 0, len, write ? p : NULL, got,
+				       read ? 4096 : 0);
+			CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+		}
+	}
+	dmu_channel_stop(r.ch);
+	CHECK_EQ(rig_join(&r), 0);
+	rig_close(&r);
+	free(p);
+}
+
+static int only_read(void *arg, void *buf, size_t len, uint64_t off)
+{
+	(void)arg;
+	(void)off;
+	memset(buf, 0xab, len);
+	return 0;
+}
+
+static unsigned char zero_store[DEV_SIZE];
+
+static int only_write(void *arg, const void *buf, size_t len, uint64_t off)
+{
+	(void)arg;
+	memcpy(zero_store + off, buf, len);
+	return 0;
+}
+
+struct minimal {
+	struct dmu_channel *ch;
+	int result;
+};
+
+static void *serve_minimal(void *arg)
+{
+	static const struct dmu_ops ops = {
+		.sz = sizeof(ops), .read = only_read, .write = only_write,
+	};
+	struct minimal *mn = arg;
+
+	mn->result = dmu_channel_run(mn->ch, &ops, NULL);
+	return NULL;
+}
+
+/*
+ * Missing callbacks: discard and secure erase are UNSUPPORTED, flush
+ * succeeds (nothing cached), write_zeroes writes zeroes through write; a
+ * zone operation is UNSUPPORTED whatever the callbacks.
+ */
+TEST(blocking_missing_callbacks)
+{
+	struct rig r;
+	struct rig_cfg cfg = { 0 };
+	struct minimal mn;
+	pthread_t t;
+
+	rig_open(&r, &cfg);
+	mn.ch = r.ch;
+	memset(zero_store, 0x55, sizeof(zero_store));
+	REQUIRE(pthread_create(&t, NULL, serve_minimal, &mn) == 0);
+	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_DISCARD, 0, 0, 4096, NULL, NULL, 0).type,
+		 DM_USER_RESP_UNSUPPORTED);
+	CHECK_EQ(round_trip(&r, 2, DM_USER_REQ_MAP_SECURE_ERASE, 0, 0, 4096, NULL, NULL, 0).type,
+		 DM_USER_RESP_UNSUPPORTED);
+	CHECK_EQ(round_trip(&r, 3, DM_USER_REQ_MAP_FLUSH, 0, 0, 0, NULL, NULL, 0).type,
+		 DM_USER_RESP_SUCCESS);
+	CHECK_EQ(round_trip(&r, 4, DM_USER_REQ_MAP_WRITE_ZEROES, 0, 8, 200 * 1024, NULL, NULL,
+			    0).type, DM_USER_RESP_SUCCESS);
+	CHECK_EQ(zero_store[8 * 512 - 1], 0x55);
+	CHECK_EQ(zero_store[8 * 512], 0);
+	CHECK_EQ(zero_store[8 * 512 + 200 * 1024 - 1], 0);
+	CHECK_EQ(zero_store[8 * 512 + 200 * 1024], 0x55);
+	CHECK_EQ(round_trip(&r, 5, DM_USER_REQ_MAP_ZONE_OPEN, 0, 0, 0, NULL, NULL, 0).type,
+		 DM_USER_RESP_UNSUPPORTED);
+	dmu_channel_stop(r.ch);
+	pthread_join(t, NULL);
+	CHECK_EQ(mn.result, 0);
+	rig_close(&r);
+}
+
+/*
+ * Requests larger than the buffer: a READ's reply is streamed a buffer at
+ * a time (header, then pieces), a WRITE's payload is taken in pieces; the
+ * data are whole either way.
+ */
+TEST(blocking_reply_larger_than_buffer)
+{
+	struct rig r;
+	struct rig_cfg cfg = { 0 };
+	size_t big = 3 * CAP + 512, off = 0;
+	unsigned char *p = pattern(big, 6), *got = malloc(big + MSG);
+
+	rig_open(&r, &cfg);
+	rig_serve(&r);
+	/* the WRITE's header alone, then its payload in buffer-sized records */
+	send_req(r.k, 1, DM_USER_REQ_MAP_WRITE, 0, 0, big, NULL);
+	for (size_t o = 0; o < big; o += CAP)
+		REQUIRE(send(r.k, p + o, big - o < CAP ? big - o : CAP, 0) > 0);
+	size_t n = recv_record(r.k, rec, sizeof(rec));
+	CHECK_EQ(n, MSG);
+	CHECK_EQ(reply_at(rec, &off, 0).type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(r.mem->data, p, big) == 0);
+
+	send_req(r.k, 2, DM_USER_REQ_MAP_READ, 0, 0, big, NULL);
+	size_t have = 0;
+	unsigned records = 0;
+	while (have < MSG + big) {
+		have += recv_record(r.k, got + have, MSG + big - have);
+		records++;
+	}
+	struct dm_user_message m;
+	memcpy(&m, got, MSG);
+	CHECK_EQ(m.seq, 2);
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(got + MSG, p, big) == 0);
+	CHECK(records >= 4);	/* header + first buffer, then three more pieces */
+	dmu_channel_stop(r.ch);
+	CHECK_EQ(rig_join(&r), 0);
+	rig_close(&r);
+	free(p);
+	free(got);
+}
+
+TEST(blocking_read_only_and_out_of_range)
+{
+	struct rig r;
+	struct rig_cfg cfg = { .read_only = true };
+	unsigned char *p = pattern(4096, 7), got[4096];
+
+	rig_open(&r, &cfg);
+	rig_serve(&r);
+	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 0, 4096, p, NULL, 0).type,
+		 DM_USER_RESP_ERROR);
+	CHECK_EQ(round_trip(&r, 2, DM_USER_REQ_MAP_DISCARD, 0, 0, 4096, NULL, NULL, 0).type,
+		 DM_USER_RESP_ERROR);
+	CHECK_EQ(r.mem->nlog, 0);	/* no callback ran */
+	CHECK_EQ(round_trip(&r, 3, DM_USER_REQ_MAP_READ, 0, 0, 4096, NULL, got, 4096).type,
+		 DM_USER_RESP_SUCCESS);
+	/* the last 4 KiB, then 4 KiB that end past the device */
+	CHECK_EQ(round_trip(&r, 4, DM_USER_REQ_MAP_READ, 0, DEV_SIZE / 512 - 8, 4096, NULL, got,
+			    4096).type, DM_USER_RESP_SUCCESS);
+	CHECK_EQ(round_trip(&r, 5, DM_USER_REQ_MAP_READ, 0, DEV_SIZE / 512 - 4, 4096, NULL, NULL,
+			    0).type, DM_USER_RESP_ERROR);
+	dmu_channel_stop(r.ch);
+	CHECK_EQ(rig_join(&r), 0);
+	rig_close(&r);
+	free(p);
+}
+
+/* A module without batching (a socket answers ENOTTY, as it does). */
+TEST(batching_falls_back_on_enotty)
+{
+	struct rig r;
+	struct rig_cfg cfg = { .batch = false };
+	unsigned char got[4096];
+
+	fake_ioctl_calls = 0;
+	rig_open(&r, &cfg);
+	CHECK_EQ(fake_ioctl_calls, 1);	/* asked, through the real ioctl */
+	CHECK(!dmu_channel_batching(r.ch));
+	rig_serve(&r);
+	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_READ, 0, 0, 4096, NULL, got, 4096).type,
+		 DM_USER_RESP_SUCCESS);
+	dmu_channel_stop(r.ch);
+	CHECK_EQ(rig_join(&r), 0);
+	rig_close(&r);
+}
+
+TEST(batching_off_never_asks)
+{
+	struct rig r;
+	struct rig_cfg cfg = { .batch = true, .batch_mode = DMU_BATCH_OFF };
+
+	fake_ioctl_calls = 0;
+	rig_open(&r, &cfg);
+	CHECK_EQ(fake_ioctl_calls, 0);
+	CHECK(!dmu_channel_batching(r.ch));
+	rig_close(&r);
+}
+
+/* Without batching a read() must bring one request: two in one is a protocol error. */
+TEST(blocking_protocol_error_breaks_the_stream)
+{
+	struct rig r;
+	struct rig_cfg cfg = { 0 };
+	struct req q[] = {
+		{ 1, DM_USER_REQ_MAP_FLUSH, 0, 0, 0, NULL },
+		{ 2, DM_USER_REQ_MAP_FLUSH, 0, 0, 0, NULL },
+	};
+
+	rig_open(&r, &cfg);
+	rig_serve(&r);
+	send_batch(r.k, q, 2);
+	CHECK_EQ(rig_join(&r), -EPROTO);
+	rig_close(&r);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A stop wakes an idle loop without a signal: the channel's, then the device's. */
+TEST(stop_wakes_an_idle_loop)
+{
+	struct rig r;
+	struct rig_cfg cfg = { 0 };
+	struct rig r2;
+	double t0;
+
+	rig_open(&r, &cfg);
+	rig_serve(&r);
+	CHECK(no_record(r.k, 100));	/* idle, blocked in poll() */
+	t0 = now_s();
+	dmu_channel_stop(r.ch);
+	CHECK_EQ(rig_join(&r), 0);
+	CHECK(now_s() - t0 < 2);
+
+	/* two channels of one device, both stopped by dmu_device_stop */
+	memset(&r2, 0, sizeof(r2));
+	r2.dev = r.dev;
+	r2.mem = r.mem;
+	r2.ch = rig_open_channel(&r2, &cfg, &r2.k);
+	struct dmu_channel *first = r.ch;
+	int first_k = r.k;
+	r.ch = rig_open_channel(&r, &cfg, &r.k);
+	CHECK_EQ(dmu_channel_close(first), 0);
+	close(first_k);
+	rig_serve(&r);
+	rig_serve(&r2);
+	CHECK(no_record(r.k, 100));
+	dmu_device_stop(r.dev);
+	CHECK_EQ(rig_join(&r), 0);
+	CHECK_EQ(rig_join(&r2), 0);
+	CHECK_EQ(dmu_device_free(r.dev), -EBUSY);	/* channels still open */
+	CHECK_EQ(dmu_channel_close(r2.ch), 0);
+	close(r2.k);
+	rig_close(&r);
+}
+
+/* The kernel's end closes (the target went): the loop ends with -ENOTBLK. */
+TEST(blocking_target_gone)
+{
+	struct rig r;
+	struct rig_cfg cfg = { 0 };
+
+	rig_open(&r, &cfg);
+	rig_serve(&r);
+	shutdown(r.k, SHUT_RDWR);
+	CHECK_EQ(rig_join(&r), -ENOTBLK);
+	rig_close(&r);
+}
