@@ -395,7 +395,7 @@ int dmu__render(struct dmu_device *dev, enum dmu_metrics_format format,
 	struct info info = {
 		.version = o.version ? o.version : dmu_version(),
 		.name = dev->name,
-		.backing_file = o.backing_file ? o.backing_file : "",
+		.backing_file = o.backing_file && *o.backing_file ? o.backing_file : "-",
 		.control_path = dev->control_path,
 		.size_bytes = dmu_device_size(dev),
 		.threads = snap.channels,

@@ -442,14 +442,15 @@ enum dmu_metrics_format {
 struct dmu_metrics_opts {
 	size_t sz;
 	const char *version;		/* "version", dmuser_info{version}; default: the library's */
-	const char *backing_file;	/* "device.backing_file"; default "" */
+	const char *backing_file;	/* "device.backing_file": what the backend serves; default "-" */
 	bool direct;			/* "device.direct" */
 };
 
 /*
  * Render the device's metrics into a malloc'ed, NUL-terminated *buf of
  * *len bytes (len may be NULL); free() it.  Reads the target's status
- * from the kernel for a managed device.  Any thread, while channels serve.
+ * from the kernel for a managed device.  The strings in opts are only
+ * read during the call.  Any thread, while channels serve.
  */
 DMU_API int dmu_metrics_render(struct dmu_device *dev,
 			       enum dmu_metrics_format format,
@@ -466,7 +467,8 @@ typedef int (*dmu_http_render_fn)(void *arg, enum dmu_metrics_format format,
 
 struct dmu_http_opts {
 	size_t sz;
-	const struct dmu_metrics_opts *metrics;	/* passed to dmu_metrics_render() */
+	/* passed to dmu_metrics_render(); copied, but its strings must outlive the server */
+	const struct dmu_metrics_opts *metrics;
 	dmu_http_render_fn render;		/* instead of a device's metrics */
 	void *render_arg;
 	const char *index_html;			/* served at /; NULL: 404 */
