@@ -1,8 +1,8 @@
 # dm-user: top-level build and test entry points.
 #
 #   make deps     install every Debian package the build and tests need
-#   make          build the module for every installed kernel, the daemon and
-#                 the BPF tools
+#   make          build the module for every installed kernel, the daemon,
+#                 libdmuser and its examples, and the BPF tools
 #   make check    deps (if missing), build, host unit tests, VM tests on every
 #                 installed kernel; ends with "N passed, N failed"
 #   make soak     the VM tests that have soak-sized counts, at those counts
@@ -41,7 +41,7 @@ DEPS := make gcc clang llvm pkg-config git \
 # What only `make bench` needs, installed by it (not by make check).
 BENCH_DEPS := nbdkit nbd-client linux-perf
 
-all: modules daemon bpf tools
+all: modules daemon lib examples bpf tools
 
 CFLAGS_USER := -std=c11 -O2 -g -Wall -Wextra -Werror -I$(ROOT)/module/include/uapi
 
@@ -92,6 +92,12 @@ $(BUILD)/kmod/%/dm-user.ko: $(MODULE_SRCS)
 daemon:
 	$(MAKE) -C $(ROOT)/daemon
 
+lib:
+	$(MAKE) -C $(ROOT)/lib
+
+examples: lib
+	$(MAKE) -C $(ROOT)/examples
+
 bpf:
 	$(MAKE) -C $(ROOT)/bpf
 
@@ -104,8 +110,9 @@ $(BUILD)/tools/%: $(ROOT)/tests/tools/%.c $(ROOT)/module/include/uapi/linux/dm-u
 
 # ---- tests -----------------------------------------------------------------
 
-unit: daemon
+unit: daemon lib
 	$(MAKE) -C $(ROOT)/tests/unit check
+	$(MAKE) -C $(ROOT)/tests/unit/lib check
 	$(MAKE) -C $(ROOT)/tests/unit/bpf check
 	$(MAKE) -C $(ROOT)/tests/unit/dashboards check
 	$(MAKE) -C $(ROOT)/tests/unit/bench check
@@ -163,8 +170,11 @@ sparse:
 clean:
 	rm -rf $(BUILD)
 	-$(MAKE) -C $(ROOT)/daemon clean
+	-$(MAKE) -C $(ROOT)/lib clean
+	-$(MAKE) -C $(ROOT)/examples clean
+	-$(MAKE) -C $(ROOT)/tests/unit/lib clean
 	-$(MAKE) -C $(ROOT)/bpf clean
 	-$(MAKE) -C $(ROOT)/tests/unit clean
 	-$(MAKE) -C $(ROOT)/tests/unit/bench clean
 
-.PHONY: all deps deps-if-needed bench-deps bench-deps-if-needed modules daemon bpf tools unit lint sparse check soak demo bench clean
+.PHONY: all deps deps-if-needed bench-deps bench-deps-if-needed modules daemon lib examples bpf tools unit lint sparse check soak demo bench clean
