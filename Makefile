@@ -102,7 +102,13 @@ bpf:
 	$(MAKE) -C $(ROOT)/bpf
 
 # Test tools that run inside the guest.
-tools: $(BUILD)/tools/dmu-client $(BUILD)/tools/dmu-hostile
+tools: $(BUILD)/tools/dmu-client $(BUILD)/tools/dmu-hostile $(BUILD)/tools/dmu-libctl
+
+# Through libdmuser's public header and shared library only.
+$(BUILD)/tools/dmu-libctl: $(ROOT)/tests/tools/dmu-libctl.c $(ROOT)/lib/include/dmuser.h lib
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_USER) -I$(ROOT)/lib/include -o $@ $< -L$(ROOT)/lib -ldmuser \
+		-Wl,-rpath,$(ROOT)/lib
 
 $(BUILD)/tools/%: $(ROOT)/tests/tools/%.c $(ROOT)/module/include/uapi/linux/dm-user.h
 	@mkdir -p $(@D)

@@ -11,6 +11,7 @@
  *                     long for the next daemon when this one dies
  *     -T MS           timeout_ms of a new device
  *     -x KIB          max_io_len of a new device, KiB (default 256)
+ *     -s BYTES        size of a new device (default: the file's)
  *     -m ADDR:PORT    serve the metrics over HTTP
  *
  * One thread runs the event loop: an epoll set holds the channel's
@@ -173,7 +174,7 @@ static uint64_t file_size(int fd)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: dmu-passthrough [-a] [-q DEPTH] [-r MS] [-T MS] [-x KIB] [-m ADDR:PORT] NAME FILE\n");
+	fprintf(stderr, "usage: dmu-passthrough [-a] [-q DEPTH] [-r MS] [-T MS] [-x KIB] [-s BYTES] [-m ADDR:PORT] NAME FILE\n");
 	return 2;
 }
 
@@ -185,12 +186,13 @@ int main(int argc, char **argv)
 	struct dmu_channel *ch = NULL;
 	const char *metrics = NULL;
 	unsigned depth = 64;
+	uint64_t size = 0;
 	int opt, err, ep, ring_fd;
 	struct epoll_event ev = { .events = EPOLLIN };
 	sigset_t set;
 	pthread_t t;
 
-	while ((opt = getopt(argc, argv, "aq:r:T:x:m:")) != -1) {
+	while ((opt = getopt(argc, argv, "aq:r:T:x:m:s:")) != -1) {
 		switch (opt) {
 		case 'a': s.attach = true; break;
 		case 'q': depth = (unsigned)atoi(optarg); break;
@@ -198,6 +200,7 @@ int main(int argc, char **argv)
 		case 'T': dopts.timeout_ms = (uint32_t)atoi(optarg); break;
 		case 'x': dopts.max_io_len = (uint32_t)atoi(optarg) * 2; break;
 		case 'm': metrics = optarg; break;
+		case 's': size = strtoull(optarg, NULL, 0); break;
 		default: return usage();
 		}
 	}
@@ -217,7 +220,8 @@ int main(int argc, char **argv)
 	if (s.attach)
 		err = dmu_device_attach(argv[optind], &s.dev);
 	else
-		err = dmu_device_create(argv[optind], file_size(s.fd) & ~511ull, &dopts, &s.dev);
+		err = dmu_device_create(argv[optind], size ? size : file_size(s.fd) & ~511ull,
+					&dopts, &s.dev);
 	if (err)
 		return 1;
 	if (dmu_device_size(s.dev) > file_size(s.fd)) {

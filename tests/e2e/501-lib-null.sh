@@ -1,0 +1,67 @@
+#!/bin/bash
+# timeout: 600
+# examples/dmu-null (two channels, the library's metrics over HTTP):
+# writes succeed and are dropped, and fio then verifies that the whole
+# device reads as zeroes; the JSON metrics count the requests of a
+# known dd run exactly and the Prometheus text agrees; bpftrace sees the
+# library's USDT probes fire once per request; SIGTERM removes the device.
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+tmp=$(dmu_tmpdir)
+name=dmu-test-null
+dev=/dev/mapper/$name
+prog=$DMU_ROOT/examples/dmu-null
+[[ -x $prog ]] || die "not built: $prog (make)"
+dmu_load
+
+dmu_bg "$prog" -t 2 -m localhost:0 "$name" 64 >"$tmp/out"
+pid=$DMU_BG_PID
+wait_for_path "$dev" 30 || die "$dev did not appear"
+has_metrics() { grep -q '^metrics=' "$tmp/out"; }
+wait_until 10 has_metrics || die "no metrics= line: $(cat "$tmp/out")"
+addr=$(sed -n 's/^metrics=//p' "$tmp/out")
+log "metrics on $addr"
+
+fio --name=null-write --filename="$dev" --rw=randwrite --bs=16k --size=64M --iodepth=16 \
+	--ioengine=libaio --direct=1 --output="$tmp/fio-w.out" || die "fio write failed: $(cat "$tmp/fio-w.out")"
+fio --name=null-verify --filename="$dev" --rw=randwrite --bs=64k --size=64M --iodepth=16 \
+	--ioengine=libaio --direct=1 --verify=pattern --verify_pattern=0x00 --verify_only=1 \
+	--verify_fatal=1 --output="$tmp/fio-v.out" || die "the device does not read as zeroes: $(cat "$tmp/fio-v.out")"
+
+json() { curl -sf "http://$addr/metrics"; }
+reads_before=$(json | jq '.ops.read.requests')
+dd if="$dev" of=/dev/null bs=4k count=300 iflag=direct status=none
+doc=$(json)
+reads=$(($(jq '.ops.read.requests' <<<"$doc") - reads_before))
+log "metrics: $reads reads for 300 dd reads; threads $(jq .threads <<<"$doc"), batched channels $(jq .channels_batched <<<"$doc")"
+assert_eq "$reads" 300 "reads counted for dd's 300 reads"
+assert_eq "$(jq .threads <<<"$doc")" 2 "threads (channels)"
+assert_eq "$(jq .target.available <<<"$doc")" true "target status in the metrics"
+assert_eq "$(jq .ops.read.errors <<<"$doc")" 0 "read errors"
+prom_reads=$(curl -sf "http://$addr/metrics?format=prometheus" |
+	awk '$1 == "dmuser_requests_total{op=\"read\"}" { print $2 }')
+(( prom_reads >= reads_before + 300 )) || die "Prometheus counts $prom_reads reads"
+
+# The USDT probes, through the shared library the example loaded.
+so=$DMU_ROOT/lib/libdmuser.so.1
+bpftrace -p "$pid" -e "usdt:$so:dmuser:request_received { @rx = count(); }
+	usdt:$so:dmuser:reply_sent { @tx = count(); }
+	usdt:$so:dmuser:backend_done { @finished = count(); }" >"$tmp/bt.out" 2>&1 &
+bt=$!
+attached() { grep -q Attaching "$tmp/bt.out"; }
+wait_until 120 attached || die "bpftrace did not attach: $(cat "$tmp/bt.out")"
+dd if="$dev" of=/dev/null bs=4k count=200 iflag=direct status=none
+kill -INT "$bt"
+wait "$bt" || true
+log "bpftrace: $(tr '\n' ' ' <"$tmp/bt.out")"
+for probe in rx tx finished; do
+	n=$(sed -n "s/^@$probe: //p" "$tmp/bt.out")
+	(( n >= 200 )) || die "USDT dmuser probe @$probe fired $n times for 200 reads"
+done
+
+rc=0
+dmu_stop "$pid" 30 || rc=$?
+assert_eq "$rc" 0 "dmu-null exit status after SIGTERM"
+! dmu_dm_exists "$name" || die "$name still exists after SIGTERM"
+dmu_unload
