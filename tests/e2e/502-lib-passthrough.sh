@@ -16,6 +16,7 @@ prog=$DMU_ROOT/examples/dmu-passthrough
 dmu_load
 
 # A block device takes O_DIRECT on every kernel (tmpfs does only from 6.6).
+modprobe loop || die "no loop module"
 truncate -s 128M "$tmp/backing"
 loop=$(losetup --find --show "$tmp/backing")
 # lib.sh's EXIT trap stops the example and removes the device; the loop

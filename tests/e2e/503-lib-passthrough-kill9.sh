@@ -18,6 +18,7 @@ kills=$(dmu_scale 3 20)
 [[ -x $prog ]] || die "not built: $prog (make)"
 dmu_load
 
+modprobe loop || die "no loop module"
 truncate -s 64M "$tmp/backing"
 loop=$(losetup --find --show "$tmp/backing")
 # lib.sh's EXIT trap stops the example and removes the device; the loop

@@ -16,6 +16,7 @@ ctl=$DMU_ROOT/build/tools/dmu-libctl
 [[ -x $prog && -x $ctl ]] || die "not built: $prog or $ctl (make)"
 dmu_load
 
+modprobe loop || die "no loop module"
 truncate -s 96M "$tmp/backing"
 loop=$(losetup --find --show "$tmp/backing")
 # lib.sh's EXIT trap stops the example and removes the device; the loop
