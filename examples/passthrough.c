@@ -21,7 +21,9 @@
  * (the commit callback), and completed from the CQE in whatever order the
  * file system finishes them.  A second thread waits for SIGINT/SIGTERM:
  * it removes the device it created (the loop keeps serving while
- * device-mapper drains it) or, with -a, stops the channel.
+ * device-mapper drains it) or, with -a, stops the channel.  SIGHUP makes
+ * it read the table again (dmu_device_refresh), after a resize by
+ * another program, and print the size.
  */
 #include <dmuser.h>
 #include <errno.h>
@@ -137,29 +139,6 @@ static void reap(struct server *s)
 	io_uring_cq_advance(&s->ring, n);
 }
 
-static void *on_signal(void *arg)
-{
-	struct server *s = arg;
-	sigset_t set;
-	int sig, err;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	do {
-		sigwait(&set, &sig);
-		atomic_store(&s->signalled, true);
-		if (s->attach) {
-			dmu_device_stop(s->dev);	/* leave the device to the next daemon */
-			return NULL;
-		}
-		err = dmu_device_remove(s->dev);
-		if (err)
-			fprintf(stderr, "dmu-passthrough: cannot remove: %s\n", strerror(-err));
-	} while (err);
-	return NULL;
-}
-
 static uint64_t file_size(int fd)
 {
 	struct stat st;
@@ -170,6 +149,40 @@ static uint64_t file_size(int fd)
 	if (S_ISBLK(st.st_mode))
 		return ioctl(fd, BLKGETSIZE64, &size) ? 0 : size;
 	return (uint64_t)st.st_size;
+}
+
+static void *on_signal(void *arg)
+{
+	struct server *s = arg;
+	sigset_t set;
+	int sig, err;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		sigwait(&set, &sig);
+		if (sig == SIGHUP) {
+			err = dmu_device_refresh(s->dev);
+			if (err)
+				fprintf(stderr, "dmu-passthrough: refresh: %s\n", strerror(-err));
+			else if (dmu_device_size(s->dev) > file_size(s->fd))
+				fprintf(stderr, "dmu-passthrough: the device outgrew the file\n");
+			printf("size=%llu\n", (unsigned long long)dmu_device_size(s->dev));
+			fflush(stdout);
+			continue;
+		}
+		atomic_store(&s->signalled, true);
+		if (s->attach) {
+			dmu_device_stop(s->dev);	/* leave the device to the next daemon */
+			return NULL;
+		}
+		err = dmu_device_remove(s->dev);
+		if (!err)
+			return NULL;
+		fprintf(stderr, "dmu-passthrough: cannot remove: %s\n", strerror(-err));
+	}
 }
 
 static int usage(void)
@@ -215,6 +228,7 @@ int main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	if (s.attach)

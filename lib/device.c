@@ -407,6 +407,38 @@ DMU_API int dmu_device_attach(const char *name, struct dmu_device **devp)
 	return 0;
 }
 
+DMU_API int dmu_device_refresh(struct dmu_device *dev)
+{
+	struct dmu_device copy;
+	struct dm_info info;
+	int err;
+
+	if (!dev->managed)
+		return -EOPNOTSUPP;
+	lock_dm();
+	/* Parsed into a copy: the handle changes only if all of it is read. */
+	memcpy(copy.name, dev->name, sizeof(copy.name));
+	copy.queue_depth = copy.timeout_ms = copy.recovery_ms = copy.max_io_len = 0;
+	err = get_info(dev->name, &info);
+	if (!err && (!info.exists || !info.live_table))
+		err = -ENODEV;
+	if (!err)
+		err = inspect_table(&copy);
+	if (!err && strcmp(copy.control_name, dev->control_name))
+		err = -EINVAL;	/* another control device: not the one served */
+	if (!err) {
+		dev->queue_depth = copy.queue_depth;
+		dev->timeout_ms = copy.timeout_ms;
+		dev->recovery_ms = copy.recovery_ms;
+		dev->max_io_len = copy.max_io_len;
+		dev->dev_start = copy.dev_start;
+		dev->read_only = info.read_only;
+		atomic_store(&dev->size, atomic_load(&copy.size));
+	}
+	unlock_dm();
+	return err;
+}
+
 /* libdevmapper makes the node (or udev does); say so if neither did. */
 static void check_node(const char *name)
 {

@@ -145,6 +145,15 @@ DMU_API int dmu_device_resume(struct dmu_device *dev);
  */
 DMU_API int dmu_device_resize(struct dmu_device *dev, uint64_t size);
 
+/*
+ * Read the live table again: size, options, read-only state.  For a device
+ * resized or reloaded by another program (dmsetup reload, or another
+ * process's dmu_device_resize): until this is called, requests past the
+ * size this handle knows fail with EIO, since serving them could take a
+ * backend past its end.  Any thread.
+ */
+DMU_API int dmu_device_refresh(struct dmu_device *dev);
+
 /* Change timeout_ms / recovery_ms of the live table (a dm message).  Any thread. */
 DMU_API int dmu_device_set_timeout_ms(struct dmu_device *dev, uint32_t ms);
 DMU_API int dmu_device_set_recovery_ms(struct dmu_device *dev, uint32_t ms);

@@ -7,6 +7,8 @@
 # writes; each time a new dmu-passthrough -a attaches to it (dmu_device_attach)
 # and takes over.  fio sees no error, every block verifies, the target
 # failed no request, and requests held by the dead daemon were requeued.
+# The backing device is a loop device behind dm-delay (3 ms), so that the
+# backend holds requests when the kill comes.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -21,16 +23,20 @@ dmu_load
 modprobe loop || die "no loop module"
 truncate -s 64M "$tmp/backing"
 loop=$(losetup --find --show "$tmp/backing")
-# lib.sh's EXIT trap stops the example and removes the device; the loop
-# device goes after them.
+slow=dmu-test-slow
+# lib.sh's EXIT trap stops the example and removes the devices (the delay
+# device may refuse while the other still uses it); the rest goes after.
 detach_on_exit() {
 	local rc=$?
 	dmu_cleanup
+	dmsetup remove --noudevsync "$slow" 2>/dev/null || true
 	losetup -d "$loop" 2>/dev/null || true
 	(exit "$rc")
 	_dmu_on_exit
 }
 trap detach_on_exit EXIT
+dmsetup create --noudevsync "$slow" --table "0 $((64 << 11)) delay $loop 0 3"
+dmsetup mknodes "$slow"
 
 field() { dmsetup status "$name" | awk -v n="$1" '{ print $n }'; }
 channels() { field 4; }
@@ -38,7 +44,7 @@ one_channel() { (($(channels) == 1)); }
 completed_past() { (($(field 7) >= $1)); }
 inflight() { (($(field 6) > 0)); }
 
-dmu_bg "$prog" -q 32 -r 30000 "$name" "$loop" >"$tmp/out"
+dmu_bg "$prog" -q 32 -r 30000 "$name" "/dev/mapper/$slow" >"$tmp/out"
 pid=$DMU_BG_PID
 wait_for_path "$dev" 30 || die "$dev did not appear: $(cat "$tmp/out")"
 dmsetup table "$name" | grep -q 'recovery_ms 30000' || die "no recovery_ms: $(dmsetup table "$name")"
@@ -58,7 +64,7 @@ for ((i = 1; i <= kills; i++)); do
 	kill -KILL "$pid"
 	wait "$pid" 2>/dev/null || true
 	log "kill $i: $(dmsetup status "$name")"
-	dmu_bg "$prog" -a -q 32 "$name" "$loop" >"$tmp/out"
+	dmu_bg "$prog" -a -q 32 "$name" "/dev/mapper/$slow" >"$tmp/out"
 	pid=$DMU_BG_PID
 	wait_until 30 one_channel || die "kill $i: the attached example opened no channel: $(cat "$tmp/out")"
 done
@@ -81,4 +87,5 @@ dmu_stop "$pid" 30 || rc=$?
 assert_eq "$rc" 0 "dmu-passthrough -a exit status after SIGTERM"
 dmu_dm_exists "$name" || die "dmu-passthrough -a removed $name"
 dmsetup remove --noudevsync "$name"
+dmsetup remove --noudevsync "$slow"
 dmu_unload

@@ -3,8 +3,10 @@
 # libdmuser's device calls from another process while
 # examples/dmu-passthrough serves: dmu_device_attach reads back the table
 # options, dmu_device_resize grows the device under fio (reload + resume
-# with the same options: no request fails, the channel stays), the new
-# end is served, and dmu_device_set_timeout_ms changes the live table.
+# with the same options: no request fails, the channel stays); the
+# serving process refuses the new end until it reads the table again
+# (dmu_device_refresh, on SIGHUP), then serves it; and
+# dmu_device_set_timeout_ms changes the live table.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -59,13 +61,23 @@ wait "$fio_pid" || rc=$?
 assert_eq "$rc" 0 "fio exit status across the resize"
 assert_eq "$(jq '.jobs[0].error' "$tmp/fio.json")" 0 "fio error across the resize"
 
-# the grown end is served: write past the old end, read it back
+# past the old end: refused (EIO) by the server that does not know the new
+# size, served once it read the table again
+errors() { dmsetup status "$name" | awk '{ print $8 }'; }
+assert_eq "$(errors)" 0 "requests failed during the resize"
 dd if=/dev/urandom of="$tmp/chunk" bs=1M count=1 status=none
+! dd if="$tmp/chunk" of="$dev" bs=1M seek=80 oflag=direct status=none 2>/dev/null ||
+	die "a write past the size the server knows succeeded"
+refused=$(errors)
+((refused > 0)) || die "the refused write failed no request"
+kill -HUP "$pid"
+refreshed() { grep -qx "size=$((96 << 20))" "$tmp/out"; }
+wait_until 10 refreshed || die "no refresh after SIGHUP: $(cat "$tmp/out")"
 dd if="$tmp/chunk" of="$dev" bs=1M seek=80 oflag=direct status=none
 cmp <(dd if="$dev" bs=1M skip=80 count=1 iflag=direct status=none) "$tmp/chunk" ||
 	die "the grown part does not read back"
 "$ctl" status "$name" >"$tmp/status"
-grep -qx "errors=0" "$tmp/status" || die "requests failed: $(cat "$tmp/status")"
+grep -qx "errors=$refused" "$tmp/status" || die "requests failed besides the refused ones: $(cat "$tmp/status")"
 grep -qx "channels=1" "$tmp/status" || die "the channel did not survive the resize: $(cat "$tmp/status")"
 
 "$ctl" timeout "$name" 45000

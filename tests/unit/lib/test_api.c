@@ -81,7 +81,9 @@ static int tool(const char *check)
 {
 	char cmd[512];
 
-	snprintf(cmd, sizeof(cmd), "\"%s/tests/unit/lib/tools.sh\" %s", getenv("DMU_ROOT"), check);
+	const char *root = getenv("DMU_ROOT") ? getenv("DMU_ROOT") : "../../..";
+
+	snprintf(cmd, sizeof(cmd), "\"%s/tests/unit/lib/tools.sh\" %s", root, check);
 	int status = system(cmd);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

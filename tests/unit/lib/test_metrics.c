@@ -84,7 +84,8 @@ static int check_with(const char *cmd_fmt, const char *text)
 	REQUIRE(fd >= 0);
 	REQUIRE(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
 	close(fd);
-	snprintf(cmd, sizeof(cmd), cmd_fmt, getenv("DMU_ROOT"), path);
+	snprintf(cmd, sizeof(cmd), cmd_fmt, getenv("DMU_ROOT") ? getenv("DMU_ROOT") : "../../..",
+		 path);
 	int status = system(cmd);
 	unlink(path);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
