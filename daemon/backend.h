@@ -12,6 +12,7 @@
 #ifndef DMUSERD_BACKEND_H
 #define DMUSERD_BACKEND_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,11 +36,23 @@ struct dmu_backend_ops {
 			    bool may_unmap);
 	/* Overwrite a range with zeroes, durably. */
 	int (*secure_erase)(struct dmu_backend *b, uint64_t off, uint64_t len);
+	/*
+	 * Optional (NULL: the size never changes): the bytes the storage
+	 * holds now, in *size.  The channel asks when a request lies beyond
+	 * the size it knows: the device may have grown since start-up
+	 * (dmuserd --resize grows the backing file before the table).
+	 */
+	int (*probe_size)(struct dmu_backend *b, uint64_t *size);
 };
 
 struct dmu_backend {
 	const struct dmu_backend_ops *ops;
-	uint64_t size;		/* bytes exposed as the device */
+	/*
+	 * Bytes exposed as the device.  Every worker reads it for each
+	 * request, and one that finds a request beyond it may raise it after
+	 * probe_size (never lower it): hence atomic.
+	 */
+	_Atomic uint64_t size;
 	/*
 	 * Alignment the buffers given to read and write should have, in
 	 * bytes (O_DIRECT); 0 or 1 for none.  Callers that cannot meet it

@@ -172,6 +172,20 @@ static int file_secure_erase(struct dmu_backend *b, uint64_t off, uint64_t len)
 	return err ? err : file_flush(b);
 }
 
+/* The file's size now (dmuserd --resize may have grown it since start-up). */
+static int file_probe_size(struct dmu_backend *b, uint64_t *size)
+{
+	struct dmu_file_backend *fb = to_file(b);
+	struct stat st;
+
+	if (fb->is_block_device)
+		return ioctl(fb->fd_buffered, BLKGETSIZE64, size) ? -errno : 0;
+	if (fstat(fb->fd_buffered, &st))
+		return -errno;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
 static const struct dmu_backend_ops file_ops = {
 	.read = file_read,
 	.write = file_write,
@@ -179,6 +193,7 @@ static const struct dmu_backend_ops file_ops = {
 	.discard = file_discard,
 	.write_zeroes = file_write_zeroes,
 	.secure_erase = file_secure_erase,
+	.probe_size = file_probe_size,
 };
 
 static int current_size(struct dmu_file_backend *fb, const char *path,
@@ -286,4 +301,51 @@ void dmu_file_backend_close(struct dmu_file_backend *fb)
 	if (fb->fd_buffered >= 0)
 		close(fb->fd_buffered);
 	fb->fd = fb->fd_buffered = -1;
+}
+
+int dmu_file_grow(const char *path, uint64_t size)
+{
+	struct stat st;
+	uint64_t have;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = -1;
+
+	if (fd < 0) {
+		dmu_error("cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st)) {
+		dmu_error("cannot stat %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, &have)) {
+			dmu_error("cannot get the size of %s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (have < size) {
+			dmu_error("%s is a block device of %llu bytes, smaller than %llu",
+				  path, (unsigned long long)have, (unsigned long long)size);
+			goto out;
+		}
+		ret = 0;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		dmu_error("%s is neither a regular file nor a block device", path);
+		goto out;
+	}
+	ret = 0;
+	if ((uint64_t)st.st_size >= size)
+		goto out;	/* never shrink */
+	close(fd);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)size)) {
+		dmu_error("cannot grow %s to %llu bytes: %s", path,
+			  (unsigned long long)size, strerror(errno));
+		ret = -1;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
 }

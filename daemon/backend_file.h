@@ -28,4 +28,11 @@ int dmu_file_backend_open(struct dmu_file_backend *fb,
 			  const struct dmu_file_open_args *args);
 void dmu_file_backend_close(struct dmu_file_backend *fb);
 
+/*
+ * For dmuserd --resize: make path hold at least size bytes.  A smaller
+ * regular file grows (ftruncate); nothing ever shrinks.  A block device
+ * must be that large already.  Prints the reason and returns -1 on failure.
+ */
+int dmu_file_grow(const char *path, uint64_t size);
+
 #endif

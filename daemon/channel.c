@@ -658,6 +658,29 @@ static enum dmu_serve_result serve_request(struct dmu_channel *c,
 	return DMU_CH_OK;
 }
 
+static bool in_range(uint64_t sector, uint64_t len, uint64_t size)
+{
+	return sector <= size / 512 && len <= size - sector * 512;
+}
+
+/*
+ * A request beyond the size this daemon knows: the device may have grown
+ * since start-up (dmuserd --resize grows the backing file, then reloads
+ * the table).  Ask the backend, once per such request, and raise the size
+ * if the storage grew; the size never shrinks here.  Returns the size now.
+ */
+static uint64_t grown_size(struct dmu_backend *b)
+{
+	uint64_t now, known = atomic_load(&b->size);
+
+	if (!b->ops->probe_size || b->ops->probe_size(b, &now))
+		return known;
+	now &= ~(uint64_t)511;
+	while (now > known && !atomic_compare_exchange_weak(&b->size, &known, now))
+		;
+	return now > known ? now : known;
+}
+
 /* The request whose header is at offset off of the got bytes read. */
 static struct request parse(struct dmu_channel *c, size_t off, size_t got)
 {
@@ -675,11 +698,10 @@ static struct request parse(struct dmu_channel *c, size_t off, size_t got)
 		.offset = m.sector * 512,
 		.len = m.len,
 	};
-	uint64_t size = c->cfg.backend->size;
-
 	if (rq.type == DM_USER_REQ_MAP_WRITE)
 		rq.have = rq.len < after ? (size_t)rq.len : after;
-	rq.in_range = m.sector <= size / 512 && rq.len <= size - rq.offset;
+	rq.in_range = in_range(m.sector, rq.len, atomic_load(&c->cfg.backend->size)) ||
+		      in_range(m.sector, rq.len, grown_size(c->cfg.backend));
 	return rq;
 }
 

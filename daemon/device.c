@@ -287,6 +287,88 @@ out:
 	return ret;
 }
 
+/* Make the inactive table live; on failure, drop it.  Under dm_lock. */
+static int resume_or_clear_locked(const char *name)
+{
+	struct dm_task *t = task(DM_DEVICE_RESUME, name);
+	int err = t ? run(t) : -1;
+
+	if (!err) {
+		ensure_node(name);
+		return 0;
+	}
+	dmu_error("cannot resume device %s with its new table: %s", name,
+		  strerror(err < 0 ? -err : EIO));
+	t = task(DM_DEVICE_CLEAR, name);
+	if (t && run(t))
+		dmu_error("cannot clear the inactive table of %s (dmsetup clear %s)",
+			  name, name);
+	return -1;
+}
+
+int dmu_device_resize(const char *name, uint64_t sectors)
+{
+	struct dm_info info;
+	struct dm_task *t = NULL;
+	uint64_t start, length;
+	unsigned long long dev_start, dev_length;
+	char *type = NULL, *params = NULL, new_params[512];
+	int rest = 0, n, err, ret = -1;
+
+	pthread_mutex_lock(&dm_lock);
+	if (get_info(name, &info))
+		goto out;
+	if (!info.exists || !info.live_table) {
+		dmu_error("device %s %s; cannot resize it", name,
+			  info.exists ? "has no live table" : "does not exist");
+		goto out;
+	}
+	t = task(DM_DEVICE_TABLE, name);
+	if (!t)
+		goto out;
+	if (!dm_task_run(t)) {
+		dmu_error("cannot read the table of %s", name);
+		goto out;
+	}
+	/* "<dev-start> <dev-length> <control-name> [options]": keep all but the length. */
+	void *next = dm_get_next_target(t, NULL, &start, &length, &type, &params);
+	if (next || !type || strcmp(type, TARGET_TYPE) || start != 0 || !params ||
+	    sscanf(params, "%llu %llu %n", &dev_start, &dev_length, &rest) != 2 ||
+	    !params[rest]) {
+		dmu_error("device %s is not a single \"%s\" target; cannot resize it",
+			  name, TARGET_TYPE);
+		goto out;
+	}
+	n = snprintf(new_params, sizeof(new_params), "%llu %llu %s", dev_start,
+		     (unsigned long long)sectors, params + rest);
+	if (n < 0 || (size_t)n >= sizeof(new_params)) {
+		dmu_error("the table of %s is too long to resize", name);
+		goto out;
+	}
+	dm_task_destroy(t);
+
+	t = task(DM_DEVICE_RELOAD, name);
+	if (!t)
+		goto out;
+	if (!dm_task_add_target(t, 0, sectors, TARGET_TYPE, new_params) ||
+	    (info.read_only && !dm_task_set_ro(t)))
+		goto out;
+	err = run(t);
+	t = NULL;
+	if (err) {
+		dmu_error("cannot load the table \"0 %llu %s %s\" for %s: %s (see dmesg; a dm-user that cannot hand its control device to a new table refuses the same control name with EBUSY)",
+			  (unsigned long long)sectors, TARGET_TYPE, new_params, name,
+			  strerror(-err));
+		goto out;
+	}
+	ret = resume_or_clear_locked(name);
+out:
+	if (t)
+		dm_task_destroy(t);
+	pthread_mutex_unlock(&dm_lock);
+	return ret;
+}
+
 int dmu_device_status(const char *name, char *buf, size_t len)
 {
 	struct dm_task *t;

@@ -54,6 +54,15 @@ struct dmu_device_state {
 /* For --attach: check that name is a single "user" target and describe it. */
 int dmu_device_inspect(const char *name, struct dmu_device_state *st);
 
+/*
+ * dmuserd --resize: reload the live table of name, a single "user" target,
+ * with the length sectors (its start, control name and options kept) and
+ * resume it; the target hands its control device and open channels to the
+ * new table, so the serving daemon goes on.  On failure the device is left
+ * as it was (a table that loaded but did not resume is cleared).
+ */
+int dmu_device_resize(const char *name, uint64_t sectors);
+
 /* The target's status line (what "dmsetup status" prints after the type). */
 int dmu_device_status(const char *name, char *buf, size_t len);
 

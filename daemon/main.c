@@ -474,6 +474,27 @@ static void tear_down(struct daemon *d)
 		wait_workers(d, WORKER_STOP_WAIT_MS, true);
 }
 
+/*
+ * dmuserd --resize: grow the backing file if asked, then reload and resume
+ * the device with its new length.  The dmuserd serving it goes on: it
+ * accepts requests beyond the size it started with once its backend has
+ * grown (channel.c).
+ */
+static int resize(const struct dmu_options *o)
+{
+	int err;
+
+	if (o->file && dmu_file_grow(o->file, o->resize))
+		return EXIT_RUNTIME;
+	dmu_device_lib_init();
+	err = dmu_device_resize(o->name, o->resize / 512);
+	dmu_device_lib_exit();
+	if (err)
+		return EXIT_RUNTIME;
+	dmu_info("%s resized to %llu bytes", o->name, (unsigned long long)o->resize);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct daemon d;
@@ -488,6 +509,8 @@ int main(int argc, char **argv)
 	case DMU_PARSE_OK:
 		break;
 	}
+	if (d.opt.resize)
+		return resize(&d.opt);
 	if (setup_signals(&d))
 		return EXIT_RUNTIME;
 	if (open_backend(&d))

@@ -16,6 +16,7 @@ void dmu_usage(FILE *out)
 {
 	fputs(
 "Usage: dmuserd --file PATH --name NAME [options]\n"
+"       dmuserd --name NAME --resize BYTES [--file PATH]\n"
 "\n"
 "Serve the device-mapper device /dev/mapper/NAME (target \"user\") from the\n"
 "backing file PATH.  The daemon creates the device, answers its requests\n"
@@ -47,6 +48,13 @@ void dmu_usage(FILE *out)
 "                           port (see the ready file)\n"
 "      --no-batch           read one request at a time, even where the kernel\n"
 "                           could return several per read() (DM_USER_CHANNEL_BATCH)\n"
+"      --resize BYTES       do not serve: resize the device NAME, which a\n"
+"                           dmuserd serves, to BYTES (a multiple of 512).\n"
+"                           With --file, a regular file smaller than BYTES\n"
+"                           is grown first (never shrunk; a block device\n"
+"                           must be large enough).  Then the live table is\n"
+"                           reloaded with the new length, its options kept,\n"
+"                           and resumed.  Takes no other option.\n"
 "  -h, --help               show this help and exit\n"
 "  -V, --version            show the version and exit\n"
 "\n"
@@ -90,7 +98,7 @@ int dmu_parse_size(const char *text, uint64_t *out)
 	return 0;
 }
 
-enum { OPT_INJECT_DELAY = 256, OPT_NO_BATCH };
+enum { OPT_INJECT_DELAY = 256, OPT_NO_BATCH, OPT_RESIZE };
 
 static const struct option long_options[] = {
 	{ "file",		required_argument, NULL, 'f' },
@@ -104,6 +112,7 @@ static const struct option long_options[] = {
 	{ "metrics",		required_argument, NULL, 'm' },
 	{ "no-batch",		no_argument,       NULL, OPT_NO_BATCH },
 	{ "inject-delay-us",	required_argument, NULL, OPT_INJECT_DELAY },
+	{ "resize",		required_argument, NULL, OPT_RESIZE },
 	{ "help",		no_argument,       NULL, 'h' },
 	{ "version",		no_argument,       NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -192,6 +201,13 @@ static int parse_one(int opt, const char *arg, struct dmu_options *o)
 	case OPT_NO_BATCH:
 		o->no_batch = true;
 		return 0;
+	case OPT_RESIZE:
+		if (dmu_parse_size(arg, &o->resize) || o->resize == 0 || o->resize % 512) {
+			dmu_error("invalid --resize '%s': expected a positive multiple of 512 bytes, with an optional K, M, G or T suffix",
+				  arg);
+			return -1;
+		}
+		return 0;
 	case OPT_INJECT_DELAY:
 		if (parse_unsigned(arg, 60UL * 1000 * 1000, &o->inject_delay_us)) {
 			dmu_error("invalid --inject-delay-us '%s': expected 0 to 60000000", arg);
@@ -206,6 +222,7 @@ static int parse_one(int opt, const char *arg, struct dmu_options *o)
 enum dmu_parse_result dmu_options_parse(int argc, char **argv,
 					struct dmu_options *o)
 {
+	unsigned serving = 0;	/* options that only a serving daemon takes */
 	int opt;
 
 	memset(o, 0, sizeof(*o));
@@ -231,11 +248,19 @@ enum dmu_parse_result dmu_options_parse(int argc, char **argv,
 		default:
 			if (parse_one(opt, optarg, o))
 				return DMU_PARSE_ERROR;
+			serving += opt != 'f' && opt != 'n' && opt != OPT_RESIZE;
 		}
 	}
 	if (optind < argc) {
 		dmu_error("unexpected argument '%s' (see --help)", argv[optind]);
 		return DMU_PARSE_ERROR;
+	}
+	if (o->resize) {
+		if (!o->name || serving) {
+			dmu_error("--resize takes --name and, optionally, --file, nothing else (see --help)");
+			return DMU_PARSE_ERROR;
+		}
+		return DMU_PARSE_OK;
 	}
 	if (!o->file || !o->name) {
 		dmu_error("--file and --name are required (see --help)");

@@ -26,6 +26,11 @@ struct dmu_options {
 	struct dmu_listen metrics;
 	bool no_batch;		/* never ask for several requests per read() */
 	unsigned inject_delay_us;
+	/*
+	 * --resize BYTES: no daemon, a one-shot command: grow --file (if
+	 * given) and reload the live table of --name with this size.
+	 */
+	uint64_t resize;
 };
 
 enum dmu_parse_result {

@@ -80,6 +80,13 @@ static int f_secure_erase(struct dmu_backend *b, uint64_t off, uint64_t len)
 	return zero(b, F_SECURE_ERASE, off, len, false);
 }
 
+static int f_probe_size(struct dmu_backend *b, uint64_t *size)
+{
+	to_fake(b)->probes++;
+	*size = to_fake(b)->storage_size;
+	return 0;
+}
+
 static const struct dmu_backend_ops fake_ops = {
 	.read = f_read,
 	.write = f_write,
@@ -87,6 +94,7 @@ static const struct dmu_backend_ops fake_ops = {
 	.discard = f_discard,
 	.write_zeroes = f_write_zeroes,
 	.secure_erase = f_secure_erase,
+	.probe_size = f_probe_size,
 };
 
 void fake_backend_init(struct fake_backend *fb, uint64_t size)
@@ -94,6 +102,7 @@ void fake_backend_init(struct fake_backend *fb, uint64_t size)
 	memset(fb, 0, sizeof(*fb));
 	fb->base.ops = &fake_ops;
 	fb->base.size = size;
+	fb->storage_size = size;
 	fb->mem = malloc(size);
 	for (uint64_t i = 0; i < size; i++)
 		fb->mem[i] = (unsigned char)(i * 7 + i / 512);

@@ -24,6 +24,9 @@ struct fake_backend {
 	enum fake_op fail_op;
 	bool fail_any;
 	int fail_err;
+	/* What probe_size reports (the size at init), and how often it was asked. */
+	uint64_t storage_size;
+	unsigned probes;
 };
 
 void fake_backend_init(struct fake_backend *fb, uint64_t size);

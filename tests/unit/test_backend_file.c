@@ -98,6 +98,38 @@ TEST(backend_file_grows_to_size)
 	unlink(path);
 }
 
+TEST(backend_file_probes_the_size_now)
+{
+	struct dmu_file_backend fb;
+	uint64_t size = 0;
+
+	make_file(1 << 20);
+	open_backend(&fb, 8192, false);
+	REQUIRE(fb.base.ops->probe_size != NULL);
+	CHECK_EQ(fb.base.ops->probe_size(&fb.base, &size), 0);
+	CHECK_EQ(size, 1 << 20);		/* the file, not the device */
+	REQUIRE(truncate(path, 3 << 20) == 0);
+	CHECK_EQ(fb.base.ops->probe_size(&fb.base, &size), 0);
+	CHECK_EQ(size, 3 << 20);
+	CHECK_EQ(fb.base.size, 8192);		/* probing changes nothing */
+	dmu_file_backend_close(&fb);
+	unlink(path);
+}
+
+TEST(backend_file_grow_for_resize)
+{
+	make_file(1 << 20);
+	CHECK_EQ(dmu_file_grow(path, 4 << 20), 0);
+	CHECK_EQ(file_size(), 4 << 20);
+	CHECK_EQ(dmu_file_grow(path, 2 << 20), 0);	/* never shrinks */
+	CHECK_EQ(file_size(), 4 << 20);
+	CHECK_EQ(dmu_file_grow(path, 4 << 20), 0);
+	CHECK_EQ(file_size(), 4 << 20);
+	unlink(path);
+	CHECK_EQ(dmu_file_grow(path, 4 << 20), -1);	/* never creates one */
+	CHECK_EQ(dmu_file_grow("/dev/null", 4096), -1);	/* neither file nor disk */
+}
+
 TEST(backend_file_read_only_cannot_grow)
 {
 	struct dmu_file_backend fb;

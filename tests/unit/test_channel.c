@@ -532,6 +532,63 @@ TEST(channel_out_of_range_is_an_error)
 	free(p);
 }
 
+TEST(channel_out_of_range_probes_the_size_once)
+{
+	struct rig r;
+
+	rig_init(&r);
+	struct dm_user_message reply = round_trip(&r, 54, DM_USER_REQ_MAP_READ, 0,
+						  DEV_SIZE / 512, 512);
+	CHECK_EQ(reply.type, DM_USER_RESP_ERROR);
+	CHECK_EQ(r.fb.probes, 1);	/* asked once; the storage has not grown */
+	CHECK_EQ(r.fb.base.size, DEV_SIZE);
+
+	/* In range: nobody asks. */
+	reply = round_trip(&r, 55, DM_USER_REQ_MAP_FLUSH, 0, 0, 0);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	reply = round_trip(&r, 56, DM_USER_REQ_MAP_DISCARD, 0, 0, 4096);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	CHECK_EQ(r.fb.probes, 1);
+}
+
+/* dmuserd --resize grew the device (and first its storage) after start-up. */
+TEST(channel_serves_a_device_that_grew)
+{
+	struct rig r;
+	unsigned char *p = pattern(4096, 10), back[4096];
+	unsigned records;
+
+	rig_init(&r);
+	r.fb.base.size = DEV_SIZE / 2;		/* what the daemon started with */
+	send_request(&r, 60, DM_USER_REQ_MAP_WRITE, 0, DEV_SIZE / 512 - 8, 4096, p, 0);
+	CHECK_EQ(dmu_channel_serve(&r.ch), DMU_CH_OK);
+	struct dm_user_message reply;
+	recv_reply(&r, &reply, NULL, 0, &records);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	CHECK_EQ(r.fb.probes, 1);
+	CHECK_EQ(r.fb.base.size, DEV_SIZE);	/* raised, for every worker */
+
+	send_request(&r, 61, DM_USER_REQ_MAP_READ, 0, DEV_SIZE / 512 - 8, 4096, NULL, 0);
+	CHECK_EQ(dmu_channel_serve(&r.ch), DMU_CH_OK);
+	recv_reply(&r, &reply, back, sizeof(back), &records);
+	CHECK_EQ(reply.type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(back, p, sizeof(back)) == 0);
+	CHECK_EQ(r.fb.probes, 1);		/* now in range: not asked again */
+
+	/* Beyond the storage too: still an error, and the size stays. */
+	reply = round_trip(&r, 62, DM_USER_REQ_MAP_READ, 0, DEV_SIZE / 512, 512);
+	CHECK_EQ(reply.type, DM_USER_RESP_ERROR);
+	CHECK_EQ(r.fb.probes, 2);
+	CHECK_EQ(r.fb.base.size, DEV_SIZE);
+
+	/* A storage that shrank does not shrink the device. */
+	r.fb.storage_size = DEV_SIZE / 4;
+	reply = round_trip(&r, 63, DM_USER_REQ_MAP_READ, 0, DEV_SIZE / 512, 512);
+	CHECK_EQ(reply.type, DM_USER_RESP_ERROR);
+	CHECK_EQ(r.fb.base.size, DEV_SIZE);
+	free(p);
+}
+
 TEST(channel_read_only_refuses_changes)
 {
 	struct rig r;

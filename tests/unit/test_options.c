@@ -156,12 +156,41 @@ TEST(options_usage_errors)
 			t_fail(__FILE__, __LINE__, "case %u accepted", i);
 }
 
+TEST(options_resize_is_a_command_of_its_own)
+{
+	struct dmu_options o;
+	const char *bare[] = { "--name", "d0", "--resize", "2G", NULL };
+	const char *with_file[] = { "-n", "d0", "-f", "/tmp/f", "--resize", "1048576", NULL };
+
+	REQUIRE_EQ(parse(&o, bare), DMU_PARSE_OK);
+	CHECK_EQ(o.resize, 2ull << 30);
+	CHECK_STR(o.name, "d0");
+	CHECK(o.file == NULL);
+	REQUIRE_EQ(parse(&o, with_file), DMU_PARSE_OK);
+	CHECK_EQ(o.resize, 1 << 20);
+	CHECK_STR(o.file, "/tmp/f");
+
+	static const char *const bad[][10] = {
+		{ "--resize", "1G", NULL },				/* no name */
+		{ "-n", "d0", "--resize", "1000", NULL },		/* not sectors */
+		{ "-n", "d0", "--resize", "0", NULL },
+		{ "-n", "d0", "--resize", "1Q", NULL },
+		{ "-n", "d0", "--resize", "1G", "--threads", "2", NULL },
+		{ "-n", "d0", "--resize", "1G", "--attach", NULL },
+		{ "-n", "d0", "--resize", "1G", "--size", "1G", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--resize", "1G", "--ready-file", "/tmp/r", NULL },
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (parse(&o, bad[i]) != DMU_PARSE_ERROR)
+			t_fail(__FILE__, __LINE__, "resize case %u accepted", i);
+}
+
 TEST(options_help_documents_every_option)
 {
 	static const char *const flags[] = {
 		"--file", "--name", "--size", "--threads", "--direct", "--read-only",
 		"--attach", "--ready-file", "--metrics", "--no-batch",
-		"--inject-delay-us", "--help", "--version",
+		"--inject-delay-us", "--resize", "--help", "--version",
 	};
 	char *text = NULL;
 	size_t len = 0;
