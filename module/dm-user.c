@@ -2141,6 +2141,18 @@ static void user_io_hints(struct dm_target *ti, struct queue_limits *limits)
 	limits->discard_granularity = SECTOR_SIZE;
 }
 
+/*
+ * No underlying device, so nothing to visit.  dm asks every target of a
+ * table about its devices; without this callback, 6.1 takes "cannot say"
+ * for "no": a table of this target would not support REQ_NOWAIT there
+ * (dm_table_supports_nowait()).
+ */
+static int user_iterate_devices(struct dm_target *ti,
+				iterate_devices_callout_fn fn, void *data)
+{
+	return 0;
+}
+
 static struct target_type user_target = {
 	.name = "user",
 	.version = { 1, 4, 0 },
@@ -2155,6 +2167,7 @@ static struct target_type user_target = {
 	.status = user_status,
 	.message = user_message,
 	.io_hints = user_io_hints,
+	.iterate_devices = user_iterate_devices,
 };
 
 /* ---- module ------------------------------------------------------------- */
