@@ -4,7 +4,8 @@
 #   make          build the module for every installed kernel, the daemon and
 #                 the BPF tools
 #   make check    deps (if missing), build, host unit tests, VM tests on every
-#                 installed kernel; ends with "N passed, N failed"
+#                 installed kernel (6.1 and 6.12 are required); ends with
+#                 "N passed, N failed, N skipped"
 #   make soak     the VM tests that have soak-sized counts, at those counts
 #   make demo     boot a guest and show dm-user serving a file under load
 #   make bench    boot one guest and run fio on the file, loop, nbd and dm-user
