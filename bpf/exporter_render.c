@@ -20,8 +20,8 @@
 #include "trace_helpers.h"
 
 static const char *const qd_names[DMU_NR_QD] = {
-	[DMU_QD_QUEUED] = "dmuser_queue_depth",
-	[DMU_QD_IN_FLIGHT] = "dmuser_in_flight",
+	[DMU_QD_QUEUED] = "dmuser_kernel_queued_requests_at_map",
+	[DMU_QD_IN_FLIGHT] = "dmuser_kernel_in_flight_requests_at_map",
 };
 
 static const char *const qd_json[DMU_NR_QD] = {
@@ -262,10 +262,10 @@ int dmu_exp_render_prometheus(const struct dmu_exp_snapshot *s, FILE *out)
 	counter(out, s, "dmuser_kernel_request_bytes_total",
 		"Bytes of the requests completed by the dm-user target, by device and operation.",
 		offsetof(struct dmu_op_stats, bytes));
-	counter(out, s, "dmuser_errors_total",
+	counter(out, s, "dmuser_kernel_errors_total",
 		"Requests the dm-user target completed with an error, by device and operation.",
 		offsetof(struct dmu_op_stats, errors));
-	counter(out, s, "dmuser_timeouts_total",
+	counter(out, s, "dmuser_kernel_timeouts_total",
 		"Requests the dm-user target ended after timeout_ms, by device and operation.",
 		offsetof(struct dmu_op_stats, ends[DMU_END_TIMEOUT]));
 	latency(out, s);

@@ -562,7 +562,7 @@ void dmu_slot_bounds(int slot, unsigned long long *lo, unsigned long long *hi)
 	*hi = (1ULL << (slot + 1)) - 1;
 }
 
-unsigned long long dmu_hist_total(const unsigned int *vals, int n)
+unsigned long long dmu_hist_total(const __u64 *vals, int n)
 {
 	unsigned long long t = 0;
 	int i;
@@ -572,9 +572,9 @@ unsigned long long dmu_hist_total(const unsigned int *vals, int n)
 	return t;
 }
 
-int dmu_hist_mode(const unsigned int *vals, int n)
+int dmu_hist_mode(const __u64 *vals, int n)
 {
-	unsigned int max = 0;
+	__u64 max = 0;
 	int i, mode = -1;
 
 	for (i = 0; i < n; i++) {
@@ -586,7 +586,7 @@ int dmu_hist_mode(const unsigned int *vals, int n)
 	return mode;
 }
 
-double dmu_hist_percentile(const unsigned int *vals, int n, double p)
+double dmu_hist_percentile(const __u64 *vals, int n, double p)
 {
 	unsigned long long total = dmu_hist_total(vals, n), lo, hi;
 	double rank, before = 0;
@@ -617,12 +617,13 @@ double dmu_hist_percentile(const unsigned int *vals, int n, double p)
 	return -1;	/* not reached */
 }
 
-static void print_stars(FILE *f, unsigned int val, unsigned int val_max, int width)
+static void print_stars(FILE *f, __u64 val, __u64 val_max, int width)
 {
 	int num_stars, num_spaces, i;
 	bool need_plus;
 
-	num_stars = (int)((unsigned long long)(val < val_max ? val : val_max) * width / val_max);
+	/* in double: val * width overflows 64 bits near 2^58 */
+	num_stars = (int)((double)(val < val_max ? val : val_max) * width / (double)val_max);
 	num_spaces = width - num_stars;
 	need_plus = val > val_max;
 	for (i = 0; i < num_stars; i++)
@@ -633,10 +634,10 @@ static void print_stars(FILE *f, unsigned int val, unsigned int val_max, int wid
 		fputc('+', f);
 }
 
-void dmu_print_log2_hist(FILE *f, const unsigned int *vals, int n, const char *val_type)
+void dmu_print_log2_hist(FILE *f, const __u64 *vals, int n, const char *val_type)
 {
 	int stars_max = 40, idx_max = -1, stars, width, i;
-	unsigned int val, val_max = 0;
+	__u64 val, val_max = 0;
 	unsigned long long low, high;
 
 	for (i = 0; i < n; i++) {
@@ -656,13 +657,14 @@ void dmu_print_log2_hist(FILE *f, const unsigned int *vals, int n, const char *v
 	for (i = 0; i <= idx_max; i++) {
 		dmu_slot_bounds(i, &low, &high);
 		val = vals[i];
-		fprintf(f, "%*llu -> %-*llu : %-8u |", width, low, width, high, val);
+		fprintf(f, "%*llu -> %-*llu : %-8llu |", width, low, width, high,
+			(unsigned long long)val);
 		print_stars(f, val, val_max, stars);
 		fprintf(f, "|\n");
 	}
 }
 
-void dmu_json_log2_hist(FILE *f, const unsigned int *vals, int n)
+void dmu_json_log2_hist(FILE *f, const __u64 *vals, int n)
 {
 	unsigned long long lo, hi;
 	int i, idx_max = -1;
@@ -673,8 +675,8 @@ void dmu_json_log2_hist(FILE *f, const unsigned int *vals, int n)
 	fputc('[', f);
 	for (i = 0; i <= idx_max; i++) {
 		dmu_slot_bounds(i, &lo, &hi);
-		fprintf(f, "%s{\"lo\":%llu,\"hi\":%llu,\"count\":%u}", i ? "," : "",
-			lo, hi, vals[i]);
+		fprintf(f, "%s{\"lo\":%llu,\"hi\":%llu,\"count\":%llu}", i ? "," : "",
+			lo, hi, (unsigned long long)vals[i]);
 	}
 	fputc(']', f);
 }

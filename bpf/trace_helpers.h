@@ -100,9 +100,9 @@ int dmu_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list arg
 
 /* Bounds of a slot as printed: [lo, hi], inclusive (slot 0 is [0, 1]). */
 void dmu_slot_bounds(int slot, unsigned long long *lo, unsigned long long *hi);
-unsigned long long dmu_hist_total(const unsigned int *vals, int n);
+unsigned long long dmu_hist_total(const __u64 *vals, int n);
 /* Slot with the largest count (the lowest such slot), -1 if empty. */
-int dmu_hist_mode(const unsigned int *vals, int n);
+int dmu_hist_mode(const __u64 *vals, int n);
 /*
  * Estimated p-quantile, 0 < p <= 1.  The rank r = p * total falls in the
  * first slot whose cumulative count reaches it; the counts of that slot are
@@ -110,11 +110,11 @@ int dmu_hist_mode(const unsigned int *vals, int n);
  * is lo + (r - before) / count * (hi + 1 - lo).  The error is bounded by the
  * slot width, i.e. within a factor of 2.  Returns -1 for an empty histogram.
  */
-double dmu_hist_percentile(const unsigned int *vals, int n, double p);
+double dmu_hist_percentile(const __u64 *vals, int n, double p);
 /* bcc's print_log2_hist(): "     usecs   : count    distribution" */
-void dmu_print_log2_hist(FILE *f, const unsigned int *vals, int n, const char *val_type);
+void dmu_print_log2_hist(FILE *f, const __u64 *vals, int n, const char *val_type);
 /* JSON array of {"lo":..,"hi":..,"count":..} up to the last non-empty slot */
-void dmu_json_log2_hist(FILE *f, const unsigned int *vals, int n);
+void dmu_json_log2_hist(FILE *f, const __u64 *vals, int n);
 
 /* ---- devices ----------------------------------------------------------- */
 

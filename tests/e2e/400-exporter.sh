@@ -86,8 +86,8 @@ promtool check metrics <"$tmp/p1.prom" >"$tmp/promtool.out" 2>&1 ||
 	die "promtool check metrics: $(cat "$tmp/promtool.out")"
 [[ ! -s $tmp/promtool.out ]] || die "promtool check metrics reports: $(cat "$tmp/promtool.out")"
 "$DMU_ROOT/tests/unit/prom-check.py" "$tmp/p1.prom" --require dmuser_kernel_requests_total \
-	dmuser_kernel_request_bytes_total dmuser_errors_total dmuser_timeouts_total \
-	dmuser_stage_latency_seconds dmuser_queue_depth dmuser_in_flight ||
+	dmuser_kernel_request_bytes_total dmuser_kernel_errors_total dmuser_kernel_timeouts_total \
+	dmuser_stage_latency_seconds dmuser_kernel_queued_requests_at_map dmuser_kernel_in_flight_requests_at_map ||
 	die "the exporter's Prometheus text is inconsistent"
 
 log "counts against fio"
@@ -112,19 +112,19 @@ for op in read write; do
 		assert_eq "$(delta "dmuser_stage_latency_seconds_count{device=\"$a\",op=\"$op\",stage=\"$stage\"}")" \
 			"$n" "A $op $stage latency samples"
 	done
-	assert_eq "$(prom "$tmp/p1.prom" "dmuser_errors_total{device=\"$a\",op=\"$op\"}")" 0 "A $op errors"
-	assert_eq "$(prom "$tmp/p1.prom" "dmuser_timeouts_total{device=\"$a\",op=\"$op\"}")" 0 "A $op timeouts"
+	assert_eq "$(prom "$tmp/p1.prom" "dmuser_kernel_errors_total{device=\"$a\",op=\"$op\"}")" 0 "A $op errors"
+	assert_eq "$(prom "$tmp/p1.prom" "dmuser_kernel_timeouts_total{device=\"$a\",op=\"$op\"}")" 0 "A $op timeouts"
 done
-(($(prom "$tmp/p1.prom" "dmuser_queue_depth_count{device=\"$a\"}") >= fw + fr)) ||
+(($(prom "$tmp/p1.prom" "dmuser_kernel_queued_requests_at_map_count{device=\"$a\"}") >= fw + fr)) ||
 	die "queue depth: fewer samples than requests mapped"
-(($(prom "$tmp/p1.prom" "dmuser_queue_depth_sum{device=\"$a\"}") > 0)) || die "queue depth always 0 at iodepth 8"
-(($(prom "$tmp/p1.prom" "dmuser_in_flight_count{device=\"$a\"}") >= fw + fr)) || die "no in-flight samples"
+(($(prom "$tmp/p1.prom" "dmuser_kernel_queued_requests_at_map_sum{device=\"$a\"}") > 0)) || die "queue depth always 0 at iodepth 8"
+(($(prom "$tmp/p1.prom" "dmuser_kernel_in_flight_requests_at_map_count{device=\"$a\"}") >= fw + fr)) || die "no in-flight samples"
 
 log "JSON agrees"
 jdev() { jq --arg d "$a" ".devices[] | select(.device == \$d) | $1" "$tmp/m1.json"; }
 assert_eq "$(jdev .ops.write.requests)" "$(prom "$tmp/p1.prom" "dmuser_kernel_requests_total{device=\"$a\",op=\"write\"}")" "JSON write requests"
 assert_eq "$(jdev .ops.read.latency_us.total.count)" "$(prom "$tmp/p1.prom" "dmuser_stage_latency_seconds_count{device=\"$a\",op=\"read\",stage=\"total\"}")" "JSON read total latency count"
-assert_eq "$(jdev .queue_depth.sum)" "$(prom "$tmp/p1.prom" "dmuser_queue_depth_sum{device=\"$a\"}")" "JSON queue depth sum"
+assert_eq "$(jdev .queue_depth.sum)" "$(prom "$tmp/p1.prom" "dmuser_kernel_queued_requests_at_map_sum{device=\"$a\"}")" "JSON queue depth sum"
 assert_eq "$(jq -r .attach "$tmp/m1.json")" tp_btf "attach mode"
 
 log "-d A sees A only"

@@ -34,7 +34,7 @@ static int slot_of(unsigned long long v)
 	return s;
 }
 
-static void test_slots(void)
+TEST(bpf_slots)
 {
 	unsigned long long lo, hi;
 	unsigned long long v;
@@ -55,7 +55,6 @@ static void test_slots(void)
 			return;
 		}
 	}
-	passed++;
 	/* the daemon-delay test's arithmetic: 4 ms in usecs is slot 11
 	 * ([2048, 4095]) only while the overhead stays under 96 us; any delay
 	 * in [4096, 8191] us is slot 12; in msecs, [4, 7] ms is slot 2. */
@@ -64,9 +63,9 @@ static void test_slots(void)
 	CHECK(slot_of(4) == 2 && slot_of(7) == 2 && slot_of(8) == 3, "msecs slots");
 }
 
-static void test_percentile(void)
+TEST(bpf_percentile)
 {
-	unsigned int h[DMU_MAX_SLOTS] = { 0 };
+	__u64 h[DMU_MAX_SLOTS] = { 0 };
 	double p;
 
 	CHECK(dmu_hist_percentile(h, DMU_MAX_SLOTS, 0.5) < 0, "empty");
@@ -123,9 +122,9 @@ static void test_percentile(void)
 	}
 }
 
-static void test_print(void)
+TEST(bpf_print)
 {
-	unsigned int h[DMU_MAX_SLOTS] = { 0 };
+	__u64 h[DMU_MAX_SLOTS] = { 0 };
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f;
@@ -222,7 +221,7 @@ static void write_formats(const char *dir, int shift_in_flight, bool old)
 	}
 }
 
-static void test_formats(void)
+TEST(bpf_formats)
 {
 	char dir[] = "/tmp/dmu-bpf-test.XXXXXX";
 	char why[512] = "";
@@ -252,7 +251,7 @@ static void test_formats(void)
 	CHECK(dmu_probe_complete_fields("/nonexistent", &missing) == -ENOENT, "no format file");
 }
 
-static void test_names(void)
+TEST(bpf_names)
 {
 	enum dmu_attach_mode m;
 	unsigned int op;
@@ -293,7 +292,7 @@ static void odd_sum(void *sum, const void *val)
 		s->v[i] += v->v[i];
 }
 
-static void test_percpu_stride(void)
+TEST(bpf_percpu_stride)
 {
 	struct dmu_percpu pc;
 	struct odd out, cpu[3] = { { { 1, 2, 3 } }, { { 10, 20, 30 } }, { { 100, 200, 300 } } };
@@ -348,7 +347,7 @@ static void check_every_byte(const char *what, size_t size, dmu_sum_fn fn)
 	dmu_percpu_free(&pc);
 }
 
-static void test_percpu_lat(void)
+TEST(bpf_percpu_lat)
 {
 	struct dmu_lat_rec *c0, *c1, sum;
 	struct dmu_percpu pc;
@@ -390,7 +389,7 @@ static void test_percpu_lat(void)
 	dmu_percpu_free(&pc);
 }
 
-static void test_percpu_top(void)
+TEST(bpf_percpu_top)
 {
 	struct dmu_top_dev *c0, *c1, sum;
 	struct dmu_percpu pc;
@@ -419,18 +418,4 @@ static void test_percpu_top(void)
 	CHECK(sum.hist[DMU_STAGE_DAEMON].slots[0] == 3 && sum.hist[DMU_STAGE_DAEMON].sum == 3,
 	      "daemon histogram");
 	dmu_percpu_free(&pc);
-}
-
-int main(void)
-{
-	test_slots();
-	test_percentile();
-	test_print();
-	test_formats();
-	test_names();
-	test_percpu_stride();
-	test_percpu_lat();
-	test_percpu_top();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
 }
