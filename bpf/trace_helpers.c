@@ -12,13 +12,12 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <linux/dm-ioctl.h>
 #include <linux/dm-user.h>
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
+#include <libdevmapper.h>
 
 #include "dmuser.h"
 #include "dmuser-lat.h"
@@ -98,22 +97,6 @@ int dmu_op_parse(const char *s, unsigned int *op)
 		return -EINVAL;
 	*op = v;
 	return 0;
-}
-
-void dmu_json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = *s;
-
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
 }
 
 void dmu_strftime_now(char *buf, size_t len)
@@ -664,21 +647,26 @@ void dmu_print_log2_hist(FILE *f, const __u64 *vals, int n, const char *val_type
 	}
 }
 
-void dmu_json_log2_hist(FILE *f, const __u64 *vals, int n)
+json_t *dmu_json_log2_hist(const __u64 *vals, int n)
 {
+	json_t *arr = json_array();
 	unsigned long long lo, hi;
 	int i, idx_max = -1;
 
 	for (i = 0; i < n; i++)
 		if (vals[i])
 			idx_max = i;
-	fputc('[', f);
-	for (i = 0; i <= idx_max; i++) {
+	for (i = 0; arr && i <= idx_max; i++) {
 		dmu_slot_bounds(i, &lo, &hi);
-		fprintf(f, "%s{\"lo\":%llu,\"hi\":%llu,\"count\":%llu}", i ? "," : "",
-			lo, hi, (unsigned long long)vals[i]);
+		json_array_append_new(arr, json_pack("{s:I, s:I, s:I}", "lo", (json_int_t)lo,
+						     "hi", (json_int_t)hi, "count", dmu_json_u64(vals[i])));
 	}
-	fputc(']', f);
+	return arr;
+}
+
+json_int_t dmu_json_u64(__u64 v)
+{
+	return (json_int_t)(v > INT64_MAX ? INT64_MAX : v);
 }
 
 /* ---- devices ----------------------------------------------------------- */
@@ -774,92 +762,59 @@ int dmu_dev_resolve(const char *spec, __u32 *dev)
 	return -ENOENT;
 }
 
-/* One DM ioctl with a growing buffer; returns the buffer (free it) or NULL. */
-static struct dm_ioctl *dm_ioctl_call(int fd, unsigned long cmd, const char *name, __u32 flags)
+/* libdevmapper logs to stderr by default: the tools say what matters themselves */
+static void dm_quiet(int level, const char *file, int line, int dm_errno, const char *f, ...)
 {
-	size_t size = 16384;
-
-	for (;;) {
-		struct dm_ioctl *io = calloc(1, size);
-
-		if (!io)
-			return NULL;
-		io->version[0] = DM_VERSION_MAJOR;
-		io->version[1] = 0;
-		io->version[2] = 0;
-		io->data_size = size;
-		io->data_start = sizeof(*io);
-		io->flags = flags;
-		if (name)
-			snprintf(io->name, sizeof(io->name), "%s", name);
-		if (ioctl(fd, cmd, io) < 0) {
-			free(io);
-			return NULL;
-		}
-		if (!(io->flags & DM_BUFFER_FULL_FLAG))
-			return io;
-		free(io);
-		if (size >= (1U << 24))
-			return NULL;
-		size *= 4;
-	}
+	(void)level; (void)file; (void)line; (void)dm_errno; (void)f;
 }
 
-static bool has_user_target(int fd, const char *name)
+/* Whether the live table of dm device NAME has a "user" target. */
+static bool has_user_target(const char *name)
 {
-	struct dm_ioctl *io = dm_ioctl_call(fd, DM_TABLE_STATUS, name, DM_STATUS_TABLE_FLAG);
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_TABLE);
+	uint64_t start, length;
+	char *type = NULL, *params;
+	void *next = NULL;
 	bool found = false;
-	__u32 i, off = 0;
 
-	if (!io)
+	if (!dmt)
 		return false;
-	for (i = 0; i < io->target_count; i++) {
-		struct dm_target_spec *spec;
-
-		if (io->data_start + off + sizeof(*spec) > io->data_size)
-			break;
-		spec = (struct dm_target_spec *)((char *)io + io->data_start + off);
-		if (!strncmp(spec->target_type, "user", sizeof(spec->target_type))) {
-			found = true;
-			break;
-		}
-		off = spec->next;
+	if (dm_task_set_name(dmt, name) && dm_task_run(dmt)) {
+		do {
+			next = dm_get_next_target(dmt, next, &start, &length, &type, &params);
+			if (type && !strcmp(type, "user"))
+				found = true;
+		} while (next && !found);
 	}
-	free(io);
+	dm_task_destroy(dmt);
 	return found;
 }
 
 int dmu_list_user_devs(__u32 *devs, int max)
 {
-	struct dm_ioctl *io;
-	struct dm_name_list *nl;
-	int fd, count = 0;
-	__u32 off = 0;
+	struct dm_task *dmt;
+	struct dm_names *names;
+	unsigned int next = 0;
+	int count = 0;
 
-	fd = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	io = dm_ioctl_call(fd, DM_LIST_DEVICES, NULL, 0);
-	if (!io) {
-		int err = -errno;
-
-		close(fd);
-		return err ? err : -EIO;
+	dm_log_with_errno_init(dm_quiet);
+	dmt = dm_task_create(DM_DEVICE_LIST);
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_run(dmt)) {
+		dm_task_destroy(dmt);
+		return -ENODEV;		/* no device-mapper: no /dev/mapper/control */
 	}
-	if (io->data_size >= io->data_start + sizeof(*nl)) {
-		for (;;) {
-			nl = (struct dm_name_list *)((char *)io + io->data_start + off);
-			if (!nl->dev)
-				break;	/* empty list */
-			if (count < max && has_user_target(fd, nl->name))
-				devs[count++] = dmu_mkdev(major(nl->dev), minor(nl->dev));
-			if (!nl->next)
-				break;
-			off += nl->next;
-		}
+	names = dm_task_get_names(dmt);
+	if (names && names->dev) {
+		do {
+			names = (struct dm_names *)((char *)names + next);
+			if (count < max && has_user_target(names->name))
+				devs[count++] = dmu_mkdev(major(names->dev), minor(names->dev));
+			next = names->next;
+		} while (next);
 	}
-	free(io);
-	close(fd);
+	dm_task_destroy(dmt);
 	return count;
 }
 

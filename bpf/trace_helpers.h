@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <linux/types.h>
 #include <bpf/libbpf.h>
+#include <jansson.h>
 
 /* ---- attach modes ------------------------------------------------------ */
 
@@ -114,7 +115,9 @@ double dmu_hist_percentile(const __u64 *vals, int n, double p);
 /* bcc's print_log2_hist(): "     usecs   : count    distribution" */
 void dmu_print_log2_hist(FILE *f, const __u64 *vals, int n, const char *val_type);
 /* JSON array of {"lo":..,"hi":..,"count":..} up to the last non-empty slot */
-void dmu_json_log2_hist(FILE *f, const __u64 *vals, int n);
+json_t *dmu_json_log2_hist(const __u64 *vals, int n);
+/* a count as a JSON integer (saturated at INT64_MAX) */
+json_int_t dmu_json_u64(__u64 v);
 
 /* ---- devices ----------------------------------------------------------- */
 
@@ -194,8 +197,6 @@ const char *dmu_op_name(unsigned int op, char *buf, size_t len);
 int dmu_op_parse(const char *s, unsigned int *op);
 extern const char *const dmu_stage_names[];	/* by enum dmu_stage */
 extern const char *const dmu_end_names[];	/* by enum dmu_end */
-
-void dmu_json_str(FILE *f, const char *s);
 /* "HH:MM:SS" of the local time */
 void dmu_strftime_now(char *buf, size_t len);
 

@@ -143,21 +143,25 @@ TEST(bpf_print)
 	CHECK(strstr(buf, "16 ->") == NULL, "stops at the last non-empty slot:\n%s", buf);
 	free(buf);
 
-	buf = NULL;
-	f = open_memstream(&buf, &len);
-	dmu_json_log2_hist(f, h, DMU_MAX_SLOTS);
-	fclose(f);
-	CHECK(!strcmp(buf, "[{\"lo\":0,\"hi\":1,\"count\":0},{\"lo\":2,\"hi\":3,\"count\":2},"
-			   "{\"lo\":4,\"hi\":7,\"count\":0},{\"lo\":8,\"hi\":15,\"count\":8}]"),
-	      "json %s", buf);
-	free(buf);
+	{
+		json_t *j = dmu_json_log2_hist(h, DMU_MAX_SLOTS);
+		char *text = json_dumps(j, JSON_COMPACT);
 
-	buf = NULL;
-	f = open_memstream(&buf, &len);
-	dmu_json_str(f, "a\"b\\c\n");
-	fclose(f);
-	CHECK(!strcmp(buf, "\"a\\\"b\\\\c\\u000a\""), "json str %s", buf);
-	free(buf);
+		CHECK(text && !strcmp(text, "[{\"lo\":0,\"hi\":1,\"count\":0},{\"lo\":2,\"hi\":3,\"count\":2},"
+				   "{\"lo\":4,\"hi\":7,\"count\":0},{\"lo\":8,\"hi\":15,\"count\":8}]"),
+		      "json %s", text);
+		free(text);
+		json_decref(j);
+	}
+	/* counts past 2^32 stay whole */
+	h[3] = 6000000000ULL;
+	{
+		json_t *j = dmu_json_log2_hist(h, DMU_MAX_SLOTS);
+
+		CHECK(json_integer_value(json_object_get(json_array_get(j, 3), "count")) == 6000000000LL,
+		      "count past 2^32");
+		json_decref(j);
+	}
 }
 
 /*

@@ -6,6 +6,7 @@
  * Writes the Prometheus text to $1 for `promtool check metrics` and
  * prom-check.py.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -375,4 +376,65 @@ TEST(exporter_counts_past_2_32)
 	CHECK(json_integer_value(json_object_get(json_array_get(json_object_get(total, "buckets"), 6),
 						 "count")) == (json_int_t)both, "JSON bucket");
 	json_decref(doc);
+}
+
+/* dm-N names for the many-device test: every device its own name */
+static void dm_n_name(__u32 dev, char *buf, size_t len)
+{
+	snprintf(buf, len, "dmu-many-%u", dmu_minor(dev));
+}
+
+/*
+ * 300 devices, more than the 256 the exporter once had room for: every
+ * device keeps its own label (the extra ones were all "unknown", duplicate
+ * series, and Prometheus rejects a scrape with duplicates), and the text
+ * passes promtool.  A devs array too small labels the rest by MAJ:MIN, still
+ * distinct, and says so.
+ */
+TEST(exporter_more_than_256_devices)
+{
+	enum { N = 300 };
+	static struct dmu_exp_rec many[N];
+	static struct dmu_exp_hist mlat[N * DMU_NR_STAGES], mqd[N * DMU_NR_QD];
+	static struct dmu_exp_stat mst[N];
+	static struct dmu_exp_dev mdevs[N];
+	struct dmu_exp_snapshot s = {
+		.version = "0.1", .attach = "raw_tp", .lat = mlat, .qd = mqd, .st = mst,
+	};
+	char path[] = "/tmp/dmu-unit-exporter-XXXXXX", out[8192], line[160];
+	char *t;
+	FILE *f;
+	int i, fd;
+
+	for (i = 0; i < N; i++) {
+		many[i].key = (struct dmu_op_key){ dmu_mkdev(254, i), DM_USER_REQ_MAP_READ };
+		many[i].rec.st.ios = i + 1;
+		many[i].rec.lat[DMU_STAGE_TOTAL].slots[3] = i + 1;
+	}
+	dmu_exp_split(&s, many, N);
+	CHECK(dmu_exp_prepare(&s, mdevs, N, dm_n_name) == 0, "room for every device");
+	CHECK(s.ndevs == N, "%d devices", s.ndevs);
+	t = render_prom(&s);
+	CHECK(strstr(t, "unknown") == NULL, "a device labelled unknown");
+	for (i = 0; i < N; i += 37) {
+		snprintf(line, sizeof(line), "dmuser_kernel_requests_total{device=\"dmu-many-%d\",op=\"read\"} %d\n",
+			 i, i + 1);
+		has(t, line);
+	}
+	fd = mkstemp(path);
+	f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	REQUIRE(f != NULL);
+	REQUIRE(fputs(t, f) >= 0 && fclose(f) == 0);
+	free(t);
+	CHECK(run_on("promtool check metrics", path, out, sizeof(out)) == 0 && !out[0],
+	      "promtool check metrics: %.400s", out);
+	unlink(path);
+
+	/* room for 256 only: the rest get their MAJ:MIN, not one shared label */
+	dmu_exp_split(&s, many, N);
+	CHECK(dmu_exp_prepare(&s, mdevs, 256, dm_n_name) == -ENOSPC, "no room reported");
+	t = render_prom(&s);
+	has(t, "dmuser_kernel_requests_total{device=\"254:299\",op=\"read\"} 300\n");
+	CHECK(strstr(t, "unknown") == NULL, "a device labelled unknown");
+	free(t);
 }
