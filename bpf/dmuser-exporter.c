@@ -478,6 +478,7 @@ int main(int argc, char **argv)
 	sig = serve(&e, &sigs);
 	dmu_httpd_stop(httpd);
 	dmu_check_misses(PROG, e.obj->obj);
+	dmu_report_runs(PROG, e.obj->obj);
 	dmu_report_inserts(PROG, e.obj->bss->dmu_init_failed, e.obj->bss->dmu_init_retried,
 			   e.obj->bss->dmu_init_err);
 	dmuser_lat_bpf__destroy(e.obj);

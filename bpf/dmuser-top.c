@@ -800,6 +800,7 @@ int main(int argc, char **argv)
 		delscreen(screen);
 	}
 	dmu_check_misses(PROG, ctx.obj->obj);
+	dmu_report_runs(PROG, ctx.obj->obj);
 	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_retried,
 			   ctx.obj->bss->dmu_init_err);
 	dmuser_top_bpf__destroy(ctx.obj);

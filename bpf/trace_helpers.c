@@ -517,6 +517,22 @@ int dmu_attach(const char *prog, enum dmu_attach_mode requested,
 	return -1;
 }
 
+void dmu_report_runs(const char *prog, struct bpf_object *obj)
+{
+	struct bpf_program *p;
+
+	bpf_object__for_each_program(p, obj) {
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(p);
+
+		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len) || !info.run_cnt)
+			continue;
+		fprintf(stderr, "%s: program %s ran %llu times\n", prog, bpf_program__name(p),
+			(unsigned long long)info.run_cnt);
+	}
+}
+
 unsigned long long dmu_check_misses(const char *prog, struct bpf_object *obj)
 {
 	unsigned long long misses = 0;

@@ -83,6 +83,13 @@ int dmu_attach(const char *prog, enum dmu_attach_mode requested,
 
 /* Sum of the programs' recursion_misses (events the kernel did not hand to
  * them); warns on stderr if there were any. */
+/*
+ * With kernel.bpf_stats_enabled=1, says on stderr how many times each
+ * program ran ("dmuser-lat: program dmu_complete_btf ran 2048 times"): the
+ * tests tell a program that did not run from one that ran and lost a count.
+ * Silent while the statistics are off.
+ */
+void dmu_report_runs(const char *prog, struct bpf_object *obj);
 unsigned long long dmu_check_misses(const char *prog, struct bpf_object *obj);
 
 /* Prints the dmu_init_* diagnostics of dmuser.bpf.h if any (always with

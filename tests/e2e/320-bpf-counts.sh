@@ -53,18 +53,20 @@ counts_mismatch() {
 	done
 }
 
-# run counts of the dm_user_complete programs of the tools PIDS..., as "pid:runs"
+# How often the dm_user_complete program of each tool ran (the tools say it on
+# exit while kernel.bpf_stats_enabled is 1): FILE.err... -> "lat:N all:N wr:N"
 complete_runs() {
-	local pid
-	for pid in "$@"; do
-		printf '%s:%s ' "$pid" "$(bpftool prog show -j | jq --argjson p "$pid" \
-			'[.[] | select(any(.pids[]?; .pid == $p)) | select(.name | test("complete")) | .run_cnt // 0] | add // 0')"
+	local f
+	for f in "$@"; do
+		printf '%s:%s ' "$(basename "${f%.json.err}")" \
+			"$(sed -n 's/.*program dmu_complete_[a-z]* ran \([0-9]*\) times/\1/p' "$f")"
 	done
 }
 
 # one_round MODE ROUND: the tools around one fio job on A; dies on any difference
 one_round() {
-	local mode=$1 round=$2 lat all wr bg_pid b0 n nb bad runs
+	local mode=$1 round=$2 lat all wr bg_pid b0 bstart n nb bad runs want t
+	bstart=$(b_reads)
 	bpf_tool_spawn "$tmp/lat.json" dmuser-lat --json -S all -O -d "$a"
 	lat=$BPF_TOOL_PID
 	bpf_tool_spawn "$tmp/all.json" dmuser-lat --json -D -O
@@ -84,15 +86,21 @@ one_round() {
 	wait_until 60 b_busy "$b0" || die "no I/O on $b 60 s after fio started"
 	bpf_fio "$tmp/fio.json" "$dev_a" --rw=randrw --size=4M --iodepth=8
 	dmu_stop "$bg_pid" || true
-	runs=$(complete_runs "$lat" "$all" "$wr")
 	bpf_tool_stop "$lat"
 	bpf_tool_stop "$all"
 	bpf_tool_stop "$wr"
+	runs=$(complete_runs "$tmp/lat.json.err" "$tmp/all.json.err" "$tmp/wr.json.err")
 	# the tools' own diagnostics: BPF recursion misses, failed map inserts
 	! grep -H "missed\|map inserts" "$tmp/lat.json.err" "$tmp/all.json.err" "$tmp/wr.json.err" ||
 		die "$mode round $round: a tool reported lost events (above)"
 	assert_eq "$(jq -r .attach "$tmp/lat.json")" "$mode" "attach mode reported"
-	log "$mode round $round: fio read $(bpf_fio_ios "$tmp/fio.json" read), wrote $(bpf_fio_ios "$tmp/fio.json" write); complete program runs (pid:runs) $runs"
+	log "$mode round $round: fio read $(bpf_fio_ios "$tmp/fio.json" read), wrote $(bpf_fio_ios "$tmp/fio.json" write); complete program runs $runs"
+	# each program ran once per completion: A's (fio's) and B's (its block stats)
+	want=$(($(bpf_fio_ios "$tmp/fio.json" read) + $(bpf_fio_ios "$tmp/fio.json" write) + $(b_reads) - bstart))
+	for t in $runs; do
+		[[ ${t#*:} == "$want" ]] ||
+			die "$mode round $round: a dm_user_complete program ran ${t#*:} times (${t%%:*}), not once per completion ($want): $runs"
+	done
 
 	# -D: device B has its own histograms, under its own MAJ:MIN
 	nb=$(jq -r --arg d "$b" '[.latency[] | select(.device == $d and .op == "read") | .count] | add // 0' "$tmp/all.json")
@@ -112,7 +120,7 @@ one_round() {
 		bad+=$'\n'"wr.json: -o write count differs from fio's $n"
 	[[ -z ${bad//$'\n'/} ]] ||
 		die "$mode round $round: counts differ from fio's:$bad
-complete program runs (pid:runs, lat all wr): $runs
+complete program runs (each counts A's and B's completions): $runs
 $(cat "$tmp/lat.json")"
 }
 
