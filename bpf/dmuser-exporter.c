@@ -48,8 +48,10 @@ static struct env {
 	const char *devname;
 	__u32 dev;
 	enum dmu_attach_mode attach;
+	int max_records;		/* (device, op) records BPF may keep */
 } env = {
 	.listen = DEFAULT_LISTEN,
+	.max_records = DMU_LAT_MAX_RECS,
 };
 
 const char *argp_program_version = PROG " " VERSION;
@@ -75,6 +77,7 @@ const char argp_program_doc[] =
 enum {
 	OPT_LISTEN = 1000,
 	OPT_ATTACH,
+	OPT_MAX_RECORDS,
 };
 
 static const struct argp_option opts[] = {
@@ -82,6 +85,7 @@ static const struct argp_option opts[] = {
 	{ "device", 'd', "DEV", 0, "Trace this device only (dm name, dm-N, /dev/mapper/NAME or MAJ:MIN)", 0 },
 	{ "verbose", 'v', NULL, 0, "Verbose debug output", 0 },
 	{ "attach", OPT_ATTACH, "MODE", OPTION_HIDDEN, "auto, tp_btf, raw_tp or tracepoint (or env " DMU_ATTACH_ENV ")", 0 },
+	{ "max-records", OPT_MAX_RECORDS, "N", OPTION_HIDDEN, "(device, op) records kept in BPF, at most 1024 (tests)", 0 },
 	{ NULL, 'h', NULL, OPTION_HIDDEN, "Show the full help", 0 },
 	{},
 };
@@ -107,6 +111,17 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 			argp_usage(state);
 		}
 		break;
+	case OPT_MAX_RECORDS: {
+		char *end;
+		long n = strtol(arg, &end, 10);
+
+		if (*end || n < 1 || n > DMU_LAT_MAX_RECS) {
+			fprintf(stderr, "invalid --max-records: %s (1 to %d)\n", arg, DMU_LAT_MAX_RECS);
+			argp_usage(state);
+		}
+		env.max_records = (int)n;
+		break;
+	}
 	case ARGP_KEY_ARG:
 		fprintf(stderr, "unrecognized positional argument: %s\n", arg);
 		argp_usage(state);
@@ -133,7 +148,9 @@ static int open_load_attach(enum dmu_attach_mode mode, void *data)
 	obj->rodata->filter_dev = env.devname != NULL;
 	obj->rodata->targ_dev = env.dev;
 
-	err = dmu_attach_select(obj->obj, mode);
+	err = bpf_map__set_max_entries(obj->maps.dev_recs, env.max_records);
+	if (!err)
+		err = dmu_attach_select(obj->obj, mode);
 	if (!err)
 		err = dmuser_lat_bpf__load(obj);
 	if (!err)
@@ -272,7 +289,7 @@ static void warn_untracked(struct exporter *e, __u64 untracked)
 	if (untracked <= e->untracked_warned)
 		return;
 	fprintf(stderr, PROG ": warning: %llu completions not recorded: the per-device map "
-		"(%d records) is full\n", (unsigned long long)untracked, DMU_LAT_MAX_RECS);
+		"(%d records) is full\n", (unsigned long long)untracked, env.max_records);
 	e->untracked_warned = untracked;
 }
 
