@@ -496,8 +496,7 @@ int main(int argc, char **argv)
 	dmu_httpd_stop(httpd);
 	dmu_check_misses(PROG, e.obj->obj);
 	dmu_report_runs(PROG, e.obj->obj);
-	dmu_report_inserts(PROG, e.obj->bss->dmu_init_failed, e.obj->bss->dmu_init_retried,
-			   e.obj->bss->dmu_init_err);
+	dmu_report_inserts(PROG, e.obj->bss->dmu_init_failed, e.obj->bss->dmu_init_err);
 	dmuser_lat_bpf__destroy(e.obj);
 	fprintf(stderr, PROG ": %s, detached\n", strsignal(sig));
 	err = 0;

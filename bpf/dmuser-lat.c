@@ -648,8 +648,7 @@ int main(int argc, char **argv)
 
 	dmu_check_misses(PROG, ctx.obj->obj);
 	dmu_report_runs(PROG, ctx.obj->obj);
-	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_retried,
-			   ctx.obj->bss->dmu_init_err);
+	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_err);
 	dmuser_lat_bpf__destroy(ctx.obj);
 	dmu_percpu_free(&rec_pc);
 	return err != 0;

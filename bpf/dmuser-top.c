@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <curses.h>
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
@@ -268,6 +269,7 @@ struct row {
 	char name[128];
 	bool listed;		/* a live dm device with a "user" target */
 	bool active;		/* seen in the maps this round */
+	bool gone;		/* removed: shown this round, then dropped */
 	struct counters prev, cur;
 	/* this interval */
 	double iops[NR_CLS], bps[NR_CLS];
@@ -305,13 +307,32 @@ static struct row *get_row(__u32 dev)
 	return &rows[nrows++];
 }
 
+/* Whether dev is still a block device (its MAJ:MIN is in sysfs). */
+static bool alive(__u32 dev)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u", dmu_major(dev), dmu_minor(dev));
+	return !stat(path, &st);
+}
+
+/*
+ * Reads every device's counters.  A removed device's record is deleted
+ * once read, so the map (DMU_TOP_MAX_DEVS) keeps room for new devices; its
+ * row shows this last interval, then goes.
+ */
 static void read_maps(struct dmuser_top_bpf *obj)
 {
-	__u32 key, next, *prev = NULL;
+	__u32 key, next, *prev = NULL, gone[DMU_TOP_MAX_DEVS];
 	struct dmu_top_dev d;
 	struct row *r;
-	int fd, i;
+	int fd, i, ngone = 0, kept = 0;
 
+	for (i = 0; i < nrows; i++)
+		if (!rows[i].gone)
+			rows[kept++] = rows[i];
+	nrows = kept;
 	for (i = 0; i < nrows; i++) {
 		rows[i].prev = rows[i].cur;
 		memset(&rows[i].cur, 0, sizeof(rows[i].cur));
@@ -333,7 +354,13 @@ static void read_maps(struct dmuser_top_bpf *obj)
 		for (i = 0; i < DMU_NR_STAGES; i++)
 			r->cur.hist[i] = d.hist[i];
 		r->active = true;
+		if (!alive(key) && ngone < DMU_TOP_MAX_DEVS) {
+			r->gone = true;
+			gone[ngone++] = key;
+		}
 	}
+	for (i = 0; i < ngone; i++)
+		bpf_map_delete_elem(fd, &gone[i]);
 }
 
 static void list_devices(void)
@@ -368,7 +395,9 @@ static void compute(double secs)
 	for (i = 0; i < nrows; i++) {
 		struct row *r = &rows[i];
 
-		dmu_dev_name(r->dev, r->name, sizeof(r->name));
+		/* a removed device keeps the name it had */
+		if (!r->gone || !r->name[0])
+			dmu_dev_name(r->dev, r->name, sizeof(r->name));
 		for (c = 0; c < NR_CLS; c++) {
 			r->iops[c] = (r->cur.ios[c] - r->prev.ios[c]) / secs;
 			r->bps[c] = (r->cur.bytes[c] - r->prev.bytes[c]) / secs;
@@ -801,8 +830,7 @@ int main(int argc, char **argv)
 	}
 	dmu_check_misses(PROG, ctx.obj->obj);
 	dmu_report_runs(PROG, ctx.obj->obj);
-	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_retried,
-			   ctx.obj->bss->dmu_init_err);
+	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_err);
 	dmuser_top_bpf__destroy(ctx.obj);
 	dmu_percpu_free(&dev_pc);
 	free(rows);

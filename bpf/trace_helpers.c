@@ -965,10 +965,9 @@ int dmu_attach_from_env(const char *prog, enum dmu_attach_mode *mode)
 	return 0;
 }
 
-void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err)
+void dmu_report_inserts(const char *prog, __u64 failed, __s64 err)
 {
-	if (failed || retried || dmu_verbose)
-		fprintf(stderr, "%s: map inserts: %llu failed, %llu retried (last error %lld)\n",
-			prog, (unsigned long long)failed, (unsigned long long)retried,
-			(long long)err);
+	if (failed || dmu_verbose)
+		fprintf(stderr, "%s: map inserts: %llu failed, completions lost (last error %lld)\n",
+			prog, (unsigned long long)failed, (long long)err);
 }

@@ -94,7 +94,7 @@ unsigned long long dmu_check_misses(const char *prog, struct bpf_object *obj);
 
 /* Prints the dmu_init_* diagnostics of dmuser.bpf.h if any (always with
  * dmu_verbose). */
-void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err);
+void dmu_report_inserts(const char *prog, __u64 failed, __s64 err);
 
 /* libbpf print callback: debug output only with dmu_verbose, and nothing
  * while dmu_libbpf_quiet (set while probing a mode that may fail). */
