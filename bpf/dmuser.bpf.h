@@ -34,8 +34,9 @@
  * take inserts are preallocated per-CPU hashes with an entry per device (and
  * op), made once: an insert fails only when the map is full (-E2BIG), or
  * when the bucket is locked on this CPU by a program it interrupted
- * (-EBUSY, an NMI).  Such a completion is lost, and the tools say so; no
- * retry hides it.
+ * (-EBUSY, an NMI).  Another CPU inserting the same key first is -EEXIST,
+ * not a failure.  A failed insert loses its completion, and the tools say
+ * so; no retry hides it.
  */
 __u64 dmu_init_failed;
 __s64 dmu_init_err;
@@ -53,7 +54,18 @@ static __always_inline void *
 dmu_lookup_or_try_init(void *map, const void *key, const void *init)
 {
 	void *val;
-	long err;
+	/*
+	 * int, not long: the error is an int.  The verifier turns the helper
+	 * call into a direct call of the map's update function, which returns
+	 * int, and 6.1's htab_percpu_map_update_elem returns -EEXIST with
+	 * "mov $0xffffffef,%r12d; mov %r12d,%eax": the upper half of R0 is 0,
+	 * so as a long it is 4294967279, not -17.  Compared as a long, the
+	 * -EEXIST of two CPUs inserting the same key at once looked like a
+	 * failure, and that completion was lost (tests/e2e/320 under make soak,
+	 * about one tool run in 130 on 6.1 with two vCPUs; 6.12 sign-extends).
+	 * As an int the comparison sees -17 on both kernels.
+	 */
+	int err;
 
 	val = bpf_map_lookup_elem(map, key);
 	if (val)

@@ -1,6 +1,6 @@
 #!/bin/bash
 # timeout: 900
-# soak-timeout: 3600
+# soak-timeout: 2400
 # dmuser-lat's histograms count exactly the requests fio issued, per op and per
 # stage (queue, daemon, total), in each attach mode (tp_btf, raw_tp, tracepoint):
 # fio writes and reads a known number of 4k direct I/Os (4 MiB randrw = 1024) on
@@ -11,8 +11,10 @@
 # daemon answered (here all of them), total once for each request mapped after
 # the tools attached (fio starts after they have).
 # No retry: one count that differs fails.  A round runs three tools; make check
-# runs one round per mode, make soak 17 (153 tool runs).  A tool that says it
-# missed events or failed a map insert fails too.  On a mismatch the test shows
+# runs one round per mode, make soak 6 (54 tool runs).  A tool that says it
+# missed events or failed a map insert fails too.  (The event "one tool run in
+# 50" lost was an -EEXIST misread as a failure on 6.1: see
+# dmu_lookup_or_try_init() in bpf/dmuser.bpf.h.)  On a mismatch the test shows
 # how often each tool's dm_user_complete program ran (kernel.bpf_stats_enabled),
 # which tells a program that did not run from one that ran and did not count.
 # Device B's load runs only while A's requests are counted: attaching flips the
@@ -126,7 +128,7 @@ $(cat "$tmp/lat.json")"
 
 # run_cnt of every program, for the diagnostics above
 sysctl -qw kernel.bpf_stats_enabled=1
-rounds=$(dmu_scale 1 17)
+rounds=$(dmu_scale 1 6)
 for mode in tp_btf raw_tp tracepoint; do
 	export DMUSER_ATTACH=$mode
 	for ((r = 1; r <= rounds; r++)); do
