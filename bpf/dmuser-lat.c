@@ -527,7 +527,7 @@ static int print_interval(struct dmuser_lat_bpf *obj, enum dmu_attach_mode mode)
 	if (env.json) {
 		json_t *doc = interval_json(&iv, ts, units, mode);
 
-		if (!doc || json_dumpf(doc, stdout, JSON_COMPACT) || fputc('\n', stdout) == EOF) {
+		if (!doc || json_dumpf(doc, stdout, JSON_COMPACT | JSON_REAL_PRECISION(10)) || fputc('\n', stdout) == EOF) {
 			json_decref(doc);
 			return -ENOMEM;
 		}

@@ -619,7 +619,7 @@ static json_t *interval_json(double secs, enum dmu_attach_mode mode)
 static int print_json(double secs, enum dmu_attach_mode mode)
 {
 	json_t *doc = interval_json(secs, mode);
-	int err = !doc || json_dumpf(doc, stdout, JSON_COMPACT) || fputc('\n', stdout) == EOF;
+	int err = !doc || json_dumpf(doc, stdout, JSON_COMPACT | JSON_REAL_PRECISION(10)) || fputc('\n', stdout) == EOF;
 
 	json_decref(doc);
 	fflush(stdout);
@@ -811,14 +811,16 @@ int main(int argc, char **argv)
 			compute(secs);
 			last = now;
 			done++;
-			if (screen)
+			if (screen) {
 				draw_curses(secs, mode, true);
-			else if (env.json && print_json(secs, mode)) {
-				fprintf(stderr, PROG ": cannot write the JSON: %s\n", strerror(errno));
-				break;
-			}
-			else
+			} else if (env.json) {
+				if (print_json(secs, mode)) {
+					fprintf(stderr, PROG ": cannot write the JSON: %s\n", strerror(errno));
+					break;
+				}
+			} else {
 				print_batch(secs, mode);
+			}
 		}
 		if (env.iterations && done >= env.iterations)
 			break;

@@ -107,7 +107,9 @@ awk -v d="$a" '$1 == d && ($6 == "-" || $11 == "-" || $14 != 0 || $15 != 0) { ex
 	die "batch: $a rows lack latencies or show errors"
 
 # --- json -------------------------------------------------------------------------
-assert_eq "$(wc -l <"$tmp/json")" 4 "JSON lines"
+assert_eq "$(wc -l <"$tmp/json")" 4 "JSON lines (one per interval) in:
+$(cut -c1-200 "$tmp/json")
+"
 jq -e . "$tmp/json" >/dev/null || die "not JSON: $(cat "$tmp/json")"
 assert_eq "$(jq -r '[.devices[].device] | sort | join(" ")' "$tmp/json" | sort -u)" "$a $b" "JSON: devices"
 sel=".devices[] | select(.device == \"$a\")"
