@@ -147,6 +147,7 @@ clean:
 	-$(MAKE) -C $(ROOT)/daemon clean
 	-$(MAKE) -C $(ROOT)/bpf clean
 	-$(MAKE) -C $(ROOT)/tests/unit clean
+	-$(MAKE) -C $(ROOT)/tests/unit/bpf clean
 	-$(MAKE) -C $(ROOT)/tests/unit/bench clean
 
 .PHONY: all deps deps-if-needed bench-deps bench-deps-if-needed modules daemon bpf tools unit lint check soak demo bench clean
