@@ -4,7 +4,8 @@
 #   make          build the module for every installed kernel, the daemon,
 #                 libdmuser and its examples, and the BPF tools
 #   make check    deps (if missing), build, host unit tests, VM tests on every
-#                 installed kernel; ends with "N passed, N failed"
+#                 installed kernel (6.1 and 6.12 are required); ends with
+#                 "N passed, N failed, N skipped"
 #   make soak     the VM tests that have soak-sized counts, at those counts
 #   make demo     boot a guest and show dm-user serving a file under load
 #   make bench    boot one guest and run fio on the file, loop, nbd and dm-user
@@ -31,7 +32,7 @@ DEPS := make gcc clang llvm pkg-config git \
 	linux-image-amd64 linux-headers-amd64 \
 	linux-image-6.12-amd64 linux-headers-6.12-amd64 \
 	qemu-system-x86 busybox-static kmod xz-utils zstd cpio dwarves \
-	dmsetup libdevmapper-dev libjansson-dev libmicrohttpd-dev \
+	dmsetup libdevmapper-dev libjansson-dev libmicrohttpd-dev libudev-dev \
 	systemtap-sdt-dev liburing-dev abigail-tools man-db shellcheck \
 	libbpf-dev bpftool bpftrace libncurses-dev \
 	fio e2fsprogs util-linux strace procps psmisc iproute2 curl jq \
@@ -181,6 +182,7 @@ clean:
 	-$(MAKE) -C $(ROOT)/tests/unit/lib clean
 	-$(MAKE) -C $(ROOT)/bpf clean
 	-$(MAKE) -C $(ROOT)/tests/unit clean
+	-$(MAKE) -C $(ROOT)/tests/unit/bpf clean
 	-$(MAKE) -C $(ROOT)/tests/unit/bench clean
 
 .PHONY: all deps deps-if-needed bench-deps bench-deps-if-needed modules daemon lib examples bpf tools unit lint sparse check soak demo bench clean

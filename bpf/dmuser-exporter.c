@@ -6,9 +6,17 @@
  * device and op (its dev_recs PERCPU_HASH) and queue depths on; the maps are
  * cumulative: a scrape reads them, sums each record's per-CPU copies, and
  * never clears them.  GET / is the live page.
+ *
+ * Devices come and go.  The exporter names a device when it first sees it
+ * and keeps that name; when the device is removed (the kernel's "remove"
+ * uevent, a sweep every few seconds, and a check before every scrape), it
+ * deletes the device's records, so its series end under its own name and
+ * the map has room for new devices.  A record BPF could not create (the map
+ * full all the same) is counted in dmuser_exporter_untracked_requests_total.
  */
 #include <argp.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -17,6 +25,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <libudev.h>
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
 #include <linux/dm-user.h>
@@ -37,8 +48,10 @@ static struct env {
 	const char *devname;
 	__u32 dev;
 	enum dmu_attach_mode attach;
+	int max_records;		/* (device, op) records BPF may keep */
 } env = {
 	.listen = DEFAULT_LISTEN,
+	.max_records = DMU_LAT_MAX_RECS,
 };
 
 const char *argp_program_version = PROG " " VERSION;
@@ -64,6 +77,7 @@ const char argp_program_doc[] =
 enum {
 	OPT_LISTEN = 1000,
 	OPT_ATTACH,
+	OPT_MAX_RECORDS,
 };
 
 static const struct argp_option opts[] = {
@@ -71,6 +85,7 @@ static const struct argp_option opts[] = {
 	{ "device", 'd', "DEV", 0, "Trace this device only (dm name, dm-N, /dev/mapper/NAME or MAJ:MIN)", 0 },
 	{ "verbose", 'v', NULL, 0, "Verbose debug output", 0 },
 	{ "attach", OPT_ATTACH, "MODE", OPTION_HIDDEN, "auto, tp_btf, raw_tp or tracepoint (or env " DMU_ATTACH_ENV ")", 0 },
+	{ "max-records", OPT_MAX_RECORDS, "N", OPTION_HIDDEN, "(device, op) records kept in BPF, at most 1024 (tests)", 0 },
 	{ NULL, 'h', NULL, OPTION_HIDDEN, "Show the full help", 0 },
 	{},
 };
@@ -96,6 +111,17 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 			argp_usage(state);
 		}
 		break;
+	case OPT_MAX_RECORDS: {
+		char *end;
+		long n = strtol(arg, &end, 10);
+
+		if (*end || n < 1 || n > DMU_LAT_MAX_RECS) {
+			fprintf(stderr, "invalid --max-records: %s (1 to %d)\n", arg, DMU_LAT_MAX_RECS);
+			argp_usage(state);
+		}
+		env.max_records = (int)n;
+		break;
+	}
 	case ARGP_KEY_ARG:
 		fprintf(stderr, "unrecognized positional argument: %s\n", arg);
 		argp_usage(state);
@@ -122,7 +148,9 @@ static int open_load_attach(enum dmu_attach_mode mode, void *data)
 	obj->rodata->filter_dev = env.devname != NULL;
 	obj->rodata->targ_dev = env.dev;
 
-	err = dmu_attach_select(obj->obj, mode);
+	err = bpf_map__set_max_entries(obj->maps.dev_recs, env.max_records);
+	if (!err)
+		err = dmu_attach_select(obj->obj, mode);
 	if (!err)
 		err = dmuser_lat_bpf__load(obj);
 	if (!err)
@@ -137,17 +165,115 @@ static int open_load_attach(enum dmu_attach_mode mode, void *data)
 
 /* ---- scraping ---------------------------------------------------------- */
 
+/* how often the main loop looks for removed devices, besides uevents and scrapes */
+#define SWEEP_MS 5000
+
+struct name_ent {
+	__u32 dev;
+	char name[128];
+};
+
 struct exporter {
 	struct dmuser_lat_bpf *obj;
 	const char *attach;
 	struct timespec start;
-	/* one scrape at a time (libmicrohttpd's single polling thread) */
+	/* scrapes (libmicrohttpd's thread) and sweeps (the main thread) */
+	pthread_mutex_t lock;
 	struct dmu_percpu pc;		/* one lookup's per-CPU copies of a record */
 	struct dmu_exp_rec *recs;
 	struct dmu_exp_hist *lat, *qd;
 	struct dmu_exp_stat *st;
-	struct dmu_exp_dev devs[DMU_EXP_MAX_DEVS];
+	struct dmu_exp_dev *devs;	/* DMU_LAT_MAX_RECS: one per record at most */
+	/* the name of each device seen, taken while it existed */
+	struct name_ent *names;
+	int nnames;
+	struct dmu_op_key *keys;	/* a sweep's keys */
+	__u64 untracked_warned;
 };
+
+static struct exporter *the_exporter;	/* for name_of(), a dmu_exp_name_fn */
+
+/* The dm name (else dm-N) of dev while it exists, or "" if it does not. */
+static void live_name(__u32 dev, char *buf, size_t len)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u", dmu_major(dev), dmu_minor(dev));
+	if (stat(path, &st)) {
+		buf[0] = '\0';
+		return;
+	}
+	dmu_dev_name(dev, buf, len);
+}
+
+static struct name_ent *cached(struct exporter *e, __u32 dev)
+{
+	for (int i = 0; i < e->nnames; i++)
+		if (e->names[i].dev == dev)
+			return &e->names[i];
+	return NULL;
+}
+
+/* The label of dev: the name it had when first seen (MAJ:MIN if never seen alive). */
+static void name_of(__u32 dev, char *buf, size_t len)
+{
+	struct exporter *e = the_exporter;
+	struct name_ent *n = cached(e, dev);
+
+	if (!n && e->nnames < DMU_LAT_MAX_RECS) {
+		live_name(dev, buf, len);
+		if (buf[0]) {
+			n = &e->names[e->nnames++];
+			n->dev = dev;
+			snprintf(n->name, sizeof(n->name), "%s", buf);
+		}
+	}
+	if (n)
+		snprintf(buf, len, "%s", n->name);
+	else
+		snprintf(buf, len, "%u:%u", dmu_major(dev), dmu_minor(dev));
+}
+
+/*
+ * Deletes the records of every device that is gone: no longer in sysfs, or
+ * its number now someone else's (another name than the one it was seen
+ * with).  Called with e->lock held.  Returns how many devices went.
+ */
+static int sweep(struct exporter *e)
+{
+	int fd = bpf_map__fd(e->obj->maps.dev_recs), nkeys = 0, gone = 0, i, j;
+	struct dmu_op_key *prev = NULL;
+	char name[128];
+
+	while (nkeys < DMU_LAT_MAX_RECS &&
+	       !bpf_map_get_next_key(fd, prev, &e->keys[nkeys])) {
+		prev = &e->keys[nkeys];
+		nkeys++;
+	}
+	for (i = 0; i < nkeys; i++) {
+		__u32 dev = e->keys[i].dev;
+		struct name_ent *n;
+
+		if (dev == 0)
+			continue;	/* a device already swept in this loop */
+		live_name(dev, name, sizeof(name));
+		n = cached(e, dev);
+		if (name[0] && (!n || !strcmp(n->name, name)))
+			continue;
+		/* gone: its records, and its name */
+		for (j = i; j < nkeys; j++) {
+			if (e->keys[j].dev != dev)
+				continue;
+			bpf_map_delete_elem(fd, &e->keys[j]);
+			e->keys[j].dev = 0;
+		}
+		if (n)
+			*n = e->names[--e->nnames];
+		gone++;
+	}
+	return gone;
+}
 
 static double since(const struct timespec *t0)
 {
@@ -155,6 +281,16 @@ static double since(const struct timespec *t0)
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Says once per growth that records are being lost, and why. */
+static void warn_untracked(struct exporter *e, __u64 untracked)
+{
+	if (untracked <= e->untracked_warned)
+		return;
+	fprintf(stderr, PROG ": warning: %llu completions not recorded: the per-device map "
+		"(%d records) is full\n", (unsigned long long)untracked, env.max_records);
+	e->untracked_warned = untracked;
 }
 
 static int render(void *ctx, enum dmu_httpd_format format, char **body, size_t *len)
@@ -171,13 +307,18 @@ static int render(void *ctx, enum dmu_httpd_format format, char **body, size_t *
 	FILE *out;
 	int err, n;
 
+	pthread_mutex_lock(&e->lock);
+	/* a removed device's series end with it, under its name */
+	sweep(e);
 	/* per device dev_recs has every value, each the sum of its CPUs' copies
 	 * (see struct dmu_lat_rec for why no histogram runs ahead of the
 	 * counters) */
 	n = dmu_map_dump(bpf_map__fd(e->obj->maps.dev_recs), &e->pc, e->recs, sizeof(*e->recs),
 			 offsetof(struct dmu_exp_rec, rec), DMU_LAT_MAX_RECS, false);
 	dmu_exp_split(&s, e->recs, n);
-	dmu_exp_prepare(&s, e->devs, DMU_EXP_MAX_DEVS, dmu_dev_name);
+	dmu_exp_prepare(&s, e->devs, DMU_LAT_MAX_RECS, name_of);
+	s.untracked = e->obj->bss->dmu_init_failed;
+	warn_untracked(e, s.untracked);
 
 	if (format == DMU_HTTPD_JSON) {
 		json_t *doc = dmu_exp_render_json(&s);
@@ -185,13 +326,90 @@ static int render(void *ctx, enum dmu_httpd_format format, char **body, size_t *
 		*body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
 		json_decref(doc);
 		*len = *body ? strlen(*body) : 0;
+		pthread_mutex_unlock(&e->lock);
 		return *body ? 0 : -1;
 	}
 	out = open_memstream(body, len);
-	if (!out)
+	if (!out) {
+		pthread_mutex_unlock(&e->lock);
 		return -1;
+	}
 	err = dmu_exp_render_prometheus(&s, out);
+	pthread_mutex_unlock(&e->lock);
 	return fclose(out) || err ? -1 : 0;
+}
+
+/* The kernel's uevents of block devices; NULL (then only sweeps) if unavailable. */
+static struct udev_monitor *uevents(struct udev **udev)
+{
+	struct udev_monitor *mon;
+
+	*udev = udev_new();
+	if (!*udev)
+		return NULL;
+	mon = udev_monitor_new_from_netlink(*udev, "kernel");
+	if (mon && (udev_monitor_filter_add_match_subsystem_devtype(mon, "block", "disk") ||
+		    udev_monitor_enable_receiving(mon))) {
+		udev_monitor_unref(mon);
+		mon = NULL;
+	}
+	if (!mon) {
+		udev_unref(*udev);
+		*udev = NULL;
+	}
+	return mon;
+}
+
+/* Until SIGINT or SIGTERM: sweep on each block device's removal, and every SWEEP_MS. */
+static int serve(struct exporter *e, const sigset_t *sigs)
+{
+	struct udev *udev = NULL;
+	struct udev_monitor *mon = uevents(&udev);
+	struct pollfd p[2] = {
+		{ .fd = signalfd(-1, sigs, SFD_CLOEXEC), .events = POLLIN },
+		{ .fd = mon ? udev_monitor_get_fd(mon) : -1, .events = POLLIN },
+	};
+	struct signalfd_siginfo si = { 0 };
+
+	if (p[0].fd < 0) {
+		fprintf(stderr, PROG ": signalfd: %s\n", strerror(errno));
+		return SIGTERM;
+	}
+	if (!mon && dmu_verbose)
+		fprintf(stderr, PROG ": no uevents; removed devices are found by sweeps\n");
+	for (;;) {
+		int n = poll(p, 2, SWEEP_MS);
+		bool swept = false;
+
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n > 0 && (p[0].revents & POLLIN)) {
+			if (read(p[0].fd, &si, sizeof(si)) == sizeof(si))
+				break;
+		}
+		if (n > 0 && (p[1].revents & POLLIN)) {
+			struct udev_device *d;
+
+			while ((d = udev_monitor_receive_device(mon))) {
+				const char *action = udev_device_get_action(d);
+
+				swept |= action && !strcmp(action, "remove");
+				udev_device_unref(d);
+			}
+		}
+		if (n == 0 || swept) {
+			pthread_mutex_lock(&e->lock);
+			sweep(e);
+			warn_untracked(e, e->obj->bss->dmu_init_failed);
+			pthread_mutex_unlock(&e->lock);
+		}
+	}
+	close(p[0].fd);
+	if (mon)
+		udev_monitor_unref(mon);
+	if (udev)
+		udev_unref(udev);
+	return si.ssi_signo ? (int)si.ssi_signo : SIGTERM;
 }
 
 int main(int argc, char **argv)
@@ -201,7 +419,7 @@ int main(int argc, char **argv)
 		.parser = parse_arg,
 		.doc = argp_program_doc,
 	};
-	struct exporter e = {};
+	struct exporter e = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	struct dmu_listen listen;
 	struct dmu_httpd *httpd;
 	sigset_t sigs;
@@ -237,14 +455,14 @@ int main(int argc, char **argv)
 	e.lat = calloc((size_t)DMU_LAT_MAX_RECS * DMU_NR_STAGES, sizeof(*e.lat));
 	e.qd = calloc((size_t)DMU_LAT_MAX_RECS * DMU_NR_QD, sizeof(*e.qd));
 	e.st = calloc(DMU_LAT_MAX_RECS, sizeof(*e.st));
-	if (!e.recs || !e.lat || !e.qd || !e.st) {
+	e.devs = calloc(DMU_LAT_MAX_RECS, sizeof(*e.devs));
+	e.names = calloc(DMU_LAT_MAX_RECS, sizeof(*e.names));
+	e.keys = calloc(DMU_LAT_MAX_RECS, sizeof(*e.keys));
+	the_exporter = &e;
+	if (!e.recs || !e.lat || !e.qd || !e.st || !e.devs || !e.names || !e.keys) {
 		fprintf(stderr, PROG ": out of memory\n");
-		dmu_percpu_free(&e.pc);
-		free(e.recs);
-		free(e.lat);
-		free(e.qd);
-		free(e.st);
-		return 1;
+		err = 1;
+		goto out;
 	}
 
 	/* SIGINT and SIGTERM go to sigwait() below, in no other thread */
@@ -254,15 +472,18 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
 	mode = dmu_attach(PROG, env.attach, open_load_attach, &e.obj);
-	if (mode < 0)
-		return 1;
+	if (mode < 0) {
+		err = 1;
+		goto out;
+	}
 	e.attach = dmu_attach_name(mode);
 	clock_gettime(CLOCK_MONOTONIC, &e.start);
 
 	httpd = dmu_httpd_start(&listen, render, &e);
 	if (!httpd) {
 		dmuser_lat_bpf__destroy(e.obj);
-		return 1;
+		err = 1;
+		goto out;
 	}
 	/* the address as given, with the port bound (--listen :0 picks one) */
 	printf("Serving dm-user metrics on http://%.*s:%u/metrics, live page on http://%.*s:%u/ (attach: %s)\n",
@@ -271,17 +492,22 @@ int main(int argc, char **argv)
 	       e.attach);
 	fflush(stdout);
 
-	sigwait(&sigs, &sig);
+	sig = serve(&e, &sigs);
 	dmu_httpd_stop(httpd);
 	dmu_check_misses(PROG, e.obj->obj);
-	dmu_report_inserts(PROG, e.obj->bss->dmu_init_failed, e.obj->bss->dmu_init_retried,
-			   e.obj->bss->dmu_init_err);
+	dmu_report_runs(PROG, e.obj->obj);
+	dmu_report_inserts(PROG, e.obj->bss->dmu_init_failed, e.obj->bss->dmu_init_err);
 	dmuser_lat_bpf__destroy(e.obj);
 	fprintf(stderr, PROG ": %s, detached\n", strsignal(sig));
+	err = 0;
+out:
 	dmu_percpu_free(&e.pc);
 	free(e.recs);
 	free(e.lat);
 	free(e.qd);
 	free(e.st);
-	return 0;
+	free(e.devs);
+	free(e.names);
+	free(e.keys);
+	return err;
 }

@@ -14,8 +14,6 @@
 #include "dmuser.h"
 #include "dmuser-lat.h"
 
-#define DMU_EXP_MAX_DEVS	256
-
 struct dmu_exp_hist {
 	struct dmu_hist_key key;	/* dev, op, kind (stage or queue-depth kind) */
 	struct dmu_hist hist;		/* latency in microseconds, depth in requests */
@@ -37,10 +35,14 @@ struct dmu_exp_dev {
 	char name[128];		/* dm name, else dm-N, else MAJ:MIN */
 };
 
+/* a name function: the label of dev, written to buf */
+typedef void (*dmu_exp_name_fn)(__u32 dev, char *buf, size_t len);
+
 struct dmu_exp_snapshot {
 	const char *version;
 	const char *attach;		/* attach mode in use */
 	double uptime_seconds;
+	__u64 untracked;		/* completions BPF could not record (map full) */
 	struct dmu_exp_hist *lat;	/* sorted by dev, op, stage */
 	int nlat;
 	struct dmu_exp_hist *qd;	/* sorted by dev, op, kind */
@@ -58,9 +60,15 @@ struct dmu_exp_snapshot {
  */
 void dmu_exp_split(struct dmu_exp_snapshot *s, const struct dmu_exp_rec *recs, int n);
 
-/* Sorts the entries and fills devs (names through name_fn). */
-void dmu_exp_prepare(struct dmu_exp_snapshot *s, struct dmu_exp_dev *devs, int max_devs,
-		     void (*name_fn)(__u32 dev, char *buf, size_t len));
+/*
+ * Sorts the entries and fills devs (names through name_fn).  devs must have
+ * room for every device of the entries: as many as the records split (a
+ * device with no room would share a label with others, and duplicate series
+ * make Prometheus reject the whole scrape).  Returns 0, or -ENOSPC if a
+ * device had no room: it is then labelled with its MAJ:MIN.
+ */
+int dmu_exp_prepare(struct dmu_exp_snapshot *s, struct dmu_exp_dev *devs, int max_devs,
+		    dmu_exp_name_fn name_fn);
 
 /* Returns 0, or -1 if writing to out failed. */
 int dmu_exp_render_prometheus(const struct dmu_exp_snapshot *s, FILE *out);

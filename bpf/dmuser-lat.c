@@ -431,28 +431,81 @@ static void print_label(const struct dmu_hist_key *k, bool qd)
 		printf("%sstage = %s\n", sep, dmu_stage_names[k->kind]);
 }
 
-static void json_key(const struct dmu_hist_key *k)
+/* The device and op fields of an entry, as its key splits it. */
+static void json_key(json_t *o, const struct dmu_hist_key *k, bool per_op)
 {
-	char name[256], opbuf[16];
+	char name[256], opbuf[16], dev[32];
 
 	if (env.per_dev) {
 		dmu_dev_name(k->dev, name, sizeof(name));
-		printf("\"device\":");
-		dmu_json_str(stdout, name);
-		printf(",\"dev\":\"%u:%u\",", dmu_major(k->dev), dmu_minor(k->dev));
+		snprintf(dev, sizeof(dev), "%u:%u", dmu_major(k->dev), dmu_minor(k->dev));
+		json_object_set_new(o, "device", json_string(name));
+		json_object_set_new(o, "dev", json_string(dev));
 	}
-	if (env.per_op)
-		printf("\"op\":\"%s\",", dmu_op_name(k->op, opbuf, sizeof(opbuf)));
+	if (per_op)
+		json_object_set_new(o, "op", json_string(dmu_op_name(k->op, opbuf, sizeof(opbuf))));
 }
 
-static void json_hist(const struct dmu_hist *h)
+/* count, p50, p99 (null if empty) and the buckets */
+static void json_hist(json_t *o, const struct dmu_hist *h)
 {
 	double p50 = dmu_hist_percentile(h->slots, DMU_MAX_SLOTS, 0.50);
 	double p99 = dmu_hist_percentile(h->slots, DMU_MAX_SLOTS, 0.99);
 
-	printf("\"count\":%llu,\"p50\":%.1f,\"p99\":%.1f,\"buckets\":",
-	       dmu_hist_total(h->slots, DMU_MAX_SLOTS), p50, p99);
-	dmu_json_log2_hist(stdout, h->slots, DMU_MAX_SLOTS);
+	json_object_set_new(o, "count", json_integer(dmu_json_u64(dmu_hist_total(h->slots, DMU_MAX_SLOTS))));
+	json_object_set_new(o, "p50", p50 < 0 ? json_null() : json_real(p50));
+	json_object_set_new(o, "p99", p99 < 0 ? json_null() : json_real(p99));
+	json_object_set_new(o, "buckets", dmu_json_log2_hist(h->slots, DMU_MAX_SLOTS));
+}
+
+/* One interval as a JSON object (see README.md); NULL if out of memory. */
+static json_t *interval_json(const struct interval *iv, const char *ts, const char *units,
+			     enum dmu_attach_mode mode)
+{
+	json_t *doc, *lat = json_array(), *qd = json_array(), *ops = json_array(), *o;
+	int i, j;
+
+	for (i = 0; i < iv->nlat; i++) {
+		if (!(env.stages & (1U << iv->lat[i].key.kind)))
+			continue;
+		o = json_object();
+		json_key(o, &iv->lat[i].key, env.per_op);
+		json_object_set_new(o, "stage", json_string(dmu_stage_names[iv->lat[i].key.kind]));
+		json_hist(o, &iv->lat[i].hist);
+		json_array_append_new(lat, o);
+	}
+	for (i = 0; env.qd && i < iv->nqd; i++) {
+		o = json_object();
+		json_key(o, &iv->qd[i].key, env.per_op);
+		json_object_set_new(o, "kind", json_string(qd_names[iv->qd[i].key.kind]));
+		json_hist(o, &iv->qd[i].hist);
+		json_array_append_new(qd, o);
+	}
+	for (i = 0; i < iv->nst; i++) {
+		const struct dmu_op_stats *st = &iv->st[i].st;
+		struct dmu_hist_key k = { .dev = iv->st[i].key.dev, .op = iv->st[i].key.op };
+
+		o = json_object();
+		json_key(o, &k, true);	/* op stats are always by op */
+		json_object_set_new(o, "ios", json_integer(dmu_json_u64(st->ios)));
+		json_object_set_new(o, "bytes", json_integer(dmu_json_u64(st->bytes)));
+		json_object_set_new(o, "errors", json_integer(dmu_json_u64(st->errors)));
+		for (j = 0; j < DMU_NR_ENDS; j++)
+			json_object_set_new(o, j == DMU_END_TIMEOUT ? "timeouts" : dmu_end_names[j],
+					    json_integer(dmu_json_u64(st->ends[j])));
+		json_array_append_new(ops, o);
+	}
+	doc = json_pack("{s:s, s:s, s:s, s:o}", "time", ts, "unit", units,
+			"attach", dmu_attach_name(mode), "latency", lat);
+	if (doc && env.qd)
+		json_object_set_new(doc, "queue_depth", qd);
+	else
+		json_decref(qd);
+	if (doc)
+		json_object_set_new(doc, "ops", ops);
+	else
+		json_decref(ops);
+	return doc;
 }
 
 static int print_interval(struct dmuser_lat_bpf *obj, enum dmu_attach_mode mode)
@@ -461,7 +514,7 @@ static int print_interval(struct dmuser_lat_bpf *obj, enum dmu_attach_mode mode)
 	const struct hist_ent *lat = iv.lat, *qd = iv.qd;
 	const struct stat_ent *st = iv.st;
 	const char *units = env.milliseconds ? "msecs" : "usecs";
-	int nlat, nqd, nst, i, j;
+	int nlat, nqd, nst, i;
 	char ts[32], name[256], opbuf[16];
 	bool first;
 
@@ -472,49 +525,13 @@ static int print_interval(struct dmuser_lat_bpf *obj, enum dmu_attach_mode mode)
 	dmu_strftime_now(ts, sizeof(ts));
 
 	if (env.json) {
-		printf("{\"time\":\"%s\",\"unit\":\"%s\",\"attach\":\"%s\",\"latency\":[",
-		       ts, units, dmu_attach_name(mode));
-		for (i = 0, first = true; i < nlat; i++) {
-			if (!(env.stages & (1U << lat[i].key.kind)))
-				continue;
-			printf("%s{", first ? "" : ",");
-			first = false;
-			json_key(&lat[i].key);
-			printf("\"stage\":\"%s\",", dmu_stage_names[lat[i].key.kind]);
-			json_hist(&lat[i].hist);
-			printf("}");
-		}
-		printf("]");
-		if (env.qd) {
-			printf(",\"queue_depth\":[");
-			for (i = 0; i < nqd; i++) {
-				printf("%s{", i ? "," : "");
-				json_key(&qd[i].key);
-				printf("\"kind\":\"%s\",", qd_names[qd[i].key.kind]);
-				json_hist(&qd[i].hist);
-				printf("}");
-			}
-			printf("]");
-		}
-		printf(",\"ops\":[");
-		for (i = 0; i < nst; i++) {
-			struct dmu_hist_key k = { .dev = st[i].key.dev, .op = st[i].key.op };
-			bool per_op = env.per_op;
+		json_t *doc = interval_json(&iv, ts, units, mode);
 
-			printf("%s{", i ? "," : "");
-			env.per_op = true;	/* op stats are always by op */
-			json_key(&k);
-			env.per_op = per_op;
-			printf("\"ios\":%llu,\"bytes\":%llu,\"errors\":%llu",
-			       (unsigned long long)st[i].st.ios,
-			       (unsigned long long)st[i].st.bytes,
-			       (unsigned long long)st[i].st.errors);
-			for (j = 0; j < DMU_NR_ENDS; j++)
-				printf(",\"%s\":%llu", j == DMU_END_TIMEOUT ? "timeouts" : dmu_end_names[j],
-				       (unsigned long long)st[i].st.ends[j]);
-			printf("}");
+		if (!doc || json_dumpf(doc, stdout, JSON_COMPACT | JSON_REAL_PRECISION(10)) || fputc('\n', stdout) == EOF) {
+			json_decref(doc);
+			return -ENOMEM;
 		}
-		printf("]}\n");
+		json_decref(doc);
 		fflush(stdout);
 		return 0;
 	}
@@ -630,8 +647,8 @@ int main(int argc, char **argv)
 	}
 
 	dmu_check_misses(PROG, ctx.obj->obj);
-	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_retried,
-			   ctx.obj->bss->dmu_init_err);
+	dmu_report_runs(PROG, ctx.obj->obj);
+	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_err);
 	dmuser_lat_bpf__destroy(ctx.obj);
 	dmu_percpu_free(&rec_pc);
 	return err != 0;

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <curses.h>
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
@@ -268,6 +269,7 @@ struct row {
 	char name[128];
 	bool listed;		/* a live dm device with a "user" target */
 	bool active;		/* seen in the maps this round */
+	bool gone;		/* removed: shown this round, then dropped */
 	struct counters prev, cur;
 	/* this interval */
 	double iops[NR_CLS], bps[NR_CLS];
@@ -305,13 +307,32 @@ static struct row *get_row(__u32 dev)
 	return &rows[nrows++];
 }
 
+/* Whether dev is still a block device (its MAJ:MIN is in sysfs). */
+static bool alive(__u32 dev)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u", dmu_major(dev), dmu_minor(dev));
+	return !stat(path, &st);
+}
+
+/*
+ * Reads every device's counters.  A removed device's record is deleted
+ * once read, so the map (DMU_TOP_MAX_DEVS) keeps room for new devices; its
+ * row shows this last interval, then goes.
+ */
 static void read_maps(struct dmuser_top_bpf *obj)
 {
-	__u32 key, next, *prev = NULL;
+	__u32 key, next, *prev = NULL, gone[DMU_TOP_MAX_DEVS];
 	struct dmu_top_dev d;
 	struct row *r;
-	int fd, i;
+	int fd, i, ngone = 0, kept = 0;
 
+	for (i = 0; i < nrows; i++)
+		if (!rows[i].gone)
+			rows[kept++] = rows[i];
+	nrows = kept;
 	for (i = 0; i < nrows; i++) {
 		rows[i].prev = rows[i].cur;
 		memset(&rows[i].cur, 0, sizeof(rows[i].cur));
@@ -333,7 +354,13 @@ static void read_maps(struct dmuser_top_bpf *obj)
 		for (i = 0; i < DMU_NR_STAGES; i++)
 			r->cur.hist[i] = d.hist[i];
 		r->active = true;
+		if (!alive(key) && ngone < DMU_TOP_MAX_DEVS) {
+			r->gone = true;
+			gone[ngone++] = key;
+		}
 	}
+	for (i = 0; i < ngone; i++)
+		bpf_map_delete_elem(fd, &gone[i]);
 }
 
 static void list_devices(void)
@@ -368,7 +395,9 @@ static void compute(double secs)
 	for (i = 0; i < nrows; i++) {
 		struct row *r = &rows[i];
 
-		dmu_dev_name(r->dev, r->name, sizeof(r->name));
+		/* a removed device keeps the name it had */
+		if (!r->gone || !r->name[0])
+			dmu_dev_name(r->dev, r->name, sizeof(r->name));
 		for (c = 0; c < NR_CLS; c++) {
 			r->iops[c] = (r->cur.ios[c] - r->prev.ios[c]) / secs;
 			r->bps[c] = (r->cur.bytes[c] - r->prev.bytes[c]) / secs;
@@ -522,53 +551,79 @@ static void print_batch(double secs, enum dmu_attach_mode mode)
 	fflush(stdout);
 }
 
-static void json_num(const char *key, double v, bool comma)
+/* a rate or an average; null when there is none */
+static json_t *json_num(double v)
 {
-	if (v < 0 || !isfinite(v))
-		printf("\"%s\":null%s", key, comma ? "," : "");
-	else
-		printf("\"%s\":%.3f%s", key, v, comma ? "," : "");
+	return v < 0 || !isfinite(v) ? json_null() : json_real(round(v * 1000) / 1000);
 }
 
-static void print_json(double secs, enum dmu_attach_mode mode)
+static json_t *json_count(unsigned long long v)
 {
+	return json_integer(dmu_json_u64(v));
+}
+
+/* One interval as JSON (see README.md): rates of the interval, and totals since the start. */
+static json_t *interval_json(double secs, enum dmu_attach_mode mode)
+{
+	static const char *const cls[NR_CLS] = { "read", "write", "other" };
 	struct row **vis;
 	struct timespec now;
-	char ts[32];
-	int n, i, s;
+	json_t *devices = json_array(), *doc;
+	char ts[32], dev[32], key[32];
+	int n, i, c, s;
 
 	n = visible(&vis);
 	clock_gettime(CLOCK_REALTIME, &now);
 	dmu_strftime_now(ts, sizeof(ts));
-	printf("{\"time\":\"%s\",\"timestamp\":%ld.%03ld,\"interval_s\":%.3f,\"attach\":\"%s\",\"devices\":[",
-	       ts, (long)now.tv_sec, now.tv_nsec / 1000000, secs, dmu_attach_name(mode));
 	for (i = 0; i < n; i++) {
 		const struct row *r = vis[i];
+		json_t *d = json_object(), *lat = json_object();
 
-		printf("%s{\"device\":", i ? "," : "");
-		dmu_json_str(stdout, r->name);
-		printf(",\"dev\":\"%u:%u\",", dmu_major(r->dev), dmu_minor(r->dev));
-		json_num("read_iops", r->iops[CLS_READ], true);
-		json_num("write_iops", r->iops[CLS_WRITE], true);
-		json_num("other_iops", r->iops[CLS_OTHER], true);
-		json_num("read_mbps", r->bps[CLS_READ] / 1e6, true);
-		json_num("write_mbps", r->bps[CLS_WRITE] / 1e6, true);
-		printf("\"latency_us\":{");
-		for (s = 0; s < DMU_NR_STAGES; s++) {
-			printf("%s\"%s\":{\"count\":%llu,", s ? "," : "", dmu_stage_names[s],
-			       r->lat_count[s]);
-			json_num("p50", r->p50[s] < 0 ? -1 : r->p50[s] / 1000, true);
-			json_num("p99", r->p99[s] < 0 ? -1 : r->p99[s] / 1000, false);
-			printf("}");
+		snprintf(dev, sizeof(dev), "%u:%u", dmu_major(r->dev), dmu_minor(r->dev));
+		json_object_set_new(d, "device", json_string(r->name));
+		json_object_set_new(d, "dev", json_string(dev));
+		for (c = 0; c < NR_CLS; c++) {
+			snprintf(key, sizeof(key), "%s_iops", cls[c]);
+			json_object_set_new(d, key, json_num(r->iops[c]));
 		}
-		printf("},");
-		json_num("queue_depth", r->qd, true);
-		json_num("in_flight", r->in_flight, true);
-		printf("\"errors\":%llu,\"timeouts\":%llu,\"errors_total\":%llu,\"timeouts_total\":%llu}",
-		       r->errors, r->timeouts, r->cur.errors, r->cur.timeouts);
+		json_object_set_new(d, "read_mbps", json_num(r->bps[CLS_READ] / 1e6));
+		json_object_set_new(d, "write_mbps", json_num(r->bps[CLS_WRITE] / 1e6));
+		for (s = 0; s < DMU_NR_STAGES; s++)
+			json_object_set_new(lat, dmu_stage_names[s], json_pack("{s:o, s:o, s:o}",
+				"count", json_count(r->lat_count[s]),
+				"p50", json_num(r->p50[s] < 0 ? -1 : r->p50[s] / 1000),
+				"p99", json_num(r->p99[s] < 0 ? -1 : r->p99[s] / 1000)));
+		json_object_set_new(d, "latency_us", lat);
+		json_object_set_new(d, "queue_depth", json_num(r->qd));
+		json_object_set_new(d, "in_flight", json_num(r->in_flight));
+		json_object_set_new(d, "errors", json_count(r->errors));
+		json_object_set_new(d, "timeouts", json_count(r->timeouts));
+		/* exact counts since the tool started: completions and bytes by class */
+		for (c = 0; c < NR_CLS; c++) {
+			snprintf(key, sizeof(key), "%s_ios_total", cls[c]);
+			json_object_set_new(d, key, json_count(r->cur.ios[c]));
+			snprintf(key, sizeof(key), "%s_bytes_total", cls[c]);
+			json_object_set_new(d, key, json_count(r->cur.bytes[c]));
+		}
+		json_object_set_new(d, "errors_total", json_count(r->cur.errors));
+		json_object_set_new(d, "timeouts_total", json_count(r->cur.timeouts));
+		json_array_append_new(devices, d);
 	}
-	printf("]}\n");
+	doc = json_pack("{s:s, s:f, s:f, s:s, s:o}", "time", ts,
+			"timestamp", (double)now.tv_sec + now.tv_nsec / 1000000 / 1e3,
+			"interval_s", round(secs * 1000) / 1000, "attach", dmu_attach_name(mode),
+			"devices", devices);
+	return doc;
+}
+
+static int print_json(double secs, enum dmu_attach_mode mode)
+{
+	json_t *doc = interval_json(secs, mode);
+	int err = !doc || json_dumpf(doc, stdout, JSON_COMPACT | JSON_REAL_PRECISION(10)) || fputc('\n', stdout) == EOF;
+
+	json_decref(doc);
 	fflush(stdout);
+	return err ? -1 : 0;
 }
 
 static void draw_curses(double secs, enum dmu_attach_mode mode, bool have_data)
@@ -756,12 +811,16 @@ int main(int argc, char **argv)
 			compute(secs);
 			last = now;
 			done++;
-			if (screen)
+			if (screen) {
 				draw_curses(secs, mode, true);
-			else if (env.json)
-				print_json(secs, mode);
-			else
+			} else if (env.json) {
+				if (print_json(secs, mode)) {
+					fprintf(stderr, PROG ": cannot write the JSON: %s\n", strerror(errno));
+					break;
+				}
+			} else {
 				print_batch(secs, mode);
+			}
 		}
 		if (env.iterations && done >= env.iterations)
 			break;
@@ -772,8 +831,8 @@ int main(int argc, char **argv)
 		delscreen(screen);
 	}
 	dmu_check_misses(PROG, ctx.obj->obj);
-	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_retried,
-			   ctx.obj->bss->dmu_init_err);
+	dmu_report_runs(PROG, ctx.obj->obj);
+	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_err);
 	dmuser_top_bpf__destroy(ctx.obj);
 	dmu_percpu_free(&dev_pc);
 	free(rows);

@@ -61,8 +61,12 @@ struct dmu_hist_key {
 	__u32 pad;
 };
 
+/*
+ * 64-bit slots: a per-CPU copy counts far less than 2^32 in practice, but
+ * the sum over CPUs, and the exporter's never-cleared totals, need not.
+ */
 struct dmu_hist {
-	__u32 slots[DMU_MAX_SLOTS];
+	__u64 slots[DMU_MAX_SLOTS];
 	__u64 sum;		/* sum of the values added, in the slots' unit */
 };
 

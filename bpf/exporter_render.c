@@ -10,6 +10,7 @@
  * +Inf only, which therefore equals _count.  Queue depths are integers, so
  * their slot i is exactly "at most 2^(i+1) - 1".
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,8 @@
 #include "trace_helpers.h"
 
 static const char *const qd_names[DMU_NR_QD] = {
-	[DMU_QD_QUEUED] = "dmuser_queue_depth",
-	[DMU_QD_IN_FLIGHT] = "dmuser_in_flight",
+	[DMU_QD_QUEUED] = "dmuser_kernel_queued_requests_at_map",
+	[DMU_QD_IN_FLIGHT] = "dmuser_kernel_in_flight_requests_at_map",
 };
 
 static const char *const qd_json[DMU_NR_QD] = {
@@ -56,19 +57,20 @@ static int cmp_stat(const void *a, const void *b)
 	return cmp3(x->dev, x->op, 0, y->dev, y->op, 0);
 }
 
-static void add_dev(struct dmu_exp_snapshot *s, int max, __u32 dev,
-		    void (*name_fn)(__u32 dev, char *buf, size_t len))
+/* Adds dev to s->devs, unless there; -ENOSPC if there is no room. */
+static int add_dev(struct dmu_exp_snapshot *s, int max, __u32 dev, dmu_exp_name_fn name_fn)
 {
 	int i;
 
 	for (i = 0; i < s->ndevs; i++)
 		if (s->devs[i].dev == dev)
-			return;
+			return 0;
 	if (s->ndevs == max)
-		return;
+		return -ENOSPC;
 	s->devs[s->ndevs].dev = dev;
 	name_fn(dev, s->devs[s->ndevs].name, sizeof(s->devs[s->ndevs].name));
 	s->ndevs++;
+	return 0;
 }
 
 static int cmp_dev(const void *a, const void *b)
@@ -105,10 +107,10 @@ void dmu_exp_split(struct dmu_exp_snapshot *s, const struct dmu_exp_rec *recs, i
 	}
 }
 
-void dmu_exp_prepare(struct dmu_exp_snapshot *s, struct dmu_exp_dev *devs, int max_devs,
-		     void (*name_fn)(__u32 dev, char *buf, size_t len))
+int dmu_exp_prepare(struct dmu_exp_snapshot *s, struct dmu_exp_dev *devs, int max_devs,
+		    dmu_exp_name_fn name_fn)
 {
-	int i;
+	int i, err = 0;
 
 	qsort(s->lat, s->nlat, sizeof(*s->lat), cmp_hist);
 	qsort(s->qd, s->nqd, sizeof(*s->qd), cmp_hist);
@@ -116,34 +118,40 @@ void dmu_exp_prepare(struct dmu_exp_snapshot *s, struct dmu_exp_dev *devs, int m
 	s->devs = devs;
 	s->ndevs = 0;
 	for (i = 0; i < s->nst; i++)
-		add_dev(s, max_devs, s->st[i].key.dev, name_fn);
+		if (add_dev(s, max_devs, s->st[i].key.dev, name_fn))
+			err = -ENOSPC;
 	for (i = 0; i < s->nlat; i++)
-		add_dev(s, max_devs, s->lat[i].key.dev, name_fn);
+		if (add_dev(s, max_devs, s->lat[i].key.dev, name_fn))
+			err = -ENOSPC;
 	for (i = 0; i < s->nqd; i++)
-		add_dev(s, max_devs, s->qd[i].key.dev, name_fn);
+		if (add_dev(s, max_devs, s->qd[i].key.dev, name_fn))
+			err = -ENOSPC;
 	qsort(s->devs, s->ndevs, sizeof(*s->devs), cmp_dev);
+	return err;
 }
 
-static const char *dev_name(const struct dmu_exp_snapshot *s, __u32 dev)
+/* The label of dev: its name, or its MAJ:MIN if it had no room in devs. */
+static const char *dev_name(const struct dmu_exp_snapshot *s, __u32 dev, char *buf, size_t len)
 {
 	int i;
 
 	for (i = 0; i < s->ndevs; i++)
 		if (s->devs[i].dev == dev)
 			return s->devs[i].name;
-	return "unknown";
+	snprintf(buf, len, "%u:%u", dmu_major(dev), dmu_minor(dev));
+	return buf;
 }
 
 /* The devs of a sorted snapshot are in the same order as its entries. */
 static void labels(char *buf, size_t len, const struct dmu_exp_snapshot *s, __u32 dev,
 		   const char *op, const char *stage)
 {
-	char *v = NULL;
+	char *v = NULL, mm[32];
 	size_t vlen = 0;
 	FILE *f = open_memstream(&v, &vlen);
 
 	if (f) {
-		dmu_prom_label_value(f, dev_name(s, dev));
+		dmu_prom_label_value(f, dev_name(s, dev, mm, sizeof(mm)));
 		fclose(f);
 	}
 	snprintf(buf, len, "device=\"%s\"%s%s%s%s%s%s", v ? v : "",
@@ -255,6 +263,10 @@ int dmu_exp_render_prometheus(const struct dmu_exp_snapshot *s, FILE *out)
 	dmu_prom_family(out, "dmuser_exporter_uptime_seconds", "gauge",
 			"Time since dmuser-exporter attached.");
 	fprintf(out, "dmuser_exporter_uptime_seconds %.17g\n", s->uptime_seconds);
+	dmu_prom_family(out, "dmuser_exporter_untracked_requests_total", "counter",
+			"Completions the BPF program could not record: its per-device map was full.");
+	fprintf(out, "dmuser_exporter_untracked_requests_total %llu\n",
+		(unsigned long long)s->untracked);
 
 	counter(out, s, "dmuser_kernel_requests_total",
 		"Requests completed by the dm-user target, by device and operation.",
@@ -262,10 +274,10 @@ int dmu_exp_render_prometheus(const struct dmu_exp_snapshot *s, FILE *out)
 	counter(out, s, "dmuser_kernel_request_bytes_total",
 		"Bytes of the requests completed by the dm-user target, by device and operation.",
 		offsetof(struct dmu_op_stats, bytes));
-	counter(out, s, "dmuser_errors_total",
+	counter(out, s, "dmuser_kernel_errors_total",
 		"Requests the dm-user target completed with an error, by device and operation.",
 		offsetof(struct dmu_op_stats, errors));
-	counter(out, s, "dmuser_timeouts_total",
+	counter(out, s, "dmuser_kernel_timeouts_total",
 		"Requests the dm-user target ended after timeout_ms, by device and operation.",
 		offsetof(struct dmu_op_stats, ends[DMU_END_TIMEOUT]));
 	latency(out, s);
@@ -359,7 +371,8 @@ json_t *dmu_exp_render_json(const struct dmu_exp_snapshot *s)
 			q++;
 		json_array_append_new(devices, jd);
 	}
-	return json_pack("{s:s, s:s, s:s, s:f, s:o}", "exporter", "dmuser-exporter",
+	return json_pack("{s:s, s:s, s:s, s:f, s:o, s:o}", "exporter", "dmuser-exporter",
 			 "version", s->version, "attach", s->attach,
-			 "uptime_seconds", s->uptime_seconds, "devices", devices);
+			 "uptime_seconds", s->uptime_seconds,
+			 "untracked_requests", json_u64(s->untracked), "devices", devices);
 }

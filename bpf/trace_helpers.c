@@ -12,13 +12,12 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <linux/dm-ioctl.h>
 #include <linux/dm-user.h>
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
+#include <libdevmapper.h>
 
 #include "dmuser.h"
 #include "dmuser-lat.h"
@@ -98,22 +97,6 @@ int dmu_op_parse(const char *s, unsigned int *op)
 		return -EINVAL;
 	*op = v;
 	return 0;
-}
-
-void dmu_json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = *s;
-
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
 }
 
 void dmu_strftime_now(char *buf, size_t len)
@@ -534,6 +517,22 @@ int dmu_attach(const char *prog, enum dmu_attach_mode requested,
 	return -1;
 }
 
+void dmu_report_runs(const char *prog, struct bpf_object *obj)
+{
+	struct bpf_program *p;
+
+	bpf_object__for_each_program(p, obj) {
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(p);
+
+		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len) || !info.run_cnt)
+			continue;
+		fprintf(stderr, "%s: program %s ran %llu times\n", prog, bpf_program__name(p),
+			(unsigned long long)info.run_cnt);
+	}
+}
+
 unsigned long long dmu_check_misses(const char *prog, struct bpf_object *obj)
 {
 	unsigned long long misses = 0;
@@ -562,7 +561,7 @@ void dmu_slot_bounds(int slot, unsigned long long *lo, unsigned long long *hi)
 	*hi = (1ULL << (slot + 1)) - 1;
 }
 
-unsigned long long dmu_hist_total(const unsigned int *vals, int n)
+unsigned long long dmu_hist_total(const __u64 *vals, int n)
 {
 	unsigned long long t = 0;
 	int i;
@@ -572,9 +571,9 @@ unsigned long long dmu_hist_total(const unsigned int *vals, int n)
 	return t;
 }
 
-int dmu_hist_mode(const unsigned int *vals, int n)
+int dmu_hist_mode(const __u64 *vals, int n)
 {
-	unsigned int max = 0;
+	__u64 max = 0;
 	int i, mode = -1;
 
 	for (i = 0; i < n; i++) {
@@ -586,7 +585,7 @@ int dmu_hist_mode(const unsigned int *vals, int n)
 	return mode;
 }
 
-double dmu_hist_percentile(const unsigned int *vals, int n, double p)
+double dmu_hist_percentile(const __u64 *vals, int n, double p)
 {
 	unsigned long long total = dmu_hist_total(vals, n), lo, hi;
 	double rank, before = 0;
@@ -617,12 +616,13 @@ double dmu_hist_percentile(const unsigned int *vals, int n, double p)
 	return -1;	/* not reached */
 }
 
-static void print_stars(FILE *f, unsigned int val, unsigned int val_max, int width)
+static void print_stars(FILE *f, __u64 val, __u64 val_max, int width)
 {
 	int num_stars, num_spaces, i;
 	bool need_plus;
 
-	num_stars = (int)((unsigned long long)(val < val_max ? val : val_max) * width / val_max);
+	/* in double: val * width overflows 64 bits near 2^58 */
+	num_stars = (int)((double)(val < val_max ? val : val_max) * width / (double)val_max);
 	num_spaces = width - num_stars;
 	need_plus = val > val_max;
 	for (i = 0; i < num_stars; i++)
@@ -633,10 +633,10 @@ static void print_stars(FILE *f, unsigned int val, unsigned int val_max, int wid
 		fputc('+', f);
 }
 
-void dmu_print_log2_hist(FILE *f, const unsigned int *vals, int n, const char *val_type)
+void dmu_print_log2_hist(FILE *f, const __u64 *vals, int n, const char *val_type)
 {
 	int stars_max = 40, idx_max = -1, stars, width, i;
-	unsigned int val, val_max = 0;
+	__u64 val, val_max = 0;
 	unsigned long long low, high;
 
 	for (i = 0; i < n; i++) {
@@ -656,27 +656,33 @@ void dmu_print_log2_hist(FILE *f, const unsigned int *vals, int n, const char *v
 	for (i = 0; i <= idx_max; i++) {
 		dmu_slot_bounds(i, &low, &high);
 		val = vals[i];
-		fprintf(f, "%*llu -> %-*llu : %-8u |", width, low, width, high, val);
+		fprintf(f, "%*llu -> %-*llu : %-8llu |", width, low, width, high,
+			(unsigned long long)val);
 		print_stars(f, val, val_max, stars);
 		fprintf(f, "|\n");
 	}
 }
 
-void dmu_json_log2_hist(FILE *f, const unsigned int *vals, int n)
+json_t *dmu_json_log2_hist(const __u64 *vals, int n)
 {
+	json_t *arr = json_array();
 	unsigned long long lo, hi;
 	int i, idx_max = -1;
 
 	for (i = 0; i < n; i++)
 		if (vals[i])
 			idx_max = i;
-	fputc('[', f);
-	for (i = 0; i <= idx_max; i++) {
+	for (i = 0; arr && i <= idx_max; i++) {
 		dmu_slot_bounds(i, &lo, &hi);
-		fprintf(f, "%s{\"lo\":%llu,\"hi\":%llu,\"count\":%u}", i ? "," : "",
-			lo, hi, vals[i]);
+		json_array_append_new(arr, json_pack("{s:I, s:I, s:I}", "lo", (json_int_t)lo,
+						     "hi", (json_int_t)hi, "count", dmu_json_u64(vals[i])));
 	}
-	fputc(']', f);
+	return arr;
+}
+
+json_int_t dmu_json_u64(__u64 v)
+{
+	return (json_int_t)(v > INT64_MAX ? INT64_MAX : v);
 }
 
 /* ---- devices ----------------------------------------------------------- */
@@ -772,92 +778,59 @@ int dmu_dev_resolve(const char *spec, __u32 *dev)
 	return -ENOENT;
 }
 
-/* One DM ioctl with a growing buffer; returns the buffer (free it) or NULL. */
-static struct dm_ioctl *dm_ioctl_call(int fd, unsigned long cmd, const char *name, __u32 flags)
+/* libdevmapper logs to stderr by default: the tools say what matters themselves */
+static void dm_quiet(int level, const char *file, int line, int dm_errno, const char *f, ...)
 {
-	size_t size = 16384;
-
-	for (;;) {
-		struct dm_ioctl *io = calloc(1, size);
-
-		if (!io)
-			return NULL;
-		io->version[0] = DM_VERSION_MAJOR;
-		io->version[1] = 0;
-		io->version[2] = 0;
-		io->data_size = size;
-		io->data_start = sizeof(*io);
-		io->flags = flags;
-		if (name)
-			snprintf(io->name, sizeof(io->name), "%s", name);
-		if (ioctl(fd, cmd, io) < 0) {
-			free(io);
-			return NULL;
-		}
-		if (!(io->flags & DM_BUFFER_FULL_FLAG))
-			return io;
-		free(io);
-		if (size >= (1U << 24))
-			return NULL;
-		size *= 4;
-	}
+	(void)level; (void)file; (void)line; (void)dm_errno; (void)f;
 }
 
-static bool has_user_target(int fd, const char *name)
+/* Whether the live table of dm device NAME has a "user" target. */
+static bool has_user_target(const char *name)
 {
-	struct dm_ioctl *io = dm_ioctl_call(fd, DM_TABLE_STATUS, name, DM_STATUS_TABLE_FLAG);
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_TABLE);
+	uint64_t start, length;
+	char *type = NULL, *params;
+	void *next = NULL;
 	bool found = false;
-	__u32 i, off = 0;
 
-	if (!io)
+	if (!dmt)
 		return false;
-	for (i = 0; i < io->target_count; i++) {
-		struct dm_target_spec *spec;
-
-		if (io->data_start + off + sizeof(*spec) > io->data_size)
-			break;
-		spec = (struct dm_target_spec *)((char *)io + io->data_start + off);
-		if (!strncmp(spec->target_type, "user", sizeof(spec->target_type))) {
-			found = true;
-			break;
-		}
-		off = spec->next;
+	if (dm_task_set_name(dmt, name) && dm_task_run(dmt)) {
+		do {
+			next = dm_get_next_target(dmt, next, &start, &length, &type, &params);
+			if (type && !strcmp(type, "user"))
+				found = true;
+		} while (next && !found);
 	}
-	free(io);
+	dm_task_destroy(dmt);
 	return found;
 }
 
 int dmu_list_user_devs(__u32 *devs, int max)
 {
-	struct dm_ioctl *io;
-	struct dm_name_list *nl;
-	int fd, count = 0;
-	__u32 off = 0;
+	struct dm_task *dmt;
+	struct dm_names *names;
+	unsigned int next = 0;
+	int count = 0;
 
-	fd = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	io = dm_ioctl_call(fd, DM_LIST_DEVICES, NULL, 0);
-	if (!io) {
-		int err = -errno;
-
-		close(fd);
-		return err ? err : -EIO;
+	dm_log_with_errno_init(dm_quiet);
+	dmt = dm_task_create(DM_DEVICE_LIST);
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_run(dmt)) {
+		dm_task_destroy(dmt);
+		return -ENODEV;		/* no device-mapper: no /dev/mapper/control */
 	}
-	if (io->data_size >= io->data_start + sizeof(*nl)) {
-		for (;;) {
-			nl = (struct dm_name_list *)((char *)io + io->data_start + off);
-			if (!nl->dev)
-				break;	/* empty list */
-			if (count < max && has_user_target(fd, nl->name))
-				devs[count++] = dmu_mkdev(major(nl->dev), minor(nl->dev));
-			if (!nl->next)
-				break;
-			off += nl->next;
-		}
+	names = dm_task_get_names(dmt);
+	if (names && names->dev) {
+		do {
+			names = (struct dm_names *)((char *)names + next);
+			if (count < max && has_user_target(names->name))
+				devs[count++] = dmu_mkdev(major(names->dev), minor(names->dev));
+			next = names->next;
+		} while (next);
 	}
-	free(io);
-	close(fd);
+	dm_task_destroy(dmt);
 	return count;
 }
 
@@ -992,10 +965,9 @@ int dmu_attach_from_env(const char *prog, enum dmu_attach_mode *mode)
 	return 0;
 }
 
-void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err)
+void dmu_report_inserts(const char *prog, __u64 failed, __s64 err)
 {
-	if (failed || retried || dmu_verbose)
-		fprintf(stderr, "%s: map inserts: %llu failed, %llu retried (last error %lld)\n",
-			prog, (unsigned long long)failed, (unsigned long long)retried,
-			(long long)err);
+	if (failed || dmu_verbose)
+		fprintf(stderr, "%s: map inserts: %llu failed, completions lost (last error %lld)\n",
+			prog, (unsigned long long)failed, (long long)err);
 }

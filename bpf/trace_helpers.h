@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <linux/types.h>
 #include <bpf/libbpf.h>
+#include <jansson.h>
 
 /* ---- attach modes ------------------------------------------------------ */
 
@@ -82,11 +83,18 @@ int dmu_attach(const char *prog, enum dmu_attach_mode requested,
 
 /* Sum of the programs' recursion_misses (events the kernel did not hand to
  * them); warns on stderr if there were any. */
+/*
+ * With kernel.bpf_stats_enabled=1, says on stderr how many times each
+ * program ran ("dmuser-lat: program dmu_complete_btf ran 2048 times"): the
+ * tests tell a program that did not run from one that ran and lost a count.
+ * Silent while the statistics are off.
+ */
+void dmu_report_runs(const char *prog, struct bpf_object *obj);
 unsigned long long dmu_check_misses(const char *prog, struct bpf_object *obj);
 
 /* Prints the dmu_init_* diagnostics of dmuser.bpf.h if any (always with
  * dmu_verbose). */
-void dmu_report_inserts(const char *prog, __u64 failed, __u64 retried, __s64 err);
+void dmu_report_inserts(const char *prog, __u64 failed, __s64 err);
 
 /* libbpf print callback: debug output only with dmu_verbose, and nothing
  * while dmu_libbpf_quiet (set while probing a mode that may fail). */
@@ -100,9 +108,9 @@ int dmu_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list arg
 
 /* Bounds of a slot as printed: [lo, hi], inclusive (slot 0 is [0, 1]). */
 void dmu_slot_bounds(int slot, unsigned long long *lo, unsigned long long *hi);
-unsigned long long dmu_hist_total(const unsigned int *vals, int n);
+unsigned long long dmu_hist_total(const __u64 *vals, int n);
 /* Slot with the largest count (the lowest such slot), -1 if empty. */
-int dmu_hist_mode(const unsigned int *vals, int n);
+int dmu_hist_mode(const __u64 *vals, int n);
 /*
  * Estimated p-quantile, 0 < p <= 1.  The rank r = p * total falls in the
  * first slot whose cumulative count reaches it; the counts of that slot are
@@ -110,11 +118,13 @@ int dmu_hist_mode(const unsigned int *vals, int n);
  * is lo + (r - before) / count * (hi + 1 - lo).  The error is bounded by the
  * slot width, i.e. within a factor of 2.  Returns -1 for an empty histogram.
  */
-double dmu_hist_percentile(const unsigned int *vals, int n, double p);
+double dmu_hist_percentile(const __u64 *vals, int n, double p);
 /* bcc's print_log2_hist(): "     usecs   : count    distribution" */
-void dmu_print_log2_hist(FILE *f, const unsigned int *vals, int n, const char *val_type);
+void dmu_print_log2_hist(FILE *f, const __u64 *vals, int n, const char *val_type);
 /* JSON array of {"lo":..,"hi":..,"count":..} up to the last non-empty slot */
-void dmu_json_log2_hist(FILE *f, const unsigned int *vals, int n);
+json_t *dmu_json_log2_hist(const __u64 *vals, int n);
+/* a count as a JSON integer (saturated at INT64_MAX) */
+json_int_t dmu_json_u64(__u64 v);
 
 /* ---- devices ----------------------------------------------------------- */
 
@@ -194,8 +204,6 @@ const char *dmu_op_name(unsigned int op, char *buf, size_t len);
 int dmu_op_parse(const char *s, unsigned int *op);
 extern const char *const dmu_stage_names[];	/* by enum dmu_stage */
 extern const char *const dmu_end_names[];	/* by enum dmu_end */
-
-void dmu_json_str(FILE *f, const char *s);
 /* "HH:MM:SS" of the local time */
 void dmu_strftime_now(char *buf, size_t len);
 

@@ -1,7 +1,15 @@
 #!/bin/bash
 # Runs every test: host unit suites, then the VM suite on each kernel.
-# Prints each suite's own lines, then one closing line "N passed, N failed"
-# summed over all of them, and exits non-zero if anything failed.
+# Prints each suite's own lines, then one closing line
+# "N passed, N failed, N skipped" summed over all of them (one count per
+# test; a skipped test is never a pass), and exits non-zero if anything
+# failed.
+#
+# Required kernels: the VM suite must run on each of DMU_REQUIRED_KERNELS
+# (default "6.1 6.12", version prefixes as --kernel takes them).  One that is
+# not installed, or not among the --kernel arguments, counts as a failure:
+# a run on one kernel is not a run on both.  DMU_REQUIRED_KERNELS="" lifts
+# this for a deliberately partial run.
 #
 #   tests/check.sh [--soak] [--kernel KVER]... [--filter REGEX]
 #
@@ -34,28 +42,30 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 log_dir=$root/build/check
 mkdir -p "$log_dir"
 
-passed=0 failed=0
+passed=0 failed=0 skipped=0
 suites_failed=()
 
-# run_suite NAME COMMAND...: runs a suite that ends with "N passed, N failed".
+# run_suite NAME COMMAND...: runs a suite that ends with one line
+# "N passed, N failed, N skipped"; a suite that prints more than one such
+# line (two binaries, say) is broken, not summed: it counts as a failure.
 run_suite() {
-	local name=$1 log=$log_dir/$1.log line p f rc
+	local name=$1 log=$log_dir/$1.log lines line p f k rc
 	shift
 	echo "== $name"
 	"$@" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-	if [[ -z $line ]]; then
-		echo "$name: no result line (exit status $rc): counted as 1 failure"
+	lines=$(grep -cE '^[0-9]+ passed, [0-9]+ failed' "$log")
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$log" | tail -n 1)
+	if [[ -z $line || $lines != 1 ]]; then
+		echo "$name: $lines result lines, need one 'N passed, N failed, N skipped' (exit status $rc): counted as 1 failure"
 		failed=$((failed + 1))
 		suites_failed+=("$name")
 		return
 	fi
-	p=${line%% passed*}
-	f=${line#*passed, }
-	f=${f%% failed*}
+	read -r p _ f _ k _ <<<"${line//,/}"
 	passed=$((passed + p))
 	failed=$((failed + f))
+	skipped=$((skipped + k))
 	if ((rc != 0 && f == 0)); then
 		echo "$name: exit status $rc with no failed test: counted as 1 failure"
 		failed=$((failed + 1))
@@ -97,6 +107,21 @@ if ((${#kernels[@]} == 0)); then
 	mapfile -t kernels < <(. "$root/tests/vm/common.sh" && vm_kernels)
 fi
 
+# Every required kernel series must be among those the suite runs on.
+missing_kernels=()
+for want in ${DMU_REQUIRED_KERNELS-6.1 6.12}; do
+	found=""
+	for k in "${kernels[@]}"; do
+		[[ $k == "$want" || $k == "$want"[.+-]* ]] && found=$k
+	done
+	[[ -n $found ]] || missing_kernels+=("$want")
+done
+for want in "${missing_kernels[@]}"; do
+	echo "FAIL kernel $want: required, but not installed or not selected (make deps installs it; DMU_REQUIRED_KERNELS=\"\" for a partial run)"
+	failed=$((failed + 1))
+	suites_failed+=("kernel-$want")
+done
+
 smp=${DMU_VM_SMP:-$((soak ? 2 : 1))}
 echo "guests: ${#kernels[@]}, $smp vCPU(s) each"
 pids=()
@@ -107,6 +132,7 @@ done
 for i in "${!kernels[@]}"; do
 	rc=0
 	wait "${pids[$i]}" || rc=$?
+	# shellcheck disable=SC2016 # $1, $2 are bash -c's
 	run_suite "vm-${kernels[$i]}" bash -c 'cat "$1"; exit "$2"' _ "$log_dir/vm-${kernels[$i]}.run" "$rc"
 done
 
@@ -114,5 +140,5 @@ echo
 if ((${#suites_failed[@]})); then
 	echo "failed suites: ${suites_failed[*]} (logs in $log_dir)"
 fi
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 ((failed == 0))

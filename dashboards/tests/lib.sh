@@ -5,10 +5,6 @@
 #     . "$(dirname "$0")/lib.sh"
 #     . "$DMU_ROOT/dashboards/tests/lib.sh"
 #
-#   obs_heavy_kernel_only SERIES the Prometheus and Chromium tests run on one
-#                                kernel (the issue asks for at least one): on a
-#                                kernel not of SERIES (e.g. 6.12), print why and
-#                                exit 0
 #   obs_require TOOL...          die unless each tool is installed
 #   obs_daemon NAME FILE SIZE [ARGS...]
 #                                dmuserd with --metrics on a free port; sets
@@ -33,15 +29,6 @@
 OBS_EXPORTER=$DMU_ROOT/bpf/dmuser-exporter
 OBS_DASH=$DMU_ROOT/dashboards
 OBS_TESTS=$OBS_DASH/tests
-
-obs_heavy_kernel_only() {
-	local want=${1:?obs_heavy_kernel_only SERIES} v=${DMU_KVER%%-*}
-	v=${v%.*} # 6.12.117 -> 6.12, 6.1.0 -> 6.1
-	if [[ $v != "$want" ]]; then
-		echo "$DMU_TEST: not run on $DMU_KVER: this heavy test runs on $want only (the issue asks for at least one kernel)"
-		exit 0
-	fi
-}
 
 obs_require() {
 	local t

@@ -113,7 +113,7 @@ assert_eq "$(prom 'dmuser_requests_total{op="write"}')" "$(field "$tmp/m2.json" 
 assert_eq "$(prom 'dmuser_request_bytes_total{op="read"}')" "$(field "$tmp/m2.json" .ops.read.bytes)" "Prometheus read bytes"
 assert_eq "$(prom 'dmuser_request_duration_seconds_count{op="write"}')" "$(field "$tmp/m2.json" .ops.write.latency_ns.count)" "Prometheus write latency count"
 assert_eq "$(prom dmuser_threads)" 2 "Prometheus threads"
-assert_eq "$(prom dmuser_target_channels)" 2 "Prometheus target channels"
+assert_eq "$(prom dmuser_kernel_channels)" 2 "Prometheus target channels"
 
 log "routes"
 code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }

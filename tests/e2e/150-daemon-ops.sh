@@ -5,7 +5,12 @@
 #    file, the file's blocks are freed (PUNCH_HOLE), and the data around it stays;
 #  - BLKZEROOUT (blkdiscard -z) zeroes a range;
 #  - O_DIRECT|O_DSYNC writes (REQ_FUA) and fsync of the device (a flush) reach
-#    fdatasync: dmuserd's backend_flushes counter grows by at least one per write.
+#    fdatasync, seen at the syscall: strace on dmuserd counts exactly one
+#    successful fdatasync() per FUA write and per flush request it received
+#    (a dsync write is a FUA write, and the kernel follows it with a flush of
+#    the device: 16 writes make 32 calls), and one for the fsync's flush
+#    (dmuserd's own backend_flushes counter agrees, but it is bumped before the
+#    call, so it cannot show the call was made).
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -53,19 +58,42 @@ dd if="$dev" of="$tmp/back" bs=1M count=16 iflag=direct status=none
 zeroes_at $((8 * MiB)) "$MiB" "$tmp/back" || die "zeroed range does not read back as zeroes"
 same_at $((9 * MiB)) "$MiB" "$tmp/back" || die "data after the zeroed range changed"
 
+# fdatasync calls of dmuserd (all its threads) that returned 0, while CMD... runs
+_strace_attached() { grep -q 'attached' "$tmp/strace.err"; }
+syncs_during() {
+	local st
+	strace -f -e trace=fdatasync,fsync -o "$tmp/strace" -p "$pid" 2>"$tmp/strace.err" &
+	st=$!
+	wait_until 30 _strace_attached || die "strace did not attach to dmuserd: $(cat "$tmp/strace.err")"
+	"$@" || die "$*: failed"
+	kill -INT "$st"
+	wait "$st" || true
+	# a call interrupted by another thread's shows as "<... fdatasync resumed>) = 0"
+	grep -c 'fdatasync.*= 0$' "$tmp/strace" || true
+}
+
 log "FUA: 16 O_DIRECT|O_DSYNC writes"
 flushes0=$(metric .backend_flushes)
-dd if="$tmp/pattern" of="$dev" bs=4k count=16 seek=4096 oflag=direct,dsync status=none
+writes0=$(metric .ops.write.requests)
+freqs0=$(metric .ops.flush.requests)
+n=$(syncs_during dd if="$tmp/pattern" of="$dev" bs=4k count=16 seek=4096 oflag=direct,dsync status=none)
 flushes1=$(metric .backend_flushes)
-log "backend flushes: $flushes0 -> $flushes1"
-((flushes1 - flushes0 >= 16)) || die "16 FUA writes made only $((flushes1 - flushes0)) fdatasync calls"
+writes=$(($(metric .ops.write.requests) - writes0))
+freqs=$(($(metric .ops.flush.requests) - freqs0))
+log "fdatasync calls seen by strace: $n; FUA writes $writes, flush requests $freqs; backend flushes counted: $flushes0 -> $flushes1"
+assert_eq "$writes" 16 "write requests of 16 dsync writes"
+assert_eq "$n" "$((writes + freqs))" "fdatasync calls (strace) for $writes FUA writes and $freqs flushes"
+assert_eq "$((flushes1 - flushes0))" "$n" "dmuserd's backend_flushes against strace"
+! grep -q 'fdatasync.*= -1' "$tmp/strace" || die "fdatasync failed: $(grep 'fdatasync.*= -1' "$tmp/strace")"
 
 log "flush: fsync of the device"
 flush_reqs0=$(metric .ops.flush.requests)
-sync "$dev"
+n=$(syncs_during sync "$dev")
 flushes2=$(metric .backend_flushes)
-(($(metric .ops.flush.requests) > flush_reqs0)) || die "fsync sent no flush request to dmuserd"
-((flushes2 > flushes1)) || die "the flush request made no fdatasync call"
+log "fdatasync calls seen by strace: $n"
+assert_eq "$(($(metric .ops.flush.requests) - flush_reqs0))" 1 "flush requests of one fsync"
+assert_eq "$n" 1 "fdatasync calls for one flush (strace)"
+assert_eq "$((flushes2 - flushes1))" 1 "dmuserd's backend_flushes for the flush"
 assert_eq "$(metric '[.ops[].errors] | add')" 0 "errors"
 
 rc=0

@@ -11,7 +11,13 @@
 #     little); no errors;
 #   - -d shows only the named device;
 #   - the curses view starts, draws its title and the devices, and ends after -n
-#     (on a pseudo-terminal from script(1)).
+#     (on a pseudo-terminal from script(1));
+#   - exact totals: with a known load (fio with number_ios=1000 on A, nothing
+#     else), --json's read_ios_total, write_ios_total and their bytes at exit
+#     equal fio's reads, writes and bytes, and B's stay 0.
+# The rates above are checked within a factor of 3 because the tool's
+# intervals and the block layer's differ in where they start; the totals are
+# exact.
 . "$(dirname "$0")/lib.sh"
 . "$DMU_ROOT/bpf/tests/lib.sh"
 
@@ -101,7 +107,9 @@ awk -v d="$a" '$1 == d && ($6 == "-" || $11 == "-" || $14 != 0 || $15 != 0) { ex
 	die "batch: $a rows lack latencies or show errors"
 
 # --- json -------------------------------------------------------------------------
-assert_eq "$(wc -l <"$tmp/json")" 4 "JSON lines"
+assert_eq "$(wc -l <"$tmp/json")" 4 "JSON lines (one per interval) in:
+$(cut -c1-200 "$tmp/json")
+"
 jq -e . "$tmp/json" >/dev/null || die "not JSON: $(cat "$tmp/json")"
 assert_eq "$(jq -r '[.devices[].device] | sort | join(" ")' "$tmp/json" | sort -u)" "$a $b" "JSON: devices"
 sel=".devices[] | select(.device == \"$a\")"
@@ -142,6 +150,28 @@ TERM=xterm script -qfec "$BPF_TOP -i 0.3 -n 3" "$tmp/tty.log" >/dev/null </dev/n
 	die "dmuser-top in curses mode failed: $(cat "$tmp/tty.log")"
 grep -aq 'dmuser-top - ' "$tmp/tty.log" || die "no curses title line: $(cat -v "$tmp/tty.log" | head)"
 grep -aq "$a" "$tmp/tty.log" || die "curses view lacks $a: $(cat -v "$tmp/tty.log" | head)"
+
+# --- exact totals with a known load -----------------------------------------------------
+log "exact totals: dmuser-top --json around fio randrw number_ios=1000 on $a"
+bpf_tool_start "$tmp/exact" dmuser-top --json -i 2
+pid=$BPF_TOOL_PID
+bpf_fio "$tmp/exact-fio.json" "/dev/mapper/$a" --rw=randrw --number_ios=1000 --size=64M --iodepth=4
+bpf_tool_stop "$pid"
+fr=$(bpf_fio_ios "$tmp/exact-fio.json" read)
+fw=$(bpf_fio_ios "$tmp/exact-fio.json" write)
+(((fr + fw) >= 1000)) || die "fio did only $((fr + fw)) I/Os with number_ios=1000"
+last=$(tail -n 1 "$tmp/exact")
+log "fio read $fr, wrote $fw; dmuser-top's last line: $last"
+assert_eq "$(jq -r "$sel | .read_ios_total" <<<"$last")" "$fr" "dmuser-top: reads of $a since it started"
+assert_eq "$(jq -r "$sel | .write_ios_total" <<<"$last")" "$fw" "dmuser-top: writes of $a since it started"
+assert_eq "$(jq -r "$sel | .other_ios_total" <<<"$last")" 0 "dmuser-top: other ops of $a"
+assert_eq "$(jq -r "$sel | .read_bytes_total" <<<"$last")" "$((fr * 4096))" "dmuser-top: read bytes of $a"
+assert_eq "$(jq -r "$sel | .write_bytes_total" <<<"$last")" "$((fw * 4096))" "dmuser-top: write bytes of $a"
+assert_eq "$(jq -r ".devices[] | select(.device == \"$b\") | .read_ios_total + .write_ios_total" <<<"$last")" 0 \
+	"dmuser-top: I/Os of idle $b"
+# the intervals' counts add up to the same: nothing lost between two readings
+assert_eq "$(jq -s "[.[] | $sel | .latency_us.total.count] | add" "$tmp/exact")" "$((fr + fw))" \
+	"dmuser-top: total-stage counts of $a over its intervals"
 
 dmu_daemon_stop
 dmu_daemon_stop "$daemon_b"

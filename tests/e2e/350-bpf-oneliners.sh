@@ -1,9 +1,19 @@
 #!/bin/bash
 # timeout: 600
 # Every bpftrace program in bpf/oneliners/ runs against live I/O and prints
-# non-empty output of its expected shape.
-#   - the normal load: fio randrw 4k, iodepth 8, 3 s, on a 2-thread daemon that
-#     takes 1 ms per request (so dmu-slow.bt 1 has requests to show);
+# non-empty output of its expected shape, and the ones that count print
+# exactly the numbers of a known load:
+#   - the normal load: fio randrw 4k, iodepth 8, number_ios=600 (fio says how
+#     many were reads and writes), on a 2-thread daemon that takes 1 ms per
+#     request (so dmu-slow.bt 1 has requests to show); each group of programs
+#     gets its own load, and each counting program must report that load's
+#     reads R and writes W exactly: requests by op (dmu-ops), bytes (dmu-bytes,
+#     its size histogram), completions and KiB in total (dmu-iostat; its
+#     intervals, printed then cleared, within 5 % below), requests per channel
+#     and per reader
+#     thread (dmu-channels, dmu-daemon-threads), samples of every histogram
+#     (dmu-qdepth, dmu-stages, dmu-latency-by-op, dmu-total-by-op), and one
+#     line per request (dmu-snoop);
 #   - dmu-errors.bt gets a device nobody serves, with timeout_ms 200: its reads
 #     time out.
 # dmu-total-by-op.bt reads the latency the module measured (dm_user_complete's
@@ -30,14 +40,15 @@ dmu_load
 bpf_device "$name" "$tmp/disk" 64M --threads 2 --inject-delay-us 1000
 dev=$BPF_DEV
 
-# the loads, run by the test while a group of programs is attached
+# the loads, run by the test while a group of programs is attached; $1 is
+# where fio writes its JSON
 load() {
-	fio --name=bt --filename="$dev" --ioengine=libaio --direct=1 --bs=4k --rw=randrw \
-		--iodepth=8 --time_based --runtime=3 --output=/dev/null || die "fio failed"
+	bpf_fio "$1" "$dev" --rw=randrw --iodepth=8 --number_ios=600 --size=64M
 }
 # reads of a device nobody serves, each ended by the 200 ms timeout
 timeouts() {
 	local i
+	echo '{"jobs":[{"read":{"total_ios":3},"write":{"total_ios":0}}]}' >"$1"
 	for i in 1 2 3; do
 		! dd if="/dev/mapper/$noserve" of=/dev/null bs=4k count=1 skip="$i" iflag=direct 2>/dev/null ||
 			die "a read of $noserve succeeded"
@@ -80,9 +91,13 @@ _all_ready() {
 		[[ -e $tmp/ready.$base ]] || { _dmu_running "${pid[$base]}" || die "$base: bpftrace ended before attaching: $(cat "$tmp/$base.out.err")"; return 1; }
 	done
 }
+declare -A fio_of=()
+groups=0
 run_group() {
-	local load=$1 base arg rc
+	local load=$1 base arg rc fio
 	shift
+	groups=$((groups + 1))
+	fio=$tmp/fio.$groups.json
 	log "attaching: $*"
 	exec 9>"$tmp/go.lock"
 	flock 9
@@ -95,7 +110,8 @@ run_group() {
 	done
 	wait_until 300 _all_ready "$@" || die "not attached within 300 s: $*"
 	log "all attached; load: $load"
-	"$load"
+	"$load" "$fio"
+	for base in "$@"; do fio_of[$base]=$fio; done
 	flock -u 9
 	exec 9>&-
 	for base in "$@"; do
@@ -137,6 +153,69 @@ $(head -40 "$out")"
 	n=$((n + 1))
 done
 ((n >= 8)) || die "only $n one-liners in bpf/oneliners"
+
+# --- exact counts --------------------------------------------------------------------
+# bt_sum FILE ERE: the sum of the values of the lines "@map[...]: N" matching ERE
+bt_sum() { awk -v re="$2" '$0 ~ re { s += $NF } END { print s + 0 }' "$1"; }
+# bt_hist FILE HEADER: the sum of the counts of the histogram under the line HEADER
+bt_hist() {
+	awk -v h="$2" '$0 == h || $0 == h " " { on = 1; next }
+		on && /^\[/ { sub(/^\[[^])]*[])] */, ""); s += $1; next }
+		on { on = 0 } END { print s + 0 }' "$1"
+}
+# exact SCRIPT WHAT GOT WANT
+exact() {
+	[[ $3 == "$4" ]] || die "$1: $2 is $3, not $4 (fio: ${fio_r} reads, ${fio_w} writes):
+$(head -60 "$tmp/$1.out")"
+}
+for bt in "$BPF_DIR"/oneliners/*.bt; do
+	base=$(basename "$bt")
+	out=$tmp/$base.out
+	fio_r=$(bpf_fio_ios "${fio_of[$base]}" read)
+	fio_w=$(bpf_fio_ios "${fio_of[$base]}" write)
+	t=$((fio_r + fio_w))
+	case $base in
+	dmu-ops.bt)
+		exact "$base" "reads" "$(bt_sum "$out" '^@requests\[[0-9]+, [0-9]+, read\]:')" "$fio_r"
+		exact "$base" "writes" "$(bt_sum "$out" '^@requests\[[0-9]+, [0-9]+, write\]:')" "$fio_w" ;;
+	dmu-bytes.bt)
+		exact "$base" "read bytes" "$(bt_sum "$out" '^@bytes\[read\]:')" "$((fio_r * 4096))"
+		exact "$base" "write bytes" "$(bt_sum "$out" '^@bytes\[write\]:')" "$((fio_w * 4096))"
+		exact "$base" "read sizes" "$(bt_hist "$out" '@size[read]:')" "$fio_r" ;;
+	dmu-iostat.bt)
+		exact "$base" "reads in @ios_total" "$(bt_sum "$out" '^@ios_total\[[0-9]+, [0-9]+, 0\]:')" "$fio_r"
+		exact "$base" "writes in @ios_total" "$(bt_sum "$out" '^@ios_total\[[0-9]+, [0-9]+, 1\]:')" "$fio_w"
+		exact "$base" "KiB in @kib_total" "$(bt_sum "$out" '^@kib_total\[')" "$((t * 4))"
+		# the intervals, the last partial one included, miss at most what
+		# landed between a print and its clear
+		n=$(bt_sum "$out" '^@ios\[')
+		((n <= t && n >= t * 95 / 100)) || die "$base: the intervals add up to $n of $t completions"
+		;;
+	dmu-channels.bt)
+		exact "$base" "requests over the channels" "$(bt_sum "$out" '^@requests\[')" "$t"
+		exact "$base" "requests over the readers" "$(bt_sum "$out" '^@readers\[')" "$t" ;;
+	dmu-daemon-threads.bt)
+		exact "$base" "requests over the threads" "$(bt_sum "$out" '^@requests\[')" "$t" ;;
+	dmu-qdepth.bt)
+		exact "$base" "queued samples" "$(bt_hist "$out" '@queued:')" "$t"
+		exact "$base" "in_flight samples" "$(bt_hist "$out" '@in_flight:')" "$t" ;;
+	dmu-stages.bt)
+		exact "$base" "queue samples" "$(bt_hist "$out" '@queue_us:')" "$t"
+		exact "$base" "daemon samples" "$(bt_hist "$out" '@daemon_us:')" "$t"
+		exact "$base" "total samples" "$(bt_hist "$out" '@total_us:')" "$t" ;;
+	dmu-latency-by-op.bt | dmu-total-by-op.bt)
+		exact "$base" "read samples" "$(bt_hist "$out" '@usecs[read]:')" "$fio_r"
+		exact "$base" "write samples" "$(bt_hist "$out" '@usecs[write]:')" "$fio_w" ;;
+	dmu-snoop.bt)
+		exact "$base" "request lines" "$(grep -cE '^[0-9]+ +[0-9]+:[0-9]+ ' "$out")" "$t" ;;
+	dmu-errors.bt)
+		exact "$base" "timed-out reads" "$(bt_sum "$out" '^@failed\[timeout, 0, -[0-9]+\]:')" 3
+		exact "$base" "timeout lines" "$(grep -cE ' complete +[0-9]+ +0 +timeout ' "$out")" 3 ;;
+	dmu-slow.bt) ;;	# which requests are slow is not known in advance
+	*) die "$base: no exact count in $0 (say why if it has none)" ;;
+	esac
+	log "$base: exact"
+done
 
 # total_ns holds the daemon's 1 ms (--inject-delay-us 1000): no request of the
 # load took under 512 us, so no histogram row starts below [512, 1K).  (1000 us

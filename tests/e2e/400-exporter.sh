@@ -13,7 +13,11 @@
 #     per request, at completion, from what the module measured: queue and
 #     daemon for every request a daemon answered, here all); device B's load
 #     is counted under B only, and an exporter started with -d A shows no B;
-#   - queue depth and in-flight histograms have samples;
+#   - the queued and in-flight histograms have exactly one sample per request
+#     mapped on A;
+#   - dmuserd's own view of the kernel's counts (dmuser_kernel_requests_total,
+#     _errors_total, _timeouts_total from the target's status) equals the
+#     exporter's for A: one name, one number;
 #   - GET / is the live page, unknown paths 404, other methods 405;
 #   - it pins the module while it runs and leaves nothing attached after
 #     SIGTERM (exit 0), SIGINT too: rmmod works.
@@ -50,6 +54,7 @@ daemon_b=$DMU_DAEMON_PID
 obs_daemon "$a" "$tmp/disk-a" 64M --threads 2
 dev_a=$OBS_DEV
 daemon_a=$DMU_DAEMON_PID
+daemon_a_url=$OBS_DAEMON_URL/metrics
 base_ref=$(cat /sys/module/dm_user/refcnt) # the devices and channels hold some
 
 obs_exporter "$tmp/exp.out"
@@ -86,8 +91,8 @@ promtool check metrics <"$tmp/p1.prom" >"$tmp/promtool.out" 2>&1 ||
 	die "promtool check metrics: $(cat "$tmp/promtool.out")"
 [[ ! -s $tmp/promtool.out ]] || die "promtool check metrics reports: $(cat "$tmp/promtool.out")"
 "$DMU_ROOT/tests/unit/prom-check.py" "$tmp/p1.prom" --require dmuser_kernel_requests_total \
-	dmuser_kernel_request_bytes_total dmuser_errors_total dmuser_timeouts_total \
-	dmuser_stage_latency_seconds dmuser_queue_depth dmuser_in_flight ||
+	dmuser_kernel_request_bytes_total dmuser_kernel_errors_total dmuser_kernel_timeouts_total \
+	dmuser_stage_latency_seconds dmuser_kernel_queued_requests_at_map dmuser_kernel_in_flight_requests_at_map ||
 	die "the exporter's Prometheus text is inconsistent"
 
 log "counts against fio"
@@ -112,19 +117,33 @@ for op in read write; do
 		assert_eq "$(delta "dmuser_stage_latency_seconds_count{device=\"$a\",op=\"$op\",stage=\"$stage\"}")" \
 			"$n" "A $op $stage latency samples"
 	done
-	assert_eq "$(prom "$tmp/p1.prom" "dmuser_errors_total{device=\"$a\",op=\"$op\"}")" 0 "A $op errors"
-	assert_eq "$(prom "$tmp/p1.prom" "dmuser_timeouts_total{device=\"$a\",op=\"$op\"}")" 0 "A $op timeouts"
+	assert_eq "$(prom "$tmp/p1.prom" "dmuser_kernel_errors_total{device=\"$a\",op=\"$op\"}")" 0 "A $op errors"
+	assert_eq "$(prom "$tmp/p1.prom" "dmuser_kernel_timeouts_total{device=\"$a\",op=\"$op\"}")" 0 "A $op timeouts"
 done
-(($(prom "$tmp/p1.prom" "dmuser_queue_depth_count{device=\"$a\"}") >= fw + fr)) ||
-	die "queue depth: fewer samples than requests mapped"
-(($(prom "$tmp/p1.prom" "dmuser_queue_depth_sum{device=\"$a\"}") > 0)) || die "queue depth always 0 at iodepth 8"
-(($(prom "$tmp/p1.prom" "dmuser_in_flight_count{device=\"$a\"}") >= fw + fr)) || die "no in-flight samples"
+assert_eq "$(delta "dmuser_kernel_queued_requests_at_map_count{device=\"$a\"}")" "$((fw + fr))" \
+	"queue-depth samples: one per request mapped on A"
+assert_eq "$(delta "dmuser_kernel_in_flight_requests_at_map_count{device=\"$a\"}")" "$((fw + fr))" \
+	"in-flight samples: one per request mapped on A"
+(($(prom "$tmp/p1.prom" "dmuser_kernel_queued_requests_at_map_sum{device=\"$a\"}") > 0)) || die "queue depth always 0 at iodepth 8"
+
+log "dmuserd's view of the kernel's counts is the exporter's"
+curl -sf "$daemon_a_url?format=prometheus" >"$tmp/d1.prom" || die "GET $daemon_a_url failed"
+exp_total=0
+for op in read write flush discard write_zeroes; do
+	exp_total=$((exp_total + $(prom "$tmp/p1.prom" "dmuser_kernel_requests_total{device=\"$a\",op=\"$op\"}")))
+done
+assert_eq "$exp_total" "$((fw + fr))" "the exporter's completions on A"
+assert_eq "$(prom "$tmp/d1.prom" dmuser_kernel_requests_total)" "$exp_total" \
+	"dmuserd's dmuser_kernel_requests_total against the exporter's"
+assert_eq "$(grep -c '^# TYPE dmuser_kernel_requests_total counter$' "$tmp/d1.prom")" 1 "dmuserd: a counter"
+assert_eq "$(prom "$tmp/d1.prom" dmuser_kernel_errors_total)" 0 "dmuserd's dmuser_kernel_errors_total"
+assert_eq "$(prom "$tmp/d1.prom" dmuser_kernel_timeouts_total)" 0 "dmuserd's dmuser_kernel_timeouts_total"
 
 log "JSON agrees"
 jdev() { jq --arg d "$a" ".devices[] | select(.device == \$d) | $1" "$tmp/m1.json"; }
 assert_eq "$(jdev .ops.write.requests)" "$(prom "$tmp/p1.prom" "dmuser_kernel_requests_total{device=\"$a\",op=\"write\"}")" "JSON write requests"
 assert_eq "$(jdev .ops.read.latency_us.total.count)" "$(prom "$tmp/p1.prom" "dmuser_stage_latency_seconds_count{device=\"$a\",op=\"read\",stage=\"total\"}")" "JSON read total latency count"
-assert_eq "$(jdev .queue_depth.sum)" "$(prom "$tmp/p1.prom" "dmuser_queue_depth_sum{device=\"$a\"}")" "JSON queue depth sum"
+assert_eq "$(jdev .queue_depth.sum)" "$(prom "$tmp/p1.prom" "dmuser_kernel_queued_requests_at_map_sum{device=\"$a\"}")" "JSON queue depth sum"
 assert_eq "$(jq -r .attach "$tmp/m1.json")" tp_btf "attach mode"
 
 log "-d A sees A only"

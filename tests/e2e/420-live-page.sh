@@ -6,11 +6,10 @@
 # (the canvas' data-points attribute, read from the DOM Chromium dumps), the
 # IOPS chart's last point is not 0, and the page shows no error.  A PNG
 # screenshot of each page is kept in $DMU_OUT (live-page-*.png).
-# Heavy (Chromium under TCG): 6.12 only, see obs_heavy_kernel_only.
+# Runs on both kernels: the exporter's BPF side differs between them.
 . "$(dirname "$0")/lib.sh"
 . "$DMU_ROOT/dashboards/tests/lib.sh"
 
-obs_heavy_kernel_only 6.12
 obs_require chromium fio curl
 tmp=$(dmu_tmpdir)
 name=dmu-test-live

@@ -13,6 +13,9 @@
 # Functions (all fail the test through `die` unless stated otherwise):
 #   log MSG...                      progress line with a timestamp
 #   die MSG...                      print "FAIL: MSG" to stderr, exit 1
+#   skip MSG...                     the test cannot run here: print "SKIP: MSG" and
+#                                   exit $DMU_SKIP_STATUS (77); the suite reports it
+#                                   as skipped with MSG, never as passed
 #   assert_eq ACTUAL EXPECTED MSG   die unless the two strings are equal
 #   assert_fails CMD...             run CMD; die if it succeeds
 #   wait_for_path PATH TIMEOUT      poll until PATH exists; returns 1 on timeout
@@ -74,6 +77,14 @@ log() {
 die() {
 	printf '%s: FAIL: %s\n' "$DMU_TEST" "$*" >&2
 	exit 1
+}
+
+# The exit status that means "skipped" (automake's); tests/vm/guest-suite.sh
+# reads the reason from the last "SKIP: " line of the test's output.
+DMU_SKIP_STATUS=77
+skip() {
+	printf 'SKIP: %s\n' "$*"
+	exit "$DMU_SKIP_STATUS"
 }
 
 assert_eq() {
@@ -282,7 +293,13 @@ _dmu_on_exit() {
 	set +e
 	trap - ERR
 	dmu_cleanup
-	if ((rc == 0)); then log "PASS"; else log "FAILED (exit $rc)"; fi
+	if ((rc == 0)); then
+		log "PASS"
+	elif ((rc == DMU_SKIP_STATUS)); then
+		log "SKIPPED"
+	else
+		log "FAILED (exit $rc)"
+	fi
 	exit "$rc"
 }
 

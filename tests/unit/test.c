@@ -12,6 +12,10 @@
 
 #define MAX_TESTS 256
 #define TIMEOUT_S 30
+/* a child's exit status that says "skipped" (automake's convention) */
+#define SKIP_STATUS 77
+
+enum result { T_PASS, T_FAIL, T_SKIP };
 
 static struct {
 	const char *name;
@@ -44,13 +48,29 @@ void t_fail(const char *file, int line, const char *fmt, ...)
 	fflush(stdout);
 }
 
+void t_skip(const char *fmt, ...)
+{
+	va_list ap;
+
+	/* a test that failed a check before it skipped has failed */
+	if (failed)
+		t_abort();
+	fprintf(stdout, "    skipped: ");
+	va_start(ap, fmt);
+	vfprintf(stdout, fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	fflush(stdout);
+	_exit(SKIP_STATUS);
+}
+
 void t_abort(void)
 {
 	fflush(stdout);
 	_exit(1);
 }
 
-static bool run_one(unsigned i)
+static enum result run_one(unsigned i)
 {
 	int status;
 	pid_t pid;
@@ -59,7 +79,7 @@ static bool run_one(unsigned i)
 	pid = fork();
 	if (pid < 0) {
 		perror("fork");
-		return false;
+		return T_FAIL;
 	}
 	if (pid == 0) {
 		alarm(TIMEOUT_S);
@@ -68,30 +88,40 @@ static bool run_one(unsigned i)
 		_exit(failed ? 1 : 0);
 	}
 	if (waitpid(pid, &status, 0) < 0)
-		return false;
+		return T_FAIL;
 	if (WIFSIGNALED(status))
 		printf("    killed by signal %d%s\n", WTERMSIG(status),
 		       WTERMSIG(status) == SIGALRM ? " (timeout)" : "");
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	if (!WIFEXITED(status))
+		return T_FAIL;
+	if (WEXITSTATUS(status) == SKIP_STATUS)
+		return T_SKIP;
+	return WEXITSTATUS(status) == 0 ? T_PASS : T_FAIL;
 }
 
 /* Usage: unit [SUBSTRING]  runs the tests whose name contains SUBSTRING. */
 int main(int argc, char **argv)
 {
-	unsigned passed = 0, nfailed = 0;
+	unsigned passed = 0, nfailed = 0, skipped = 0;
 
 	dmu_log_set_quiet(getenv("DMU_TEST_VERBOSE") ? 0 : 2);
 	for (unsigned i = 0; i < ntests; i++) {
 		if (argc > 1 && !strstr(tests[i].name, argv[1]))
 			continue;
-		if (run_one(i)) {
+		switch (run_one(i)) {
+		case T_PASS:
 			printf("ok   %s\n", tests[i].name);
 			passed++;
-		} else {
+			break;
+		case T_SKIP:
+			printf("SKIP %s\n", tests[i].name);
+			skipped++;
+			break;
+		default:
 			printf("FAIL %s\n", tests[i].name);
 			nfailed++;
 		}
 	}
-	printf("%u passed, %u failed\n", passed, nfailed);
+	printf("%u passed, %u failed, %u skipped\n", passed, nfailed, skipped);
 	return nfailed ? 1 : 0;
 }

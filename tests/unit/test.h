@@ -2,8 +2,11 @@
 /*
  * A tiny test framework.  TEST(name) { ... } registers a test; each test
  * runs in its own forked child (a crash or a hang fails that test only).
- * CHECK* record a failure and carry on; REQUIRE* end the test at once.
- * The runner prints one line per test and finally "N passed, N failed".
+ * CHECK* record a failure and carry on; REQUIRE* end the test at once;
+ * SKIP(why) ends it as skipped, which never counts as passed.
+ * The runner prints one line per test and finally
+ * "N passed, N failed, N skipped": one count per test, however many
+ * checks it makes.
  */
 #ifndef DMU_TEST_H
 #define DMU_TEST_H
@@ -19,6 +22,10 @@ void t_register(const char *name, test_fn fn);
 void t_fail(const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void t_abort(void) __attribute__((noreturn));
+void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Ends the test as skipped, saying why (a printf format). */
+#define SKIP(...) t_skip(__VA_ARGS__)
 
 #define TEST(name)							\
 	static void name(void);						\

@@ -141,7 +141,7 @@ TEST(http_metrics_prometheus_by_query)
 	CHECK_EQ(r.code, 200);
 	CHECK(has_header(&r, "Content-Type: text/plain; version=0.0.4"));
 	CHECK(strstr(r.body, "\ndmuser_requests_total{op=\"write\"} 1\n") != NULL);
-	CHECK(strstr(r.body, "\ndmuser_target_queued 5\n") != NULL);
+	CHECK(strstr(r.body, "\ndmuser_kernel_queued_requests 5\n") != NULL);
 	dmu_http_stop(s.http);
 }
 

@@ -220,10 +220,10 @@ TEST(metrics_prometheus_counters_and_names)
 	CHECK(sample(text, "dmuser_threads") == 2);
 	CHECK(sample(text, "dmuser_uptime_seconds") == 12.5);
 	CHECK(sample(text, "dmuser_info{version=\"9.8.7\",device=\"dev\\\"0\"}") == 1);
-	CHECK(sample(text, "dmuser_target_up") == 1);
-	CHECK(sample(text, "dmuser_target_channels") == 2);
-	CHECK(sample(text, "dmuser_target_in_flight") == 1);
-	CHECK(sample(text, "dmuser_target_errors") == 4);
+	CHECK(sample(text, "dmuser_kernel_status_up") == 1);
+	CHECK(sample(text, "dmuser_kernel_channels") == 2);
+	CHECK(sample(text, "dmuser_kernel_in_flight_requests") == 1);
+	CHECK(sample(text, "dmuser_kernel_errors_total") == 4);
 
 	/* Format 0.0.4: every line a comment or "name{labels} value"; every
 	 * family announced by TYPE before its samples; names dmuser_*. */
@@ -280,6 +280,123 @@ TEST(metrics_prometheus_counters_end_in_total)
 			CHECK(strstr(name, "_seconds") != NULL);
 	}
 	free(copy);
+	free(text);
+}
+
+/*
+ * The kernel's cumulative counts are counters named *_total, its levels
+ * gauges; a key given twice is rendered once (a duplicate family would make
+ * Prometheus reject the whole scrape).
+ */
+TEST(metrics_prometheus_kernel_counters_are_counters)
+{
+	static const struct dmu_metrics_info positional = {
+		.version = "1", .name = "d", .target_status = "2 5 1 100 4 3 7",
+	};
+	static const char *const expect[][3] = {
+		{ "dmuser_kernel_channels", "gauge", "2" },
+		{ "dmuser_kernel_queued_requests", "gauge", "5" },
+		{ "dmuser_kernel_in_flight_requests", "gauge", "1" },
+		{ "dmuser_kernel_requests_total", "counter", "100" },
+		{ "dmuser_kernel_errors_total", "counter", "4" },
+		{ "dmuser_kernel_timeouts_total", "counter", "3" },
+		{ "dmuser_kernel_requeues_total", "counter", "7" },
+	};
+	struct dmu_metrics_snapshot s = { 0 };
+	char *text = NULL, line[160];
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+
+	REQUIRE(out != NULL);
+	REQUIRE(dmu_render_prometheus(&s, &positional, out) == 0);
+	REQUIRE(fclose(out) == 0);
+	for (unsigned i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+		snprintf(line, sizeof(line), "# TYPE %s %s\n", expect[i][0], expect[i][1]);
+		if (!strstr(text, line))
+			t_fail(__FILE__, __LINE__, "missing: %s", line);
+		snprintf(line, sizeof(line), "\n%s %s\n", expect[i][0], expect[i][2]);
+		if (!strstr(text, line))
+			t_fail(__FILE__, __LINE__, "missing sample: %s", line + 1);
+	}
+	CHECK(strstr(text, "dmuser_target_") == NULL);
+	free(text);
+
+	static const struct dmu_metrics_info twice = {
+		.version = "1", .name = "d", .target_status = "errors 1 errors=2 widgets 3",
+	};
+	text = NULL;
+	out = open_memstream(&text, &len);
+	REQUIRE(out != NULL);
+	REQUIRE(dmu_render_prometheus(&s, &twice, out) == 0);
+	REQUIRE(fclose(out) == 0);
+	CHECK(strstr(text, "\ndmuser_kernel_errors_total 1\n") != NULL);
+	CHECK(strstr(text, "\ndmuser_kernel_errors_total 2\n") == NULL);
+	CHECK(strstr(text, "\ndmuser_kernel_status_widgets 3\n") != NULL);
+	free(text);
+}
+
+/* Runs CMD with FILE on stdin; its status, and its output in out (may be NULL). */
+static int run_on(const char *cmd, const char *file, char *out, size_t len)
+{
+	char full[1024];
+	FILE *p;
+	size_t n = 0;
+
+	snprintf(full, sizeof(full), "%s < %s 2>&1", cmd, file);
+	p = popen(full, "r");
+	REQUIRE(p != NULL);
+	if (out) {
+		n = fread(out, 1, len - 1, p);
+		out[n] = '\0';
+	} else {
+		char sink[4096];
+
+		while (fread(sink, 1, sizeof(sink), p) > 0)
+			;
+	}
+	int status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/*
+ * dmuserd's whole Prometheus text, with every family present (a snapshot
+ * with samples, the target's status), passes Prometheus' own linter and
+ * tests/unit/prom-check.py (HELP/TYPE once each, cumulative buckets,
+ * +Inf == _count, counters end in _total).
+ */
+TEST(metrics_prometheus_text_passes_promtool)
+{
+	static const struct dmu_metrics_info full = {
+		.version = "9.8.7", .name = "dev0", .threads = 2,
+		.target_status = "2 0 1 100 4 1 3",
+	};
+	struct dmu_metrics m = two_threads();
+	struct dmu_metrics_snapshot s;
+	char path[] = "/tmp/dmu-unit-prom-XXXXXX", out[8192];
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+	int fd;
+
+	dmu_metrics_snapshot(&m, &s);
+	f = open_memstream(&text, &len);
+	REQUIRE(f != NULL);
+	REQUIRE(dmu_render_prometheus(&s, &full, f) == 0);
+	REQUIRE(fclose(f) == 0);
+	fd = mkstemp(path);
+	REQUIRE(fd >= 0);
+	REQUIRE(write(fd, text, len) == (ssize_t)len);
+	close(fd);
+	REQUIRE(run_on("command -v promtool", "/dev/null", NULL, 0) == 0);
+	CHECK_EQ(run_on("promtool check metrics", path, out, sizeof(out)), 0);
+	if (out[0])
+		t_fail(__FILE__, __LINE__, "promtool check metrics: %s", out);
+	CHECK_EQ(run_on("python3 ./prom-check.py /dev/stdin --require dmuser_requests_total "
+			"dmuser_request_duration_seconds dmuser_kernel_requests_total "
+			"dmuser_kernel_errors_total dmuser_in_flight_requests", path, out, sizeof(out)), 0);
+	if (!strstr(out, ": ok: "))
+		t_fail(__FILE__, __LINE__, "prom-check.py: %s", out);
+	unlink(path);
 	free(text);
 }
 

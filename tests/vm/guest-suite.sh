@@ -8,8 +8,10 @@
 # `timeout` (300 s, or N from a "# timeout: N" line in the test) in its own process
 # group, with TMPDIR set to a fresh directory on tmpfs.
 #
-# A test FAILS when
-#   - its exit status is not 0 (there are no skips), or
+# A test is SKIPPED when it exits 77 (lib.sh's skip) after printing a line
+# "SKIP: <why>", and nothing below fails it; a skip is reported with its
+# reason and never counted as a pass.  It FAILS when
+#   - its exit status is not 0 or 77, or 77 without a "SKIP: " line, or
 #   - the kernel log written while it ran (and while the runner cleaned up after it)
 #     has a line matching $DMU_DMESG_BAD (WARNING, BUG, Oops, lockdep, hung task,
 #     KASAN, UBSAN...), or the kernel picked up a new W/D/L/B taint, or
@@ -18,7 +20,8 @@
 #
 # Results go to $DMU_OUT (the host reads them while the guest runs):
 #   results.txt          one line per event: "RUN name", "PASS name secs",
-#                        "FAIL name secs", and "ABORT reason" when the guest cannot
+#                        "FAIL name secs", "SKIP name secs why", and
+#                        "ABORT reason" when the guest cannot
 #                        be brought back to a clean state (the host then boots a
 #                        fresh guest for the remaining tests)
 #   results/NAME.out     the test's stdout+stderr
@@ -39,6 +42,7 @@ DMU_DMESG_BAD='\bWARNING\b|\bBUG\b|kernel BUG|Oops|general protection|Call Trace
 # L(14) soft lockup.
 DMU_TAINT_BAD=$(((1 << 5) | (1 << 7) | (1 << 9) | (1 << 14)))
 DEFAULT_TIMEOUT=300
+SKIP_STATUS=77
 
 filter=""
 tests=()
@@ -178,8 +182,12 @@ for n in "${tests[@]}"; do
 	rc=$?
 	set -e
 
+	skipwhy=""
 	if ((rc == 124)); then
 		reason "timed out after ${tmo} s (killed)"
+	elif ((rc == SKIP_STATUS)); then
+		skipwhy=$(sed -n 's/^SKIP: //p' "$res/$name.out" | tail -n 1)
+		[[ -n $skipwhy ]] || reason "exit status $rc (skip) without a 'SKIP: <why>' line"
 	elif ((rc != 0)); then
 		reason "exit status $rc"
 	fi
@@ -211,6 +219,9 @@ for n in "${tests[@]}"; do
 		failed=$((failed + 1))
 		event "FAIL $name $secs"
 		say "FAIL $name (${secs}s)"
+	elif [[ -n $skipwhy ]]; then
+		event "SKIP $name $secs $skipwhy"
+		say "SKIP $name (${secs}s): $skipwhy"
 	else
 		event "PASS $name $secs"
 		say "PASS $name (${secs}s)"

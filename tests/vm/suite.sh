@@ -12,8 +12,9 @@
 # --smp     virtual CPUs per guest (default 2).
 # -v        stream the guest consoles.
 #
-# Prints "PASS <kver> <test>" or "FAIL <kver> <test>" per test (with the test's
-# output and the reasons on failure), then one line "N passed, N failed".
+# Prints "PASS <kver> <test>", "FAIL <kver> <test>" (with the test's output and
+# the reasons) or "SKIP <kver> <test>: <why>" per test, then one line
+# "N passed, N failed, N skipped".  A skip is never counted as a pass.
 # Exit status 0 only if every test passed. If a guest crashes or hangs, the test
 # that was running fails and a fresh guest runs the remaining tests.
 # Results: build/vm/suite-<kver>.<pid>/boot-<n>/ (see tests/vm/guest-suite.sh);
@@ -77,7 +78,7 @@ test_timeout() {
 	echo "${s:-${n:-300}}"
 }
 
-passed=0 failed=0
+passed=0 failed=0 skipped=0
 
 indent() { sed 's/^/    | /'; }
 
@@ -111,6 +112,10 @@ process_results() { # kver dir
 		PASS)
 			echo "PASS $kver $name"
 			passed=$((passed + 1)); running=""; done_tests[$name]=1 ;;
+		SKIP)
+			read -r _ _ _ why <<<"$line"
+			echo "SKIP $kver $name: $why"
+			skipped=$((skipped + 1)); running=""; done_tests[$name]=1 ;;
 		FAIL)
 			report_fail "$kver" "$name" "$dir"
 			running=""; done_tests[$name]=1 ;;
@@ -217,5 +222,5 @@ for kver in "${kernels[@]}"; do
 done
 vm_log "total $(vm_elapsed "$total_start") s"
 
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 ((failed == 0))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Host unit tests of tests/bench/report.py (the `make bench` report).
 
-    python3 test_report.py [NAME-SUBSTRING]     prints "N passed, N failed"
+    python3 test_report.py [NAME-SUBSTRING]     prints "N passed, N failed, N skipped"
 """
 
 import contextlib
@@ -446,9 +446,11 @@ def main(argv):
     result = unittest.TextTestRunner(stream=sys.stdout, verbosity=0).run(unittest.TestSuite(tests))
     failed = len(result.failures) + len(result.errors)
     bad = {t.id() for t, _ in result.failures + result.errors}
+    skipped = {t.id() for t, _ in result.skipped}
     for t in tests:
-        print(("FAIL " if t.id() in bad else "PASS ") + t.id().split(".", 1)[1])
-    print(f"{result.testsRun - failed} passed, {failed} failed")
+        kind = "FAIL " if t.id() in bad else "SKIP " if t.id() in skipped else "PASS "
+        print(kind + t.id().split(".", 1)[1])
+    print(f"{result.testsRun - failed - len(skipped)} passed, {failed} failed, {len(skipped)} skipped")
     return 1 if failed else 0
 
 

@@ -1,18 +1,21 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* The assertion of the host unit tests of bpf/: counts, and says what failed. */
+/*
+ * The host unit tests of bpf/ use the framework of tests/unit (test.h):
+ * TEST(name) registers a test, each runs in its own child and counts once,
+ * whatever it checks.  Here CHECK also takes a printf-style message that
+ * says what was found.
+ */
 #ifndef __DMU_TEST_CHECK_H
 #define __DMU_TEST_CHECK_H
 
 #include <stdio.h>
+#include "test.h"
 
-static int passed, failed;
-
+#undef CHECK
 #define CHECK(cond, ...) do {						\
-	if (cond) {							\
-		passed++;						\
-	} else {							\
-		failed++;						\
-		printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);	\
+	if (!(cond)) {							\
+		t_fail(__FILE__, __LINE__, "%s", #cond);		\
+		printf("      ");					\
 		printf(__VA_ARGS__);					\
 		printf("\n");						\
 	}								\

@@ -6,10 +6,13 @@
  * Writes the Prometheus text to $1 for `promtool check metrics` and
  * prom-check.py.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <linux/dm-user.h>
 
 #include "dmuser-exporter.h"
@@ -104,7 +107,7 @@ static void has(const char *text, const char *line)
 	CHECK(strstr(text, line) != NULL, "missing line: %s", line);
 }
 
-static void test_prepare(void)
+TEST(exporter_prepare)
 {
 	struct dmu_exp_snapshot s;
 
@@ -122,7 +125,7 @@ static void test_prepare(void)
 	      "sorted hists");
 }
 
-static void test_prometheus(const char *path)
+TEST(exporter_prometheus)
 {
 	struct dmu_exp_snapshot s;
 	char *t;
@@ -135,9 +138,9 @@ static void test_prometheus(const char *path)
 	has(t, "dmuser_kernel_requests_total{device=\"dmu-a\",op=\"write\"} 10\n");
 	has(t, "dmuser_kernel_requests_total{device=\"we\\\"ird\\\\name\",op=\"read\"} 7\n");
 	has(t, "dmuser_kernel_request_bytes_total{device=\"dmu-a\",op=\"write\"} 81920\n");
-	has(t, "dmuser_errors_total{device=\"dmu-a\",op=\"read\"} 3\n");
-	has(t, "dmuser_timeouts_total{device=\"dmu-a\",op=\"read\"} 3\n");
-	has(t, "dmuser_timeouts_total{device=\"dmu-a\",op=\"write\"} 0\n");
+	has(t, "dmuser_kernel_errors_total{device=\"dmu-a\",op=\"read\"} 3\n");
+	has(t, "dmuser_kernel_timeouts_total{device=\"dmu-a\",op=\"read\"} 3\n");
+	has(t, "dmuser_kernel_timeouts_total{device=\"dmu-a\",op=\"write\"} 0\n");
 	/* slot 0 (0 and 1 us) is "at most 2 us"; slot 6 [64, 128) is at most 128 us */
 	has(t, "dmuser_stage_latency_seconds_bucket{device=\"dmu-a\",op=\"read\",stage=\"total\",le=\"2e-06\"} 2\n");
 	has(t, "dmuser_stage_latency_seconds_bucket{device=\"dmu-a\",op=\"read\",stage=\"total\",le=\"6.4e-05\"} 2\n");
@@ -151,19 +154,17 @@ static void test_prometheus(const char *path)
 	has(t, "dmuser_stage_latency_seconds_sum{device=\"dmu-a\",op=\"write\",stage=\"daemon\"} 1234567.903623\n");
 	has(t, "dmuser_stage_latency_seconds_count{device=\"dmu-a\",op=\"write\",stage=\"daemon\"} 10\n");
 	/* depths are integers: slot i is at most 2^(i+1) - 1; ops summed per device */
-	has(t, "# TYPE dmuser_queue_depth histogram\n");
-	has(t, "dmuser_queue_depth_bucket{device=\"dmu-a\",le=\"1\"} 5\n");
-	has(t, "dmuser_queue_depth_bucket{device=\"dmu-a\",le=\"3\"} 5\n");
-	has(t, "dmuser_queue_depth_bucket{device=\"dmu-a\",le=\"7\"} 15\n");
-	has(t, "dmuser_queue_depth_sum{device=\"dmu-a\"} 55\n");
-	has(t, "dmuser_queue_depth_count{device=\"dmu-a\"} 15\n");
-	has(t, "dmuser_in_flight_bucket{device=\"dmu-a\",le=\"3\"} 5\n");
-	has(t, "dmuser_in_flight_sum{device=\"dmu-a\"} 12\n");
-	CHECK(strstr(t, "dmuser_queue_depth_count{device=\"we") == NULL, "no depth for a device without samples");
+	has(t, "# TYPE dmuser_kernel_queued_requests_at_map histogram\n");
+	has(t, "dmuser_kernel_queued_requests_at_map_bucket{device=\"dmu-a\",le=\"1\"} 5\n");
+	has(t, "dmuser_kernel_queued_requests_at_map_bucket{device=\"dmu-a\",le=\"3\"} 5\n");
+	has(t, "dmuser_kernel_queued_requests_at_map_bucket{device=\"dmu-a\",le=\"7\"} 15\n");
+	has(t, "dmuser_kernel_queued_requests_at_map_sum{device=\"dmu-a\"} 55\n");
+	has(t, "dmuser_kernel_queued_requests_at_map_count{device=\"dmu-a\"} 15\n");
+	has(t, "dmuser_kernel_in_flight_requests_at_map_bucket{device=\"dmu-a\",le=\"3\"} 5\n");
+	has(t, "dmuser_kernel_in_flight_requests_at_map_sum{device=\"dmu-a\"} 12\n");
+	CHECK(strstr(t, "dmuser_kernel_queued_requests_at_map_count{device=\"we") == NULL, "no depth for a device without samples");
 	has(t, "dmuser_exporter_info{version=\"0.1\",attach=\"tp_btf\"} 1\n");
 
-	FILE *f = fopen(path, "w");
-	CHECK(f && fputs(t, f) >= 0 && fclose(f) == 0, "write %s", path);
 	free(t);
 
 	/* no entries at all: the families are still there, and still valid */
@@ -175,7 +176,7 @@ static void test_prometheus(const char *path)
 	free(t);
 }
 
-static void test_json(void)
+TEST(exporter_json)
 {
 	struct dmu_exp_snapshot s;
 	json_t *doc, *d, *read, *total;
@@ -217,7 +218,7 @@ static void test_json(void)
  * a struct dmu_percpu) before the split.  Two CPUs' copies of device A's
  * write record, summed, must render as one record would.
  */
-static void test_percpu(void)
+TEST(exporter_percpu)
 {
 	struct dmu_exp_snapshot s = {
 		.version = "0.1", .attach = "raw_tp", .uptime_seconds = 1,
@@ -257,24 +258,183 @@ static void test_percpu(void)
 	t = render_prom(&s);
 	has(t, "dmuser_kernel_requests_total{device=\"dmu-a\",op=\"write\"} 7\n");
 	has(t, "dmuser_kernel_request_bytes_total{device=\"dmu-a\",op=\"write\"} 28672\n");
-	has(t, "dmuser_errors_total{device=\"dmu-a\",op=\"write\"} 1\n");
-	has(t, "dmuser_timeouts_total{device=\"dmu-a\",op=\"write\"} 1\n");
+	has(t, "dmuser_kernel_errors_total{device=\"dmu-a\",op=\"write\"} 1\n");
+	has(t, "dmuser_kernel_timeouts_total{device=\"dmu-a\",op=\"write\"} 1\n");
 	has(t, "dmuser_stage_latency_seconds_bucket{device=\"dmu-a\",op=\"write\",stage=\"total\",le=\"0.000128\"} 4\n");
 	has(t, "dmuser_stage_latency_seconds_bucket{device=\"dmu-a\",op=\"write\",stage=\"total\",le=\"0.000256\"} 7\n");
 	has(t, "dmuser_stage_latency_seconds_sum{device=\"dmu-a\",op=\"write\",stage=\"total\"} 0.001000\n");
 	has(t, "dmuser_stage_latency_seconds_count{device=\"dmu-a\",op=\"write\",stage=\"total\"} 7\n");
-	has(t, "dmuser_queue_depth_bucket{device=\"dmu-a\",le=\"7\"} 7\n");
-	has(t, "dmuser_queue_depth_sum{device=\"dmu-a\"} 35\n");
-	has(t, "dmuser_in_flight_count{device=\"dmu-a\"} 0\n");
+	has(t, "dmuser_kernel_queued_requests_at_map_bucket{device=\"dmu-a\",le=\"7\"} 7\n");
+	has(t, "dmuser_kernel_queued_requests_at_map_sum{device=\"dmu-a\"} 35\n");
+	has(t, "dmuser_kernel_in_flight_requests_at_map_count{device=\"dmu-a\"} 0\n");
 	free(t);
 }
 
-int main(int argc, char **argv)
+/* Runs CMD < FILE; its exit status, its output (stdout and stderr) in out. */
+static int run_on(const char *cmd, const char *file, char *out, size_t len)
 {
-	test_prepare();
-	test_prometheus(argc > 1 ? argv[1] : "/dev/null");
-	test_json();
-	test_percpu();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	char full[1024];
+	size_t n;
+	FILE *p;
+	int status;
+
+	snprintf(full, sizeof(full), "%s < %s 2>&1", cmd, file);
+	p = popen(full, "r");
+	if (!p)
+		return -1;
+	n = fread(out, 1, len - 1, p);
+	out[n] = '\0';
+	status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/*
+ * The made-up scrape's Prometheus text passes Prometheus' own linter
+ * (promtool check metrics, silent when clean) and tests/unit/prom-check.py
+ * (cumulative buckets, +Inf == _count, one HELP and TYPE per family, the
+ * families the dashboards use).
+ */
+TEST(exporter_prometheus_passes_promtool)
+{
+	char path[] = "/tmp/dmu-unit-exporter-XXXXXX", out[8192];
+	struct dmu_exp_snapshot s;
+	char *t;
+	FILE *f;
+	int fd;
+
+	make(&s);
+	t = render_prom(&s);
+	fd = mkstemp(path);
+	f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	REQUIRE(f != NULL);
+	REQUIRE(fputs(t, f) >= 0 && fclose(f) == 0);
+	free(t);
+	CHECK(run_on("promtool check metrics", path, out, sizeof(out)) == 0 && !out[0],
+	      "promtool check metrics: %s", out);
+	CHECK(run_on("python3 ../prom-check.py /dev/stdin --require dmuser_kernel_requests_total "
+		     "dmuser_stage_latency_seconds dmuser_kernel_queued_requests_at_map "
+		     "dmuser_kernel_in_flight_requests_at_map dmuser_kernel_errors_total "
+		     "dmuser_kernel_timeouts_total", path, out, sizeof(out)) == 0,
+	      "prom-check.py: %s", out);
+	unlink(path);
+}
+
+/*
+ * Past 2^32: two CPUs' copies of one record with 3e9 requests each in the
+ * same slot.  Their sum, 6e9, must reach the buckets, _count and the JSON
+ * whole: with 32-bit slots it wrapped to 1705032704, and a counter that
+ * goes backwards is a reset to Prometheus.
+ */
+TEST(exporter_counts_past_2_32)
+{
+	const __u64 each = 3000000000ULL, both = 2 * each;
+	struct dmu_exp_snapshot s = {
+		.version = "0.1", .attach = "raw_tp", .uptime_seconds = 1,
+		.lat = lat, .qd = qd, .st = st,
+	};
+	struct dmu_lat_rec *c0, *c1;
+	struct dmu_percpu pc;
+	char *t, line[256];
+	json_t *doc, *total;
+
+	REQUIRE(dmu_percpu_init(&pc, 2, sizeof(struct dmu_lat_rec), dmu_lat_rec_sum) == 0);
+	c0 = pc.buf;
+	c1 = (struct dmu_lat_rec *)((char *)pc.buf + pc.stride);
+	c0->st.ios = c1->st.ios = each;
+	c0->lat[DMU_STAGE_TOTAL].slots[6] = c1->lat[DMU_STAGE_TOTAL].slots[6] = each;
+	c0->lat[DMU_STAGE_TOTAL].sum = c1->lat[DMU_STAGE_TOTAL].sum = each * 100;
+	c0->qd[DMU_QD_IN_FLIGHT].slots[1] = c1->qd[DMU_QD_IN_FLIGHT].slots[1] = each;
+	recs[0].key = (struct dmu_op_key){ DEV_A, DM_USER_REQ_MAP_READ };
+	dmu_percpu_sum(&pc, &recs[0].rec);
+	dmu_percpu_free(&pc);
+	CHECK(dmu_hist_total(recs[0].rec.lat[DMU_STAGE_TOTAL].slots, DMU_MAX_SLOTS) == both,
+	      "total %llu", dmu_hist_total(recs[0].rec.lat[DMU_STAGE_TOTAL].slots, DMU_MAX_SLOTS));
+	dmu_exp_split(&s, recs, 1);
+	dmu_exp_prepare(&s, devs, 4, fake_name);
+
+	t = render_prom(&s);
+	snprintf(line, sizeof(line), "dmuser_kernel_requests_total{device=\"dmu-a\",op=\"read\"} %llu\n",
+		 (unsigned long long)both);
+	has(t, line);
+	snprintf(line, sizeof(line), "dmuser_stage_latency_seconds_bucket{device=\"dmu-a\",op=\"read\","
+		 "stage=\"total\",le=\"0.000128\"} %llu\n", (unsigned long long)both);
+	has(t, line);
+	snprintf(line, sizeof(line), "dmuser_stage_latency_seconds_count{device=\"dmu-a\",op=\"read\","
+		 "stage=\"total\"} %llu\n", (unsigned long long)both);
+	has(t, line);
+	snprintf(line, sizeof(line), "dmuser_kernel_in_flight_requests_at_map_count{device=\"dmu-a\"} %llu\n",
+		 (unsigned long long)both);
+	has(t, line);
+	free(t);
+
+	doc = dmu_exp_render_json(&s);
+	REQUIRE(doc != NULL);
+	total = json_object_get(json_object_get(json_object_get(json_object_get(
+		json_array_get(json_object_get(doc, "devices"), 0), "ops"), "read"), "latency_us"), "total");
+	CHECK(json_integer_value(json_object_get(total, "count")) == (json_int_t)both,
+	      "JSON count %lld", (long long)json_integer_value(json_object_get(total, "count")));
+	CHECK(json_integer_value(json_object_get(json_array_get(json_object_get(total, "buckets"), 6),
+						 "count")) == (json_int_t)both, "JSON bucket");
+	json_decref(doc);
+}
+
+/* dm-N names for the many-device test: every device its own name */
+static void dm_n_name(__u32 dev, char *buf, size_t len)
+{
+	snprintf(buf, len, "dmu-many-%u", dmu_minor(dev));
+}
+
+/*
+ * 300 devices, more than the 256 the exporter once had room for: every
+ * device keeps its own label (the extra ones were all "unknown", duplicate
+ * series, and Prometheus rejects a scrape with duplicates), and the text
+ * passes promtool.  A devs array too small labels the rest by MAJ:MIN, still
+ * distinct, and says so.
+ */
+TEST(exporter_more_than_256_devices)
+{
+	enum { N = 300 };
+	static struct dmu_exp_rec many[N];
+	static struct dmu_exp_hist mlat[N * DMU_NR_STAGES], mqd[N * DMU_NR_QD];
+	static struct dmu_exp_stat mst[N];
+	static struct dmu_exp_dev mdevs[N];
+	struct dmu_exp_snapshot s = {
+		.version = "0.1", .attach = "raw_tp", .lat = mlat, .qd = mqd, .st = mst,
+	};
+	char path[] = "/tmp/dmu-unit-exporter-XXXXXX", out[8192], line[160];
+	char *t;
+	FILE *f;
+	int i, fd;
+
+	for (i = 0; i < N; i++) {
+		many[i].key = (struct dmu_op_key){ dmu_mkdev(254, i), DM_USER_REQ_MAP_READ };
+		many[i].rec.st.ios = i + 1;
+		many[i].rec.lat[DMU_STAGE_TOTAL].slots[3] = i + 1;
+	}
+	dmu_exp_split(&s, many, N);
+	CHECK(dmu_exp_prepare(&s, mdevs, N, dm_n_name) == 0, "room for every device");
+	CHECK(s.ndevs == N, "%d devices", s.ndevs);
+	t = render_prom(&s);
+	CHECK(strstr(t, "unknown") == NULL, "a device labelled unknown");
+	for (i = 0; i < N; i += 37) {
+		snprintf(line, sizeof(line), "dmuser_kernel_requests_total{device=\"dmu-many-%d\",op=\"read\"} %d\n",
+			 i, i + 1);
+		has(t, line);
+	}
+	fd = mkstemp(path);
+	f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	REQUIRE(f != NULL);
+	REQUIRE(fputs(t, f) >= 0 && fclose(f) == 0);
+	free(t);
+	CHECK(run_on("promtool check metrics", path, out, sizeof(out)) == 0 && !out[0],
+	      "promtool check metrics: %.400s", out);
+	unlink(path);
+
+	/* room for 256 only: the rest get their MAJ:MIN, not one shared label */
+	dmu_exp_split(&s, many, N);
+	CHECK(dmu_exp_prepare(&s, mdevs, 256, dm_n_name) == -ENOSPC, "no room reported");
+	t = render_prom(&s);
+	has(t, "dmuser_kernel_requests_total{device=\"254:299\",op=\"read\"} 300\n");
+	CHECK(strstr(t, "unknown") == NULL, "a device labelled unknown");
+	free(t);
 }
