@@ -71,6 +71,11 @@ install_missing = missing=$$(for p in $(1); do \
 
 modules: $(KMODS)
 
+# The kernel tree a module is built against: KDIR when given (the debug
+# lane's kernel, built outside /lib/modules, with KVERS naming it), else the
+# installed headers.
+kdir = $(or $(KDIR),/lib/modules/$(1)/build)
+
 # One build directory per kernel: kbuild builds external modules in place.
 # Where the headers have no vmlinux (Debian 6.1), kbuild skips module BTF, so
 # generate it with pahole against the BTF of that kernel's own image.
@@ -79,9 +84,9 @@ $(BUILD)/kmod/%/dm-user.ko: $(MODULE_SRCS)
 	@mkdir -p $(@D)/include/uapi/linux
 	@cp -p $(ROOT)/module/dm-user.c $(ROOT)/module/dm-user-trace.h $(ROOT)/module/Kbuild $(@D)/
 	@cp -p $(ROOT)/module/include/uapi/linux/dm-user.h $(@D)/include/uapi/linux/
-	$(MAKE) -C /lib/modules/$*/build M=$(@D) W=1 modules 2>&1 | \
+	$(MAKE) -C $(call kdir,$*) M=$(@D) W=1 modules 2>&1 | \
 		grep -v 'Skipping BTF generation'; test $${PIPESTATUS[0]} -eq 0
-	@if [ ! -e /lib/modules/$*/build/vmlinux ]; then \
+	@if [ ! -e $(call kdir,$*)/vmlinux ]; then \
 		$(ROOT)/module/scripts/vmlinux-btf.sh /boot/vmlinuz-$* $(@D)/vmlinux.btf && \
 		pahole -J --btf_base $(@D)/vmlinux.btf $@ && \
 		rm -f $(@D)/vmlinux.btf && echo "  BTF     $@ (pahole, base /boot/vmlinuz-$*)"; \
