@@ -9,6 +9,8 @@
 #   make demo     boot a guest and show dm-user serving a file under load
 #   make bench    boot one guest and run fio on the file, loop, nbd and dm-user
 #                 (see tests/bench/README.md); writes build/bench/results.*
+#   make check-debug  the VM tests on a lockdep/KASAN/UBSAN/KFENCE kernel and on
+#                 Debian's PREEMPT_RT kernel (tests/debug/); not part of check
 #
 # Kernels: every generic -amd64 /lib/modules/<version>/build that has a
 # matching /boot/vmlinuz-<version>.  Restrict with KVERS="<version> ...".
@@ -40,6 +42,11 @@ DEPS := make gcc clang llvm pkg-config git \
 # What only `make bench` needs, installed by it (not by make check).
 BENCH_DEPS := nbdkit nbd-client linux-perf
 
+# What only `make check-debug` needs: the source and tools to build its kernel,
+# and Debian's PREEMPT_RT kernel with headers.
+DEBUG_DEPS := linux-source-6.12 bc flex bison libelf-dev libssl-dev dwarves \
+	linux-image-6.12-rt-amd64 linux-headers-6.12-rt-amd64
+
 all: modules daemon bpf tools
 
 CFLAGS_USER := -std=c11 -O2 -g -Wall -Wextra -Werror -I$(ROOT)/module/include/uapi
@@ -60,6 +67,13 @@ deps-if-needed:
 
 bench-deps-if-needed:
 	@$(call install_missing,$(DEPS) $(BENCH_DEPS),bench-deps)
+
+debug-deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS) $(DEBUG_DEPS)
+
+debug-deps-if-needed:
+	@$(call install_missing,$(DEPS) $(DEBUG_DEPS),debug-deps)
 
 # install_missing PACKAGES,TARGET: make TARGET if a package is not installed
 install_missing = missing=$$(for p in $(1); do \
@@ -126,6 +140,11 @@ demo: deps-if-needed
 	@$(MAKE) -C $(ROOT) all
 	@$(ROOT)/tests/demo/demo.sh
 
+# Builds its kernel once (cached in /var/cache/dm-user/kernel), then the
+# self-test and the VM tests that load the module; ends with "N passed, N failed".
+check-debug: debug-deps-if-needed
+	@$(ROOT)/tests/debug/check-debug.sh
+
 # Goals are reported, not asserted: exits 0 unless a path or a job failed to run.
 bench: bench-deps-if-needed
 	@$(MAKE) -C $(ROOT) all
@@ -153,4 +172,4 @@ clean:
 	-$(MAKE) -C $(ROOT)/tests/unit clean
 	-$(MAKE) -C $(ROOT)/tests/unit/bench clean
 
-.PHONY: all deps deps-if-needed bench-deps bench-deps-if-needed modules daemon bpf tools unit lint check soak demo bench clean
+.PHONY: all deps deps-if-needed bench-deps bench-deps-if-needed debug-deps debug-deps-if-needed check-debug modules daemon bpf tools unit lint check soak demo bench clean
