@@ -163,8 +163,8 @@ for kver in "${kernels[@]}"; do
 			process_results "$kver" "$dir"
 			if [[ -n $running ]] && ((SECONDS - running_since > running_tmo + 130)); then
 				hung="no result $((SECONDS - running_since)) s after it started (timeout ${running_tmo} s): the guest hung; stopped it"
-			elif ((seen_lines == 0 && SECONDS - boot_since > 300)); then
-				hung="no test started within 300 s of booting the guest; stopped it"
+			elif ((seen_lines == 0 && SECONDS - boot_since > 300 * scale)); then
+				hung="no test started within $((300 * scale)) s of booting the guest; stopped it"
 			fi
 			if [[ -n $hung ]]; then
 				kill -TERM "$pid" 2>/dev/null || true
