@@ -10,6 +10,8 @@
 #   make demo     boot a guest and show dm-user serving a file under load
 #   make bench    boot one guest and run fio on the file, loop, nbd and dm-user
 #                 (see tests/bench/README.md); writes build/bench/results.*
+#   make check-debug  the VM tests on a lockdep/KASAN/UBSAN/KFENCE kernel and on
+#                 Debian's PREEMPT_RT kernel (tests/debug/); not part of check
 #
 # Kernels: every generic -amd64 /lib/modules/<version>/build that has a
 # matching /boot/vmlinuz-<version>.  Restrict with KVERS="<version> ...".
@@ -42,6 +44,11 @@ DEPS := make gcc clang llvm pkg-config git \
 # What only `make bench` needs, installed by it (not by make check).
 BENCH_DEPS := nbdkit nbd-client linux-perf
 
+# What only `make check-debug` needs: the source and tools to build its kernel,
+# and Debian's PREEMPT_RT kernel with headers.
+DEBUG_DEPS := linux-source-6.12 bc flex bison libelf-dev libssl-dev dwarves \
+	linux-image-6.12-rt-amd64 linux-headers-6.12-rt-amd64
+
 all: modules daemon lib examples bpf tools
 
 CFLAGS_USER := -std=c11 -O2 -g -Wall -Wextra -Werror -I$(ROOT)/module/include/uapi
@@ -63,6 +70,13 @@ deps-if-needed:
 bench-deps-if-needed:
 	@$(call install_missing,$(DEPS) $(BENCH_DEPS),bench-deps)
 
+debug-deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS) $(DEBUG_DEPS)
+
+debug-deps-if-needed:
+	@$(call install_missing,$(DEPS) $(DEBUG_DEPS),debug-deps)
+
 # install_missing PACKAGES,TARGET: make TARGET if a package is not installed
 install_missing = missing=$$(for p in $(1); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
@@ -73,6 +87,11 @@ install_missing = missing=$$(for p in $(1); do \
 
 modules: $(KMODS)
 
+# The kernel tree a module is built against: KDIR when given (the debug
+# lane's kernel, built outside /lib/modules, with KVERS naming it), else the
+# installed headers.
+kdir = $(or $(KDIR),/lib/modules/$(1)/build)
+
 # One build directory per kernel: kbuild builds external modules in place.
 # Where the headers have no vmlinux (Debian 6.1), kbuild skips module BTF, so
 # generate it with pahole against the BTF of that kernel's own image.
@@ -81,9 +100,9 @@ $(BUILD)/kmod/%/dm-user.ko: $(MODULE_SRCS)
 	@mkdir -p $(@D)/include/uapi/linux
 	@cp -p $(ROOT)/module/dm-user.c $(ROOT)/module/dm-user-trace.h $(ROOT)/module/Kbuild $(@D)/
 	@cp -p $(ROOT)/module/include/uapi/linux/dm-user.h $(@D)/include/uapi/linux/
-	$(MAKE) -C /lib/modules/$*/build M=$(@D) W=1 modules 2>&1 | \
+	$(MAKE) -C $(call kdir,$*) M=$(@D) W=1 modules 2>&1 | \
 		grep -v 'Skipping BTF generation'; test $${PIPESTATUS[0]} -eq 0
-	@if [ ! -e /lib/modules/$*/build/vmlinux ]; then \
+	@if [ ! -e $(call kdir,$*)/vmlinux ]; then \
 		$(ROOT)/module/scripts/vmlinux-btf.sh /boot/vmlinuz-$* $(@D)/vmlinux.btf && \
 		pahole -J --btf_base $(@D)/vmlinux.btf $@ && \
 		rm -f $(@D)/vmlinux.btf && echo "  BTF     $@ (pahole, base /boot/vmlinuz-$*)"; \
@@ -136,6 +155,11 @@ demo: deps-if-needed
 	@$(MAKE) -C $(ROOT) all
 	@$(ROOT)/tests/demo/demo.sh
 
+# Builds its kernel once (cached in /var/cache/dm-user/kernel), then the
+# self-test and the VM tests that load the module; ends with "N passed, N failed".
+check-debug: debug-deps-if-needed
+	@$(ROOT)/tests/debug/check-debug.sh
+
 # Goals are reported, not asserted: exits 0 unless a path or a job failed to run.
 bench: bench-deps-if-needed
 	@$(MAKE) -C $(ROOT) all
@@ -185,4 +209,4 @@ clean:
 	-$(MAKE) -C $(ROOT)/tests/unit/bpf clean
 	-$(MAKE) -C $(ROOT)/tests/unit/bench clean
 
-.PHONY: all deps deps-if-needed bench-deps bench-deps-if-needed modules daemon lib examples bpf tools unit lint sparse check soak demo bench clean
+.PHONY: all deps deps-if-needed bench-deps bench-deps-if-needed debug-deps debug-deps-if-needed check-debug modules daemon lib examples bpf tools unit lint sparse check soak demo bench clean

@@ -26,15 +26,48 @@ vm_kernels() {
 	done | sort -V
 }
 
+# Kernels that are not in /boot, for the debug lane (tests/debug/): each word of
+# DMU_VM_KERNEL_DIRS is a directory made by tests/debug/kernel.sh, with the files
+# kver (the release), vmlinuz and modroot/lib/modules/<kver>/. Prints the
+# directory whose kver is $1, or nothing.
+vm_kernel_dir() {
+	local d
+	for d in ${DMU_VM_KERNEL_DIRS:-}; do
+		[[ -f $d/kver && $(<"$d/kver") == "$1" ]] && { printf '%s\n' "$d"; return 0; }
+	done
+	return 0
+}
+
+# The image to boot for kernel $1, and the root under which its lib/modules/<kver>
+# is ("" for the host's own).
+vm_kernel_image() {
+	local d
+	d=$(vm_kernel_dir "$1")
+	if [[ -n $d ]]; then printf '%s\n' "$d/vmlinuz"; else printf '/boot/vmlinuz-%s\n' "$1"; fi
+}
+vm_kernel_modroot() {
+	local d
+	d=$(vm_kernel_dir "$1")
+	[[ -z $d ]] || printf '%s\n' "$d/modroot"
+}
+
 # Resolve a --kernel argument: an exact installed version, or a prefix ending at a
 # component boundary that matches exactly one of them ("6.1" -> 6.1.0-56-amd64, not
-# 6.12.x; "6.12" -> 6.12.117+deb12-amd64).
+# 6.12.x; "6.12" -> 6.12.117+deb12-amd64). Only the exact version selects a kernel
+# that vm_kernels leaves out: an installed -rt (or -cloud) flavour, or one of
+# DMU_VM_KERNEL_DIRS.
 vm_resolve_kernel() {
 	local want=$1 k exact="" matches=()
 	while IFS= read -r k; do
 		[[ $k == "$want" ]] && exact=$k
 		[[ $k == "$want"[.+-]* ]] && matches+=("$k")
 	done < <(vm_kernels)
+	if [[ -z $exact && -n $(vm_kernel_dir "$want") ]]; then
+		exact=$want
+	elif [[ -z $exact && $want == *-amd64 && -e /boot/vmlinuz-$want &&
+		-d /lib/modules/$want/kernel && -d /lib/modules/$want/build ]]; then
+		exact=$want
+	fi
 	if [[ -n $exact ]]; then
 		printf '%s\n' "$exact"
 	elif ((${#matches[@]} == 1)); then

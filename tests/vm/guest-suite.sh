@@ -35,9 +35,32 @@ DMU_ROOT=${DMU_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)}
 export DMU_ROOT
 export DMU_KVER=${DMU_KVER:-$(uname -r)}
 export DMU_KO=${DMU_KO:-$DMU_ROOT/build/kmod/$DMU_KVER/dm-user.ko}
+# Where the tests are: tests/e2e, or DMU_TESTS_DIR (relative to the repo root;
+# the debug lane's self-test).
+tdir=$DMU_ROOT/${DMU_TESTS_DIR:-tests/e2e}
 
 # Kernel log lines that fail a test (extended regex, matched case-sensitively).
-DMU_DMESG_BAD='\bWARNING\b|\bBUG\b|kernel BUG|Oops|general protection|Call Trace|possible circular locking|inconsistent lock state|possible recursive locking|blocked for more than|KASAN|UBSAN|soft lockup|hard LOCKUP|rcu_sched detected stall|rcu: INFO|list_add corruption|list_del corruption|refcount_t:'
+DMU_DMESG_BAD='\bWARNING\b|\bBUG\b|kernel BUG|Oops|general protection|Call Trace|possible circular locking|inconsistent lock state|possible recursive locking|blocked for more than|KASAN|UBSAN|soft lockup|hard LOCKUP|rcu_sched detected stall|rcu: INFO|list_add corruption|list_del corruption|refcount_t:|KFENCE|ODEBUG|sleeping function called from invalid context|Invalid wait context|suspicious RCU usage|bad unlock balance|held lock freed|lock held when returning to user space|possible irq lock inversion'
+# The checker each kind of report comes from, named in a failure's reasons
+# (the debug lane, make check-debug, relies on "lockdep" being named).
+DMU_DMESG_KINDS=(
+	'lockdep' 'possible circular locking|inconsistent lock state|possible recursive locking|Invalid wait context|suspicious RCU usage|bad unlock balance|held lock freed|lock held when returning to user space|possible irq lock inversion'
+	'sleep in atomic (DEBUG_ATOMIC_SLEEP)' 'sleeping function called from invalid context'
+	'KASAN' 'KASAN' 'UBSAN' 'UBSAN' 'KFENCE' 'KFENCE' 'debugobjects' 'ODEBUG'
+	'list debugging' 'list_add corruption|list_del corruption'
+	'hung task' 'blocked for more than' 'lockup' 'soft lockup|hard LOCKUP'
+	'RCU stall' 'rcu_sched detected stall|rcu: INFO'
+)
+dmesg_kinds() { # file: the kinds of report in it, comma-separated
+	local i kinds=""
+	for ((i = 0; i < ${#DMU_DMESG_KINDS[@]}; i += 2)); do
+		grep -qE "${DMU_DMESG_KINDS[i + 1]}" "$1" && kinds+="${DMU_DMESG_KINDS[i]}, "
+	done
+	printf '%s\n' "${kinds%, }"
+}
+# Lockdep stops after its first report (and after a taint that makes it
+# unreliable, e.g. KASAN's): "debug_locks" in /proc/lockdep_stats, when there.
+debug_locks() { awk '$1 == "debug_locks:" { print $2 }' /proc/lockdep_stats 2>/dev/null || true; }
 # Taint bits that a test must not set: B(5) bad page, D(7) oops, W(9) warning,
 # L(14) soft lockup.
 DMU_TAINT_BAD=$(((1 << 5) | (1 << 7) | (1 << 9) | (1 << 14)))
@@ -54,7 +77,7 @@ while (($#)); do
 	esac
 done
 if ((${#tests[@]} == 0)); then
-	for t in "$DMU_ROOT"/tests/e2e/[0-9]*.sh; do
+	for t in "$tdir"/[0-9]*.sh; do
 		[[ -e $t ]] || continue
 		n=$(basename "$t")
 		[[ -z $filter || $n =~ $filter ]] && tests+=("$n")
@@ -153,7 +176,7 @@ test_timeout() {
 		fi
 	done <"$1"
 	if [[ ${DMU_SOAK:-0} == 1 && -n $soak ]]; then tmo=$soak; fi
-	echo "$tmo"
+	echo "$((tmo * ${DMU_TIMEOUT_SCALE:-1}))"
 }
 
 # Boot messages are not judged, but kept.
@@ -164,13 +187,14 @@ say "kernel $DMU_KVER, ${#tests[@]} test(s)"
 failed=0
 for n in "${tests[@]}"; do
 	name=${n%.sh}
-	t=$DMU_ROOT/tests/e2e/$n
+	t=$tdir/$n
 	why=$res/$name.why
 	reasons=""
 	tmo=$(test_timeout "$t")
 	event "RUN $name"
 	say "RUN  $name (timeout ${tmo}s)"
 	taint0=$(</proc/sys/kernel/tainted)
+	locks0=$(debug_locks)
 	export TMPDIR=/tmp/dmu-suite/$n
 	start=$SECONDS
 
@@ -202,7 +226,8 @@ for n in "${tests[@]}"; do
 
 	dmesg --read-clear >"$res/$name.dmesg" 2>&1 || true
 	if grep -qE "$DMU_DMESG_BAD" "$res/$name.dmesg"; then
-		reason "kernel log has lines matching the failure patterns:"
+		kinds=$(dmesg_kinds "$res/$name.dmesg")
+		reason "kernel log has lines matching the failure patterns${kinds:+ (report: $kinds)}:"
 		reason "$(grep -E "$DMU_DMESG_BAD" "$res/$name.dmesg" | head -n 20 | sed 's/^/  /')"
 		reason "kernel log from the first match (60 lines at most; all of it in $name.dmesg):"
 		reason "$(grep -m1 -A60 -E "$DMU_DMESG_BAD" "$res/$name.dmesg" | sed 's/^/  /')"
@@ -211,6 +236,12 @@ for n in "${tests[@]}"; do
 	newtaint=$(((taint1 & ~taint0) & DMU_TAINT_BAD))
 	if ((newtaint)); then
 		reason "kernel taint gained bits $(printf '0x%x' "$newtaint") (tainted: $taint0 -> $taint1)"
+	fi
+
+	locks1=$(debug_locks)
+	if [[ $locks0 == 1 && $locks1 == 0 ]]; then
+		reason "lockdep turned itself off during this test (debug_locks 1 -> 0)"
+		abort="lockdep is off after $name"
 	fi
 
 	secs=$((SECONDS - start))

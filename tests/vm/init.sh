@@ -70,6 +70,13 @@ mount -t tmpfs -o mode=1777 tmpfs "$R/dev/shm" || fail "mount /dev/shm"
 mount -t tracefs tracefs "$R/sys/kernel/tracing" || fail "mount tracefs"
 mount -t debugfs debugfs "$R/sys/kernel/debug" || fail "mount debugfs"
 mount -t bpf bpf "$R/sys/fs/bpf" 2>/dev/null || echo "dmu-init: note: no bpffs"
+# A kernel that is not the host's (tests/debug/kernel.sh) brings its own
+# /lib/modules: run.sh names the directory that holds it.
+if [ -s /out/.dmu/modroot ]; then
+	read -r modroot </out/.dmu/modroot
+	mount -o bind "$R$modroot/lib/modules" "$R/lib/modules" ||
+		fail "bind $modroot/lib/modules on /lib/modules"
+fi
 mount -o move /out "$R$OUT" || fail "move the results share into the chroot"
 
 # The kernel runs its module-autoload helper in PID 1's root (this initramfs), not

@@ -20,7 +20,10 @@ set -euo pipefail
 (($# == 2)) || { echo "usage: $0 <kver> <out.cpio.gz>" >&2; exit 2; }
 kver=$1
 out=$2
-moddir=/lib/modules/$kver
+# DMU_VM_MODROOT: the modules are in $DMU_VM_MODROOT/lib/modules (a kernel from
+# tests/debug/kernel.sh); default: the host's /lib/modules.
+modroot=${DMU_VM_MODROOT:-/}
+moddir=$modroot/lib/modules/$kver
 [[ -d $moddir ]] || vm_die "no $moddir"
 
 for tool in modprobe cpio gzip sha256sum; do
@@ -40,8 +43,8 @@ fi
 mods=()
 declare -A seen=()
 for want in virtio_pci 9pnet_virtio 9p; do
-	deps=$(modprobe -S "$kver" --show-depends "$want") ||
-		vm_die "modprobe -S $kver --show-depends $want failed"
+	deps=$(modprobe -d "$modroot" -S "$kver" --show-depends "$want") ||
+		vm_die "modprobe -d $modroot -S $kver --show-depends $want failed"
 	while read -r kind path _; do
 		[[ $kind == insmod ]] || continue
 		[[ -n ${seen[$path]:-} ]] && continue
@@ -65,6 +68,7 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,dev,proc,sys,newroot,out,keep,lib/dmu-modules}
 cp "$busybox" "$stage/bin/busybox"
 install -m 0755 "$init" "$stage/init"
+: >"$stage/lib/dmu-modules/order" # empty when all of them are built in
 for path in "${mods[@]}"; do
 	name=$(basename "$path")
 	case $name in

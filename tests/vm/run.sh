@@ -66,12 +66,13 @@ else
 	kver=$(vm_kernels | tail -n1)
 	[[ -n $kver ]] || vm_die "no installed generic -amd64 kernel with headers in /boot and /lib/modules/*/build"
 fi
-vmlinuz=/boot/vmlinuz-$kver
+vmlinuz=$(vm_kernel_image "$kver")
+modroot=$(vm_kernel_modroot "$kver") # set for a kernel of DMU_VM_KERNEL_DIRS
 [[ -r $vmlinuz ]] || vm_die "cannot read $vmlinuz (Debian installs it mode 0600: run as root)"
 
 mkdir -p "$DMU_VM_BUILD"
 initrd=$DMU_VM_BUILD/initramfs-$kver.cpio.gz
-"$DMU_ROOT/tests/vm/initramfs.sh" "$kver" "$initrd"
+DMU_VM_MODROOT=$modroot "$DMU_ROOT/tests/vm/initramfs.sh" "$kver" "$initrd"
 
 if [[ -z $out ]]; then
 	out=$DMU_VM_BUILD/out-$kver-$$
@@ -80,8 +81,10 @@ fi
 mkdir -p "$out/.dmu"
 out=$(cd "$out" && pwd -P)
 log=$out/console.log
-rm -f "$out/.dmu/status" "$out/.dmu/dmesg.txt" "$log"
+rm -f "$out/.dmu/status" "$out/.dmu/dmesg.txt" "$out/.dmu/modroot" "$log"
 printf '%s\n' "$DMU_ROOT" >"$out/.dmu/root"
+# The guest init mounts MODROOT/lib/modules on /lib/modules (tests/vm/init.sh).
+[[ -z $modroot ]] || printf '%s\n' "$modroot" >"$out/.dmu/modroot"
 
 # The script the guest's init runs inside the chroot (with an empty environment).
 {

@@ -61,8 +61,13 @@ if ((${#missing[@]})); then
 	vm_die "build the module for every kernel first (make modules)"
 fi
 
+# DMU_TESTS_DIR: another directory of tests (the debug lane's self-test).
+# DMU_TIMEOUT_SCALE=N: every test's timeout times N (the debug lane's kernel).
+tdir=$DMU_ROOT/${DMU_TESTS_DIR:-tests/e2e}
+scale=${DMU_TIMEOUT_SCALE:-1}
+[[ $scale =~ ^[1-9][0-9]*$ ]] || vm_die "DMU_TIMEOUT_SCALE wants a positive integer, got '$scale'"
 tests=()
-for t in "$DMU_ROOT"/tests/e2e/[0-9]*.sh; do
+for t in "$tdir"/[0-9]*.sh; do
 	[[ -e $t ]] || continue
 	n=$(basename "$t")
 	[[ -z $filter || $n =~ $filter ]] && tests+=("$n")
@@ -73,9 +78,9 @@ done
 # its "# timeout: N" line, else 300; under --soak a "# soak-timeout: N" line wins.
 test_timeout() {
 	local n s=""
-	n=$(sed -n 's/^# timeout: *\([0-9][0-9]*\).*/\1/p' "$DMU_ROOT/tests/e2e/$1" | head -n1)
-	((soak)) && s=$(sed -n 's/^# soak-timeout: *\([0-9][0-9]*\).*/\1/p' "$DMU_ROOT/tests/e2e/$1" | head -n1)
-	echo "${s:-${n:-300}}"
+	n=$(sed -n 's/^# timeout: *\([0-9][0-9]*\).*/\1/p' "$tdir/$1" | head -n1)
+	((soak)) && s=$(sed -n 's/^# soak-timeout: *\([0-9][0-9]*\).*/\1/p' "$tdir/$1" | head -n1)
+	echo "$((${s:-${n:-300}} * scale))"
 }
 
 passed=0 failed=0 skipped=0
@@ -144,6 +149,8 @@ for kver in "${kernels[@]}"; do
 		for t in "${remaining[@]}"; do budget=$((budget + $(test_timeout "$t") + 60)); done
 		runargs=(--kernel "$kver" --out "$dir" --timeout "$budget" --smp "$smp" -q)
 		((soak)) && runargs+=(--env DMU_SOAK=1)
+		[[ -z ${DMU_TESTS_DIR:-} ]] || runargs+=(--env "DMU_TESTS_DIR=$DMU_TESTS_DIR")
+		((scale == 1)) || runargs+=(--env "DMU_TIMEOUT_SCALE=$scale")
 		((verbose)) && runargs+=(-v)
 
 		"$DMU_ROOT/tests/vm/run.sh" "${runargs[@]}" -- tests/vm/guest-suite.sh "${remaining[@]}" &
@@ -161,8 +168,8 @@ for kver in "${kernels[@]}"; do
 			process_results "$kver" "$dir"
 			if [[ -n $running ]] && ((SECONDS - running_since > running_tmo + 130)); then
 				hung="no result $((SECONDS - running_since)) s after it started (timeout ${running_tmo} s): the guest hung; stopped it"
-			elif ((seen_lines == 0 && SECONDS - boot_since > 300)); then
-				hung="no test started within 300 s of booting the guest; stopped it"
+			elif ((seen_lines == 0 && SECONDS - boot_since > 300 * scale)); then
+				hung="no test started within $((300 * scale)) s of booting the guest; stopped it"
 			fi
 			if [[ -n $hung ]]; then
 				kill -TERM "$pid" 2>/dev/null || true
