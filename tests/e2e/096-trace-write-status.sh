@@ -53,7 +53,10 @@ assert_eq "${BASH_REMATCH[1]}" 4294967297 "dm_user_write status for a reply of t
 grep -q 'field:u64 status;' "$trace/events/dm_user/dm_user_write/format" ||
 	die "dm_user_write's status is not a u64: $(grep 'status;' "$trace/events/dm_user/dm_user_write/format")"
 
+# The client exits by itself once it sees the file: wait for that, then
+# collect its status (dmu_stop would SIGTERM it if it has not looked yet).
 : >"$tmp/exit"
-dmu_stop "$client" 10 || die "the client failed"
+wait_until 60 dmu_not_running "$client" || die "the client did not exit"
+dmu_stop "$client" || die "the client failed"
 dmsetup remove --noudevsync "$name"
 dmu_unload
