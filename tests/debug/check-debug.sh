@@ -7,9 +7,10 @@
 #     outside the clone (/var/cache/dm-user/kernel, DMU_DEBUG_CACHE);
 #   - Debian's PREEMPT_RT kernel (linux-image-6.12-rt-amd64), where
 #     spinlocks sleep.
-# First a self-test: tests/debug/selftest/ loads a module that takes two
-# mutexes in both orders; the suite must fail that test and name lockdep,
-# or the lane fails ("the judge missed lockdep").
+# First (right after the kernel, before the other builds) a self-test:
+# tests/debug/selftest/ loads a module that takes two mutexes in both orders;
+# the suite must fail that test and name lockdep, or the lane fails ("the
+# judge missed lockdep") and stops.
 # Prints the suites' PASS/FAIL lines, the times, then "N passed, N failed";
 # exits non-zero if anything failed.
 #
@@ -56,28 +57,6 @@ done
 [[ -n $rtkver ]] || { lane_fail "no PREEMPT_RT kernel with headers (make debug-deps)"; finish; }
 echo "kernels: $dkver ($kdir), $rtkver"
 
-# ---- builds --------------------------------------------------------------------
-t=$SECONDS
-blog=$log_dir/build.log
-if ! {
-	make -s -C "$root" daemon bpf tools &&
-		make -s -C "$root" modules KVERS="$dkver" KDIR="$kdir/build" &&
-		make -s -C "$root" modules KVERS="$rtkver"
-} >"$blog" 2>&1; then
-	tail -n 30 "$blog"
-	lane_fail "build failed (log: $blog)"
-	finish
-fi
-st=$root/build/debug/selftest/$dkver
-mkdir -p "$st"
-cp -p "$root"/tests/debug/selftest/dmu_abba.c "$root"/tests/debug/selftest/Kbuild "$st/"
-if ! make -C "$kdir/build" M="$st" modules >>"$blog" 2>&1; then
-	tail -n 30 "$blog"
-	lane_fail "self-test module build failed (log: $blog)"
-	finish
-fi
-took "builds" "$t"
-
 # count_suite LOG RC: add a suite's "N passed, N failed[, N skipped]" line.
 count_suite() {
 	local line p f s=0
@@ -95,6 +74,18 @@ count_suite() {
 
 # ---- the self-test: the judge must catch lockdep ---------------------------
 t=$SECONDS
+blog=$log_dir/build.log
+: >"$blog"
+st=$root/build/debug/selftest/$dkver
+mkdir -p "$st"
+cp -p "$root"/tests/debug/selftest/dmu_abba.c "$root"/tests/debug/selftest/Kbuild "$st/"
+# (suite.sh wants dm-user.ko for every kernel it runs on, even for this test)
+if ! { make -C "$kdir/build" M="$st" modules &&
+	make -s -C "$root" modules KVERS="$dkver" KDIR="$kdir/build"; } >>"$blog" 2>&1; then
+	tail -n 30 "$blog"
+	lane_fail "module build for $dkver failed (log: $blog)"
+	finish
+fi
 slog=$log_dir/selftest.log
 echo "== self-test on $dkver: a module with an AB-BA lock order must fail on lockdep"
 DMU_TESTS_DIR=tests/debug/selftest "$root/tests/vm/suite.sh" --kernel "$dkver" --smp 1 >"$slog" 2>&1
@@ -110,6 +101,18 @@ else
 	lane_fail "self-test: the judge missed lockdep (suite exit $src; log: $slog)"
 	finish
 fi
+
+# ---- builds --------------------------------------------------------------------
+t=$SECONDS
+if ! {
+	make -s -C "$root" daemon bpf tools &&
+		make -s -C "$root" modules KVERS="$rtkver"
+} >>"$blog" 2>&1; then
+	tail -n 30 "$blog"
+	lane_fail "build failed (log: $blog)"
+	finish
+fi
+took "builds" "$t"
 
 # ---- the suites ------------------------------------------------------------------
 # Every VM test that loads the module.
