@@ -4,7 +4,7 @@
 # writes succeed and are dropped, and fio then verifies that the whole
 # device reads as zeroes; the JSON metrics count the requests of a
 # known dd run exactly and the Prometheus text agrees; bpftrace sees the
-# library's USDT probes fire once per request; SIGTERM removes the device.
+# library's USDT probes fire exactly once per request; SIGTERM removes the device.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -43,21 +43,34 @@ prom_reads=$(curl -sf "http://$addr/metrics?format=prometheus" |
 	awk '$1 == "dmuser_requests_total{op=\"read\"}" { print $2 }')
 (( prom_reads >= reads_before + 300 )) || die "Prometheus counts $prom_reads reads"
 
-# The USDT probes, through the shared library the example loaded.
+# The USDT probes, through the shared library the example loaded.  BEGIN
+# runs once every probe is attached, so its line is the signal to start the
+# load; dd's exit makes bpftrace exit and print its maps.  No signal stops
+# it: with bpftrace 0.17 a SIGINT sent right after "Attaching" was lost (it
+# slept on in epoll_wait for the 600 s of the test, on both kernels in CI),
+# and a SIGTERM sent after BEGIN once went unanswered for 30 s.
 so=$DMU_ROOT/lib/libdmuser.so.1
-bpftrace -p "$pid" -e "usdt:$so:dmuser:request_received { @rx = count(); }
+dmu_bg bpftrace -p "$pid" -e "BEGIN { printf(\"ready\\n\"); }
+	usdt:$so:dmuser:request_received { @rx = count(); }
 	usdt:$so:dmuser:reply_sent { @tx = count(); }
-	usdt:$so:dmuser:backend_done { @finished = count(); }" >"$tmp/bt.out" 2>&1 &
-bt=$!
-attached() { grep -q Attaching "$tmp/bt.out"; }
+	usdt:$so:dmuser:backend_done { @finished = count(); }
+	tracepoint:sched:sched_process_exit /comm == \"dd\"/ { exit(); }" >"$tmp/bt.out" 2>&1
+bt=$DMU_BG_PID
+attached() {
+	grep -qx ready "$tmp/bt.out" && return 0
+	_dmu_running "$bt" || die "bpftrace ended before attaching: $(cat "$tmp/bt.out")"
+	return 1
+}
 wait_until 120 attached || die "bpftrace did not attach: $(cat "$tmp/bt.out")"
 dd if="$dev" of=/dev/null bs=4k count=200 iflag=direct status=none
-kill -INT "$bt"
-wait "$bt" || true
+wait_until 120 _dmu_not_running "$bt" || die "bpftrace did not exit after dd did: $(cat "$tmp/bt.out")"
+rc=0
+dmu_stop "$bt" || rc=$?
+assert_eq "$rc" 0 "bpftrace exit status"
 log "bpftrace: $(tr '\n' ' ' <"$tmp/bt.out")"
 for probe in rx tx finished; do
 	n=$(sed -n "s/^@$probe: //p" "$tmp/bt.out")
-	(( n >= 200 )) || die "USDT dmuser probe @$probe fired $n times for 200 reads"
+	assert_eq "${n:-none}" 200 "USDT dmuser probe @$probe fires for 200 reads"
 done
 
 rc=0
