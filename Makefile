@@ -118,7 +118,8 @@ lib:
 examples: lib
 	$(MAKE) -C $(ROOT)/examples
 
-bpf:
+# dmuser-exporter links lib/libdmuser.a
+bpf: lib
 	$(MAKE) -C $(ROOT)/bpf
 
 # Test tools that run inside the guest.

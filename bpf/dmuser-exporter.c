@@ -36,8 +36,10 @@
 #include "dmuser-lat.h"
 #include "dmuser_lat.skel.h"
 #include "trace_helpers.h"
-#include "httpd.h"
-#include "log.h"
+/* libdmuser (linked statically): its HTTP endpoint, and the listen-address
+ * parser of intree.h, an internal helper the tree's programs share */
+#include <dmuser.h>
+#include "intree.h"
 
 #define PROG "dmuser-exporter"
 #define VERSION "0.1"
@@ -72,6 +74,7 @@ const char argp_program_doc[] =
 "EXAMPLES:\n"
 "    dmuser-exporter                        # every device, on " DEFAULT_LISTEN "\n"
 "    dmuser-exporter --listen 0.0.0.0:9183  # reachable from other hosts\n"
+"    dmuser-exporter --listen localhost:0   # a host name; port 0 picks a free one\n"
 "    dmuser-exporter -d dmu-test0           # only this device\n";
 
 enum {
@@ -81,7 +84,7 @@ enum {
 };
 
 static const struct argp_option opts[] = {
-	{ "listen", OPT_LISTEN, "ADDR:PORT", 0, "Listen here (default " DEFAULT_LISTEN "; PORT alone binds 127.0.0.1; [ADDR6]:PORT)", 0 },
+	{ "listen", OPT_LISTEN, "ADDR:PORT", 0, "Listen here (default " DEFAULT_LISTEN "; PORT alone binds 127.0.0.1; HOST:PORT; [ADDR6]:PORT)", 0 },
 	{ "device", 'd', "DEV", 0, "Trace this device only (dm name, dm-N, /dev/mapper/NAME or MAJ:MIN)", 0 },
 	{ "verbose", 'v', NULL, 0, "Verbose debug output", 0 },
 	{ "attach", OPT_ATTACH, "MODE", OPTION_HIDDEN, "auto, tp_btf, raw_tp or tracepoint (or env " DMU_ATTACH_ENV ")", 0 },
@@ -293,7 +296,19 @@ static void warn_untracked(struct exporter *e, __u64 untracked)
 	e->untracked_warned = untracked;
 }
 
-static int render(void *ctx, enum dmu_httpd_format format, char **body, size_t *len)
+/* The page at GET / (web.S). */
+extern const char dmu_exp_index_html[];
+extern const char dmu_exp_index_html_end[];
+
+/* libdmuser's messages (the HTTP endpoint's) as the exporter's own. */
+static void log_msg(void *arg, int level, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, PROG ": %s%s\n", level == DMU_LOG_WARNING ? "warning: " : "", msg);
+}
+
+/* Renders /metrics on libdmuser's HTTP thread, one scrape at a time. */
+static int render(void *ctx, enum dmu_metrics_format format, char **body, size_t *len)
 {
 	struct exporter *e = ctx;
 	struct dmu_exp_snapshot s = {
@@ -320,23 +335,23 @@ static int render(void *ctx, enum dmu_httpd_format format, char **body, size_t *
 	s.untracked = e->obj->bss->dmu_init_failed;
 	warn_untracked(e, s.untracked);
 
-	if (format == DMU_HTTPD_JSON) {
+	if (format == DMU_METRICS_JSON) {
 		json_t *doc = dmu_exp_render_json(&s);
 
 		*body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
 		json_decref(doc);
 		*len = *body ? strlen(*body) : 0;
 		pthread_mutex_unlock(&e->lock);
-		return *body ? 0 : -1;
+		return *body ? 0 : -ENOMEM;
 	}
 	out = open_memstream(body, len);
 	if (!out) {
 		pthread_mutex_unlock(&e->lock);
-		return -1;
+		return -ENOMEM;
 	}
 	err = dmu_exp_render_prometheus(&s, out);
 	pthread_mutex_unlock(&e->lock);
-	return fclose(out) || err ? -1 : 0;
+	return fclose(out) || err ? -EIO : 0;
 }
 
 /* The kernel's uevents of block devices; NULL (then only sweeps) if unavailable. */
@@ -420,20 +435,23 @@ int main(int argc, char **argv)
 		.doc = argp_program_doc,
 	};
 	struct exporter e = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	struct dmu_listen listen;
-	struct dmu_httpd *httpd;
+	struct listen_addr listen;
+	struct dmu_http *http;
 	sigset_t sigs;
 	int err, mode, sig = 0;
 
-	dmu_log_set_prog(PROG);
+	dmu_set_log(log_msg, NULL, DMU_LOG_WARNING);
 	if (dmu_attach_from_env(PROG, &env.attach))
 		return 1;
 	err = argp_parse(&argp, argc, argv, 0, NULL, NULL);
 	if (err)
 		return err;
-	if (dmu_parse_listen(env.listen, &listen)) {
-		fprintf(stderr, PROG ": invalid --listen '%s': expected PORT, ADDR:PORT or [ADDR6]:PORT\n",
-			env.listen);
+	/* checked before anything else; dmu_http_start() parses it again */
+	err = dmu__parse_listen(env.listen, &listen);
+	if (err) {
+		fprintf(stderr, PROG ": invalid --listen '%s': %s\n", env.listen,
+			err == -EINVAL ? "expected PORT, HOST:PORT or [ADDR6]:PORT" :
+			"unknown host");
 		return 2;
 	}
 
@@ -479,21 +497,24 @@ int main(int argc, char **argv)
 	e.attach = dmu_attach_name(mode);
 	clock_gettime(CLOCK_MONOTONIC, &e.start);
 
-	httpd = dmu_httpd_start(&listen, render, &e);
-	if (!httpd) {
+	DMU_OPTS(dmu_http_opts, ho,
+		 .render = render,
+		 .render_arg = &e,
+		 .index_html = dmu_exp_index_html,
+		 .index_html_len = (size_t)(dmu_exp_index_html_end - dmu_exp_index_html));
+	/* (its own messages say why it failed) */
+	if (dmu_http_start(NULL, env.listen, &ho, &http)) {
 		dmuser_lat_bpf__destroy(e.obj);
 		err = 1;
 		goto out;
 	}
-	/* the address as given, with the port bound (--listen :0 picks one) */
-	printf("Serving dm-user metrics on http://%.*s:%u/metrics, live page on http://%.*s:%u/ (attach: %s)\n",
-	       (int)(strrchr(listen.text, ':') - listen.text), listen.text, dmu_httpd_port(httpd),
-	       (int)(strrchr(listen.text, ':') - listen.text), listen.text, dmu_httpd_port(httpd),
-	       e.attach);
+	/* the address bound, with its port (--listen :0 picks one) */
+	printf("Serving dm-user metrics on http://%s/metrics, live page on http://%s/ (attach: %s)\n",
+	       dmu_http_address(http), dmu_http_address(http), e.attach);
 	fflush(stdout);
 
 	sig = serve(&e, &sigs);
-	dmu_httpd_stop(httpd);
+	dmu_http_stop(http);
 	dmu_check_misses(PROG, e.obj->obj);
 	dmu_report_runs(PROG, e.obj->obj);
 	dmu_report_inserts(PROG, e.obj->bss->dmu_init_failed, e.obj->bss->dmu_init_err);

@@ -17,8 +17,8 @@
 #include <linux/dm-user.h>
 
 #include "dmuser-exporter.h"
-#include "prom.h"
 #include "trace_helpers.h"
+#include "intree.h"		/* libdmuser's Prometheus text pieces */
 
 static const char *const qd_names[DMU_NR_QD] = {
 	[DMU_QD_QUEUED] = "dmuser_kernel_queued_requests_at_map",
@@ -151,7 +151,7 @@ static void labels(char *buf, size_t len, const struct dmu_exp_snapshot *s, __u3
 	FILE *f = open_memstream(&v, &vlen);
 
 	if (f) {
-		dmu_prom_label_value(f, dev_name(s, dev, mm, sizeof(mm)));
+		dmu__prom_label_value(f, dev_name(s, dev, mm, sizeof(mm)));
 		fclose(f);
 	}
 	snprintf(buf, len, "device=\"%s\"%s%s%s%s%s%s", v ? v : "",
@@ -168,7 +168,7 @@ static void counter(FILE *out, const struct dmu_exp_snapshot *s, const char *nam
 	char lab[320], opbuf[16];
 	int i;
 
-	dmu_prom_family(out, name, "counter", help);
+	dmu__prom_family(out, name, "counter", help);
 	for (i = 0; i < s->nst; i++) {
 		const __u64 *v = (const __u64 *)((const char *)&s->st[i].st + field);
 
@@ -194,7 +194,7 @@ static void latency(FILE *out, const struct dmu_exp_snapshot *s)
 
 	for (i = 0; i < DMU_MAX_SLOTS - 1; i++)
 		le[i] = (double)(2ULL << i) / 1e6;
-	dmu_prom_family(out, name, "histogram",
+	dmu__prom_family(out, name, "histogram",
 			"Time of dm-user requests in each stage, seen by the kernel's tracepoints: "
 			"queue (mapped to read by a daemon), daemon (read to reply), "
 			"total (mapped to completed).");
@@ -210,7 +210,7 @@ static void latency(FILE *out, const struct dmu_exp_snapshot *s)
 			 (unsigned long long)(e->hist.sum / 1000000),
 			 (unsigned long long)(e->hist.sum % 1000000));
 		slots_u64(&e->hist, counts);
-		dmu_prom_histogram(out, name, lab, counts, le, DMU_MAX_SLOTS, sum);
+		dmu__prom_histogram(out, name, lab, counts, le, DMU_MAX_SLOTS, sum);
 	}
 }
 
@@ -238,7 +238,7 @@ static void depth(FILE *out, const struct dmu_exp_snapshot *s, unsigned kind)
 
 	for (i = 0; i < DMU_MAX_SLOTS - 1; i++)
 		le[i] = (double)((2ULL << i) - 1);
-	dmu_prom_family(out, qd_names[kind], "histogram", kind == DMU_QD_QUEUED ?
+	dmu__prom_family(out, qd_names[kind], "histogram", kind == DMU_QD_QUEUED ?
 			"Requests queued for the daemon (this one included), sampled as each request is mapped." :
 			"Requests taken by a daemon and not yet answered, sampled as each request is mapped.");
 	for (d = 0, i = 0; d < s->ndevs; d++) {
@@ -250,20 +250,20 @@ static void depth(FILE *out, const struct dmu_exp_snapshot *s, unsigned kind)
 		labels(lab, sizeof(lab), s, s->devs[d].dev, NULL, NULL);
 		snprintf(sum, sizeof(sum), "%llu", (unsigned long long)h.sum);
 		slots_u64(&h, counts);
-		dmu_prom_histogram(out, qd_names[kind], lab, counts, le, DMU_MAX_SLOTS, sum);
+		dmu__prom_histogram(out, qd_names[kind], lab, counts, le, DMU_MAX_SLOTS, sum);
 	}
 }
 
 int dmu_exp_render_prometheus(const struct dmu_exp_snapshot *s, FILE *out)
 {
-	dmu_prom_family(out, "dmuser_exporter_info", "gauge",
+	dmu__prom_family(out, "dmuser_exporter_info", "gauge",
 			"dmuser-exporter's version and attach mode; always 1.");
 	fprintf(out, "dmuser_exporter_info{version=\"%s\",attach=\"%s\"} 1\n",
 		s->version, s->attach);
-	dmu_prom_family(out, "dmuser_exporter_uptime_seconds", "gauge",
+	dmu__prom_family(out, "dmuser_exporter_uptime_seconds", "gauge",
 			"Time since dmuser-exporter attached.");
 	fprintf(out, "dmuser_exporter_uptime_seconds %.17g\n", s->uptime_seconds);
-	dmu_prom_family(out, "dmuser_exporter_untracked_requests_total", "counter",
+	dmu__prom_family(out, "dmuser_exporter_untracked_requests_total", "counter",
 			"Completions the BPF program could not record: its per-device map was full.");
 	fprintf(out, "dmuser_exporter_untracked_requests_total %llu\n",
 		(unsigned long long)s->untracked);

@@ -246,23 +246,8 @@ HIDDEN bool dmu__frame(const struct dmu_channel *ch, const unsigned char *buf,
 HIDDEN int dmu__render(struct dmu_device *dev, enum dmu_metrics_format format,
 		       const struct dmu_metrics_opts *opts, char **buf, size_t *len);
 
-/* ---- prom.c: Prometheus text format 0.0.4 pieces ---- */
-#include <stdio.h>
-HIDDEN void dmu__prom_family(FILE *out, const char *name, const char *type,
-			     const char *help);
-HIDDEN void dmu__prom_label_value(FILE *out, const char *v);
-HIDDEN void dmu__prom_histogram(FILE *out, const char *name, const char *labels,
-				const uint64_t *counts, const double *le, unsigned n,
-				const char *sum_text);
-
-/* ---- listen.c ---- */
-#include <sys/socket.h>
-struct listen_addr {
-	struct sockaddr_storage addr;
-	socklen_t addr_len;
-	char host[64];			/* as it will be printed: "1.2.3.4" or "[::1]" */
-};
-HIDDEN int dmu__parse_listen(const char *text, struct listen_addr *out);
+/* ---- prom.c, listen.c: in intree.h, which the tree's programs use too ---- */
+#include "intree.h"
 
 /* Copy an options struct of caller size sz into a zeroed one of ours. */
 #define OPTS_COPY(dst, src)						\
