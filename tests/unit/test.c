@@ -8,7 +8,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "log.h"
 
 #define MAX_TESTS 256
 #define TIMEOUT_S 30
@@ -104,7 +103,8 @@ int main(int argc, char **argv)
 {
 	unsigned passed = 0, nfailed = 0, skipped = 0;
 
-	dmu_log_set_quiet(getenv("DMU_TEST_VERBOSE") ? 0 : 2);
+	if (test_quiet_logs)
+		test_quiet_logs(getenv("DMU_TEST_VERBOSE") != NULL);
 	for (unsigned i = 0; i < ntests; i++) {
 		if (argc > 1 && !strstr(tests[i].name, argv[1]))
 			continue;

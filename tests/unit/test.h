@@ -75,4 +75,11 @@ void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
 			       #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)"); \
 	} while (0)
 
+/*
+ * Defined by a suite whose code under test logs (the daemon's:
+ * test_quiet.c), to quiet it unless DMU_TEST_VERBOSE is set; the runner
+ * calls it when it is there.
+ */
+void test_quiet_logs(int verbose) __attribute__((weak));
+
 #endif
