@@ -51,6 +51,14 @@
 set -euo pipefail
 set -o errtrace
 
+# sleep as a bash builtin (Debian's bash-builtins), so that a poll does not
+# fork.  In an emulated guest a fork+exec costs more CPU than the wait it
+# paces, and that CPU is taken from what the test waits for: 100 rounds of
+# "sleep 0.05; cat /proc/self/stat" took 138 s in a loaded 6.12 guest, the
+# same rounds with the builtins 5.8 s.  Without the package, the external
+# sleep still works, only slower.
+enable -f /usr/lib/bash/sleep sleep 2>/dev/null || true
+
 DMU_ROOT=${DMU_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)}
 DMU_KVER=${DMU_KVER:-$(uname -r)}
 DMU_KO=${DMU_KO:-$DMU_ROOT/build/kmod/$DMU_KVER/dm-user.ko}
@@ -172,7 +180,7 @@ dmu_bg() {
 # True while PID runs (a zombie child that has exited does not count).
 _dmu_running() {
 	local st
-	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	{ read -r st <"/proc/$1/stat"; } 2>/dev/null || return 1
 	st=${st##*) }
 	[[ ${st%% *} != Z ]]
 }
