@@ -107,12 +107,18 @@ assert_fails() {
 }
 
 # Polling helpers: check a real condition every 50 ms until a deadline.
+# The pause between polls doubles from 10 ms up to 250 ms: a short wait ends
+# soon, and a long one spends little CPU on predicates that must fork
+# (dmsetup, curl), CPU that the guest's one vCPU would otherwise take from
+# what is awaited.
 wait_until() {
 	local timeout=$1; shift
-	local end=$((SECONDS + timeout))
+	local end=$((SECONDS + timeout)) nap=10 pause
 	while ! "$@"; do
 		((SECONDS < end)) || return 1
-		sleep 0.05
+		printf -v pause '0.%03d' "$nap"
+		sleep "$pause"
+		((nap = nap * 2 > 250 ? 250 : nap * 2))
 	done
 }
 _dmu_exists() { [[ -e $1 || -L $1 ]]; }
