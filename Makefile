@@ -38,7 +38,7 @@ DEPS := make gcc clang llvm pkg-config git \
 	systemtap-sdt-dev liburing-dev abigail-tools man-db shellcheck \
 	libbpf-dev bpftool bpftrace libncurses-dev \
 	fio e2fsprogs util-linux strace procps psmisc iproute2 curl jq \
-	python3 python3-jsonschema python3-yaml sparse \
+	python3 python3-jsonschema python3-yaml sparse bash-builtins \
 	prometheus chromium fonts-dejavu-core gnuplot-nox
 
 # What only `make bench` needs, installed by it (not by make check).

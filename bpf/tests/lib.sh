@@ -56,7 +56,14 @@ bpf_fio_ios() {
 	jq -e ".jobs[0].$2.total_ios" "$1" || die "no $2 total_ios in $1"
 }
 
-_bpf_started() { grep -qs '^Tracing' "$1" "$1.err" || ! _dmu_running "$2"; }
+# (no grep: this runs every poll, and a fork is dear in the guest)
+_bpf_started() {
+	local f
+	for f in "$1" "$1.err"; do
+		[[ -r $f && $'\n'$(<"$f") == *$'\nTracing'* ]] && return 0
+	done
+	! _dmu_running "$2"
+}
 
 BPF_TOOL_PID=""
 bpf_tool_start() {

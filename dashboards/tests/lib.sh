@@ -19,8 +19,8 @@
 #   obs_prometheus DIR PORT TARGET...
 #                                start Prometheus on 127.0.0.1:PORT with the scrape
 #                                config and rules of dashboards/prometheus/, its
-#                                targets replaced by JOB=ADDR:PORT pairs, scrape and
-#                                evaluation every second, TSDB in DIR; wait until
+#                                targets replaced by JOB=ADDR:PORT pairs, scrape every
+#                                2 s, evaluation every second, TSDB in DIR; wait until
 #                                ready; OBS_PROM_URL, OBS_PROM_PID
 
 # shellcheck source=bpf/tests/lib.sh
@@ -53,7 +53,11 @@ obs_daemon() {
 	[[ -b $OBS_DEV ]] || die "$OBS_DEV is not a block device"
 }
 
-_obs_serving() { grep -qs '^Serving' "$1" || ! _dmu_running "$2"; }
+# The pollers below run every 50 ms: no grep, no curl (a fork is dear in
+# the guest, and its CPU is taken from the program being waited for).
+_obs_serving() {
+	[[ -r $1 && $'\n'$(<"$1") == *$'\nServing'* ]] || ! _dmu_running "$2"
+}
 OBS_EXPORTER_PID="" OBS_EXPORTER_URL=""
 obs_exporter() {
 	local out=$1 port
@@ -79,7 +83,15 @@ obs_fio() {
 	OBS_FIO_PID=$DMU_BG_PID
 }
 
-_obs_prom_ready() { curl -sf "$1/-/ready" >/dev/null; }
+# GET /-/ready on 127.0.0.1:PORT through bash's /dev/tcp: 200 once ready
+_obs_prom_ready() {
+	local fd status
+	{ exec {fd}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+	printf 'GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&"$fd"
+	read -r -t 5 status <&"$fd" || status=""
+	exec {fd}>&-
+	[[ $status == "HTTP/1."[01]" 200"* ]]
+}
 OBS_PROM_URL="" OBS_PROM_PID=""
 obs_prometheus() {
 	local dir=$1 port=$2
@@ -93,6 +105,6 @@ obs_prometheus() {
 		--log.level=warn >"$dir/prometheus.log" 2>&1
 	OBS_PROM_PID=$DMU_BG_PID
 	OBS_PROM_URL=http://127.0.0.1:$port
-	wait_until 120 _obs_prom_ready "$OBS_PROM_URL" ||
+	wait_until 120 _obs_prom_ready "$port" ||
 		die "Prometheus not ready in 120 s: $(tail -20 "$dir/prometheus.log")"
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""dashboards/prometheus/prometheus.yml for a test: scrape and evaluate
-every second, each job's targets replaced.
+"""dashboards/prometheus/prometheus.yml for a test: scrape every 2 s
+(timeout 2 s: one scrape in a loaded emulated guest can take over a second,
+and a missed scrape marks the series stale), evaluate every second, each
+job's targets replaced.
 
     prom-config.py prometheus.yml JOB=ADDR:PORT...   (YAML on stdout)
 """
@@ -14,7 +16,8 @@ targets = {}
 for arg in sys.argv[2:]:
     job, target = arg.split('=', 1)
     targets.setdefault(job, []).append(target)
-conf['global']['scrape_interval'] = '1s'
+conf['global']['scrape_interval'] = '2s'
+conf['global']['scrape_timeout'] = '2s'
 conf['global']['evaluation_interval'] = '1s'
 jobs = {j['job_name'] for j in conf['scrape_configs']}
 missing = set(targets) - jobs

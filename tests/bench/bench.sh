@@ -30,7 +30,7 @@ set -euo pipefail
 # shellcheck source=../vm/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../vm/common.sh"
 
-all_paths="file loop nbd dmuser-1 dmuser-N dmuser-N-bpf"
+all_paths="file loop nbd dmuser-1 dmuser-N dmuser-N-bpf dmuser-uring"
 all_jobs=$(sed -n 's/^\[\(.*\)\]$/\1/p' "$DMU_ROOT/tests/bench/jobs.fio" | grep -vx global | paste -sd' ')
 
 kernel="" out=$DMU_ROOT/build/bench timeout="" profile=0

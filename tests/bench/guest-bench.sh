@@ -175,6 +175,25 @@ setup_dmuser-N() {
 	note dmuser-N threads "$threads"
 }
 
+# examples/dmu-passthrough on the file: libdmuser's asynchronous API, one
+# channel and one thread, io_uring with O_DIRECT (the file must take it:
+# tmpfs does from 6.6).  It creates the device, and removes it on SIGTERM.
+setup_dmuser-uring() {
+	file_takes_direct || { echo "the file refuses O_DIRECT, which dmu-passthrough needs"; return 1; }
+	dmu_bg "$DMU_ROOT/examples/dmu-passthrough" -q 64 "$name" "$file"
+	undo+=("uring_stop $DMU_BG_PID")
+	target=/dev/mapper/$name
+	wait_for_path "$target" 30 || { echo "dmu-passthrough did not create $target"; return 1; }
+	note dmuser-uring server "examples/dmu-passthrough -q 64: async API, io_uring, O_DIRECT, 1 thread"
+}
+uring_stop() {
+	local rc=0
+	dmu_stop "$1" 30 || rc=$?
+	((rc == 0)) || echo "dmu-passthrough exited $rc after SIGTERM"
+	! dmu_dm_exists "$name" || { echo "dmu-passthrough left $name behind"; return 1; }
+	return "$rc"
+}
+
 # dmuser-N with both BPF collectors attached for the whole fio run.
 setup_dmuser-N-bpf() {
 	setup_dmuser_threads "$threads"

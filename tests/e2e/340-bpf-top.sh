@@ -33,13 +33,16 @@ bpf_device "$a" "$tmp/disk-a" 64M --threads 2
 
 # reads and writes completed by the dm device, and the time its requests spent
 # in it (time_in_queue, ms), from its block-layer statistics
-dm_stat() { awk '{ print $1, $5, $11 }' "/sys/dev/block/$(dmsetup info -c --noheadings -o major,minor --separator : "$a")/stat"; }
+stat_file=/sys/dev/block/$(dmsetup info -c --noheadings -o major,minor --separator : "$a")/stat
+dm_stat() { awk '{ print $1, $5, $11 }' "$stat_file"; }
+# fio has completed I/O on $a (read without a fork: this is polled)
+fio_going() { local s; read -ra s <"$stat_file"; ((s[0] + s[4] > 0)); }
 
 log "fio randrw 4k iodepth 4 on $a"
 dmu_bg fio --name=top --filename="/dev/mapper/$a" --ioengine=libaio --direct=1 --bs=4k \
 	--rw=randrw --iodepth=4 --time_based --runtime=600 --output=/dev/null
 fio_pid=$DMU_BG_PID
-sleep 1
+wait_until 60 fio_going || die "fio completed no I/O on $a in 60 s"
 
 # Attaching patches kernel text, which stalls I/O in a TCG guest, and each
 # attached tool slows the I/O it watches.  So the format-only tools run first,

@@ -2,7 +2,7 @@
 # timeout: 600
 # The dashboards against a real Prometheus (Debian's package, started here on
 # loopback with dashboards/prometheus/prometheus.yml and dm-user.rules.yml,
-# scraping and evaluating every second) that scrapes dmuserd and
+# scraping every 2 s and evaluating every second) that scrapes dmuserd and
 # dmuser-exporter while fio runs:
 #   - both targets are up;
 #   - every PromQL expression of dashboards/grafana/dm-user.json (panel targets,
@@ -47,7 +47,7 @@ value() {
 		jq -r '.data.result[0].value[1] // "none"'
 }
 both_up() { [[ $(value 'sum(up{job=~"dmuserd|dmuser-exporter"})') == 2 ]]; }
-# 10 s of samples at 1 s: every rate() window of the test has some
+# 10 s of samples at 2 s: every rate() window of the test has some
 has_rate() {
 	local v
 	v=$(value "sum(rate(dmuser_kernel_requests_total{device=\"$name\"}[10s]))")

@@ -90,6 +90,9 @@ mkdir -p "$res"
 say() { echo "dmu-suite: $*"; }
 event() { printf '%s\n' "$*" >>"$DMU_OUT/results.txt"; }
 
+# sleep without a fork (bash-builtins; see tests/e2e/lib.sh)
+enable -f /usr/lib/bash/sleep sleep 2>/dev/null || true
+
 # Poll CMD until it succeeds or SECONDS pass.
 poll() {
 	local secs=$1; shift
