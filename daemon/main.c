@@ -36,6 +36,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "options.h"
+#include "ready.h"
 #include "version.h"
 #include "worker.h"
 
@@ -258,8 +259,14 @@ static int bring_up(struct daemon *d)
 	snprintf(d->control_path, sizeof(d->control_path), DMU_CONTROL_DIR "/%s",
 		 d->control_name);
 	if (!d->opt.attach) {
+		struct dmu_table_opts table = {
+			.queue_depth = d->opt.queue_depth,
+			.timeout_ms = d->opt.timeout_ms,
+			.recovery_ms = d->opt.recovery_ms,
+		};
+
 		if (dmu_device_create(d->opt.name, d->control_name,
-				      d->backend.base.size / 512, d->opt.read_only))
+				      d->backend.base.size / 512, d->opt.read_only, &table))
 			return -1;
 		d->created = true;
 	}
@@ -274,26 +281,15 @@ static int bring_up(struct daemon *d)
 
 static int write_ready_file(struct daemon *d)
 {
-	const char *path = d->opt.ready_file;
-	char tmp[4096];
-	FILE *f;
+	char text[1024];
 
-	if (!path)
+	if (!d->opt.ready_file)
 		return 0;
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-	f = fopen(tmp, "we");
-	if (!f) {
-		dmu_error("cannot write %s: %s", tmp, strerror(errno));
+	snprintf(text, sizeof(text),
+		 "pid=%d\nname=%s\ndevice=" DMU_MAPPER_DIR "/%s\ncontrol=%s\nmetrics=%s\n",
+		 (int)getpid(), d->opt.name, d->opt.name, d->control_path, d->metrics_text);
+	if (dmu_ready_write(d->opt.ready_file, text))
 		return -1;
-	}
-	fprintf(f, "pid=%d\nname=%s\ndevice=" DMU_MAPPER_DIR "/%s\ncontrol=%s\nmetrics=%s\n",
-		(int)getpid(), d->opt.name, d->opt.name, d->control_path,
-		d->metrics_text);
-	if (fclose(f) || rename(tmp, path)) {
-		dmu_error("cannot write %s: %s", path, strerror(errno));
-		unlink(tmp);
-		return -1;
-	}
 	d->ready_written = true;
 	return 0;
 }

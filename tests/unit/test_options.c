@@ -156,6 +156,40 @@ TEST(options_usage_errors)
 			t_fail(__FILE__, __LINE__, "case %u accepted", i);
 }
 
+TEST(options_table_options)
+{
+	struct dmu_options o;
+	const char *args[] = {
+		"-f", "/tmp/f", "-n", "d0", "--queue-depth", "64", "--timeout-ms", "30000",
+		"--recovery-ms", "4294967295", NULL,
+	};
+	const char *none[] = { "-f", "/tmp/f", "-n", "d0", NULL };
+
+	REQUIRE_EQ(parse(&o, args), DMU_PARSE_OK);
+	CHECK_EQ(o.queue_depth, 64);
+	CHECK_EQ(o.timeout_ms, 30000);
+	CHECK_EQ(o.recovery_ms, 4294967295u);
+	REQUIRE_EQ(parse(&o, none), DMU_PARSE_OK);
+	CHECK_EQ(o.queue_depth, 0);
+	CHECK_EQ(o.timeout_ms, 0);
+	CHECK_EQ(o.recovery_ms, 0);
+
+	static const char *const bad[][8] = {
+		/* the table of an attached device is already there */
+		{ "-f", "/tmp/f", "-n", "d0", "--attach", "--recovery-ms", "1000", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--timeout-ms", "10", "-a", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--queue-depth", "0", "--attach", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--queue-depth", "4294967296", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--timeout-ms", "-1", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--recovery-ms", "1s", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--queue-depth", NULL },
+		{ "-n", "d0", "--resize", "1G", "--timeout-ms", "5", NULL },
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (parse(&o, bad[i]) != DMU_PARSE_ERROR)
+			t_fail(__FILE__, __LINE__, "table option case %u accepted", i);
+}
+
 TEST(options_resize_is_a_command_of_its_own)
 {
 	struct dmu_options o;
@@ -191,6 +225,7 @@ TEST(options_help_documents_every_option)
 		"--file", "--name", "--size", "--threads", "--direct", "--read-only",
 		"--attach", "--ready-file", "--metrics", "--no-batch",
 		"--inject-delay-us", "--resize", "--help", "--version",
+		"--queue-depth", "--timeout-ms", "--recovery-ms",
 	};
 	char *text = NULL;
 	size_t len = 0;
