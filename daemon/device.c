@@ -296,6 +296,7 @@ static int inspect_table(const char *name, struct dmu_device_state *st)
 		goto out;
 	}
 	st->sectors = length;
+	snprintf(st->params, sizeof(st->params), "%s", params);
 	ret = 0;
 out:
 	dm_task_destroy(t);

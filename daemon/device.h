@@ -65,6 +65,7 @@ struct dmu_device_state {
 	uint64_t sectors;
 	bool read_only;
 	char control_name[128];
+	char params[256];	/* the table line after "user" (truncated if longer) */
 };
 
 /* For --attach: check that name is a single "user" target and describe it. */

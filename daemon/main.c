@@ -12,6 +12,7 @@
  *   6. one channel opened per worker, workers started
  *   7. the device resumed: I/O may flow now
  *   8. the ready file written
+ * SIGHUP re-reads the device's table and logs it; dmuserd goes on.
  * Shutdown on SIGINT/SIGTERM: the device is removed while the workers
  * still serve (dm completes in-flight I/O first), the workers see ENOTBLK
  * and exit, main joins them.  With --attach the device stays: the workers
@@ -81,12 +82,13 @@ static int setup_signals(struct daemon *d)
 
 	/*
 	 * Blocked before any thread exists, so every thread inherits the
-	 * mask: SIGINT/SIGTERM only ever reach main's signalfd, SIGUSR1 only
+	 * mask: SIGINT/SIGTERM/SIGHUP only ever reach main's signalfd, SIGUSR1 only
 	 * the workers that unblock it.
 	 */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR1);
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL) || dmu_workers_init_signals()) {
 		dmu_error("cannot set up signals: %s", strerror(errno));
@@ -305,6 +307,30 @@ static int stop_workers(struct daemon *d)
 	return 0;
 }
 
+/*
+ * SIGHUP, the conventional "reload": dmuserd has no configuration file to
+ * read again, so it re-reads the device's live table and says what it
+ * serves, in one line.  It does not stop.  Requests beyond the size it
+ * serves are accepted once the backend has grown (channel.c), so a table
+ * reloaded larger needs nothing more.
+ */
+static void on_hangup(struct daemon *d)
+{
+	struct dmu_device_state st;
+	char status[256] = "unavailable";
+
+	if (dmu_device_inspect(d->opt.name, &st)) {
+		dmu_warn("SIGHUP: cannot read the table of %s; still serving", d->opt.name);
+		return;
+	}
+	dmu_device_status(d->opt.name, status, sizeof(status));
+	dmu_info("SIGHUP: %s: table \"%s\" (%llu bytes%s), serving %llu bytes with %u of %u workers; status %s",
+		 d->opt.name, st.params, (unsigned long long)st.sectors * 512,
+		 st.read_only ? ", read-only" : "",
+		 (unsigned long long)atomic_load(&d->backend.base.size),
+		 dmu_pool_running(&d->pool), d->opt.threads, status);
+}
+
 /* A signal: returns KEEP_RUNNING, or the exit status. */
 static int on_signal(struct daemon *d)
 {
@@ -312,6 +338,10 @@ static int on_signal(struct daemon *d)
 
 	if (read(d->signal_fd, &si, sizeof(si)) != sizeof(si))
 		return KEEP_RUNNING;
+	if (si.ssi_signo == SIGHUP) {
+		on_hangup(d);
+		return KEEP_RUNNING;
+	}
 	dmu_info("%s: shutting down", strsignal((int)si.ssi_signo));
 	if (d->opt.attach)
 		return stop_workers(d) ? EXIT_RUNTIME : 0;

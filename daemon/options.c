@@ -21,6 +21,7 @@ void dmu_usage(FILE *out)
 "Serve the device-mapper device /dev/mapper/NAME (target \"user\") from the\n"
 "backing file PATH.  The daemon creates the device, answers its requests\n"
 "through /dev/dm-user/NAME and removes the device on SIGINT or SIGTERM.\n"
+"SIGHUP does not stop it: it re-reads the device's table and logs it.\n"
 "\n"
 "Required:\n"
 "  -f, --file PATH          backing file (or block device); it must exist\n"
