@@ -239,3 +239,61 @@ TEST(options_help_documents_every_option)
 			t_fail(__FILE__, __LINE__, "--help does not mention %s", flags[i]);
 	free(text);
 }
+
+static char *run_capture(const char *cmd)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	FILE *p = popen(cmd, "r");
+	char buf[4096];
+	size_t n;
+
+	REQUIRE(out != NULL && p != NULL);
+	while ((n = fread(buf, 1, sizeof(buf), p)) > 0)
+		fwrite(buf, 1, n, out);
+	REQUIRE(pclose(p) == 0);
+	REQUIRE(fclose(out) == 0);
+	return text;
+}
+
+/* dmuserd(8) renders without warnings and names every option --help names. */
+TEST(options_man_page_documents_every_option)
+{
+	const char *page = getenv("DMU_MANPAGE");
+	char cmd[512], *usage = NULL, *warnings, *text;
+	size_t len = 0;
+
+	if (!page)
+		SKIP("DMU_MANPAGE not set");
+	if (system("command -v man >/dev/null && command -v col >/dev/null"))
+		SKIP("man or col not installed");
+	snprintf(cmd, sizeof(cmd), "MANWIDTH=80 man --warnings -l '%s' 2>&1 >/dev/null", page);
+	warnings = run_capture(cmd);
+	CHECK_STR(warnings, "");
+	snprintf(cmd, sizeof(cmd), "MANWIDTH=200 man -l '%s' 2>/dev/null | col -b", page);
+	text = run_capture(cmd);
+
+	FILE *out = open_memstream(&usage, &len);
+	REQUIRE(out != NULL);
+	dmu_usage(out);
+	REQUIRE(fclose(out) == 0);
+	unsigned flags = 0;
+	for (const char *p = usage; (p = strstr(p, "--")); ) {
+		char flag[64];
+		size_t n = strspn(p + 2, "abcdefghijklmnopqrstuvwxyz-") + 2;
+
+		if (n > 2 && n < sizeof(flag)) {
+			memcpy(flag, p, n);
+			flag[n] = '\0';
+			flags++;
+			if (!strstr(text, flag))
+				t_fail(__FILE__, __LINE__, "dmuserd(8) does not mention %s", flag);
+		}
+		p += n;
+	}
+	CHECK(flags >= 17);
+	free(warnings);
+	free(text);
+	free(usage);
+}
