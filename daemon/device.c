@@ -128,17 +128,55 @@ static int remove_locked(const char *name)
 	return 0;
 }
 
-static int load_table(const char *name, const char *control_name,
-		      uint64_t sectors, bool read_only)
+int dmu_table_params(char *buf, size_t len, const char *control_name,
+		     uint64_t sectors, const struct dmu_table_opts *opts)
 {
-	struct dm_task *t = task(DM_DEVICE_RELOAD, name);
-	char params[160];
+	static const struct dmu_table_opts none;
+	const struct dmu_table_opts *o = opts ? opts : &none;
+	const char *keys[3] = { "queue_depth", "timeout_ms", "recovery_ms" };
+	uint32_t values[3] = { o->queue_depth, o->timeout_ms, o->recovery_ms };
+	unsigned count = 0;
+	size_t at;
+	int n;
+
+	for (unsigned i = 0; i < 3; i++)
+		count += values[i] != 0;
+	n = snprintf(buf, len, "0 %llu %s", (unsigned long long)sectors, control_name);
+	if (n < 0 || (size_t)n >= len)
+		return -1;
+	at = (size_t)n;
+	if (count) {
+		n = snprintf(buf + at, len - at, " %u", count * 2);
+		if (n < 0 || (size_t)n >= len - at)
+			return -1;
+		at += (size_t)n;
+	}
+	for (unsigned i = 0; i < 3; i++) {
+		if (!values[i])
+			continue;
+		n = snprintf(buf + at, len - at, " %s %u", keys[i], values[i]);
+		if (n < 0 || (size_t)n >= len - at)
+			return -1;
+		at += (size_t)n;
+	}
+	return 0;
+}
+
+static int load_table(const char *name, const char *control_name,
+		      uint64_t sectors, bool read_only,
+		      const struct dmu_table_opts *opts)
+{
+	struct dm_task *t;
+	char params[256];
 	int err;
 
+	if (dmu_table_params(params, sizeof(params), control_name, sectors, opts)) {
+		dmu_error("table parameters for %s too long", name);
+		return -1;
+	}
+	t = task(DM_DEVICE_RELOAD, name);
 	if (!t)
 		return -1;
-	snprintf(params, sizeof(params), "0 %llu %s", (unsigned long long)sectors,
-		 control_name);
 	if (!dm_task_add_target(t, 0, sectors, TARGET_TYPE, params) ||
 	    (read_only && !dm_task_set_ro(t))) {
 		dm_task_destroy(t);
@@ -155,7 +193,8 @@ static int load_table(const char *name, const char *control_name,
 }
 
 int dmu_device_create(const char *name, const char *control_name,
-		      uint64_t sectors, bool read_only)
+		      uint64_t sectors, bool read_only,
+		      const struct dmu_table_opts *opts)
 {
 	struct dm_task *t;
 	int err, ret = -1;
@@ -172,7 +211,7 @@ int dmu_device_create(const char *name, const char *control_name,
 			dmu_error("cannot create device %s: %s", name, strerror(-err));
 		goto out;
 	}
-	if (load_table(name, control_name, sectors, read_only)) {
+	if (load_table(name, control_name, sectors, read_only, opts)) {
 		remove_locked(name);
 		goto out;
 	}
@@ -257,6 +296,7 @@ static int inspect_table(const char *name, struct dmu_device_state *st)
 		goto out;
 	}
 	st->sectors = length;
+	snprintf(st->params, sizeof(st->params), "%s", params);
 	ret = 0;
 out:
 	dm_task_destroy(t);

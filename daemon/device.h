@@ -26,13 +26,29 @@ void dmu_device_lib_exit(void);
 /* 1 if a dm device with this name exists, 0 if not, -1 on error. */
 int dmu_device_exists(const char *name);
 
+/* The table's optional arguments; 0 leaves one out (the target's default). */
+struct dmu_table_opts {
+	uint32_t queue_depth;
+	uint32_t timeout_ms;
+	uint32_t recovery_ms;
+};
+
+/*
+ * Format the table's parameters after the target type:
+ *   0 <sectors> <control-name> [<count> queue_depth N timeout_ms N recovery_ms N]
+ * with only the options that are not 0.  Returns 0, or -1 if len is short.
+ */
+int dmu_table_params(char *buf, size_t len, const char *control_name,
+		     uint64_t sectors, const struct dmu_table_opts *opts);
+
 /*
  * Create the device and load its table, but leave it suspended: the
  * control device exists, no I/O can arrive yet.  On failure nothing is
- * left behind.
+ * left behind.  opts may be NULL.
  */
 int dmu_device_create(const char *name, const char *control_name,
-		      uint64_t sectors, bool read_only);
+		      uint64_t sectors, bool read_only,
+		      const struct dmu_table_opts *opts);
 
 /* Make the loaded table live and make sure /dev/mapper/<name> exists. */
 int dmu_device_resume(const char *name);
@@ -49,6 +65,7 @@ struct dmu_device_state {
 	uint64_t sectors;
 	bool read_only;
 	char control_name[128];
+	char params[256];	/* the table line after "user" (truncated if longer) */
 };
 
 /* For --attach: check that name is a single "user" target and describe it. */

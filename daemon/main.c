@@ -12,6 +12,7 @@
  *   6. one channel opened per worker, workers started
  *   7. the device resumed: I/O may flow now
  *   8. the ready file written
+ * SIGHUP re-reads the device's table and logs it; dmuserd goes on.
  * Shutdown on SIGINT/SIGTERM: the device is removed while the workers
  * still serve (dm completes in-flight I/O first), the workers see ENOTBLK
  * and exit, main joins them.  With --attach the device stays: the workers
@@ -23,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -36,8 +36,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "options.h"
+#include "ready.h"
 #include "version.h"
-#include "worker.h"
+#include "serve.h"
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
@@ -48,13 +49,12 @@
 #define KEEP_RUNNING (-1)		/* not an exit status: the main loop goes on */
 #define WORKER_EXIT_WAIT_MS 10000	/* after removal, before forcing them */
 #define WORKER_STOP_WAIT_MS 30000	/* for the requests in hand to finish */
-#define INTERRUPT_EVERY_MS 100
 
 struct daemon {
 	struct dmu_options opt;
 	struct dmu_file_backend backend;
 	struct dmu_metrics metrics;
-	struct dmu_worker *workers;
+	struct dmu_pool pool;
 	struct dmu_http *http;
 	struct dmu_http_source http_src;
 	char control_name[128];
@@ -62,10 +62,7 @@ struct daemon {
 	char metrics_text[96];
 	bool created;		/* we created the device: remove it at exit */
 	bool ready_written;
-	atomic_bool stop;
 	int signal_fd;
-	int exit_fd;		/* eventfd: workers that ended */
-	unsigned exited;
 };
 
 static uint64_t now_ns(void)
@@ -84,12 +81,13 @@ static int setup_signals(struct daemon *d)
 
 	/*
 	 * Blocked before any thread exists, so every thread inherits the
-	 * mask: SIGINT/SIGTERM only ever reach main's signalfd, SIGUSR1 only
+	 * mask: SIGINT/SIGTERM/SIGHUP only ever reach main's signalfd, SIGUSR1 only
 	 * the workers that unblock it.
 	 */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR1);
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL) || dmu_workers_init_signals()) {
 		dmu_error("cannot set up signals: %s", strerror(errno));
@@ -98,9 +96,8 @@ static int setup_signals(struct daemon *d)
 	signal(SIGPIPE, SIG_IGN);
 	sigdelset(&set, SIGUSR1);
 	d->signal_fd = signalfd(-1, &set, SFD_CLOEXEC);
-	d->exit_fd = eventfd(0, EFD_CLOEXEC);
-	if (d->signal_fd < 0 || d->exit_fd < 0) {
-		dmu_error("cannot create signalfd/eventfd: %s", strerror(errno));
+	if (d->signal_fd < 0) {
+		dmu_error("cannot create a signalfd: %s", strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -225,7 +222,7 @@ static int start_metrics(struct daemon *d, uint64_t start_ns)
 static int open_channels(struct daemon *d)
 {
 	for (unsigned i = 0; i < d->opt.threads; i++) {
-		struct dmu_worker *w = &d->workers[i];
+		struct dmu_worker *w = &d->pool.workers[i];
 		struct dmu_channel_config cfg = {
 			.backend = &d->backend.base,
 			.metrics = &d->metrics.thread[i],
@@ -235,21 +232,10 @@ static int open_channels(struct daemon *d)
 			.inject_delay_us = d->opt.inject_delay_us,
 		};
 
-		w->index = i;
 		w->control_path = d->control_path;
-		w->stop = &d->stop;
-		w->exit_fd = d->exit_fd;
 		if (dmu_worker_open(w, &cfg))
 			return -1;
 	}
-	return 0;
-}
-
-static int start_workers(struct daemon *d)
-{
-	for (unsigned i = 0; i < d->opt.threads; i++)
-		if (dmu_worker_start(&d->workers[i]))
-			return -1;
 	return 0;
 }
 
@@ -258,12 +244,18 @@ static int bring_up(struct daemon *d)
 	snprintf(d->control_path, sizeof(d->control_path), DMU_CONTROL_DIR "/%s",
 		 d->control_name);
 	if (!d->opt.attach) {
+		struct dmu_table_opts table = {
+			.queue_depth = d->opt.queue_depth,
+			.timeout_ms = d->opt.timeout_ms,
+			.recovery_ms = d->opt.recovery_ms,
+		};
+
 		if (dmu_device_create(d->opt.name, d->control_name,
-				      d->backend.base.size / 512, d->opt.read_only))
+				      d->backend.base.size / 512, d->opt.read_only, &table))
 			return -1;
 		d->created = true;
 	}
-	if (open_channels(d) || start_workers(d))
+	if (open_channels(d) || dmu_pool_start(&d->pool))
 		return -1;
 	if (!d->opt.attach && dmu_device_resume(d->opt.name))
 		return -1;
@@ -274,91 +266,20 @@ static int bring_up(struct daemon *d)
 
 static int write_ready_file(struct daemon *d)
 {
-	const char *path = d->opt.ready_file;
-	char tmp[4096];
-	FILE *f;
+	char text[1024];
 
-	if (!path)
+	if (!d->opt.ready_file)
 		return 0;
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-	f = fopen(tmp, "we");
-	if (!f) {
-		dmu_error("cannot write %s: %s", tmp, strerror(errno));
+	snprintf(text, sizeof(text),
+		 "pid=%d\nname=%s\ndevice=" DMU_MAPPER_DIR "/%s\ncontrol=%s\nmetrics=%s\n",
+		 (int)getpid(), d->opt.name, d->opt.name, d->control_path, d->metrics_text);
+	if (dmu_ready_write(d->opt.ready_file, text))
 		return -1;
-	}
-	fprintf(f, "pid=%d\nname=%s\ndevice=" DMU_MAPPER_DIR "/%s\ncontrol=%s\nmetrics=%s\n",
-		(int)getpid(), d->opt.name, d->opt.name, d->control_path,
-		d->metrics_text);
-	if (fclose(f) || rename(tmp, path)) {
-		dmu_error("cannot write %s: %s", path, strerror(errno));
-		unlink(tmp);
-		return -1;
-	}
 	d->ready_written = true;
 	return 0;
 }
 
 /* ---- running and stopping ---------------------------------------------- */
-
-static unsigned running_workers(const struct daemon *d)
-{
-	return d->opt.threads - d->exited;
-}
-
-static void collect_exits(struct daemon *d)
-{
-	uint64_t n;
-
-	if (read(d->exit_fd, &n, sizeof(n)) == sizeof(n))
-		d->exited += (unsigned)n;
-}
-
-static unsigned started_workers(const struct daemon *d)
-{
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < d->opt.threads; i++)
-		n += d->workers[i].started;
-	return n;
-}
-
-/*
- * Wait until every started worker has ended.  With interrupt, set the stop
- * flag and keep poking the threads (a signal that lands just before a
- * read() is lost, so one is not enough).  Returns 0 if all ended in time.
- */
-static int wait_workers(struct daemon *d, unsigned timeout_ms, bool interrupt)
-{
-	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
-	unsigned expected = started_workers(d);
-
-	if (interrupt)
-		atomic_store(&d->stop, true);
-	while (d->exited < expected) {
-		struct pollfd p = { .fd = d->exit_fd, .events = POLLIN };
-
-		if (now_ns() >= deadline)
-			return -1;
-		for (unsigned i = 0; interrupt && i < d->opt.threads; i++)
-			dmu_worker_interrupt(&d->workers[i]);
-		if (poll(&p, 1, INTERRUPT_EVERY_MS) > 0)
-			collect_exits(d);
-	}
-	return 0;
-}
-
-/* Join the workers that ended; one still stuck in a request is left to exit(). */
-static void join_workers(struct daemon *d)
-{
-	for (unsigned i = 0; i < d->opt.threads; i++) {
-		struct dmu_worker *w = &d->workers[i];
-
-		if (w->started && atomic_load(&w->exit) == DMU_WORKER_RUNNING)
-			continue;
-		dmu_worker_join(w);
-		dmu_worker_close(w);
-	}
-}
 
 /* Remove the device we created, with the workers still serving. */
 static int remove_device(struct daemon *d)
@@ -368,21 +289,45 @@ static int remove_device(struct daemon *d)
 	if (err)
 		return err;
 	d->created = false;
-	if (wait_workers(d, WORKER_EXIT_WAIT_MS, false)) {
+	if (dmu_pool_wait(&d->pool, WORKER_EXIT_WAIT_MS, false)) {
 		dmu_warn("workers did not see the target go; stopping them");
-		wait_workers(d, WORKER_STOP_WAIT_MS, true);
+		dmu_pool_wait(&d->pool, WORKER_STOP_WAIT_MS, true);
 	}
 	return 0;
 }
 
 static int stop_workers(struct daemon *d)
 {
-	if (wait_workers(d, WORKER_STOP_WAIT_MS, true)) {
+	if (dmu_pool_wait(&d->pool, WORKER_STOP_WAIT_MS, true)) {
 		dmu_error("a worker did not finish its request in %u s",
 			  WORKER_STOP_WAIT_MS / 1000);
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * SIGHUP, the conventional "reload": dmuserd has no configuration file to
+ * read again, so it re-reads the device's live table and says what it
+ * serves, in one line.  It does not stop.  Requests beyond the size it
+ * serves are accepted once the backend has grown (channel.c), so a table
+ * reloaded larger needs nothing more.
+ */
+static void on_hangup(struct daemon *d)
+{
+	struct dmu_device_state st;
+	char status[256] = "unavailable";
+
+	if (dmu_device_inspect(d->opt.name, &st)) {
+		dmu_warn("SIGHUP: cannot read the table of %s; still serving", d->opt.name);
+		return;
+	}
+	dmu_device_status(d->opt.name, status, sizeof(status));
+	dmu_info("SIGHUP: %s: table \"%s\" (%llu bytes%s), serving %llu bytes with %u of %u workers; status %s",
+		 d->opt.name, st.params, (unsigned long long)st.sectors * 512,
+		 st.read_only ? ", read-only" : "",
+		 (unsigned long long)atomic_load(&d->backend.base.size),
+		 dmu_pool_running(&d->pool), d->opt.threads, status);
 }
 
 /* A signal: returns KEEP_RUNNING, or the exit status. */
@@ -392,6 +337,10 @@ static int on_signal(struct daemon *d)
 
 	if (read(d->signal_fd, &si, sizeof(si)) != sizeof(si))
 		return KEEP_RUNNING;
+	if (si.ssi_signo == SIGHUP) {
+		on_hangup(d);
+		return KEEP_RUNNING;
+	}
 	dmu_info("%s: shutting down", strsignal((int)si.ssi_signo));
 	if (d->opt.attach)
 		return stop_workers(d) ? EXIT_RUNTIME : 0;
@@ -412,13 +361,13 @@ static int on_signal(struct daemon *d)
 /* Workers ended by themselves: KEEP_RUNNING while some still run, or the exit status. */
 static int on_worker_exit(struct daemon *d)
 {
-	collect_exits(d);
-	if (running_workers(d))
+	dmu_pool_collect(&d->pool);
+	if (d->pool.exited < dmu_pool_started(&d->pool))
 		return KEEP_RUNNING;
 
 	bool failed = false;
 	for (unsigned i = 0; i < d->opt.threads; i++)
-		failed |= atomic_load(&d->workers[i].exit) == DMU_WORKER_FAILED;
+		failed |= atomic_load(&d->pool.workers[i].exit) == DMU_WORKER_FAILED;
 	if (failed) {
 		dmu_error("every worker has stopped; device %s is left in place (restart with --attach)",
 			  d->opt.name);
@@ -441,7 +390,7 @@ static int run(struct daemon *d)
 	while (status == KEEP_RUNNING) {
 		struct pollfd p[2] = {
 			{ .fd = d->signal_fd, .events = POLLIN },
-			{ .fd = d->exit_fd, .events = POLLIN },
+			{ .fd = d->pool.exit_fd, .events = POLLIN },
 		};
 
 		if (poll(p, 2, -1) < 0) {
@@ -470,8 +419,8 @@ static void tear_down(struct daemon *d)
 			dmu_error("device %s is busy (opened already?) and is left in place",
 				  d->opt.name);
 	}
-	if (started_workers(d))
-		wait_workers(d, WORKER_STOP_WAIT_MS, true);
+	if (dmu_pool_started(&d->pool))
+		dmu_pool_wait(&d->pool, WORKER_STOP_WAIT_MS, true);
 }
 
 /*
@@ -515,8 +464,9 @@ int main(int argc, char **argv)
 		return EXIT_RUNTIME;
 	if (open_backend(&d))
 		return EXIT_RUNTIME;
-	d.workers = calloc(d.opt.threads, sizeof(*d.workers));
-	if (!d.workers || dmu_metrics_init(&d.metrics, d.opt.threads)) {
+	if (dmu_pool_init(&d.pool, d.opt.threads))
+		return EXIT_RUNTIME;
+	if (dmu_metrics_init(&d.metrics, d.opt.threads)) {
 		dmu_error("out of memory");
 		return EXIT_RUNTIME;
 	}
@@ -530,13 +480,14 @@ int main(int argc, char **argv)
 			tear_down(&d);
 	}
 
-	join_workers(&d);
+	/* Every worker, also one stuck in its backend, ends before anything is freed. */
+	dmu_pool_join(&d.pool);
 	dmu_http_stop(d.http);
 	if (d.ready_written)
 		unlink(d.opt.ready_file);
 	dmu_device_lib_exit();
 	dmu_file_backend_close(&d.backend);
 	dmu_metrics_free(&d.metrics);
-	free(d.workers);
+	dmu_pool_free(&d.pool);
 	return status;
 }

@@ -21,6 +21,7 @@ void dmu_usage(FILE *out)
 "Serve the device-mapper device /dev/mapper/NAME (target \"user\") from the\n"
 "backing file PATH.  The daemon creates the device, answers its requests\n"
 "through /dev/dm-user/NAME and removes the device on SIGINT or SIGTERM.\n"
+"SIGHUP does not stop it: it re-reads the device's table and logs it.\n"
 "\n"
 "Required:\n"
 "  -f, --file PATH          backing file (or block device); it must exist\n"
@@ -46,6 +47,15 @@ void dmu_usage(FILE *out)
 "                           text with ?format=prometheus or Accept: text/plain).\n"
 "                           PORT alone binds 127.0.0.1; port 0 picks a free\n"
 "                           port (see the ready file)\n"
+"      --queue-depth N      table option queue_depth: the most requests queued\n"
+"                           plus in flight in the kernel (default 0, unlimited)\n"
+"      --timeout-ms MS      table option timeout_ms: a request unanswered this\n"
+"                           long fails with EIO (default 0, none)\n"
+"      --recovery-ms MS     table option recovery_ms: when the last channel\n"
+"                           closes, its requests wait this long for a daemon\n"
+"                           (--attach) instead of failing (default 0)\n"
+"                           These three set up the table of a device dmuserd\n"
+"                           creates; they cannot be combined with --attach.\n"
 "      --no-batch           read one request at a time, even where the kernel\n"
 "                           could return several per read() (DM_USER_CHANNEL_BATCH)\n"
 "      --resize BYTES       do not serve: resize the device NAME, which a\n"
@@ -98,7 +108,8 @@ int dmu_parse_size(const char *text, uint64_t *out)
 	return 0;
 }
 
-enum { OPT_INJECT_DELAY = 256, OPT_NO_BATCH, OPT_RESIZE };
+enum { OPT_INJECT_DELAY = 256, OPT_NO_BATCH, OPT_RESIZE, OPT_QUEUE_DEPTH, OPT_TIMEOUT_MS,
+       OPT_RECOVERY_MS };
 
 static const struct option long_options[] = {
 	{ "file",		required_argument, NULL, 'f' },
@@ -111,6 +122,9 @@ static const struct option long_options[] = {
 	{ "ready-file",		required_argument, NULL, 'R' },
 	{ "metrics",		required_argument, NULL, 'm' },
 	{ "no-batch",		no_argument,       NULL, OPT_NO_BATCH },
+	{ "queue-depth",	required_argument, NULL, OPT_QUEUE_DEPTH },
+	{ "timeout-ms",		required_argument, NULL, OPT_TIMEOUT_MS },
+	{ "recovery-ms",	required_argument, NULL, OPT_RECOVERY_MS },
 	{ "inject-delay-us",	required_argument, NULL, OPT_INJECT_DELAY },
 	{ "resize",		required_argument, NULL, OPT_RESIZE },
 	{ "help",		no_argument,       NULL, 'h' },
@@ -146,6 +160,27 @@ static int check_name(const char *name)
 	if (len == 0 || len > MAX_NAME_LEN || strchr(name, '/') ||
 	    !strcmp(name, ".") || !strcmp(name, "..") || !strcmp(name, "control"))
 		return -1;
+	return 0;
+}
+
+/* --queue-depth, --timeout-ms, --recovery-ms: the target takes any u32. */
+static int parse_table_opt(int opt, const char *arg, struct dmu_options *o)
+{
+	const char *flag = opt == OPT_QUEUE_DEPTH ? "--queue-depth" :
+			   opt == OPT_TIMEOUT_MS ? "--timeout-ms" : "--recovery-ms";
+	unsigned value;
+
+	if (parse_unsigned(arg, UINT32_MAX, &value)) {
+		dmu_error("invalid %s '%s': expected 0 to %u", flag, arg, UINT32_MAX);
+		return -1;
+	}
+	if (opt == OPT_QUEUE_DEPTH)
+		o->queue_depth = value;
+	else if (opt == OPT_TIMEOUT_MS)
+		o->timeout_ms = value;
+	else
+		o->recovery_ms = value;
+	o->table_opts++;
 	return 0;
 }
 
@@ -208,6 +243,10 @@ static int parse_one(int opt, const char *arg, struct dmu_options *o)
 			return -1;
 		}
 		return 0;
+	case OPT_QUEUE_DEPTH:
+	case OPT_TIMEOUT_MS:
+	case OPT_RECOVERY_MS:
+		return parse_table_opt(opt, arg, o);
 	case OPT_INJECT_DELAY:
 		if (parse_unsigned(arg, 60UL * 1000 * 1000, &o->inject_delay_us)) {
 			dmu_error("invalid --inject-delay-us '%s': expected 0 to 60000000", arg);
@@ -261,6 +300,10 @@ enum dmu_parse_result dmu_options_parse(int argc, char **argv,
 			return DMU_PARSE_ERROR;
 		}
 		return DMU_PARSE_OK;
+	}
+	if (o->attach && o->table_opts) {
+		dmu_error("--queue-depth, --timeout-ms and --recovery-ms set up the table of a new device; --attach keeps the table it finds (change it with dmsetup message)");
+		return DMU_PARSE_ERROR;
 	}
 	if (!o->file || !o->name) {
 		dmu_error("--file and --name are required (see --help)");

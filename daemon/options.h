@@ -27,6 +27,15 @@ struct dmu_options {
 	bool no_batch;		/* never ask for several requests per read() */
 	unsigned inject_delay_us;
 	/*
+	 * Table options (module/README.md, "Table line") for a device
+	 * dmuserd creates; 0 leaves one out (the target's default).  Refused
+	 * with --attach, whose table is already there.
+	 */
+	uint32_t queue_depth;
+	uint32_t timeout_ms;
+	uint32_t recovery_ms;
+	unsigned table_opts;	/* how many of the three were given */
+	/*
 	 * --resize BYTES: no daemon, a one-shot command: grow --file (if
 	 * given) and reload the live table of --name with this size.
 	 */

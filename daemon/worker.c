@@ -62,6 +62,11 @@ int dmu_worker_open(struct dmu_worker *w, const struct dmu_channel_config *cfg)
 		dmu_error("cannot open %s: %s", w->control_path, strerror(errno));
 		return -1;
 	}
+	return dmu_worker_open_fd(w, fd, cfg);
+}
+
+int dmu_worker_open_fd(struct dmu_worker *w, int fd, const struct dmu_channel_config *cfg)
+{
 	int err = dmu_channel_init(&w->channel, fd, cfg);
 	if (err) {
 		dmu_error("cannot set up channel %u: %s", w->index, strerror(-err));

@@ -43,6 +43,8 @@ int dmu_workers_init_signals(void);
 
 /* Open the control device (waiting briefly for its node) and set up the channel. */
 int dmu_worker_open(struct dmu_worker *w, const struct dmu_channel_config *cfg);
+/* The same on a descriptor already open (a test's fake kernel); closes it on failure. */
+int dmu_worker_open_fd(struct dmu_worker *w, int fd, const struct dmu_channel_config *cfg);
 int dmu_worker_start(struct dmu_worker *w);
 void dmu_worker_interrupt(struct dmu_worker *w);
 void dmu_worker_join(struct dmu_worker *w);

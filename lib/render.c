@@ -278,17 +278,57 @@ static void gauge(FILE *out, const char *name, const char *help, double v)
 	fprintf(out, "%s %.17g\n", name, v);
 }
 
+/*
+ * The kernel's numbers from the target's status line, under the names
+ * dmuserd and bpf/dmuser-exporter give them (dmuser_kernel_*, README.md
+ * "Metric names"): its cumulative counts are counters, its current levels
+ * gauges.  A field not known here (a newer target's) is a gauge named
+ * after its key.
+ */
+static const struct {
+	const char *key, *name, *type, *help;
+} kernel_fields[] = {
+	{ "channels", "dmuser_kernel_channels", "gauge",
+	  "Control-device channels open on the target." },
+	{ "queued", "dmuser_kernel_queued_requests", "gauge",
+	  "Requests queued in the kernel for a daemon to read." },
+	{ "in_flight", "dmuser_kernel_in_flight_requests", "gauge",
+	  "Requests a daemon has read and not yet answered, as the kernel counts them." },
+	{ "completed", "dmuser_kernel_requests_total", "counter",
+	  "Requests the target completed." },
+	{ "errors", "dmuser_kernel_errors_total", "counter",
+	  "Requests the target completed with an error." },
+	{ "timeouts", "dmuser_kernel_timeouts_total", "counter",
+	  "Requests the target ended after timeout_ms." },
+	{ "requeues", "dmuser_kernel_requeues_total", "counter",
+	  "Requests the target queued again after their channel closed." },
+};
+
 static void target(FILE *out, const char *status)
 {
 	struct status_field f[MAX_STATUS_FIELDS];
 	size_t n = status ? parse_target_status(status, f, MAX_STATUS_FIELDS) : 0;
+	const size_t nknown = sizeof(kernel_fields) / sizeof(kernel_fields[0]);
 
-	gauge(out, "dmuser_target_up",
+	gauge(out, "dmuser_kernel_status_up",
 	      "1 if the target's status could be read from the kernel.", status != NULL);
 	for (size_t i = 0; i < n; i++) {
 		char name[80];
+		size_t j, k;
 
-		snprintf(name, sizeof(name), "dmuser_target_%.47s", f[i].key);
+		for (j = 0; j < i && strcmp(f[j].key, f[i].key); j++)
+			;
+		if (j < i)
+			continue;	/* a key given twice: its first value */
+		for (k = 0; k < nknown && strcmp(f[i].key, kernel_fields[k].key); k++)
+			;
+		if (k < nknown) {
+			dmu__prom_family(out, kernel_fields[k].name, kernel_fields[k].type,
+					 kernel_fields[k].help);
+			fprintf(out, "%s %" PRIu64 "\n", kernel_fields[k].name, f[i].value);
+			continue;
+		}
+		snprintf(name, sizeof(name), "dmuser_kernel_status_%.47s", f[i].key);
 		dmu__prom_family(out, name, "gauge", "A field of the target's status line.");
 		fprintf(out, "%s %" PRIu64 "\n", name, f[i].value);
 	}

@@ -3,7 +3,8 @@
 # examples/dmu-null (two channels, the library's metrics over HTTP):
 # writes succeed and are dropped, and fio then verifies that the whole
 # device reads as zeroes; the JSON metrics count the requests of a
-# known dd run exactly and the Prometheus text agrees; bpftrace sees the
+# known dd run exactly and the Prometheus text agrees, and names the
+# kernel's numbers dmuser_kernel_* as dmuserd does; bpftrace sees the
 # library's USDT probes fire exactly once per request; SIGTERM removes the device.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -39,9 +40,21 @@ assert_eq "$reads" 300 "reads counted for dd's 300 reads"
 assert_eq "$(jq .threads <<<"$doc")" 2 "threads (channels)"
 assert_eq "$(jq .target.available <<<"$doc")" true "target status in the metrics"
 assert_eq "$(jq .ops.read.errors <<<"$doc")" 0 "read errors"
-prom_reads=$(curl -sf "http://$addr/metrics?format=prometheus" |
-	awk '$1 == "dmuser_requests_total{op=\"read\"}" { print $2 }')
+curl -sf "http://$addr/metrics?format=prometheus" >"$tmp/lib.prom" || die "no Prometheus text"
+prom_reads=$(awk '$1 == "dmuser_requests_total{op=\"read\"}" { print $2 }' "$tmp/lib.prom")
 (( prom_reads >= reads_before + 300 )) || die "Prometheus counts $prom_reads reads"
+# The kernel's numbers under the names dmuserd and dmuser-exporter give them
+# (README.md, "Metric names"); the library rendered the pre-0.2 dmuser_target_*
+# gauges until issue 16.
+"$DMU_ROOT/tests/unit/prom-check.py" "$tmp/lib.prom" --require dmuser_kernel_status_up \
+	dmuser_kernel_channels dmuser_kernel_requests_total dmuser_kernel_errors_total ||
+	die "the library's Prometheus text fails prom-check.py"
+sample() { awk -v n="$1" '$1 == n { print $2 }' "$tmp/lib.prom"; }
+assert_eq "$(sample dmuser_kernel_status_up)" 1 "dmuser_kernel_status_up"
+assert_eq "$(sample dmuser_kernel_channels)" 2 "dmuser_kernel_channels"
+grep -q '^# TYPE dmuser_kernel_requests_total counter$' "$tmp/lib.prom" ||
+	die "dmuser_kernel_requests_total is not a counter"
+! grep -q '^dmuser_target_' "$tmp/lib.prom" || die "pre-0.2 dmuser_target_* names in the library's text"
 
 # The USDT probes, through the shared library the example loaded.  BEGIN
 # runs once every probe is attached, so its line is the signal to start the

@@ -156,6 +156,40 @@ TEST(options_usage_errors)
 			t_fail(__FILE__, __LINE__, "case %u accepted", i);
 }
 
+TEST(options_table_options)
+{
+	struct dmu_options o;
+	const char *args[] = {
+		"-f", "/tmp/f", "-n", "d0", "--queue-depth", "64", "--timeout-ms", "30000",
+		"--recovery-ms", "4294967295", NULL,
+	};
+	const char *none[] = { "-f", "/tmp/f", "-n", "d0", NULL };
+
+	REQUIRE_EQ(parse(&o, args), DMU_PARSE_OK);
+	CHECK_EQ(o.queue_depth, 64);
+	CHECK_EQ(o.timeout_ms, 30000);
+	CHECK_EQ(o.recovery_ms, 4294967295u);
+	REQUIRE_EQ(parse(&o, none), DMU_PARSE_OK);
+	CHECK_EQ(o.queue_depth, 0);
+	CHECK_EQ(o.timeout_ms, 0);
+	CHECK_EQ(o.recovery_ms, 0);
+
+	static const char *const bad[][8] = {
+		/* the table of an attached device is already there */
+		{ "-f", "/tmp/f", "-n", "d0", "--attach", "--recovery-ms", "1000", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--timeout-ms", "10", "-a", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--queue-depth", "0", "--attach", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--queue-depth", "4294967296", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--timeout-ms", "-1", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--recovery-ms", "1s", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--queue-depth", NULL },
+		{ "-n", "d0", "--resize", "1G", "--timeout-ms", "5", NULL },
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (parse(&o, bad[i]) != DMU_PARSE_ERROR)
+			t_fail(__FILE__, __LINE__, "table option case %u accepted", i);
+}
+
 TEST(options_resize_is_a_command_of_its_own)
 {
 	struct dmu_options o;
@@ -191,6 +225,7 @@ TEST(options_help_documents_every_option)
 		"--file", "--name", "--size", "--threads", "--direct", "--read-only",
 		"--attach", "--ready-file", "--metrics", "--no-batch",
 		"--inject-delay-us", "--resize", "--help", "--version",
+		"--queue-depth", "--timeout-ms", "--recovery-ms",
 	};
 	char *text = NULL;
 	size_t len = 0;
@@ -203,4 +238,62 @@ TEST(options_help_documents_every_option)
 		if (!strstr(text, flags[i]))
 			t_fail(__FILE__, __LINE__, "--help does not mention %s", flags[i]);
 	free(text);
+}
+
+static char *run_capture(const char *cmd)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	FILE *p = popen(cmd, "r");
+	char buf[4096];
+	size_t n;
+
+	REQUIRE(out != NULL && p != NULL);
+	while ((n = fread(buf, 1, sizeof(buf), p)) > 0)
+		fwrite(buf, 1, n, out);
+	REQUIRE(pclose(p) == 0);
+	REQUIRE(fclose(out) == 0);
+	return text;
+}
+
+/* dmuserd(8) renders without warnings and names every option --help names. */
+TEST(options_man_page_documents_every_option)
+{
+	const char *page = getenv("DMU_MANPAGE");
+	char cmd[512], *usage = NULL, *warnings, *text;
+	size_t len = 0;
+
+	if (!page)
+		SKIP("DMU_MANPAGE not set");
+	if (system("command -v man >/dev/null && command -v col >/dev/null"))
+		SKIP("man or col not installed");
+	snprintf(cmd, sizeof(cmd), "MANWIDTH=80 man --warnings -l '%s' 2>&1 >/dev/null", page);
+	warnings = run_capture(cmd);
+	CHECK_STR(warnings, "");
+	snprintf(cmd, sizeof(cmd), "MANWIDTH=200 man -l '%s' 2>/dev/null | col -b", page);
+	text = run_capture(cmd);
+
+	FILE *out = open_memstream(&usage, &len);
+	REQUIRE(out != NULL);
+	dmu_usage(out);
+	REQUIRE(fclose(out) == 0);
+	unsigned flags = 0;
+	for (const char *p = usage; (p = strstr(p, "--")); ) {
+		char flag[64];
+		size_t n = strspn(p + 2, "abcdefghijklmnopqrstuvwxyz-") + 2;
+
+		if (n > 2 && n < sizeof(flag)) {
+			memcpy(flag, p, n);
+			flag[n] = '\0';
+			flags++;
+			if (!strstr(text, flag))
+				t_fail(__FILE__, __LINE__, "dmuserd(8) does not mention %s", flag);
+		}
+		p += n;
+	}
+	CHECK(flags >= 17);
+	free(warnings);
+	free(text);
+	free(usage);
 }
