@@ -37,7 +37,8 @@ assert_fails dmsetup remove --noudevsync "$name"
 dmsetup remove --noudevsync --force --retry "$name" ||
 	die "dmsetup remove --force failed with I/O queued and no daemon"
 rc=0
-dmu_stop "$reader" 10 || rc=$?
+dmu_wait "$reader" 10 || rc=$?
+((rc != 124)) || die "a read queued with no daemon did not end within 10 s of remove --force"
 ((rc != 0)) || die "a read queued with no daemon succeeded after remove"
 ! dmu_dm_exists "$name" || die "$name left behind"
 [[ ! -e /dev/dm-user/$name ]] || die "/dev/dm-user/$name left behind"
@@ -53,7 +54,8 @@ wait_until 10 inflight_is 1 || die "the read never reached the daemon: $(dmsetup
 kill -KILL "$stalled"
 rc=0
 wait "$stalled" || true
-dmu_stop "$reader" 10 || rc=$?
+dmu_wait "$reader" 10 || rc=$?
+((rc != 124)) || die "a read whose daemon died did not end within 10 s"
 ((rc != 0)) || die "a read whose daemon died succeeded"
 errors=$(status_field 8)
 ((errors >= 1)) || die "status counts no error: $(dmsetup status "$name")"

@@ -32,7 +32,10 @@ wait "$stalled" 2>/dev/null || true
 rm -f "$tmp/ready"
 dmu_bg "$client" serve "/dev/dm-user/$name" "$size" --ready "$tmp/ready"
 server=$DMU_BG_PID
-dmu_stop "$writer" 30 || die "the write failed although a daemon came back inside the window"
+rc=0
+dmu_wait "$writer" 30 || rc=$?
+((rc != 124)) || die "the write did not end within 30 s of a daemon coming back"
+assert_eq "$rc" 0 "exit status of the write (a daemon came back inside the window)"
 cmp -n 65536 "$tmp/p" "$dev" || die "data differs after recovery"
 ((($(field 10)) >= 1)) || die "no requeue counted: $(dmsetup status "$name")"
 assert_eq "$(field 8)" 0 "errors after recovery"

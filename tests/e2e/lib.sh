@@ -35,6 +35,9 @@
 #                                   counts as not running); no die
 #   dmu_stop PID [TIMEOUT]          SIGTERM PID, wait (10 s default), SIGKILL if it
 #                                   must; returns PID's exit status
+#   dmu_wait PID [TIMEOUT]          wait (30 s default) for PID to end by itself (no
+#                                   signal); returns its exit status, or 124 if it
+#                                   still runs (dmu_cleanup stops it)
 #   dmu_daemon_start NAME FILE SIZE [ARGS...]
 #                                   start $DMU_DAEMON --file FILE --name NAME
 #                                   --size SIZE --ready-file F ARGS..., wait for F;
@@ -204,6 +207,18 @@ dmu_stop() {
 			wait_until 10 _dmu_not_running "$pid" || echo "$DMU_TEST: pid $pid survived SIGKILL" >&2
 		fi
 	fi
+	wait "$pid" 2>/dev/null || rc=$?
+	if [[ -f $_DMU_STATE/pids ]]; then
+		sed -i "/^$pid\$/d" "$_DMU_STATE/pids"
+	fi
+	return "$rc"
+}
+
+# A process that must finish on its own (a dd whose I/O is under test): dmu_stop
+# would SIGTERM it if it had not finished yet, and its failure would be ours.
+dmu_wait() {
+	local pid=$1 timeout=${2:-30} rc=0
+	wait_until "$timeout" _dmu_not_running "$pid" || return 124
 	wait "$pid" 2>/dev/null || rc=$?
 	if [[ -f $_DMU_STATE/pids ]]; then
 		sed -i "/^$pid\$/d" "$_DMU_STATE/pids"
