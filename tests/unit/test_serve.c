@@ -108,22 +108,30 @@ static void *stopper(void *arg)
 	return NULL;
 }
 
+/*
+ * As main does: SIGUSR1 blocked but for the workers, its handler
+ * installed; the backend is the stuck one, of DEV_SIZE bytes.
+ */
+static void serve_setup(void)
+{
+	sigset_t usr1;
+
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	REQUIRE(pthread_sigmask(SIG_BLOCK, &usr1, NULL) == 0);
+	REQUIRE(dmu_workers_init_signals() == 0);
+	sb.base.ops = &stuck_ops;
+	atomic_store(&sb.base.size, DEV_SIZE);
+}
+
 TEST(serve_stop_waits_for_a_worker_stuck_in_its_backend)
 {
 	struct dmu_metrics metrics;
 	struct dmu_pool pool;
 	pthread_t stop_thread;
-	sigset_t usr1;
 	int sv[2];
 
-	/* as main does: SIGUSR1 blocked but for the workers, its handler installed */
-	sigemptyset(&usr1);
-	sigaddset(&usr1, SIGUSR1);
-	REQUIRE(pthread_sigmask(SIG_BLOCK, &usr1, NULL) == 0);
-	REQUIRE(dmu_workers_init_signals() == 0);
-
-	sb.base.ops = &stuck_ops;
-	atomic_store(&sb.base.size, DEV_SIZE);
+	serve_setup();
 	REQUIRE(sem_init(&sb.entered, 0, 0) == 0);
 	REQUIRE(sem_init(&sb.release, 0, 0) == 0);
 	REQUIRE(dmu_metrics_init(&metrics, 1) == 0);
@@ -187,15 +195,9 @@ TEST(serve_stop_of_idle_workers)
 {
 	struct dmu_metrics metrics;
 	struct dmu_pool pool;
-	sigset_t usr1;
 	int kernels[3];
 
-	sigemptyset(&usr1);
-	sigaddset(&usr1, SIGUSR1);
-	REQUIRE(pthread_sigmask(SIG_BLOCK, &usr1, NULL) == 0);
-	REQUIRE(dmu_workers_init_signals() == 0);
-	sb.base.ops = &stuck_ops;
-	atomic_store(&sb.base.size, DEV_SIZE);
+	serve_setup();
 	REQUIRE(dmu_metrics_init(&metrics, 3) == 0);
 	REQUIRE(dmu_pool_init(&pool, 3) == 0);
 	pool.stop_wait_ms = 60000;
