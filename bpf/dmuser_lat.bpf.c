@@ -14,10 +14,21 @@
  * no entry to create.  With -D (and for an op beyond the array) they live
  * in dev_recs, a PERCPU_HASH keyed by (dev, op).  Both are per-CPU, updated
  * with plain adds (see dmu_hist_add()) and summed in userspace.
+ *
+ * With -p PID / --binary PATH (targ_daemon) the tool also attaches the four
+ * USDT probes of libdmuser (SEC("usdt"), attached by userspace with
+ * bpf_program__attach_usdt()) and joins them per request, keyed by (devt,
+ * seq), with the stage durations dm_user_complete hands over: see enum
+ * dmu_pstage in dmuser-lat.h.  request_received makes the request's entry in
+ * reqs, backend_submitted and backend_done stamp it, and dm_user_complete
+ * takes it out and records every stage, or counts why it cannot (enum
+ * dmu_pcount).  Without targ_daemon these programs are not loaded and the
+ * daemon-stage maps keep their one entry.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/usdt.bpf.h>
 #include "dmuser.bpf.h"
 #include "dmuser-lat.h"
 
@@ -28,6 +39,7 @@ const volatile bool filter_dev = false;
 const volatile __u32 targ_dev = 0;	/* kernel dev_t */
 const volatile bool filter_op = false;
 const volatile __u32 targ_op = 0;	/* DM_USER_REQ_MAP_* */
+const volatile bool targ_daemon = false;	/* -p / --binary: the daemon stages */
 
 /* per-CPU values are at most PCPU_MIN_UNIT_SIZE */
 _Static_assert(sizeof(struct dmu_lat_rec) <= 32768, "dmu_lat_rec too large for a per-CPU map");
@@ -48,6 +60,42 @@ struct {
 
 static struct dmu_lat_rec zero_rec;
 
+/*
+ * The daemon stages.  Their sizes here are those of a tool that does not
+ * use them (the exporter, dmuser-lat without -p): dmuser-lat sets
+ * DMU_LAT_MAX_REQS and DMU_LAT_MAX_RECS (DMU_LAT_NR_OPS without -D).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct dmu_req_key);
+	__type(value, struct dmu_req_ts);
+} reqs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dmu_pipe_rec);
+} pipe_op_recs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct dmu_op_key);
+	__type(value, struct dmu_pipe_rec);
+} pipe_dev_recs SEC(".maps");
+
+/* USDT reply_sent of the traced devices, any op (the probe has none) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} replies SEC(".maps");
+
+static struct dmu_pipe_rec zero_pipe;
+
 static __always_inline bool wanted(__u32 dev, __u32 op)
 {
 	return (!filter_dev || dev == targ_dev) && (!filter_op || op == targ_op);
@@ -64,6 +112,19 @@ static __always_inline struct dmu_lat_rec *get_rec(__u32 dev, __u32 op)
 		key.dev = dev;
 	key.op = op;
 	return dmu_lookup_or_try_init(&dev_recs, &key, &zero_rec);
+}
+
+/* The daemon-stage record of (dev, op), as get_rec() */
+static __always_inline struct dmu_pipe_rec *get_pipe_rec(__u32 dev, __u32 op)
+{
+	struct dmu_op_key key = {};
+
+	if (!targ_per_dev && op < DMU_LAT_NR_OPS)
+		return bpf_map_lookup_elem(&pipe_op_recs, &op);
+	if (targ_per_dev)
+		key.dev = dev;
+	key.op = op;
+	return dmu_lookup_or_try_init(&pipe_dev_recs, &key, &zero_pipe);
 }
 
 static __always_inline void record(struct dmu_hist *h, __u64 ns)
@@ -90,6 +151,70 @@ static __always_inline int on_map(__u32 dev, __u64 seq, __u32 op, __u64 flags,
 	return 0;
 }
 
+/*
+ * The daemon stages of a completed request: its entry in reqs (taken out
+ * whatever happens) and the module's durations, all against the same clock
+ * (CLOCK_MONOTONIC: the module's ktime_get_ns(), bpf_ktime_get_ns() here and
+ * at the probes).  now is the completion, now - total_ns the map and
+ * now - total_ns + queue_ns the first read.
+ */
+static __always_inline void pipeline(__u32 dev, __u64 seq, __u32 op, __u32 how,
+				     __u64 queue_ns, __u64 total_ns)
+{
+	struct dmu_req_key key = { .dev = dev, .seq = seq };
+	struct dmu_req_ts t = {}, *ts;
+	struct dmu_pipe_rec *rec;
+	__u64 now = bpf_ktime_get_ns(), read, d[DMU_NR_PSTAGES];
+	bool found = false;
+	int i;
+
+	ts = bpf_map_lookup_elem(&reqs, &key);
+	if (ts) {
+		t = *ts;
+		found = true;
+		bpf_map_delete_elem(&reqs, &key);
+	}
+	rec = get_pipe_rec(dev, op);
+	if (!rec)
+		return;
+	if (!total_ns) {
+		rec->counts[DMU_PC_UNTIMED]++;
+		return;
+	}
+	if (how != DMU_END_REPLY) {
+		rec->counts[DMU_PC_UNANSWERED]++;
+		return;
+	}
+	if (!found || !t.recv_ns) {
+		rec->counts[DMU_PC_NO_DAEMON]++;
+		return;
+	}
+	if (!t.sub_ns || !t.done_ns || !queue_ns) {
+		rec->counts[DMU_PC_PARTIAL]++;
+		return;
+	}
+	read = now - total_ns + queue_ns;
+	if ((__s64)(t.recv_ns - read) < 0 || (__s64)(t.sub_ns - t.recv_ns) < 0 ||
+	    (__s64)(t.done_ns - t.sub_ns) < 0 || (__s64)(now - t.done_ns) < 0) {
+		rec->counts[DMU_PC_MISORDERED]++;
+		return;
+	}
+	d[DMU_PS_QUEUE] = queue_ns;
+	d[DMU_PS_HANDOFF] = t.recv_ns - read;
+	d[DMU_PS_PICKUP] = t.sub_ns - t.recv_ns;
+	d[DMU_PS_BACKEND] = t.done_ns - t.sub_ns;
+	d[DMU_PS_REPLY] = now - t.done_ns;
+	d[DMU_PS_TOTAL] = total_ns;
+	/* the count first, as in on_complete() */
+	rec->counts[DMU_PC_OBSERVED]++;
+	barrier();
+	for (i = 0; i < DMU_NR_PSTAGES; i++) {
+		rec->sum_ns[i] += d[i];
+		/* 0 is a value here (a stage under 1 us): every stage counts once */
+		dmu_hist_add(&rec->st[i], targ_ms ? d[i] / 1000000U : d[i] / 1000U);
+	}
+}
+
 static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 bytes,
 				       int error, __u32 how, __u64 queue_ns,
 				       __u64 daemon_ns, __u64 total_ns)
@@ -112,6 +237,66 @@ static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 byt
 	record(&rec->lat[DMU_STAGE_QUEUE], queue_ns);
 	record(&rec->lat[DMU_STAGE_DAEMON], daemon_ns);
 	record(&rec->lat[DMU_STAGE_TOTAL], total_ns);
+	if (targ_daemon)
+		pipeline(dev, seq, op, how, queue_ns, total_ns);
+	return 0;
+}
+
+/*
+ * libdmuser's USDT probes, arguments (devt, seq, ...).  Attached by
+ * userspace (bpf_program__attach_usdt()) only with targ_daemon.
+ */
+SEC("usdt")
+int BPF_USDT(dmu_usdt_received, __u64 devt, __u64 seq, __u64 type)
+{
+	struct dmu_req_key key = { .dev = (__u32)devt, .seq = seq };
+	struct dmu_req_ts ts = { .recv_ns = bpf_ktime_get_ns() };
+	long err;
+
+	if (!wanted(key.dev, (__u32)type))
+		return 0;
+	/* a request taken again (its channel died) starts again */
+	err = bpf_map_update_elem(&reqs, &key, &ts, BPF_ANY);
+	if (err) {
+		dmu_init_err = err;
+		__sync_fetch_and_add(&dmu_init_failed, 1);
+	}
+	return 0;
+}
+
+SEC("usdt")
+int BPF_USDT(dmu_usdt_submitted, __u64 devt, __u64 seq)
+{
+	struct dmu_req_key key = { .dev = (__u32)devt, .seq = seq };
+	struct dmu_req_ts *ts = bpf_map_lookup_elem(&reqs, &key);
+
+	if (ts)
+		ts->sub_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("usdt")
+int BPF_USDT(dmu_usdt_done, __u64 devt, __u64 seq)
+{
+	struct dmu_req_key key = { .dev = (__u32)devt, .seq = seq };
+	struct dmu_req_ts *ts = bpf_map_lookup_elem(&reqs, &key);
+
+	if (ts)
+		ts->done_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("usdt")
+int BPF_USDT(dmu_usdt_reply, __u64 devt)
+{
+	__u32 zero = 0;
+	__u64 *n;
+
+	if (filter_dev && (__u32)devt != targ_dev)
+		return 0;
+	n = bpf_map_lookup_elem(&replies, &zero);
+	if (n)
+		(*n)++;
 	return 0;
 }
 
