@@ -170,3 +170,70 @@ TEST(usdt_names)
 	CHECK(!strcmp(dmu_pcount_names[DMU_PC_OBSERVED], "observed") &&
 	      !strcmp(dmu_pcount_names[DMU_PC_MISORDERED], "misordered"), "count names");
 }
+
+#define LAT "../../../bpf/dmuser-lat"
+#define LAT_PAGE "../../../bpf/dmuser-lat.8"
+
+/* The output of cmd (a shell command), malloc'd; NULL on failure. */
+static char *capture(const char *cmd)
+{
+	char *text = NULL;
+	size_t len = 0, n;
+	char buf[4096];
+	FILE *p = popen(cmd, "r"), *out;
+
+	if (!p)
+		return NULL;
+	out = open_memstream(&text, &len);
+	while (out && (n = fread(buf, 1, sizeof(buf), p)) > 0)
+		fwrite(buf, 1, n, out);
+	if (out)
+		fclose(out);
+	pclose(p);
+	return text;
+}
+
+/* dmuser-lat(8) renders without warnings and names every long option of --help. */
+TEST(usdt_man_page_documents_every_option)
+{
+	char *warnings, *text, *help;
+	const char *p;
+	int flags = 0;
+
+	if (access(LAT, X_OK))
+		SKIP("%s not built (make -C bpf)", LAT);
+	if (system("command -v man >/dev/null && command -v col >/dev/null"))
+		SKIP("man or col not installed");
+	warnings = capture("MANWIDTH=80 man --warnings -l " LAT_PAGE " 2>&1 >/dev/null");
+	text = capture("MANWIDTH=200 man -l " LAT_PAGE " 2>/dev/null | col -b");
+	help = capture(LAT " --help");
+	if (!warnings || !text || !help) {
+		CHECK(0, "cannot run man or %s", LAT);
+		goto out;
+	}
+	CHECK(!*warnings, "warnings: %s", warnings);
+	/* every "--word" after a space: the options, and their uses in the text */
+	for (p = help; (p = strstr(p, " --")); ) {
+		char flag[64];
+		size_t n;
+
+		p++;
+		n = strspn(p + 2, "abcdefghijklmnopqrstuvwxyz-") + 2;
+		if (n > 2 && n < sizeof(flag)) {
+			memcpy(flag, p, n);
+			flag[n] = '\0';
+			/* argp's own */
+			if (strcmp(flag, "--usage") && strcmp(flag, "--version")) {
+				flags++;
+				CHECK(strstr(text, flag) != NULL, "dmuser-lat(8) does not mention %s", flag);
+			}
+		}
+		p += n;
+	}
+	/* --binary, --pid, --stage, --json, ... (hidden ones are not in --help) */
+	CHECK(flags >= 14, "%d long options found in --help", flags);
+out:
+	free(warnings);
+	free(text);
+	free(help);
+}
