@@ -557,7 +557,7 @@ static void read_interval(struct dmuser_lat_bpf *obj, struct interval *iv)
 /* one lookup's per-CPU copies of a struct dmu_pipe_rec, and of a __u64 */
 static struct dmu_percpu pipe_pc, u64_pc;
 static struct dmu_pipe_rec prev_pipe[DMU_LAT_NR_OPS];
-static __u64 prev_replies;
+static __u64 prev_replies, prev_clamped;
 
 struct pipe_ent {
 	struct dmu_op_key key;
@@ -576,6 +576,7 @@ struct pipe_interval {
 	int nst;
 	__u64 counts[DMU_NR_PCOUNTS];	/* over every device and op traced */
 	__u64 replies;			/* USDT reply_sent */
+	__u64 clamped;			/* dmu_handoff_clamped, this interval */
 };
 
 static void pipe_sub(struct dmu_pipe_rec *d, const struct dmu_pipe_rec *cur,
@@ -666,6 +667,8 @@ static void read_pipe(struct dmuser_lat_bpf *obj, struct pipe_interval *pv)
 		pv->replies = replies - prev_replies;
 		prev_replies = replies;
 	}
+	pv->clamped = obj->bss->dmu_handoff_clamped - prev_clamped;
+	prev_clamped += pv->clamped;
 	qsort(pv->st, pv->nst, sizeof(pv->st[0]), cmp_pstage_ent);
 }
 
@@ -750,6 +753,7 @@ static json_t *interval_json(const struct interval *iv, const struct pipe_interv
 		for (i = 0; i < DMU_NR_PCOUNTS; i++)
 			json_object_set_new(req, dmu_pcount_names[i], json_integer(dmu_json_u64(pv->counts[i])));
 		json_object_set_new(req, "replies_sent", json_integer(dmu_json_u64(pv->replies)));
+		json_object_set_new(req, "handoff_clamped", json_integer(dmu_json_u64(pv->clamped)));
 	}
 	for (i = 0; !pv && i < iv->nlat; i++) {
 		if (!(env.stages & (1U << iv->lat[i].key.kind)))
@@ -856,7 +860,7 @@ static int print_interval(struct dmuser_lat_bpf *obj, enum dmu_attach_mode mode)
 			completed += st[i].st.ios;
 		printf("\nrequests: %llu completed: %llu observed in every stage; not in the stages: "
 		       "%llu untimed, %llu unanswered, %llu no daemon probe, %llu partial, "
-		       "%llu misordered; %llu replies sent\n", completed,
+		       "%llu misordered; %llu replies sent", completed,
 		       (unsigned long long)pv.counts[DMU_PC_OBSERVED],
 		       (unsigned long long)pv.counts[DMU_PC_UNTIMED],
 		       (unsigned long long)pv.counts[DMU_PC_UNANSWERED],
@@ -864,6 +868,10 @@ static int print_interval(struct dmuser_lat_bpf *obj, enum dmu_attach_mode mode)
 		       (unsigned long long)pv.counts[DMU_PC_PARTIAL],
 		       (unsigned long long)pv.counts[DMU_PC_MISORDERED],
 		       (unsigned long long)pv.replies);
+		if (pv.clamped)
+			printf("; first read estimated after request_received in %llu (handoff 0)",
+			       (unsigned long long)pv.clamped);
+		printf("\n");
 	}
 	for (i = 0; env.qd && i < nqd; i++) {
 		printf("\n");

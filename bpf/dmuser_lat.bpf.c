@@ -96,6 +96,12 @@ struct {
 
 static struct dmu_pipe_rec zero_pipe;
 
+/*
+ * Requests whose first read, as estimated from the module's durations, came
+ * after their request_received (see pipeline()); atomic, read at exit.
+ */
+__u64 dmu_handoff_clamped;
+
 static __always_inline bool wanted(__u32 dev, __u32 op)
 {
 	return (!filter_dev || dev == targ_dev) && (!filter_op || op == targ_op);
@@ -157,6 +163,15 @@ static __always_inline int on_map(__u32 dev, __u64 seq, __u32 op, __u64 flags,
  * (CLOCK_MONOTONIC: the module's ktime_get_ns(), bpf_ktime_get_ns() here and
  * at the probes).  now is the completion, now - total_ns the map and
  * now - total_ns + queue_ns the first read.
+ *
+ * Those two are estimates: the module took its own timestamp a little
+ * before this program's now (the tracepoint's dispatch, this program's
+ * first lookups; more if an interrupt came between), so both come out late
+ * by that much.  The first read can then land after request_received,
+ * which follows it in fact: the queue/handoff boundary is then
+ * request_received (handoff 0, counted in dmu_handoff_clamped), so that the
+ * stages still add up to total_ns exactly.  Every other boundary is a
+ * timestamp of this clock taken in the order of the events.
  */
 static __always_inline void pipeline(__u32 dev, __u64 seq, __u32 op, __u32 how,
 				     __u64 queue_ns, __u64 total_ns)
@@ -164,7 +179,7 @@ static __always_inline void pipeline(__u32 dev, __u64 seq, __u32 op, __u32 how,
 	struct dmu_req_key key = { .dev = dev, .seq = seq };
 	struct dmu_req_ts t = {}, *ts;
 	struct dmu_pipe_rec *rec;
-	__u64 now = bpf_ktime_get_ns(), read, d[DMU_NR_PSTAGES];
+	__u64 now = bpf_ktime_get_ns(), map, read, d[DMU_NR_PSTAGES];
 	bool found = false;
 	int i;
 
@@ -193,13 +208,18 @@ static __always_inline void pipeline(__u32 dev, __u64 seq, __u32 op, __u32 how,
 		rec->counts[DMU_PC_PARTIAL]++;
 		return;
 	}
-	read = now - total_ns + queue_ns;
-	if ((__s64)(t.recv_ns - read) < 0 || (__s64)(t.sub_ns - t.recv_ns) < 0 ||
+	map = now - total_ns;
+	read = map + queue_ns;
+	if ((__s64)(t.recv_ns - read) < 0) {
+		read = t.recv_ns;
+		__sync_fetch_and_add(&dmu_handoff_clamped, 1);
+	}
+	if ((__s64)(read - map) < 0 || (__s64)(t.sub_ns - t.recv_ns) < 0 ||
 	    (__s64)(t.done_ns - t.sub_ns) < 0 || (__s64)(now - t.done_ns) < 0) {
 		rec->counts[DMU_PC_MISORDERED]++;
 		return;
 	}
-	d[DMU_PS_QUEUE] = queue_ns;
+	d[DMU_PS_QUEUE] = read - map;
 	d[DMU_PS_HANDOFF] = t.recv_ns - read;
 	d[DMU_PS_PICKUP] = t.sub_ns - t.recv_ns;
 	d[DMU_PS_BACKEND] = t.done_ns - t.sub_ns;

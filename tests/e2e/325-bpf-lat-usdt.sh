@@ -8,7 +8,8 @@
 # library, every process).  In each, for reads and for writes, every stage
 # (queue, handoff, pickup, backend, reply, total) counts exactly fio's
 # requests; every completion is "observed" (none untimed, unanswered, without
-# daemon probe, partial or misordered); USDT reply_sent fired once per
+# daemon probe, partial or misordered; a third tool prints the same in
+# text); USDT reply_sent fired once per
 # request; the stages' exact sums (ns) add up to the total's, each stage's sum
 # is > 0 and no stage has a sample in a bucket above the total's last one.
 # A daemon without the probes (dmuserd: not built on libdmuser) is refused
@@ -49,8 +50,11 @@ bpf_tool_spawn "$tmp/p.json" dmuser-lat --json -O -d "$name" -p "$pid"
 p_tool=$BPF_TOOL_PID
 bpf_tool_spawn "$tmp/bin.json" dmuser-lat --json -O -d "$name" --binary "$lib"
 bin_tool=$BPF_TOOL_PID
+bpf_tool_spawn "$tmp/text.out" dmuser-lat -d "$name" -p "$pid"
+text_tool=$BPF_TOOL_PID
 bpf_tool_ready "$tmp/p.json" "$p_tool"
 bpf_tool_ready "$tmp/bin.json" "$bin_tool"
+bpf_tool_ready "$tmp/text.out" "$text_tool"
 grep -q "daemon stages: USDT" "$tmp/p.json.err" || die "no daemon-stage banner: $(cat "$tmp/p.json.err")"
 
 bpf_fio "$tmp/fio.json" "$dev" --rw=randrw --size=4M --iodepth=8
@@ -59,7 +63,15 @@ nw=$(bpf_fio_ios "$tmp/fio.json" write)
 ((nr > 100 && nw > 100)) || die "fio did only $nr reads and $nw writes"
 bpf_tool_stop "$p_tool"
 bpf_tool_stop "$bin_tool"
+bpf_tool_stop "$text_tool"
 log "fio: $nr reads, $nw writes"
+cat "$tmp/text.out"
+# the text form: every stage, and the requests line with the same counts
+for s in "${stages[@]}"; do
+	grep -qx "stage = $s" "$tmp/text.out" || die "text: no stage = $s"
+done
+grep -q "^requests: $((nr + nw)) completed: $((nr + nw)) observed in every stage; not in the stages: 0 untimed, 0 unanswered, 0 no daemon probe, 0 partial, 0 misordered; $((nr + nw)) replies sent" \
+	"$tmp/text.out" || die "text: wrong requests line"
 
 for out in "$tmp/p.json" "$tmp/bin.json"; do
 	tool=$(basename "$out" .json)
