@@ -372,8 +372,8 @@ static int open_load_attach(enum dmu_attach_mode mode, void *data)
 	 * attaches them (attach_usdt()), the skeleton does not */
 	for (i = 0; !err && env.daemon && i < DMU_USDT_NR_PROBES; i++)
 		err = bpf_program__set_autoload(*usdt_prog(obj, i, NULL), true);
-	/* dm_user_map only for the queue depths */
-	if (!err && !env.qd)
+	/* dm_user_map only for the queue depths and the daemon stages */
+	if (!err && !env.qd && !env.daemon)
 		err = dmu_attach_skip_event(obj->obj, "dm_user_map");
 	if (!err)
 		err = dmuser_lat_bpf__load(obj);

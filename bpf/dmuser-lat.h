@@ -42,7 +42,7 @@ struct dmu_lat_rec {
  * arguments (devt, seq, ...), devt the kernel's dev_t).  A request's stages
  * tile its total, from dm_user_map to dm_user_complete:
  *
- *   queue   dm_user_map -> first dm_user_read (the module's queue_ns)
+ *   queue   dm_user_map -> first dm_user_read (map + the module's queue_ns)
  *   handoff dm_user_read -> USDT request_received (the rest of the read(),
  *           the daemon parsing the header)
  *   pickup  request_received -> backend_submitted
@@ -50,7 +50,7 @@ struct dmu_lat_rec {
  *   reply   backend_done -> dm_user_complete (the reply's write(), in which
  *           the kernel completes the bio; USDT reply_sent fires after that
  *           write() returns, so it ends no stage: it is counted)
- *   total   dm_user_map -> dm_user_complete (the module's total_ns)
+ *   total   dm_user_map -> dm_user_complete
  *
  * so queue + handoff + pickup + backend + reply == total for every request
  * recorded, in ns.
@@ -72,13 +72,13 @@ enum dmu_pstage {
  */
 enum dmu_pcount {
 	DMU_PC_OBSERVED = 0,	/* every event seen, in order: in every stage histogram */
-	DMU_PC_UNTIMED = 1,	/* total_ns 0: mapped before the tool attached (or rejected) */
+	DMU_PC_UNTIMED = 1,	/* dm_user_map not seen: mapped before the tool attached */
 	DMU_PC_UNANSWERED = 2,	/* ended without a reply: timeout, channel closed, teardown */
 	DMU_PC_NO_DAEMON = 3,	/* no request_received: read before the probes were attached,
 				 * or served by a process without the probes */
 	DMU_PC_PARTIAL = 4,	/* request_received seen, backend_submitted or backend_done
 				 * not (by completion): a streamed READ, or a refused op */
-	DMU_PC_MISORDERED = 5,	/* a stage came out negative (clocks): not recorded */
+	DMU_PC_MISORDERED = 5,	/* events seen out of order: not recorded */
 	DMU_NR_PCOUNTS = 6,
 };
 
@@ -91,8 +91,9 @@ struct dmu_req_key {
 	__u64 seq;
 };
 
-/* bpf_ktime_get_ns() at each USDT probe; 0: not seen */
+/* bpf_ktime_get_ns() at dm_user_map and each USDT probe; 0: not seen */
 struct dmu_req_ts {
+	__u64 map_ns;
 	__u64 recv_ns;
 	__u64 sub_ns;
 	__u64 done_ns;

@@ -19,8 +19,8 @@
  * USDT probes of libdmuser (SEC("usdt"), attached by userspace with
  * bpf_program__attach_usdt()) and joins them per request, keyed by (devt,
  * seq), with the stage durations dm_user_complete hands over: see enum
- * dmu_pstage in dmuser-lat.h.  request_received makes the request's entry in
- * reqs, backend_submitted and backend_done stamp it, and dm_user_complete
+ * dmu_pstage in dmuser-lat.h.  dm_user_map makes the request's entry in
+ * reqs, the probes stamp it, and dm_user_complete
  * takes it out and records every stage, or counts why it cannot (enum
  * dmu_pcount).  Without targ_daemon these programs are not loaded and the
  * daemon-stage maps keep their one entry.
@@ -146,8 +146,20 @@ static __always_inline int on_map(__u32 dev, __u64 seq, __u32 op, __u64 flags,
 {
 	struct dmu_lat_rec *rec;
 
-	/* not attached without -Q; the test lets the verifier drop the rest */
-	if (!targ_qd || !wanted(dev, op))
+	/* not attached without -Q or -p; the tests let the verifier drop the rest */
+	if (!wanted(dev, op))
+		return 0;
+	if (targ_daemon) {
+		struct dmu_req_key key = { .dev = dev, .seq = seq };
+		struct dmu_req_ts ts = { .map_ns = bpf_ktime_get_ns() };
+		long err = bpf_map_update_elem(&reqs, &key, &ts, BPF_ANY);
+
+		if (err) {
+			dmu_init_err = err;
+			__sync_fetch_and_add(&dmu_init_failed, 1);
+		}
+	}
+	if (!targ_qd)
 		return 0;
 	rec = get_rec(dev, op);
 	if (!rec)
@@ -159,40 +171,35 @@ static __always_inline int on_map(__u32 dev, __u64 seq, __u32 op, __u64 flags,
 
 /*
  * The daemon stages of a completed request: its entry in reqs (taken out
- * whatever happens) and the module's durations, all against the same clock
- * (CLOCK_MONOTONIC: the module's ktime_get_ns(), bpf_ktime_get_ns() here and
- * at the probes).  now is the completion, now - total_ns the map and
- * now - total_ns + queue_ns the first read.
- *
- * Those two are estimates: the module took its own timestamp a little
- * before this program's now (the tracepoint's dispatch, this program's
- * first lookups; more if an interrupt came between), so both come out late
- * by that much.  The first read can then land after request_received,
- * which follows it in fact: the queue/handoff boundary is then
- * request_received (handoff 0, counted in dmu_handoff_clamped), so that the
- * stages still add up to total_ns exactly.  Every other boundary is a
- * timestamp of this clock taken in the order of the events.
+ * whatever happens), made at dm_user_map and stamped by the probes, and now,
+ * the completion.  Every boundary is a bpf_ktime_get_ns() taken in the order
+ * of the events (dm_user_map fires under the lock that queues the request,
+ * before a reader can take it), except the first read, which no program
+ * here sees: it is map + the module's queue_ns.  That is an estimate, late by
+ * the time from the module's timestamp at map to the map program (the
+ * tracepoint's dispatch, other tools' programs on it, an interrupt), so it
+ * may land after request_received, which follows it in fact.  The
+ * queue/handoff boundary is then request_received (handoff 0, counted in
+ * dmu_handoff_clamped).  The stages add up to now - map exactly.
  */
 static __always_inline void pipeline(__u32 dev, __u64 seq, __u32 op, __u32 how,
-				     __u64 queue_ns, __u64 total_ns)
+				     __u64 queue_ns)
 {
 	struct dmu_req_key key = { .dev = dev, .seq = seq };
 	struct dmu_req_ts t = {}, *ts;
 	struct dmu_pipe_rec *rec;
-	__u64 now = bpf_ktime_get_ns(), map, read, d[DMU_NR_PSTAGES];
-	bool found = false;
+	__u64 now = bpf_ktime_get_ns(), read, d[DMU_NR_PSTAGES];
 	int i;
 
 	ts = bpf_map_lookup_elem(&reqs, &key);
 	if (ts) {
 		t = *ts;
-		found = true;
 		bpf_map_delete_elem(&reqs, &key);
 	}
 	rec = get_pipe_rec(dev, op);
 	if (!rec)
 		return;
-	if (!total_ns) {
+	if (!t.map_ns) {
 		rec->counts[DMU_PC_UNTIMED]++;
 		return;
 	}
@@ -200,7 +207,7 @@ static __always_inline void pipeline(__u32 dev, __u64 seq, __u32 op, __u32 how,
 		rec->counts[DMU_PC_UNANSWERED]++;
 		return;
 	}
-	if (!found || !t.recv_ns) {
+	if (!t.recv_ns) {
 		rec->counts[DMU_PC_NO_DAEMON]++;
 		return;
 	}
@@ -208,23 +215,22 @@ static __always_inline void pipeline(__u32 dev, __u64 seq, __u32 op, __u32 how,
 		rec->counts[DMU_PC_PARTIAL]++;
 		return;
 	}
-	map = now - total_ns;
-	read = map + queue_ns;
-	if ((__s64)(t.recv_ns - read) < 0) {
-		read = t.recv_ns;
-		__sync_fetch_and_add(&dmu_handoff_clamped, 1);
-	}
-	if ((__s64)(read - map) < 0 || (__s64)(t.sub_ns - t.recv_ns) < 0 ||
+	if ((__s64)(t.recv_ns - t.map_ns) < 0 || (__s64)(t.sub_ns - t.recv_ns) < 0 ||
 	    (__s64)(t.done_ns - t.sub_ns) < 0 || (__s64)(now - t.done_ns) < 0) {
 		rec->counts[DMU_PC_MISORDERED]++;
 		return;
 	}
-	d[DMU_PS_QUEUE] = read - map;
+	read = t.map_ns + queue_ns;
+	if ((__s64)(t.recv_ns - read) < 0) {
+		read = t.recv_ns;
+		__sync_fetch_and_add(&dmu_handoff_clamped, 1);
+	}
+	d[DMU_PS_QUEUE] = read - t.map_ns;
 	d[DMU_PS_HANDOFF] = t.recv_ns - read;
 	d[DMU_PS_PICKUP] = t.sub_ns - t.recv_ns;
 	d[DMU_PS_BACKEND] = t.done_ns - t.sub_ns;
 	d[DMU_PS_REPLY] = now - t.done_ns;
-	d[DMU_PS_TOTAL] = total_ns;
+	d[DMU_PS_TOTAL] = now - t.map_ns;
 	/* the count first, as in on_complete() */
 	rec->counts[DMU_PC_OBSERVED]++;
 	barrier();
@@ -258,7 +264,7 @@ static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 byt
 	record(&rec->lat[DMU_STAGE_DAEMON], daemon_ns);
 	record(&rec->lat[DMU_STAGE_TOTAL], total_ns);
 	if (targ_daemon)
-		pipeline(dev, seq, op, how, queue_ns, total_ns);
+		pipeline(dev, seq, op, how, queue_ns);
 	return 0;
 }
 
@@ -267,20 +273,18 @@ static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 byt
  * userspace (bpf_program__attach_usdt()) only with targ_daemon.
  */
 SEC("usdt")
-int BPF_USDT(dmu_usdt_received, __u64 devt, __u64 seq, __u64 type)
+int BPF_USDT(dmu_usdt_received, __u64 devt, __u64 seq)
 {
 	struct dmu_req_key key = { .dev = (__u32)devt, .seq = seq };
-	struct dmu_req_ts ts = { .recv_ns = bpf_ktime_get_ns() };
-	long err;
+	struct dmu_req_ts *ts = bpf_map_lookup_elem(&reqs, &key);
 
-	if (!wanted(key.dev, (__u32)type))
+	/* none: mapped before the tool attached, or not traced */
+	if (!ts)
 		return 0;
-	/* a request taken again (its channel died) starts again */
-	err = bpf_map_update_elem(&reqs, &key, &ts, BPF_ANY);
-	if (err) {
-		dmu_init_err = err;
-		__sync_fetch_and_add(&dmu_init_failed, 1);
-	}
+	/* a request taken again (its channel died) is served again */
+	ts->sub_ns = 0;
+	ts->done_ns = 0;
+	ts->recv_ns = bpf_ktime_get_ns();
 	return 0;
 }
 
