@@ -234,6 +234,12 @@ static __always_inline void pipeline(__u32 dev, __u64 seq, __u32 op, __u32 how,
 	/* the count first, as in on_complete() */
 	rec->counts[DMU_PC_OBSERVED]++;
 	barrier();
+	/*
+	 * Unrolled: 6.1's verifier refuses some loops whose back edge its CFG
+	 * walk meets as a fall-through ("back-edge from insn 542 to 543"), as
+	 * it did this one with a branch added inside (a test of 325).
+	 */
+#pragma unroll
 	for (i = 0; i < DMU_NR_PSTAGES; i++) {
 		rec->sum_ns[i] += d[i];
 		/* 0 is a value here (a stage under 1 us): every stage counts once */
