@@ -181,9 +181,15 @@ static __always_inline int on_map(__u32 dev, __u64 seq, __u32 op, __u64 flags,
  * may land after request_received, which follows it in fact.  The
  * queue/handoff boundary is then request_received (handoff 0, counted in
  * dmu_handoff_clamped).  The stages add up to now - map exactly.
+ *
+ * A subprogram (BPF-to-BPF call), not inlined, like count_completion():
+ * with its own registers and stack frame it adds no spills to the
+ * completion programs, which stay as they were without the daemon stages.
+ * Five arguments: the most a BPF call takes.  Without targ_daemon the call
+ * is dead code and the verifier drops the subprogram.
  */
-static __always_inline void pipeline(__u32 dev, __u64 seq, __u32 op, __u32 how,
-				     __u64 queue_ns)
+static __noinline int pipeline(__u32 dev, __u64 seq, __u32 op, __u32 how,
+			       __u64 queue_ns)
 {
 	struct dmu_req_key key = { .dev = dev, .seq = seq };
 	struct dmu_req_ts t = {}, *ts;
@@ -198,27 +204,27 @@ static __always_inline void pipeline(__u32 dev, __u64 seq, __u32 op, __u32 how,
 	}
 	rec = get_pipe_rec(dev, op);
 	if (!rec)
-		return;
+		return 0;
 	if (!t.map_ns) {
 		rec->counts[DMU_PC_UNTIMED]++;
-		return;
+		return 0;
 	}
 	if (how != DMU_END_REPLY) {
 		rec->counts[DMU_PC_UNANSWERED]++;
-		return;
+		return 0;
 	}
 	if (!t.recv_ns) {
 		rec->counts[DMU_PC_NO_DAEMON]++;
-		return;
+		return 0;
 	}
 	if (!t.sub_ns || !t.done_ns || !queue_ns) {
 		rec->counts[DMU_PC_PARTIAL]++;
-		return;
+		return 0;
 	}
 	if ((__s64)(t.recv_ns - t.map_ns) < 0 || (__s64)(t.sub_ns - t.recv_ns) < 0 ||
 	    (__s64)(t.done_ns - t.sub_ns) < 0 || (__s64)(now - t.done_ns) < 0) {
 		rec->counts[DMU_PC_MISORDERED]++;
-		return;
+		return 0;
 	}
 	read = t.map_ns + queue_ns;
 	if ((__s64)(t.recv_ns - read) < 0) {
@@ -245,6 +251,33 @@ static __always_inline void pipeline(__u32 dev, __u64 seq, __u32 op, __u32 how,
 		/* 0 is a value here (a stage under 1 us): every stage counts once */
 		dmu_hist_add(&rec->st[i], targ_ms ? d[i] / 1000000U : d[i] / 1000U);
 	}
+	return 0;
+}
+
+/*
+ * A completion's counters.  A subprogram (BPF-to-BPF call), not inlined, so
+ * that `how' is bounds-checked and used as an index in one register, with no
+ * helper call before it.  Inlined into on_complete(), whose nine values
+ * outlive helper calls across which only r6-r9 survive, `how' was spilled,
+ * and clang reloaded it once for the check and again for the index.  6.1's
+ * verifier carries a bound from one fill of a stack slot to another only
+ * when the spilled register had an id (from a register copy); 6.8 and later
+ * give every spilled scalar one.  Before the daemon stages `how' stayed in
+ * r9; with them inlined, dmu_complete_tp spilled it straight from its ctx
+ * load, and 6.1 refused that program with "R2 unbounded memory access"
+ * (6.12, and the tp_btf and raw_tp programs, compiled differently, loaded).
+ * Here there is no call and no spill.
+ */
+static __noinline int count_completion(struct dmu_op_stats *st, __u32 bytes, int error,
+				       __u32 how)
+{
+	st->ios++;
+	st->bytes += bytes;
+	if (error)
+		st->errors++;
+	if (how < DMU_NR_ENDS)
+		st->ends[how]++;
+	return 0;
 }
 
 static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 bytes,
@@ -259,12 +292,7 @@ static __always_inline int on_complete(__u32 dev, __u64 seq, __u32 op, __u32 byt
 	if (!rec)
 		return 0;
 	/* the counters first, kept first by barrier(): see struct dmu_lat_rec */
-	rec->st.ios++;
-	rec->st.bytes += bytes;
-	if (error)
-		rec->st.errors++;
-	if (how < DMU_NR_ENDS)
-		rec->st.ends[how]++;
+	count_completion(&rec->st, bytes, error, how);
 	barrier();
 	record(&rec->lat[DMU_STAGE_QUEUE], queue_ns);
 	record(&rec->lat[DMU_STAGE_DAEMON], daemon_ns);
