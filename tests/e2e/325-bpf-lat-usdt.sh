@@ -13,7 +13,9 @@
 # request; the stages' exact sums (ns) add up to the total's, each stage's sum
 # is > 0 and no stage has a sample in a bucket above the total's last one.
 # A daemon without the probes (dmuserd: not built on libdmuser) is refused
-# with a clear message and exit 1, before anything is attached.
+# with a clear message and exit 1 before any uprobe is attached or anything
+# traced (the tracepoint programs, attached first, are detached on the way
+# out).
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 . "$DMU_ROOT/bpf/tests/lib.sh"
