@@ -4,9 +4,13 @@
  * stage: queue (mapped -> taken by the daemon), daemon (taken -> answered)
  * and total (mapped -> completed), as the module measured them and handed
  * them over in dm_user_complete.  Modelled on libbpf-tools' biolatency.
+ *
+ * With -p PID or --binary PATH, the daemon's stages too: libdmuser's USDT
+ * probes joined per request with the kernel's (see enum dmu_pstage).
  */
 #include <argp.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -32,7 +36,12 @@ static struct env {
 	bool qd;
 	bool json;
 	bool load_only;
-	unsigned int stages;	/* bit per enum dmu_stage */
+	unsigned int stages;	/* bit per enum dmu_stage (dmu_pstage with daemon) */
+	const char *stage_args[16];	/* -S, resolved once the mode is known */
+	int nstage_args;
+	bool daemon;		/* -p or --binary: the daemon stages */
+	int pid;		/* -p; 0: every process (--binary) */
+	const char *binary;	/* --binary */
 	const char *devname;
 	__u32 dev;
 	bool filter_op;
@@ -41,7 +50,6 @@ static struct env {
 	long times;
 	enum dmu_attach_mode attach;
 } env = {
-	.stages = 1U << DMU_STAGE_TOTAL,
 	.interval = 99999999,
 	.times = 99999999,
 };
@@ -57,8 +65,15 @@ const char argp_program_doc[] =
 "The module times them (target version >= 1.3.0) while anything traces\n"
 "dm_user_complete; requests mapped before the tool started are not timed.\n"
 "\n"
+"With -p PID or --binary PATH, the stages of the daemon too, from libdmuser's\n"
+"USDT probes: queue = mapped -> read by the daemon; handoff = read ->\n"
+"request_received; pickup = -> backend_submitted; backend = -> backend_done;\n"
+"reply = -> completed (the reply's write()); total = mapped -> completed.\n"
+"Only requests whose every event was seen are in them; the others are\n"
+"counted by why.  A daemon without the probes is an error.\n"
+"\n"
 "USAGE: dmuser-lat [-h] [-T] [-m] [-D] [-O] [-Q] [-S STAGE] [-d DEV] [-o OP]\n"
-"                  [--json] [interval] [count]\n"
+"                  [-p PID] [--binary PATH] [--json] [interval] [count]\n"
 "\n"
 "EXAMPLES:\n"
 "    dmuser-lat                # total latency histogram, until Ctrl-C\n"
@@ -70,12 +85,16 @@ const char argp_program_doc[] =
 "    dmuser-lat -d dmu-test0   # only this device (dm name, dm-N or MAJ:MIN)\n"
 "    dmuser-lat -o write       # only writes\n"
 "    dmuser-lat -Q             # also queue depth sampled at map\n"
-"    dmuser-lat --json 1 5     # one JSON object per interval\n";
+"    dmuser-lat --json 1 5     # one JSON object per interval\n"
+"    dmuser-lat -p $(pidof dmu-null)   # the daemon's stages too\n"
+"    dmuser-lat --binary /usr/lib/x86_64-linux-gnu/libdmuser.so.1\n"
+"                              # ... of every process using that library\n";
 
 enum {
 	OPT_JSON = 1000,
 	OPT_ATTACH,
 	OPT_LOAD_ONLY,
+	OPT_BINARY,
 };
 
 static const struct argp_option opts[] = {
@@ -83,7 +102,9 @@ static const struct argp_option opts[] = {
 	{ "milliseconds", 'm', NULL, 0, "Millisecond histogram", 0 },
 	{ "per-device", 'D', NULL, 0, "Print a histogram per device", 0 },
 	{ "per-op", 'O', NULL, 0, "Print a histogram per op (read, write, flush, ...)", 0 },
-	{ "stage", 'S', "STAGE", 0, "queue, daemon, total (default) or all; may be repeated", 0 },
+	{ "stage", 'S', "STAGE", 0, "queue, daemon, total (default) or all; with -p/--binary queue, handoff, pickup, backend, reply, total or all (default); may be repeated", 0 },
+	{ "pid", 'p', "PID", 0, "Also the daemon stages of this process (libdmuser's USDT probes)", 0 },
+	{ "binary", OPT_BINARY, "PATH", 0, "Also the daemon stages, from the USDT probes of this program or libdmuser.so (of every process, or -p's)", 0 },
 	{ "device", 'd', "DEV", 0, "Trace this device only", 0 },
 	{ "op", 'o', "OP", 0, "Trace this op only (read, write, flush, discard, ...)", 0 },
 	{ "queue-depth", 'Q', NULL, 0, "Also print queue-depth histograms (queued and in flight, sampled at map)", 0 },
@@ -123,26 +144,51 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	case 'Q':
 		env.qd = true;
 		break;
-	case 'S': {
-		static bool seen;
-
-		if (!seen)
-			env.stages = 0;
-		seen = true;
-		if (!strcmp(arg, "all")) {
-			env.stages = (1U << DMU_NR_STAGES) - 1;
-			break;
-		}
-		for (i = 0; i < DMU_NR_STAGES; i++)
-			if (!strcmp(arg, dmu_stage_names[i]))
-				break;
-		if (i == DMU_NR_STAGES) {
-			fprintf(stderr, "invalid stage: %s (queue, daemon, total or all)\n", arg);
+	case 'S':
+		if (env.nstage_args == (int)(sizeof(env.stage_args) / sizeof(env.stage_args[0]))) {
+			fprintf(stderr, "too many -S\n");
 			argp_usage(state);
 		}
-		env.stages |= 1U << i;
+		env.stage_args[env.nstage_args++] = arg;
 		break;
-	}
+	case 'p':
+		errno = 0;
+		i = (int)strtol(arg, &end, 10);
+		if (errno || *end || i <= 0) {
+			fprintf(stderr, "invalid pid: %s\n", arg);
+			argp_usage(state);
+		}
+		env.pid = i;
+		env.daemon = true;
+		break;
+	case OPT_BINARY:
+		env.binary = arg;
+		env.daemon = true;
+		break;
+	case ARGP_KEY_END:
+		/* -S names the stages of the mode -p/--binary chose */
+		for (i = 0; i < env.nstage_args; i++) {
+			const char *const *names = env.daemon ? dmu_pstage_names : dmu_stage_names;
+			int j, n = env.daemon ? DMU_NR_PSTAGES : DMU_NR_STAGES;
+
+			if (!strcmp(env.stage_args[i], "all")) {
+				env.stages = (1U << n) - 1;
+				continue;
+			}
+			for (j = 0; j < n; j++)
+				if (!strcmp(env.stage_args[i], names[j]))
+					break;
+			if (j == n) {
+				fprintf(stderr, "invalid stage: %s (%s)\n", env.stage_args[i],
+					env.daemon ? "queue, handoff, pickup, backend, reply, total or all"
+						   : "queue, daemon, total or all");
+				argp_usage(state);
+			}
+			env.stages |= 1U << j;
+		}
+		if (!env.nstage_args)
+			env.stages = env.daemon ? (1U << DMU_NR_PSTAGES) - 1 : 1U << DMU_STAGE_TOTAL;
+		break;
 	case 'd':
 		env.devname = arg;
 		break;
@@ -199,6 +245,90 @@ static void sig_handler(int sig)
 
 /* ---- loading ----------------------------------------------------------- */
 
+/* The program of USDT probe i (enum dmu_usdt_probe), and its link's slot. */
+static struct bpf_program **usdt_prog(struct dmuser_lat_bpf *obj, int i, struct bpf_link ***link)
+{
+	struct bpf_program **p[DMU_USDT_NR_PROBES] = {
+		[DMU_USDT_RECEIVED] = &obj->progs.dmu_usdt_received,
+		[DMU_USDT_SUBMITTED] = &obj->progs.dmu_usdt_submitted,
+		[DMU_USDT_DONE] = &obj->progs.dmu_usdt_done,
+		[DMU_USDT_REPLY] = &obj->progs.dmu_usdt_reply,
+	};
+	struct bpf_link **l[DMU_USDT_NR_PROBES] = {
+		[DMU_USDT_RECEIVED] = &obj->links.dmu_usdt_received,
+		[DMU_USDT_SUBMITTED] = &obj->links.dmu_usdt_submitted,
+		[DMU_USDT_DONE] = &obj->links.dmu_usdt_done,
+		[DMU_USDT_REPLY] = &obj->links.dmu_usdt_reply,
+	};
+
+	if (link)
+		*link = l[i];
+	return p[i];
+}
+
+/*
+ * Attaches the four USDT programs to the file that holds libdmuser's probes:
+ * --binary, else -p's libdmuser.so (from its maps), else -p's program
+ * (libdmuser.a linked in).  A file without every probe is an error, said
+ * here before libbpf would; so is a failed attach.  The links go to the
+ * skeleton, which destroys them with the rest.
+ */
+static int attach_usdt(struct dmuser_lat_bpf *obj)
+{
+	char path[PATH_MAX], maps[64], exe[64], who[96] = "";
+	struct bpf_link *link, **slot;
+	int found, i, lib = 1, err;
+
+	if (env.pid)
+		snprintf(who, sizeof(who), " (pid %d)", env.pid);
+	if (env.binary) {
+		if (!realpath(env.binary, path)) {
+			fprintf(stderr, PROG ": --binary %s: %s\n", env.binary, strerror(errno));
+			return -1;
+		}
+	} else {
+		snprintf(maps, sizeof(maps), "/proc/%d/maps", env.pid);
+		snprintf(exe, sizeof(exe), "/proc/%d/exe", env.pid);
+		lib = dmu_usdt_binary_of(maps, exe, path, sizeof(path));
+		if (lib < 0) {
+			fprintf(stderr, PROG ": no process %d to trace: %s\n", env.pid, strerror(-lib));
+			return -1;
+		}
+	}
+	found = dmu_usdt_probes(path);
+	if (found < 0) {
+		fprintf(stderr, PROG ": cannot read the probes of %s: %s\n", path, strerror(-found));
+		return -1;
+	}
+	if (found != DMU_USDT_ALL) {
+		fprintf(stderr, PROG ": %s%s has no%s dmuser USDT probe", path, who,
+			found ? " complete set of" : "");
+		for (i = 0; found && i < DMU_USDT_NR_PROBES; i++)
+			if (!(found & (1 << i)))
+				fprintf(stderr, " (%s missing)", dmu_usdt_probe_names[i]);
+		fprintf(stderr, "%s: the daemon stages need libdmuser's probes; without -p and --binary, "
+			"dmuser-lat shows the kernel's stages\n",
+			lib ? "" : " (not linked with libdmuser.so, and no libdmuser.a with probes in it)");
+		return -1;
+	}
+	if (dmu_verbose)
+		fprintf(stderr, PROG ": attaching the dmuser USDT probes of %s%s\n", path, who);
+	for (i = 0; i < DMU_USDT_NR_PROBES; i++) {
+		struct bpf_program *prog = *usdt_prog(obj, i, &slot);
+
+		link = bpf_program__attach_usdt(prog, env.pid ? env.pid : -1, path, "dmuser",
+						dmu_usdt_probe_names[i], NULL);
+		if (!link) {
+			err = -errno;
+			fprintf(stderr, PROG ": cannot attach USDT dmuser:%s of %s%s: %s\n",
+				dmu_usdt_probe_names[i], path, who, strerror(-err));
+			return -1;
+		}
+		*slot = link;
+	}
+	return 0;
+}
+
 struct attach_ctx {
 	struct dmuser_lat_bpf *obj;
 	bool attach;
@@ -208,7 +338,7 @@ static int open_load_attach(enum dmu_attach_mode mode, void *data)
 {
 	struct attach_ctx *ctx = data;
 	struct dmuser_lat_bpf *obj;
-	int err;
+	int err, i;
 
 	obj = dmuser_lat_bpf__open();
 	if (!obj)
@@ -227,10 +357,23 @@ static int open_load_attach(enum dmu_attach_mode mode, void *data)
 	 * as each of its entries has a copy per possible CPU.
 	 */
 	err = env.per_dev ? 0 : bpf_map__set_max_entries(obj->maps.dev_recs, DMU_LAT_NR_OPS);
+	/* the daemon stages' maps, one entry each unless they are used */
+	obj->rodata->targ_daemon = env.daemon;
+	if (!err && env.daemon)
+		err = bpf_map__set_max_entries(obj->maps.reqs, DMU_LAT_MAX_REQS);
+	if (!err && env.daemon)
+		err = bpf_map__set_max_entries(obj->maps.pipe_op_recs, DMU_LAT_NR_OPS);
+	if (!err && env.daemon)
+		err = bpf_map__set_max_entries(obj->maps.pipe_dev_recs,
+					       env.per_dev ? DMU_LAT_MAX_RECS : DMU_LAT_NR_OPS);
 	if (!err)
 		err = dmu_attach_select(obj->obj, mode);
-	/* dm_user_map only for the queue depths */
-	if (!err && !env.qd)
+	/* the USDT programs, which dmu_attach_select() left out; userspace
+	 * attaches them (attach_usdt()), the skeleton does not */
+	for (i = 0; !err && env.daemon && i < DMU_USDT_NR_PROBES; i++)
+		err = bpf_program__set_autoload(*usdt_prog(obj, i, NULL), true);
+	/* dm_user_map only for the queue depths and the daemon stages */
+	if (!err && !env.qd && !env.daemon)
 		err = dmu_attach_skip_event(obj->obj, "dm_user_map");
 	if (!err)
 		err = dmuser_lat_bpf__load(obj);
@@ -409,9 +552,134 @@ static void read_interval(struct dmuser_lat_bpf *obj, struct interval *iv)
 	qsort(iv->st, iv->nst, sizeof(iv->st[0]), cmp_stat_ent);
 }
 
+/* ---- the daemon stages (-p, --binary) ---------------------------------- */
+
+/* one lookup's per-CPU copies of a struct dmu_pipe_rec, and of a __u64 */
+static struct dmu_percpu pipe_pc, u64_pc;
+static struct dmu_pipe_rec prev_pipe[DMU_LAT_NR_OPS];
+static __u64 prev_replies, prev_clamped;
+
+struct pipe_ent {
+	struct dmu_op_key key;
+	struct dmu_pipe_rec rec;
+};
+
+/* A stage's histogram of the interval, keyed as the options split. */
+struct pstage_ent {
+	struct dmu_hist_key key;
+	struct dmu_hist hist;
+	__u64 sum_ns;
+};
+
+struct pipe_interval {
+	struct pstage_ent st[DMU_LAT_MAX_RECS * DMU_NR_PSTAGES];
+	int nst;
+	__u64 counts[DMU_NR_PCOUNTS];	/* over every device and op traced */
+	__u64 replies;			/* USDT reply_sent */
+	__u64 clamped;			/* dmu_handoff_clamped, this interval */
+};
+
+static void pipe_sub(struct dmu_pipe_rec *d, const struct dmu_pipe_rec *cur,
+		     const struct dmu_pipe_rec *prev)
+{
+	int i;
+
+	for (i = 0; i < DMU_NR_PSTAGES; i++) {
+		hist_sub(&d->st[i], &cur->st[i], &prev->st[i]);
+		d->sum_ns[i] = cur->sum_ns[i] - prev->sum_ns[i];
+	}
+	for (i = 0; i < DMU_NR_PCOUNTS; i++)
+		d->counts[i] = cur->counts[i] - prev->counts[i];
+}
+
+static void add_pipe(struct pipe_interval *pv, const struct dmu_op_key *k,
+		     const struct dmu_pipe_rec *r)
+{
+	struct dmu_hist_key key = {
+		.dev = env.per_dev ? k->dev : 0,
+		.op = env.per_op ? k->op : 0,
+	};
+	int i, j;
+
+	for (i = 0; i < DMU_NR_PCOUNTS; i++)
+		pv->counts[i] += r->counts[i];
+	for (i = 0; i < DMU_NR_PSTAGES; i++) {
+		if (!dmu_hist_total(r->st[i].slots, DMU_MAX_SLOTS))
+			continue;
+		key.kind = i;
+		for (j = 0; j < pv->nst; j++)
+			if (!memcmp(&pv->st[j].key, &key, sizeof(key)))
+				break;
+		if (j == pv->nst) {
+			if (pv->nst == (int)(sizeof(pv->st) / sizeof(pv->st[0])))
+				continue;
+			memset(&pv->st[j], 0, sizeof(pv->st[j]));
+			pv->st[j].key = key;
+			pv->nst++;
+		}
+		dmu_hist_sum(&pv->st[j].hist, &r->st[i]);
+		pv->st[j].sum_ns += r->sum_ns[i];
+	}
+}
+
+static int cmp_pstage_ent(const void *a, const void *b)
+{
+	const struct dmu_hist_key *x = &((const struct pstage_ent *)a)->key;
+	const struct dmu_hist_key *y = &((const struct pstage_ent *)b)->key;
+
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	if (x->op != y->op)
+		return x->op < y->op ? -1 : 1;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	return 0;
+}
+
+/* The daemon stages of the interval, read as read_interval() reads its maps. */
+static void read_pipe(struct dmuser_lat_bpf *obj, struct pipe_interval *pv)
+{
+	static struct pipe_ent recs[DMU_LAT_MAX_RECS];
+	struct dmu_pipe_rec cur, d;
+	struct dmu_op_key k = {};
+	__u32 zero = 0;
+	__u64 replies;
+	int fd, n, i;
+
+	memset(pv->counts, 0, sizeof(pv->counts));
+	pv->nst = 0;
+	pv->replies = 0;
+	if (!env.per_dev) {
+		fd = bpf_map__fd(obj->maps.pipe_op_recs);
+		for (k.op = 0; k.op < DMU_LAT_NR_OPS; k.op++) {
+			if (dmu_percpu_lookup(&pipe_pc, fd, &k.op, &cur))
+				continue;
+			pipe_sub(&d, &cur, &prev_pipe[k.op]);
+			prev_pipe[k.op] = cur;
+			add_pipe(pv, &k, &d);
+		}
+	}
+	n = dmu_map_dump(bpf_map__fd(obj->maps.pipe_dev_recs), &pipe_pc, recs, sizeof(recs[0]),
+			 offsetof(struct pipe_ent, rec), DMU_LAT_MAX_RECS, true);
+	for (i = 0; i < n; i++)
+		add_pipe(pv, &recs[i].key, &recs[i].rec);
+	if (!dmu_percpu_lookup(&u64_pc, bpf_map__fd(obj->maps.replies), &zero, &replies)) {
+		pv->replies = replies - prev_replies;
+		prev_replies = replies;
+	}
+	pv->clamped = obj->bss->dmu_handoff_clamped - prev_clamped;
+	prev_clamped += pv->clamped;
+	qsort(pv->st, pv->nst, sizeof(pv->st[0]), cmp_pstage_ent);
+}
+
+static void u64_sum(void *sum, const void *val)
+{
+	*(__u64 *)sum += *(const __u64 *)val;
+}
+
 static const char *qd_names[] = { [DMU_QD_QUEUED] = "queued", [DMU_QD_IN_FLIGHT] = "in_flight" };
 
-static void print_label(const struct dmu_hist_key *k, bool qd)
+static void print_label(const struct dmu_hist_key *k, bool qd, const char *const *stages)
 {
 	char name[256], opbuf[16];
 	const char *sep = "";
@@ -428,7 +696,7 @@ static void print_label(const struct dmu_hist_key *k, bool qd)
 	if (qd)
 		printf("%squeue depth = %s\n", sep, qd_names[k->kind]);
 	else
-		printf("%sstage = %s\n", sep, dmu_stage_names[k->kind]);
+		printf("%sstage = %s\n", sep, stages[k->kind]);
 }
 
 /* The device and op fields of an entry, as its key splits it. */
@@ -459,13 +727,35 @@ static void json_hist(json_t *o, const struct dmu_hist *h)
 }
 
 /* One interval as a JSON object (see README.md); NULL if out of memory. */
-static json_t *interval_json(const struct interval *iv, const char *ts, const char *units,
-			     enum dmu_attach_mode mode)
+static json_t *interval_json(const struct interval *iv, const struct pipe_interval *pv,
+			     const char *ts, const char *units, enum dmu_attach_mode mode)
 {
 	json_t *doc, *lat = json_array(), *qd = json_array(), *ops = json_array(), *o;
+	json_t *req = NULL;
+	__u64 completed = 0;
 	int i, j;
 
-	for (i = 0; i < iv->nlat; i++) {
+	for (i = 0; pv && i < pv->nst; i++) {
+		if (!(env.stages & (1U << pv->st[i].key.kind)))
+			continue;
+		o = json_object();
+		json_key(o, &pv->st[i].key, env.per_op);
+		json_object_set_new(o, "stage", json_string(dmu_pstage_names[pv->st[i].key.kind]));
+		json_hist(o, &pv->st[i].hist);
+		json_object_set_new(o, "sum_ns", json_integer(dmu_json_u64(pv->st[i].sum_ns)));
+		json_array_append_new(lat, o);
+	}
+	if (pv) {
+		for (i = 0; i < iv->nst; i++)
+			completed += iv->st[i].st.ios;
+		req = json_object();
+		json_object_set_new(req, "completed", json_integer(dmu_json_u64(completed)));
+		for (i = 0; i < DMU_NR_PCOUNTS; i++)
+			json_object_set_new(req, dmu_pcount_names[i], json_integer(dmu_json_u64(pv->counts[i])));
+		json_object_set_new(req, "replies_sent", json_integer(dmu_json_u64(pv->replies)));
+		json_object_set_new(req, "handoff_clamped", json_integer(dmu_json_u64(pv->clamped)));
+	}
+	for (i = 0; !pv && i < iv->nlat; i++) {
 		if (!(env.stages & (1U << iv->lat[i].key.kind)))
 			continue;
 		o = json_object();
@@ -505,12 +795,17 @@ static json_t *interval_json(const struct interval *iv, const char *ts, const ch
 		json_object_set_new(doc, "ops", ops);
 	else
 		json_decref(ops);
+	if (doc && req)
+		json_object_set_new(doc, "requests", req);
+	else
+		json_decref(req);
 	return doc;
 }
 
 static int print_interval(struct dmuser_lat_bpf *obj, enum dmu_attach_mode mode)
 {
 	static struct interval iv;
+	static struct pipe_interval pv;
 	const struct hist_ent *lat = iv.lat, *qd = iv.qd;
 	const struct stat_ent *st = iv.st;
 	const char *units = env.milliseconds ? "msecs" : "usecs";
@@ -519,13 +814,15 @@ static int print_interval(struct dmuser_lat_bpf *obj, enum dmu_attach_mode mode)
 	bool first;
 
 	read_interval(obj, &iv);
-	nlat = iv.nlat;
+	if (env.daemon)
+		read_pipe(obj, &pv);
+	nlat = env.daemon ? 0 : iv.nlat;
 	nqd = iv.nqd;
 	nst = iv.nst;
 	dmu_strftime_now(ts, sizeof(ts));
 
 	if (env.json) {
-		json_t *doc = interval_json(&iv, ts, units, mode);
+		json_t *doc = interval_json(&iv, env.daemon ? &pv : NULL, ts, units, mode);
 
 		if (!doc || json_dumpf(doc, stdout, JSON_COMPACT | JSON_REAL_PRECISION(10)) || fputc('\n', stdout) == EOF) {
 			json_decref(doc);
@@ -544,12 +841,41 @@ static int print_interval(struct dmuser_lat_bpf *obj, enum dmu_attach_mode mode)
 		if (!first)
 			printf("\n");
 		first = false;
-		print_label(&lat[i].key, false);
+		print_label(&lat[i].key, false, dmu_stage_names);
 		dmu_print_log2_hist(stdout, lat[i].hist.slots, DMU_MAX_SLOTS, units);
+	}
+	for (i = 0; env.daemon && i < pv.nst; i++) {
+		if (!(env.stages & (1U << pv.st[i].key.kind)))
+			continue;
+		if (!first)
+			printf("\n");
+		first = false;
+		print_label(&pv.st[i].key, false, dmu_pstage_names);
+		dmu_print_log2_hist(stdout, pv.st[i].hist.slots, DMU_MAX_SLOTS, units);
+	}
+	if (env.daemon) {
+		unsigned long long completed = 0;
+
+		for (i = 0; i < nst; i++)
+			completed += st[i].st.ios;
+		printf("\nrequests: %llu completed: %llu observed in every stage; not in the stages: "
+		       "%llu untimed, %llu unanswered, %llu no daemon probe, %llu partial, "
+		       "%llu misordered; %llu replies sent", completed,
+		       (unsigned long long)pv.counts[DMU_PC_OBSERVED],
+		       (unsigned long long)pv.counts[DMU_PC_UNTIMED],
+		       (unsigned long long)pv.counts[DMU_PC_UNANSWERED],
+		       (unsigned long long)pv.counts[DMU_PC_NO_DAEMON],
+		       (unsigned long long)pv.counts[DMU_PC_PARTIAL],
+		       (unsigned long long)pv.counts[DMU_PC_MISORDERED],
+		       (unsigned long long)pv.replies);
+		if (pv.clamped)
+			printf("; first read estimated after request_received in %llu (handoff 0)",
+			       (unsigned long long)pv.clamped);
+		printf("\n");
 	}
 	for (i = 0; env.qd && i < nqd; i++) {
 		printf("\n");
-		print_label(&qd[i].key, true);
+		print_label(&qd[i].key, true, NULL);
 		dmu_print_log2_hist(stdout, qd[i].hist.slots, DMU_MAX_SLOTS, "requests");
 	}
 	for (i = 0, first = true; i < nst; i++) {
@@ -614,14 +940,23 @@ int main(int argc, char **argv)
 	mode = dmu_attach(PROG, env.attach, open_load_attach, &ctx);
 	if (mode < 0)
 		return 1;
+	if (env.daemon && ctx.attach && attach_usdt(ctx.obj)) {
+		dmuser_lat_bpf__destroy(ctx.obj);
+		return 1;
+	}
 	if (env.load_only) {
-		printf("%s: loaded%s with %s\n", PROG, ctx.attach ? " and attached" : "",
-		       dmu_attach_name(mode));
+		printf("%s: loaded%s with %s%s\n", PROG, ctx.attach ? " and attached" : "",
+		       dmu_attach_name(mode), env.daemon && ctx.attach ? " and USDT" : "");
 		dmuser_lat_bpf__destroy(ctx.obj);
 		return 0;
 	}
 	err = dmu_percpu_init(&rec_pc, libbpf_num_possible_cpus(), sizeof(struct dmu_lat_rec),
 			      dmu_lat_rec_sum);
+	if (!err && env.daemon)
+		err = dmu_percpu_init(&pipe_pc, libbpf_num_possible_cpus(),
+				      sizeof(struct dmu_pipe_rec), dmu_pipe_rec_sum);
+	if (!err && env.daemon)
+		err = dmu_percpu_init(&u64_pc, libbpf_num_possible_cpus(), sizeof(__u64), u64_sum);
 	if (err) {
 		fprintf(stderr, PROG ": cannot size the per-CPU map values: %s\n", strerror(-err));
 		dmuser_lat_bpf__destroy(ctx.obj);
@@ -633,8 +968,8 @@ int main(int argc, char **argv)
 
 	/* with --json the banner goes to stderr, so stdout stays JSON lines */
 	fprintf(env.json ? stderr : stdout,
-		"Tracing dm-user request latency (attach: %s)... Hit Ctrl-C to end.\n",
-		dmu_attach_name(mode));
+		"Tracing dm-user request latency (attach: %s%s)... Hit Ctrl-C to end.\n",
+		dmu_attach_name(mode), env.daemon ? ", daemon stages: USDT" : "");
 	fflush(env.json ? stderr : stdout);
 
 	while (!exiting) {
@@ -651,5 +986,7 @@ int main(int argc, char **argv)
 	dmu_report_inserts(PROG, ctx.obj->bss->dmu_init_failed, ctx.obj->bss->dmu_init_err);
 	dmuser_lat_bpf__destroy(ctx.obj);
 	dmu_percpu_free(&rec_pc);
+	dmu_percpu_free(&pipe_pc);
+	dmu_percpu_free(&u64_pc);
 	return err != 0;
 }

@@ -36,4 +36,74 @@ struct dmu_lat_rec {
 	struct dmu_op_stats st;
 };
 
+/*
+ * The daemon stages (-p PID / --binary PATH): the kernel's tracepoints
+ * joined, per request, with libdmuser's USDT probes (provider dmuser,
+ * arguments (devt, seq, ...), devt the kernel's dev_t).  A request's stages
+ * tile its total, from dm_user_map to dm_user_complete:
+ *
+ *   queue   dm_user_map -> first dm_user_read (map + the module's queue_ns)
+ *   handoff dm_user_read -> USDT request_received (the rest of the read(),
+ *           the daemon parsing the header)
+ *   pickup  request_received -> backend_submitted
+ *   backend backend_submitted -> backend_done
+ *   reply   backend_done -> dm_user_complete (the reply's write(), in which
+ *           the kernel completes the bio; USDT reply_sent fires after that
+ *           write() returns, so it ends no stage: it is counted)
+ *   total   dm_user_map -> dm_user_complete
+ *
+ * so queue + handoff + pickup + backend + reply == total for every request
+ * recorded, in ns.
+ */
+enum dmu_pstage {
+	DMU_PS_QUEUE = 0,
+	DMU_PS_HANDOFF = 1,
+	DMU_PS_PICKUP = 2,
+	DMU_PS_BACKEND = 3,
+	DMU_PS_REPLY = 4,
+	DMU_PS_TOTAL = 5,
+	DMU_NR_PSTAGES = 6,
+};
+
+/*
+ * How each completion seen in daemon-stage mode was counted: exactly one of
+ * these per completion of a traced device and op, so they add up to the
+ * completions (dmu_lat_rec's st.ios).
+ */
+enum dmu_pcount {
+	DMU_PC_OBSERVED = 0,	/* every event seen, in order: in every stage histogram */
+	DMU_PC_UNTIMED = 1,	/* dm_user_map not seen: mapped before the tool attached */
+	DMU_PC_UNANSWERED = 2,	/* ended without a reply: timeout, channel closed, teardown */
+	DMU_PC_NO_DAEMON = 3,	/* no request_received: read before the probes were attached,
+				 * or served by a process without the probes */
+	DMU_PC_PARTIAL = 4,	/* request_received seen, backend_submitted or backend_done
+				 * not (by completion): a streamed READ, or a refused op */
+	DMU_PC_MISORDERED = 5,	/* events seen out of order: not recorded */
+	DMU_NR_PCOUNTS = 6,
+};
+
+/* The requests the daemon has read and the kernel not completed yet. */
+#define DMU_LAT_MAX_REQS	16384
+
+struct dmu_req_key {
+	__u32 dev;
+	__u32 pad;
+	__u64 seq;
+};
+
+/* bpf_ktime_get_ns() at dm_user_map and each USDT probe; 0: not seen */
+struct dmu_req_ts {
+	__u64 map_ns;
+	__u64 recv_ns;
+	__u64 sub_ns;
+	__u64 done_ns;
+};
+
+/* One op's (device's and op's, with -D) daemon-stage record. */
+struct dmu_pipe_rec {
+	struct dmu_hist st[DMU_NR_PSTAGES];	/* by enum dmu_pstage, usecs or msecs */
+	__u64 sum_ns[DMU_NR_PSTAGES];		/* exact sums, in ns */
+	__u64 counts[DMU_NR_PCOUNTS];		/* by enum dmu_pcount */
+};
+
 #endif /* __DMUSER_LAT_H */

@@ -12,7 +12,9 @@
  * The programs keep no state per request: the module measures each stage
  * of a request itself and hands the durations over in dm_user_complete
  * (queue_ns, daemon_ns, total_ns), so one program run per request records
- * them all.  dm_user_map is attached only where its queue depths are used.
+ * them all.  dm_user_map is attached only where its queue depths are used,
+ * and for dmuser-lat's daemon stages (-p, --binary), the one exception: they
+ * keep each request from dm_user_map to dm_user_complete (dmuser_lat.bpf.c).
  *
  * Include after vmlinux.h and the libbpf headers.
  */

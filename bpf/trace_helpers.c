@@ -17,6 +17,7 @@
 #include <linux/dm-user.h>
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
+#include <gelf.h>
 #include <libdevmapper.h>
 
 #include "dmuser.h"
@@ -56,6 +57,31 @@ const char *const dmu_op_names[] = {
 	NULL,
 };
 #define NR_OP_NAMES (sizeof(dmu_op_names) / sizeof(dmu_op_names[0]) - 1)
+
+const char *const dmu_pstage_names[] = {
+	[DMU_PS_QUEUE] = "queue",
+	[DMU_PS_HANDOFF] = "handoff",
+	[DMU_PS_PICKUP] = "pickup",
+	[DMU_PS_BACKEND] = "backend",
+	[DMU_PS_REPLY] = "reply",
+	[DMU_PS_TOTAL] = "total",
+};
+
+const char *const dmu_pcount_names[] = {
+	[DMU_PC_OBSERVED] = "observed",
+	[DMU_PC_UNTIMED] = "untimed",
+	[DMU_PC_UNANSWERED] = "unanswered",
+	[DMU_PC_NO_DAEMON] = "no_daemon",
+	[DMU_PC_PARTIAL] = "partial",
+	[DMU_PC_MISORDERED] = "misordered",
+};
+
+const char *const dmu_usdt_probe_names[] = {
+	[DMU_USDT_RECEIVED] = "request_received",
+	[DMU_USDT_SUBMITTED] = "backend_submitted",
+	[DMU_USDT_DONE] = "backend_done",
+	[DMU_USDT_REPLY] = "reply_sent",
+};
 
 const char *const dmu_stage_names[] = {
 	[DMU_STAGE_QUEUE] = "queue",
@@ -911,6 +937,20 @@ void dmu_lat_rec_sum(void *sum, const void *val)
 	dmu_op_stats_sum(&s->st, &v->st);
 }
 
+void dmu_pipe_rec_sum(void *sum, const void *val)
+{
+	struct dmu_pipe_rec *s = sum;
+	const struct dmu_pipe_rec *v = val;
+	int i;
+
+	for (i = 0; i < DMU_NR_PSTAGES; i++) {
+		dmu_hist_sum(&s->st[i], &v->st[i]);
+		s->sum_ns[i] += v->sum_ns[i];
+	}
+	for (i = 0; i < DMU_NR_PCOUNTS; i++)
+		s->counts[i] += v->counts[i];
+}
+
 void dmu_top_dev_sum(void *sum, const void *val)
 {
 	struct dmu_top_dev *s = sum;
@@ -970,4 +1010,110 @@ void dmu_report_inserts(const char *prog, __u64 failed, __s64 err)
 	if (failed || dmu_verbose)
 		fprintf(stderr, "%s: map inserts: %llu failed, completions lost (last error %lld)\n",
 			prog, (unsigned long long)failed, (long long)err);
+}
+
+/* ---- libdmuser's USDT probes ----------------------------------------------- */
+
+/*
+ * The stapsdt notes of <sys/sdt.h>: type 3, owner "stapsdt", and a
+ * descriptor of three addresses (the probe, the .stapsdt.base section,
+ * the semaphore), then provider, name and argument strings.
+ */
+#define STAPSDT_NOTE_TYPE	3
+
+int dmu_usdt_probes(const char *path)
+{
+	Elf *elf;
+	Elf_Scn *scn = NULL;
+	size_t shstrndx;
+	int fd, found = 0, i;
+
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		return -EINVAL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	elf = elf_begin(fd, ELF_C_READ, NULL);
+	if (!elf || elf_kind(elf) != ELF_K_ELF || elf_getshdrstrndx(elf, &shstrndx)) {
+		if (elf)
+			elf_end(elf);
+		close(fd);
+		return -ENOEXEC;
+	}
+	while ((scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr sh;
+		Elf_Data *data;
+		const char *name;
+		size_t off = 0, name_off, desc_off;
+		GElf_Nhdr nh;
+		int asz = gelf_getclass(elf) == ELFCLASS32 ? 4 : 8;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE)
+			continue;
+		name = elf_strptr(elf, shstrndx, sh.sh_name);
+		if (!name || strcmp(name, ".note.stapsdt"))
+			continue;
+		data = elf_getdata(scn, NULL);
+		while (data && (off = gelf_getnote(data, off, &nh, &name_off, &desc_off)) > 0) {
+			const char *desc = (const char *)data->d_buf + desc_off;
+			const char *prov, *probe;
+			size_t plen;
+
+			if (nh.n_type != STAPSDT_NOTE_TYPE || nh.n_namesz != sizeof("stapsdt") ||
+			    strcmp((const char *)data->d_buf + name_off, "stapsdt") ||
+			    nh.n_descsz < (size_t)3 * asz + 2)
+				continue;
+			prov = desc + 3 * asz;
+			plen = strnlen(prov, nh.n_descsz - 3 * asz);
+			if (plen + 1 >= nh.n_descsz - 3 * asz || strcmp(prov, "dmuser"))
+				continue;
+			probe = prov + plen + 1;
+			if (!memchr(probe, 0, nh.n_descsz - 3 * asz - plen - 1))
+				continue;
+			for (i = 0; i < DMU_USDT_NR_PROBES; i++)
+				if (!strcmp(probe, dmu_usdt_probe_names[i]))
+					found |= 1 << i;
+		}
+	}
+	elf_end(elf);
+	close(fd);
+	return found;
+}
+
+int dmu_usdt_binary_of(const char *maps, const char *exe, char *out, size_t len)
+{
+	char line[PATH_MAX + 256];
+	FILE *f = fopen(maps, "re");
+	ssize_t n;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		char *path = strchr(line, '/');
+		const char *base;
+		size_t l;
+
+		/* "start-end perms offset dev inode   /path"; the path is the
+		 * only field that starts with a slash */
+		if (!path)
+			continue;
+		l = strcspn(path, "\n");
+		path[l] = '\0';
+		base = strrchr(path, '/') + 1;
+		if (strncmp(base, "libdmuser.so", strlen("libdmuser.so")))
+			continue;
+		fclose(f);
+		if (l >= len)
+			return -ENAMETOOLONG;
+		memcpy(out, path, l + 1);
+		return 1;
+	}
+	fclose(f);
+	n = readlink(exe, out, len);
+	if (n < 0)
+		return -errno;
+	if ((size_t)n >= len)
+		return -ENAMETOOLONG;
+	out[n] = '\0';
+	return 0;
 }

@@ -184,6 +184,7 @@ void dmu_hist_sum(struct dmu_hist *sum, const struct dmu_hist *val);
 void dmu_op_stats_sum(struct dmu_op_stats *sum, const struct dmu_op_stats *val);
 void dmu_lat_rec_sum(void *sum, const void *val);	/* struct dmu_lat_rec */
 void dmu_top_dev_sum(void *sum, const void *val);	/* struct dmu_top_dev */
+void dmu_pipe_rec_sum(void *sum, const void *val);	/* struct dmu_pipe_rec */
 
 /*
  * Copies up to max entries of a per-CPU BPF hash map into ents, an array
@@ -203,8 +204,41 @@ const char *dmu_op_name(unsigned int op, char *buf, size_t len);
 /* "read", "write", ... or a number; -EINVAL if unknown */
 int dmu_op_parse(const char *s, unsigned int *op);
 extern const char *const dmu_stage_names[];	/* by enum dmu_stage */
+extern const char *const dmu_pstage_names[];	/* by enum dmu_pstage */
+extern const char *const dmu_pcount_names[];	/* by enum dmu_pcount */
 extern const char *const dmu_end_names[];	/* by enum dmu_end */
 /* "HH:MM:SS" of the local time */
 void dmu_strftime_now(char *buf, size_t len);
+
+/* ---- libdmuser's USDT probes (dmuser-lat -p / --binary) ---------------- */
+
+enum dmu_usdt_probe {
+	DMU_USDT_RECEIVED = 0,
+	DMU_USDT_SUBMITTED = 1,
+	DMU_USDT_DONE = 2,
+	DMU_USDT_REPLY = 3,
+	DMU_USDT_NR_PROBES = 4,
+};
+#define DMU_USDT_ALL	((1 << DMU_USDT_NR_PROBES) - 1)
+
+/* "request_received", ... by enum dmu_usdt_probe (provider "dmuser") */
+extern const char *const dmu_usdt_probe_names[];
+
+/*
+ * Which of the four probes of provider dmuser the ELF file at path has, in
+ * its .note.stapsdt section: bit i for dmu_usdt_probe_names[i] (0: none, as
+ * in a program not built on libdmuser); -errno if path cannot be read,
+ * -ENOEXEC if it is not ELF.
+ */
+int dmu_usdt_probes(const char *path);
+
+/*
+ * The file of a process that holds libdmuser's probes: the first mapping of
+ * maps (/proc/PID/maps) whose file name starts with "libdmuser.so", else the
+ * program itself (the link exe, /proc/PID/exe: libdmuser.a linked in, or no
+ * libdmuser at all).  Writes the path to out; returns 1 for a library, 0 for
+ * the program, or -errno.
+ */
+int dmu_usdt_binary_of(const char *maps, const char *exe, char *out, size_t len);
 
 #endif /* __DMU_TRACE_HELPERS_H */

@@ -7,7 +7,9 @@
 #     bind-mounted over the real one in a private mount namespace;
 #   - the module's BTF has the btf_trace_dm_user_* typedefs, so auto mode picks tp_btf;
 #   - every program loads and passes the verifier in each attach mode (tp_btf,
-#     raw_tp, tracepoint), forced by --attach= or DMUSER_ATTACH=;
+#     raw_tp, tracepoint), forced by --attach= or DMUSER_ATTACH=; so do
+#     dmuser-lat's daemon-stage programs (--binary libdmuser.so.1), and their
+#     USDT probes attach;
 #   - auto mode falls back tp_btf -> raw_tp -> tracepoint (DMUSER_ATTACH_SKIP);
 #   - the tools pin the module while attached and detach on every way out
 #     (SIGINT, SIGTERM, interval count reached), so rmmod works afterwards;
@@ -19,6 +21,8 @@
 
 bpf_require
 tmp=$(dmu_tmpdir)
+lib=$DMU_ROOT/lib/libdmuser.so.1
+[[ -e $lib ]] || die "not built: $lib (make)"
 
 log "without the module"
 [[ ! -d /sys/module/dm_user ]] || dmu_unload
@@ -82,6 +86,16 @@ for tool in dmuser-lat dmuser-top; do
 		for opts in "-D -O -Q" "-m -S all" "-o write -d 254:0" "-Q -o read -D"; do
 			# shellcheck disable=SC2086 # word splitting wanted
 			out=$("$BPF_DIR/$tool" --load-only $opts 2>&1) || die "$tool $opts: $out"
+		done
+		# the daemon stages: pipeline() and the USDT programs load only with -p/--binary
+		for mode in tp_btf raw_tp tracepoint; do
+			for opts in "" "-D -O -Q -m"; do
+				# shellcheck disable=SC2086 # word splitting wanted
+				out=$("$BPF_DIR/$tool" --load-only --attach="$mode" --binary "$lib" $opts 2>&1) ||
+					die "$tool --attach=$mode --binary $opts: $out"
+				assert_eq "$out" "$tool: loaded and attached with $mode and USDT" \
+					"$tool --attach=$mode --binary $lib $opts"
+			done
 		done
 	fi
 done

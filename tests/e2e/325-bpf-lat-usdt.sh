@@ -1,0 +1,126 @@
+#!/bin/bash
+# timeout: 600
+# dmuser-lat's daemon stages (-p PID, --binary PATH): libdmuser's USDT probes
+# joined per request with the kernel's tracepoints.  examples/dmu-null (built
+# on libdmuser.so.1, which has the probes) serves a device; fio does exactly
+# 1024 4k direct I/Os (4 MiB randrw); two tools trace it at once, one with
+# -p (the library found in the process's maps), one with --binary (the
+# library, every process).  In each, for reads and for writes, every stage
+# (queue, handoff, pickup, backend, reply, total) counts exactly fio's
+# requests; every completion is "observed" (none untimed, unanswered, without
+# daemon probe, partial or misordered; a third tool prints the same in
+# text); USDT reply_sent fired once per
+# request; the stages' exact sums (ns) add up to the total's, each stage's sum
+# is > 0 and no stage has a sample in a bucket above the total's last one.
+# A daemon without the probes (dmuserd: not built on libdmuser) is refused
+# with a clear message and exit 1 before any uprobe is attached or anything
+# traced (the tracepoint programs, attached first, are detached on the way
+# out).
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+. "$DMU_ROOT/bpf/tests/lib.sh"
+
+bpf_require
+tmp=$(dmu_tmpdir)
+name=dmu-test-usdt
+dev=/dev/mapper/$name
+prog=$DMU_ROOT/examples/dmu-null
+lib=$DMU_ROOT/lib/libdmuser.so.1
+[[ -x $prog ]] || die "not built: $prog (make)"
+stages=(queue handoff pickup backend reply total)
+
+dmu_load
+
+# --- a daemon without the probes: a clear error, exit 1 -------------------------
+bpf_device dmu-test-usdt-plain "$tmp/disk" 16M
+plain=$DMU_DAEMON_PID
+rc=0
+"$BPF_LAT" -p "$plain" >"$tmp/plain.out" 2>"$tmp/plain.err" || rc=$?
+log "dmuser-lat -p <dmuserd>: exit $rc: $(cat "$tmp/plain.err")"
+assert_eq "$rc" 1 "dmuser-lat -p <dmuserd> exit status"
+grep -q "^dmuser-lat: $DMU_DAEMON (pid $plain) has no dmuser USDT probe (not linked with libdmuser.so, and no libdmuser.a with probes in it): the daemon stages need libdmuser's probes" \
+	"$tmp/plain.err" || die "unexpected message for dmuserd: $(cat "$tmp/plain.err")"
+! grep -q Tracing "$tmp/plain.out" || die "dmuser-lat -p <dmuserd> started tracing"
+dmu_daemon_stop "$plain"
+
+# --- dmu-null, two tools, fio ---------------------------------------------------
+dmu_bg "$prog" -t 2 "$name" 64 >"$tmp/null.out"
+pid=$DMU_BG_PID
+wait_for_path "$dev" 30 || die "$dev did not appear"
+
+bpf_tool_spawn "$tmp/p.json" dmuser-lat --json -O -d "$name" -p "$pid"
+p_tool=$BPF_TOOL_PID
+bpf_tool_spawn "$tmp/bin.json" dmuser-lat --json -O -d "$name" --binary "$lib"
+bin_tool=$BPF_TOOL_PID
+bpf_tool_spawn "$tmp/text.out" dmuser-lat -d "$name" -p "$pid"
+text_tool=$BPF_TOOL_PID
+bpf_tool_ready "$tmp/p.json" "$p_tool"
+bpf_tool_ready "$tmp/bin.json" "$bin_tool"
+bpf_tool_ready "$tmp/text.out" "$text_tool"
+grep -q "daemon stages: USDT" "$tmp/p.json.err" || die "no daemon-stage banner: $(cat "$tmp/p.json.err")"
+
+bpf_fio "$tmp/fio.json" "$dev" --rw=randrw --size=4M --iodepth=8
+nr=$(bpf_fio_ios "$tmp/fio.json" read)
+nw=$(bpf_fio_ios "$tmp/fio.json" write)
+((nr > 100 && nw > 100)) || die "fio did only $nr reads and $nw writes"
+bpf_tool_stop "$p_tool"
+bpf_tool_stop "$bin_tool"
+bpf_tool_stop "$text_tool"
+log "fio: $nr reads, $nw writes"
+cat "$tmp/text.out"
+# the text form: every stage, and the requests line with the same counts
+for s in "${stages[@]}"; do
+	grep -qx "stage = $s" "$tmp/text.out" || die "text: no stage = $s"
+done
+grep -q "^requests: $((nr + nw)) completed: $((nr + nw)) observed in every stage; not in the stages: 0 untimed, 0 unanswered, 0 no daemon probe, 0 partial, 0 misordered; $((nr + nw)) replies sent" \
+	"$tmp/text.out" || die "text: wrong requests line"
+
+for out in "$tmp/p.json" "$tmp/bin.json"; do
+	tool=$(basename "$out" .json)
+	! grep -H "missed\|map inserts" "$out.err" || die "$tool: the tool reported lost events (above)"
+	jq -e . "$out" >/dev/null || die "$tool: not JSON: $(cat "$out")"
+	req=$(jq -sc '[.[].requests] | last' "$out")
+	log "$tool: requests $req"
+	assert_eq "$(jq .completed <<<"$req")" $((nr + nw)) "$tool: completed"
+	assert_eq "$(jq .observed <<<"$req")" $((nr + nw)) "$tool: observed in every stage"
+	for c in untimed unanswered no_daemon partial misordered; do
+		assert_eq "$(jq ".$c" <<<"$req")" 0 "$tool: $c"
+	done
+	assert_eq "$(jq .replies_sent <<<"$req")" $((nr + nw)) "$tool: USDT reply_sent"
+	for op in read write; do
+		n=$nr
+		[[ $op == write ]] && n=$nw
+		line=""
+		sum=0
+		for s in "${stages[@]}"; do
+			h=$(bpf_json_lat "$out" "$s" "$op")
+			[[ -n $h ]] || die "$tool: no $s histogram for ${op}s: $(cat "$out")"
+			got=$(bpf_hist_count <<<"$h")
+			ns=$(jq -r .sum_ns <<<"$h")
+			line+=" $s=$got/$((ns / got))ns"
+			assert_eq "$got" "$n" "$tool: $s count of ${op}s (fio's)"
+			((ns > 0)) || die "$tool: $s of ${op}s sums to $ns ns"
+			if [[ $s == total ]]; then
+				total=$ns
+				tmax=$(bpf_hist_max <<<"$h")
+			else
+				sum=$((sum + ns))
+				eval "max_$s=\$(bpf_hist_max <<<\"\$h\")"
+			fi
+		done
+		log "$tool $op: count/mean$line"
+		# the stages tile the total, request by request: their sums are equal
+		assert_eq "$sum" "$total" "$tool: ${op}s' stage sums (ns) vs their total's"
+		for s in queue handoff pickup backend reply; do
+			m=max_$s
+			((${!m} <= tmax)) ||
+				die "$tool: ${op}s' $s has a sample in slot ${!m}, above total's last ($tmax)"
+		done
+	done
+done
+
+rc=0
+dmu_stop "$pid" 30 || rc=$?
+assert_eq "$rc" 0 "dmu-null exit status after SIGTERM"
+! dmu_dm_exists "$name" || die "$name still exists after SIGTERM"
+dmu_unload
