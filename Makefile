@@ -109,7 +109,7 @@ $(BUILD)/kmod/%/dm-user.ko: $(MODULE_SRCS)
 	fi
 	@readelf -S $@ | grep -q '\.BTF' || { echo "$@: no BTF section" >&2; exit 1; }
 
-daemon:
+daemon: lib
 	$(MAKE) -C $(ROOT)/daemon
 
 lib:
