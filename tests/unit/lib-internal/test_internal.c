@@ -7,11 +7,16 @@
  * own metrics tests (tests/unit/test_metrics.c) until dmuserd ran on the
  * library (issue 16).
  */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -542,4 +547,82 @@ TEST(render_json_matches_schema)
 	CHECK_EQ(check_with("python3 %1$s/tests/unit/validate-schema.py "
 			    "%1$s/daemon/metrics.schema.json %2$s 2>/dev/null",
 			    "{\"version\": \"1.0.0\"}"), 1);
+}
+
+/* ---- reopening ---------------------------------------------------------- */
+
+/* The module's side of DM_USER_IOC_SET_FLAGS (the library's ioctl() resolves to this). */
+static bool fake_flags;
+static int fake_flags_result;	/* 0 or -errno */
+static unsigned flags_asked;
+
+int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (req == DM_USER_IOC_SET_FLAGS && fake_flags) {
+		flags_asked++;
+		if (fake_flags_result) {
+			errno = -fake_flags_result;
+			return -1;
+		}
+		return 0;
+	}
+	return (int)syscall(SYS_ioctl, fd, req, arg);
+}
+
+/*
+ * A reopened channel is a new one to the kernel: batching is asked for
+ * again, and granted or not anew; each reopen is counted.  The control
+ * device is a FIFO here (the handle's control path is set to it), the
+ * first open a socket.
+ */
+TEST(internal_reopen_asks_for_batching_again)
+{
+	DMU_OPTS(dmu_channel_opts, o, .buffer_size = 16384, .no_io_flusher = true);
+	char dir[] = "/tmp/dmu-libint-XXXXXX", path[64];
+	struct dmu_device *dev;
+	struct dmu_channel *chan;
+	struct metrics_snapshot s;
+	int sv[2];
+
+	REQUIRE(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/ctl", dir);
+	REQUIRE(mkfifo(path, 0600) == 0);
+	REQUIRE(dmu_device_new("reopen0", 1 << 20, NULL, &dev) == 0);
+	REQUIRE(strlen(path) < sizeof(dev->control_path));
+	snprintf(dev->control_path, sizeof(dev->control_path), "%s", path);
+	REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+
+	fake_flags = true;
+	REQUIRE(dmu_channel_open_fd(dev, sv[1], &o, &chan) == 0);
+	CHECK_EQ(flags_asked, 1);
+	CHECK(dmu_channel_batching(chan));
+
+	fake_flags_result = -ENOTTY;	/* say a module without it was loaded meanwhile */
+	CHECK_EQ(dmu_channel_reopen(chan), 0);
+	CHECK_EQ(flags_asked, 2);
+	CHECK(!dmu_channel_batching(chan));
+	dmu__device_snapshot(dev, &s);
+	CHECK_EQ(s.channels_batched, 0);
+	CHECK_EQ(s.channel_reopens, 1);
+
+	fake_flags_result = 0;
+	CHECK_EQ(dmu_channel_reopen(chan), 0);
+	CHECK_EQ(flags_asked, 3);
+	CHECK(dmu_channel_batching(chan));
+	dmu__device_snapshot(dev, &s);
+	CHECK_EQ(s.channels_batched, 1);
+	CHECK_EQ(s.channel_reopens, 2);
+
+	fake_flags = false;
+	CHECK_EQ(dmu_channel_close(chan), 0);
+	CHECK_EQ(dmu_device_free(dev), 0);
+	close(sv[0]);
+	unlink(path);
+	rmdir(dir);
 }
