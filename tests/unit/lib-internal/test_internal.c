@@ -10,17 +10,15 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "rig.h"
 #include "test.h"
 
 TEST(internal_bucket_boundaries)
@@ -371,22 +369,6 @@ TEST(render_prometheus_kernel_counters_are_counters)
 	free(text);
 }
 
-/* Run a shell command on a file holding text: "%1$s" the tree's root, "%2$s" the file. */
-static int check_with(const char *cmd_fmt, const char *text)
-{
-	char path[] = "/tmp/dmu-libint-XXXXXX", cmd[1024];
-	int fd = mkstemp(path);
-
-	REQUIRE(fd >= 0);
-	REQUIRE(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
-	close(fd);
-	snprintf(cmd, sizeof(cmd), cmd_fmt, getenv("DMU_ROOT") ? getenv("DMU_ROOT") : "../../..",
-		 path);
-	int status = system(cmd);
-	unlink(path);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /*
  * The whole Prometheus text, with every family present (samples, the
  * target's status), passes Prometheus' own linter and prom-check.py
@@ -551,35 +533,11 @@ TEST(render_json_matches_schema)
 
 /* ---- reopening ---------------------------------------------------------- */
 
-/* The module's side of DM_USER_IOC_SET_FLAGS (the library's ioctl() resolves to this). */
-static bool fake_flags;
-static int fake_flags_result;	/* 0 or -errno */
-static unsigned flags_asked;
-
-int ioctl(int fd, unsigned long req, ...)
-{
-	va_list ap;
-	void *arg;
-
-	va_start(ap, req);
-	arg = va_arg(ap, void *);
-	va_end(ap);
-	if (req == DM_USER_IOC_SET_FLAGS && fake_flags) {
-		flags_asked++;
-		if (fake_flags_result) {
-			errno = -fake_flags_result;
-			return -1;
-		}
-		return 0;
-	}
-	return (int)syscall(SYS_ioctl, fd, req, arg);
-}
-
 /*
  * A reopened channel is a new one to the kernel: batching is asked for
  * again, and granted or not anew; each reopen is counted.  The control
  * device is a FIFO here (the handle's control path is set to it), the
- * first open a socket.
+ * first open a socket; rig.c plays the module's side of the ioctl.
  */
 TEST(internal_reopen_asks_for_batching_again)
 {
@@ -598,28 +556,29 @@ TEST(internal_reopen_asks_for_batching_again)
 	snprintf(dev->control_path, sizeof(dev->control_path), "%s", path);
 	REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
 
-	fake_flags = true;
+	fake_ioctl = true;
+	fake_ioctl_calls = 0;
 	REQUIRE(dmu_channel_open_fd(dev, sv[1], &o, &chan) == 0);
-	CHECK_EQ(flags_asked, 1);
+	CHECK_EQ(fake_ioctl_calls, 1);
 	CHECK(dmu_channel_batching(chan));
 
-	fake_flags_result = -ENOTTY;	/* say a module without it was loaded meanwhile */
+	fake_ioctl_result = -ENOTTY;	/* say a module without it was loaded meanwhile */
 	CHECK_EQ(dmu_channel_reopen(chan), 0);
-	CHECK_EQ(flags_asked, 2);
+	CHECK_EQ(fake_ioctl_calls, 2);
 	CHECK(!dmu_channel_batching(chan));
 	dmu__device_snapshot(dev, &s);
 	CHECK_EQ(s.channels_batched, 0);
 	CHECK_EQ(s.channel_reopens, 1);
 
-	fake_flags_result = 0;
+	fake_ioctl_result = 0;
 	CHECK_EQ(dmu_channel_reopen(chan), 0);
-	CHECK_EQ(flags_asked, 3);
+	CHECK_EQ(fake_ioctl_calls, 3);
 	CHECK(dmu_channel_batching(chan));
 	dmu__device_snapshot(dev, &s);
 	CHECK_EQ(s.channels_batched, 1);
 	CHECK_EQ(s.channel_reopens, 2);
 
-	fake_flags = false;
+	fake_ioctl = false;
 	CHECK_EQ(dmu_channel_close(chan), 0);
 	CHECK_EQ(dmu_device_free(dev), 0);
 	close(sv[0]);

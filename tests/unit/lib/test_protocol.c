@@ -241,18 +241,6 @@ static json_t *metrics_now(struct p *p)
 	return metrics(p);
 }
 
-static uint64_t jget(json_t *doc, const char *path)
-{
-	json_t *v = doc;
-	char buf[128], *save = NULL;
-
-	snprintf(buf, sizeof(buf), "%s", path);
-	for (char *k = strtok_r(buf, ".", &save); k && v; k = strtok_r(NULL, ".", &save))
-		v = json_object_get(v, k);
-	REQUIRE(v && json_is_integer(v));
-	return (uint64_t)json_integer_value(v);
-}
-
 #define CHECK_REPLY(m, seq_, status_)				\
 	do {							\
 		struct dm_user_message m_ = (m);		\
