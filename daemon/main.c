@@ -114,7 +114,7 @@ static void setup_memory(void)
 			 strerror(errno));
 }
 
-/* ---- 2 and 3. the backing file and the name ---------------------------- */
+/* ---- 2 and 3. the backing file, and the device with --attach ---------- */
 
 static int open_backend(struct daemon *d)
 {
