@@ -109,7 +109,7 @@ $(BUILD)/kmod/%/dm-user.ko: $(MODULE_SRCS)
 	fi
 	@readelf -S $@ | grep -q '\.BTF' || { echo "$@: no BTF section" >&2; exit 1; }
 
-daemon:
+daemon: lib
 	$(MAKE) -C $(ROOT)/daemon
 
 lib:
@@ -140,6 +140,7 @@ $(BUILD)/tools/%: $(ROOT)/tests/tools/%.c $(ROOT)/module/include/uapi/linux/dm-u
 unit: daemon lib
 	$(MAKE) -C $(ROOT)/tests/unit check
 	$(MAKE) -C $(ROOT)/tests/unit/lib check
+	$(MAKE) -C $(ROOT)/tests/unit/lib-internal check
 	$(MAKE) -C $(ROOT)/tests/unit/bpf check
 	$(MAKE) -C $(ROOT)/tests/unit/dashboards check
 	$(MAKE) -C $(ROOT)/tests/unit/bench check
@@ -205,6 +206,7 @@ clean:
 	-$(MAKE) -C $(ROOT)/lib clean
 	-$(MAKE) -C $(ROOT)/examples clean
 	-$(MAKE) -C $(ROOT)/tests/unit/lib clean
+	-$(MAKE) -C $(ROOT)/tests/unit/lib-internal clean
 	-$(MAKE) -C $(ROOT)/bpf clean
 	-$(MAKE) -C $(ROOT)/tests/unit clean
 	-$(MAKE) -C $(ROOT)/tests/unit/bpf clean

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * A backend stores the device's bytes.  channel.c turns each request into
- * calls on this small ops table; a second backend is one new file that
+ * A backend stores the device's bytes.  libdmuser's blocking loop turns
+ * each request into callbacks, and ops.c into calls on this small ops table; a second backend is one new file that
  * fills it in.
  *
  * Every op returns 0 or a negative errno.  Offsets and lengths are in bytes
@@ -12,7 +12,6 @@
 #ifndef DMUSERD_BACKEND_H
 #define DMUSERD_BACKEND_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,7 +37,7 @@ struct dmu_backend_ops {
 	int (*secure_erase)(struct dmu_backend *b, uint64_t off, uint64_t len);
 	/*
 	 * Optional (NULL: the size never changes): the bytes the storage
-	 * holds now, in *size.  The channel asks when a request lies beyond
+	 * holds now, in *size.  libdmuser asks when a request lies beyond
 	 * the size it knows: the device may have grown since start-up
 	 * (dmuserd --resize grows the backing file before the table).
 	 */
@@ -48,11 +47,11 @@ struct dmu_backend_ops {
 struct dmu_backend {
 	const struct dmu_backend_ops *ops;
 	/*
-	 * Bytes exposed as the device.  Every worker reads it for each
-	 * request, and one that finds a request beyond it may raise it after
-	 * probe_size (never lower it): hence atomic.
+	 * Bytes exposed as the device at start-up.  libdmuser keeps the size
+	 * served from then on, and raises it after probe_size when a request
+	 * lies beyond it.
 	 */
-	_Atomic uint64_t size;
+	uint64_t size;
 	/*
 	 * Alignment the buffers given to read and write should have, in
 	 * bytes (O_DIRECT); 0 or 1 for none.  Callers that cannot meet it

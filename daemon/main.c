@@ -6,9 +6,10 @@
  * behind and no request ever waits for a thread that is not there yet:
  *   1. signals routed to a signalfd
  *   2. backing file opened (and grown to --size)
- *   3. the name checked: free (create) or a "user" target (--attach)
+ *   3. with --attach, the device attached: a "user" target
  *   4. metrics listener, if asked for; then PR_SET_IO_FLUSHER, mlockall
- *   5. the device created with its table loaded, still suspended
+ *   5. the device created (the name must be free) with its table
+ *      loaded, still suspended
  *   6. one channel opened per worker, workers started
  *   7. the device resumed: I/O may flow now
  *   8. the ready file written
@@ -17,24 +18,27 @@
  * still serve (dm completes in-flight I/O first), the workers see ENOTBLK
  * and exit, main joins them.  With --attach the device stays: the workers
  * finish the requests in hand, close their channels and exit.
+ *
+ * The device, its channels, the wire protocol, the metrics and their HTTP
+ * endpoint are libdmuser's (<dmuser.h>, linked statically); dmuserd adds
+ * the file backend, its callbacks (ops.c), the worker pool, the options,
+ * the signals and the ready file.
  */
+#include <dmuser.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "backend_file.h"
-#include "device.h"
-#include "http.h"
 #include "log.h"
-#include "metrics.h"
 #include "options.h"
 #include "ready.h"
 #include "version.h"
@@ -49,29 +53,25 @@
 #define KEEP_RUNNING (-1)		/* not an exit status: the main loop goes on */
 #define WORKER_EXIT_WAIT_MS 10000	/* after removal, before forcing them */
 #define WORKER_STOP_WAIT_MS 30000	/* for the requests in hand to finish */
+#define WORKER_BUFFER (2u * 1024 * 1024)	/* payload bytes per channel */
+#define MAPPER_DIR "/dev/mapper"
+
+/* The live page (web.S), served at /. */
+extern const char dmu_web_index_html[], dmu_web_index_html_end[];
 
 struct daemon {
 	struct dmu_options opt;
 	struct dmu_file_backend backend;
-	struct dmu_metrics metrics;
 	struct dmu_pool pool;
+	struct dmu_device *dev;
+	_Atomic(struct dmu_device *) metrics_dev;	/* what /metrics renders, once there */
+	struct dmu_metrics_opts metrics_opts;
 	struct dmu_http *http;
-	struct dmu_http_source http_src;
-	char control_name[128];
-	char control_path[256];
 	char metrics_text[96];
 	bool created;		/* we created the device: remove it at exit */
 	bool ready_written;
 	int signal_fd;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- 1. signals, and the process's memory (4) ---------------------------- */
 
@@ -81,20 +81,17 @@ static int setup_signals(struct daemon *d)
 
 	/*
 	 * Blocked before any thread exists, so every thread inherits the
-	 * mask: SIGINT/SIGTERM/SIGHUP only ever reach main's signalfd, SIGUSR1 only
-	 * the workers that unblock it.
+	 * mask: SIGINT/SIGTERM/SIGHUP only ever reach main's signalfd.
 	 */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR1);
-	if (pthread_sigmask(SIG_BLOCK, &set, NULL) || dmu_workers_init_signals()) {
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL)) {
 		dmu_error("cannot set up signals: %s", strerror(errno));
 		return -1;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	sigdelset(&set, SIGUSR1);
 	d->signal_fd = signalfd(-1, &set, SFD_CLOEXEC);
 	if (d->signal_fd < 0) {
 		dmu_error("cannot create a signalfd: %s", strerror(errno));
@@ -117,7 +114,7 @@ static void setup_memory(void)
 			 strerror(errno));
 }
 
-/* ---- 2 and 3. the backing file and the name ---------------------------- */
+/* ---- 2 and 3. the backing file, and the device with --attach ---------- */
 
 static int open_backend(struct daemon *d)
 {
@@ -131,15 +128,14 @@ static int open_backend(struct daemon *d)
 	return dmu_file_backend_open(&d->backend, &args);
 }
 
-/* --attach: the device's own size and control name rule. */
-static int adopt_device(struct daemon *d)
+/* --attach: the device's own size, control name and read-only state rule. */
+static int attach_device(struct daemon *d)
 {
-	struct dmu_device_state st;
 	uint64_t dev_size;
 
-	if (dmu_device_inspect(d->opt.name, &st))
+	if (dmu_device_attach(d->opt.name, &d->dev))
 		return -1;
-	dev_size = st.sectors * 512;
+	dev_size = dmu_device_size(d->dev);
 	if (d->opt.size && d->opt.size != dev_size) {
 		dmu_error("--size %llu differs from the size of device %s (%llu bytes)",
 			  (unsigned long long)d->opt.size, d->opt.name,
@@ -153,67 +149,45 @@ static int adopt_device(struct daemon *d)
 		return -1;
 	}
 	d->backend.base.size = dev_size;
-	if (st.read_only && !d->opt.read_only) {
+	if (dmu_device_read_only(d->dev) && !d->opt.read_only) {
 		dmu_info("device %s is read-only; refusing writes", d->opt.name);
 		d->opt.read_only = true;
 	}
-	snprintf(d->control_name, sizeof(d->control_name), "%s", st.control_name);
-	return 0;
-}
-
-static int check_name(struct daemon *d)
-{
-	if (d->opt.attach)
-		return adopt_device(d);
-
-	int exists = dmu_device_exists(d->opt.name);
-	if (exists < 0)
-		return -1;
-	if (exists) {
-		dmu_error("device %s already exists", d->opt.name);
-		return -1;
-	}
-	snprintf(d->control_name, sizeof(d->control_name), "%s", d->opt.name);
+	atomic_store(&d->metrics_dev, d->dev);
 	return 0;
 }
 
 /* ---- 4. metrics -------------------------------------------------------- */
 
-static int target_status(void *ctx, char *buf, size_t len)
+/* /metrics before the device exists (a few milliseconds) closes the connection. */
+static int render_metrics(void *arg, enum dmu_metrics_format format, char **buf, size_t *len)
 {
-	return dmu_device_status(ctx, buf, len);
+	struct daemon *d = arg;
+	struct dmu_device *dev = atomic_load(&d->metrics_dev);
+
+	return dev ? dmu_metrics_render(dev, format, &d->metrics_opts, buf, len) : -EAGAIN;
 }
 
-static int start_metrics(struct daemon *d, uint64_t start_ns)
+static int start_metrics(struct daemon *d)
 {
-	struct dmu_http_source *src = &d->http_src;
-
-	src->metrics = &d->metrics;
-	src->start_ns = start_ns;
-	src->info = (struct dmu_metrics_info){
+	d->metrics_opts = (struct dmu_metrics_opts){
+		.sz = sizeof(d->metrics_opts),
 		.version = DMUSERD_VERSION,
-		.name = d->opt.name,
 		.backing_file = d->opt.file,
-		.control_path = d->control_path,
-		.size_bytes = d->backend.base.size,
-		.threads = d->opt.threads,
-		.read_only = d->opt.read_only,
 		.direct = d->opt.direct,
 	};
-	src->target_status = target_status;
-	src->target_status_ctx = (void *)d->opt.name;
 	if (!d->opt.metrics.enabled)
 		return 0;
 
-	d->http = dmu_http_start(&d->opt.metrics, src);
-	if (!d->http)
+	DMU_OPTS(dmu_http_opts, o,
+		 .render = render_metrics,
+		 .render_arg = d,
+		 .index_html = dmu_web_index_html,
+		 .index_html_len = (size_t)(dmu_web_index_html_end - dmu_web_index_html));
+	if (dmu_http_start(NULL, d->opt.metrics.text, &o, &d->http))
 		return -1;
-
-	/* Report the port actually bound (--metrics 0 picks one). */
-	const char *text = d->opt.metrics.text;
-	size_t host_len = (size_t)(strrchr(text, ':') - text);
-	snprintf(d->metrics_text, sizeof(d->metrics_text), "%.*s:%u",
-		 (int)host_len, text, dmu_http_port(d->http));
+	/* The address bound, with the real port (--metrics 0 picks one). */
+	snprintf(d->metrics_text, sizeof(d->metrics_text), "%s", dmu_http_address(d->http));
 	return 0;
 }
 
@@ -221,43 +195,43 @@ static int start_metrics(struct daemon *d, uint64_t start_ns)
 
 static int open_channels(struct daemon *d)
 {
-	for (unsigned i = 0; i < d->opt.threads; i++) {
-		struct dmu_worker *w = &d->pool.workers[i];
-		struct dmu_channel_config cfg = {
-			.backend = &d->backend.base,
-			.metrics = &d->metrics.thread[i],
-			.capacity = DMU_CHANNEL_DEFAULT_CAPACITY,
-			.read_only = d->opt.read_only,
-			.batch = !d->opt.no_batch,
-			.inject_delay_us = d->opt.inject_delay_us,
-		};
+	DMU_OPTS(dmu_channel_opts, o,
+		 .batch = d->opt.no_batch ? DMU_BATCH_OFF : DMU_BATCH_AUTO,
+		 .buffer_size = WORKER_BUFFER,
+		 .mem_align = d->backend.base.mem_align,
+		 .no_io_flusher = true);	/* setup_memory() did it for the process */
+	struct dmu_serve_ctx ctx = {
+		.backend = &d->backend.base,
+		.inject_delay_us = d->opt.inject_delay_us,
+		.read_only = d->opt.read_only,
+	};
 
-		w->control_path = d->control_path;
-		if (dmu_worker_open(w, &cfg))
+	for (unsigned i = 0; i < d->opt.threads; i++)
+		if (dmu_worker_open(&d->pool.workers[i], d->dev, &o, &ctx))
 			return -1;
-	}
 	return 0;
 }
 
 static int bring_up(struct daemon *d)
 {
-	snprintf(d->control_path, sizeof(d->control_path), DMU_CONTROL_DIR "/%s",
-		 d->control_name);
 	if (!d->opt.attach) {
-		struct dmu_table_opts table = {
-			.queue_depth = d->opt.queue_depth,
-			.timeout_ms = d->opt.timeout_ms,
-			.recovery_ms = d->opt.recovery_ms,
-		};
+		DMU_OPTS(dmu_device_opts, table,
+			 .queue_depth = d->opt.queue_depth,
+			 .timeout_ms = d->opt.timeout_ms,
+			 .recovery_ms = d->opt.recovery_ms,
+			 .read_only = d->opt.read_only);
+		int err = dmu_device_create(d->opt.name, d->backend.base.size, &table, &d->dev);
 
-		if (dmu_device_create(d->opt.name, d->control_name,
-				      d->backend.base.size / 512, d->opt.read_only, &table))
+		if (err == -EEXIST)
+			dmu_error("device %s already exists", d->opt.name);
+		if (err)
 			return -1;
 		d->created = true;
+		atomic_store(&d->metrics_dev, d->dev);
 	}
 	if (open_channels(d) || dmu_pool_start(&d->pool))
 		return -1;
-	if (!d->opt.attach && dmu_device_resume(d->opt.name))
+	if (!d->opt.attach && dmu_device_resume(d->dev))
 		return -1;
 	return 0;
 }
@@ -271,8 +245,9 @@ static int write_ready_file(struct daemon *d)
 	if (!d->opt.ready_file)
 		return 0;
 	snprintf(text, sizeof(text),
-		 "pid=%d\nname=%s\ndevice=" DMU_MAPPER_DIR "/%s\ncontrol=%s\nmetrics=%s\n",
-		 (int)getpid(), d->opt.name, d->opt.name, d->control_path, d->metrics_text);
+		 "pid=%d\nname=%s\ndevice=" MAPPER_DIR "/%s\ncontrol=%s\nmetrics=%s\n",
+		 (int)getpid(), d->opt.name, d->opt.name, dmu_device_control_path(d->dev),
+		 d->metrics_text);
 	if (dmu_ready_write(d->opt.ready_file, text))
 		return -1;
 	d->ready_written = true;
@@ -284,7 +259,7 @@ static int write_ready_file(struct daemon *d)
 /* Remove the device we created, with the workers still serving. */
 static int remove_device(struct daemon *d)
 {
-	int err = dmu_device_remove(d->opt.name);
+	int err = dmu_device_remove(d->dev);
 
 	if (err)
 		return err;
@@ -310,24 +285,30 @@ static int stop_workers(struct daemon *d)
  * SIGHUP, the conventional "reload": dmuserd has no configuration file to
  * read again, so it re-reads the device's live table and says what it
  * serves, in one line.  It does not stop.  Requests beyond the size it
- * serves are accepted once the backend has grown (channel.c), so a table
- * reloaded larger needs nothing more.
+ * serves are accepted once the backend has grown (probe_size, ops.c), so
+ * a table reloaded larger needs nothing more.
  */
 static void on_hangup(struct daemon *d)
 {
-	struct dmu_device_state st;
-	char status[256] = "unavailable";
+	DMU_OPTS(dmu_target_status, ts);
+	char table[320], status[200] = "unavailable";
 
-	if (dmu_device_inspect(d->opt.name, &st)) {
+	if (dmu_device_refresh(d->dev) || dmu_device_table(d->dev, table, sizeof(table))) {
 		dmu_warn("SIGHUP: cannot read the table of %s; still serving", d->opt.name);
 		return;
 	}
-	dmu_device_status(d->opt.name, status, sizeof(status));
+	if (dmu_device_status(d->dev, &ts) == 0)
+		snprintf(status, sizeof(status), "%llu %llu %llu %llu %llu %llu %llu",
+			 (unsigned long long)ts.channels, (unsigned long long)ts.queued,
+			 (unsigned long long)ts.in_flight, (unsigned long long)ts.completed,
+			 (unsigned long long)ts.errors, (unsigned long long)ts.timeouts,
+			 (unsigned long long)ts.requeues);
+
+	uint64_t size = dmu_device_size(d->dev);
 	dmu_info("SIGHUP: %s: table \"%s\" (%llu bytes%s), serving %llu bytes with %u of %u workers; status %s",
-		 d->opt.name, st.params, (unsigned long long)st.sectors * 512,
-		 st.read_only ? ", read-only" : "",
-		 (unsigned long long)atomic_load(&d->backend.base.size),
-		 dmu_pool_running(&d->pool), d->opt.threads, status);
+		 d->opt.name, table, (unsigned long long)size,
+		 dmu_device_read_only(d->dev) ? ", read-only" : "",
+		 (unsigned long long)size, dmu_pool_running(&d->pool), d->opt.threads, status);
 }
 
 /* A signal: returns KEEP_RUNNING, or the exit status. */
@@ -383,7 +364,7 @@ static int run(struct daemon *d)
 {
 	int status = KEEP_RUNNING;
 
-	dmu_info("serving %s on " DMU_MAPPER_DIR "/%s (%llu bytes, %u thread%s)%s%s",
+	dmu_info("serving %s on " MAPPER_DIR "/%s (%llu bytes, %u thread%s)%s%s",
 		 d->opt.file, d->opt.name, (unsigned long long)d->backend.base.size,
 		 d->opt.threads, d->opt.threads == 1 ? "" : "s",
 		 d->http ? ", metrics on " : "", d->metrics_text);
@@ -427,27 +408,43 @@ static void tear_down(struct daemon *d)
  * dmuserd --resize: grow the backing file if asked, then reload and resume
  * the device with its new length.  The dmuserd serving it goes on: it
  * accepts requests beyond the size it started with once its backend has
- * grown (channel.c).
+ * grown (probe_size, ops.c).
  */
 static int resize(const struct dmu_options *o)
 {
+	struct dmu_device *dev;
 	int err;
 
 	if (o->file && dmu_file_grow(o->file, o->resize))
 		return EXIT_RUNTIME;
-	dmu_device_lib_init();
-	err = dmu_device_resize(o->name, o->resize / 512);
-	dmu_device_lib_exit();
-	if (err)
+	if (dmu_device_attach(o->name, &dev))
 		return EXIT_RUNTIME;
+	err = dmu_device_resize(dev, o->resize);
+	dmu_device_free(dev);
+	if (err) {
+		dmu_error("cannot resize %s to %llu bytes: %s", o->name,
+			  (unsigned long long)o->resize, strerror(-err));
+		return EXIT_RUNTIME;
+	}
 	dmu_info("%s resized to %llu bytes", o->name, (unsigned long long)o->resize);
 	return 0;
+}
+
+/* The library's messages, under dmuserd's prefix. */
+static void library_log(void *arg, int level, const char *msg)
+{
+	(void)arg;
+	if (level <= DMU_LOG_ERROR)
+		dmu_error("%s", msg);
+	else if (level == DMU_LOG_WARNING)
+		dmu_warn("%s", msg);
+	else
+		dmu_info("%s", msg);
 }
 
 int main(int argc, char **argv)
 {
 	static struct daemon d;
-	uint64_t start_ns = now_ns();
 	int status = EXIT_RUNTIME;
 
 	switch (dmu_options_parse(argc, argv, &d.opt)) {
@@ -458,6 +455,7 @@ int main(int argc, char **argv)
 	case DMU_PARSE_OK:
 		break;
 	}
+	dmu_set_log(library_log, NULL, DMU_LOG_INFO);
 	if (d.opt.resize)
 		return resize(&d.opt);
 	if (setup_signals(&d))
@@ -466,13 +464,8 @@ int main(int argc, char **argv)
 		return EXIT_RUNTIME;
 	if (dmu_pool_init(&d.pool, d.opt.threads))
 		return EXIT_RUNTIME;
-	if (dmu_metrics_init(&d.metrics, d.opt.threads)) {
-		dmu_error("out of memory");
-		return EXIT_RUNTIME;
-	}
-	dmu_device_lib_init();
 
-	if (check_name(&d) == 0 && start_metrics(&d, start_ns) == 0) {
+	if ((!d.opt.attach || attach_device(&d) == 0) && start_metrics(&d) == 0) {
 		setup_memory();
 		if (bring_up(&d) == 0 && write_ready_file(&d) == 0)
 			status = run(&d);
@@ -485,9 +478,9 @@ int main(int argc, char **argv)
 	dmu_http_stop(d.http);
 	if (d.ready_written)
 		unlink(d.opt.ready_file);
-	dmu_device_lib_exit();
+	if (d.dev)
+		dmu_device_free(d.dev);
 	dmu_file_backend_close(&d.backend);
-	dmu_metrics_free(&d.metrics);
 	dmu_pool_free(&d.pool);
 	return status;
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 
 #include "log.h"
 #include "version.h"
@@ -73,6 +74,43 @@ void dmu_usage(FILE *out)
 "\n"
 "Exit status: 0 after a clean shutdown, 1 on a runtime error, 2 on bad usage.\n",
 		out);
+}
+
+int dmu_parse_listen(const char *text, char *out, size_t len)
+{
+	char host[64] = "127.0.0.1";
+	const char *port_text = text, *colon;
+	unsigned char addr[16];
+	bool ipv6 = text[0] == '[';
+	size_t hlen = 0;
+
+	if (ipv6) {				/* [ADDR6]:PORT */
+		const char *close = strchr(text, ']');
+
+		hlen = close ? (size_t)(close - text - 1) : 0;
+		if (!close || close[1] != ':' || hlen == 0 || hlen >= sizeof(host))
+			return -1;
+		memcpy(host, text + 1, hlen);
+		port_text = close + 2;
+	} else if ((colon = strrchr(text, ':'))) {	/* ADDR:PORT or :PORT */
+		hlen = (size_t)(colon - text);
+		if (hlen >= sizeof(host))
+			return -1;
+		if (hlen)
+			memcpy(host, text, hlen);
+		port_text = colon + 1;
+	}
+	if (hlen)
+		host[hlen] = '\0';
+
+	char *end;
+	errno = 0;
+	unsigned long port = strtoul(port_text, &end, 10);
+	if (!isdigit((unsigned char)port_text[0]) || errno || *end || port > 65535 ||
+	    inet_pton(ipv6 ? AF_INET6 : AF_INET, host, addr) != 1)
+		return -1;
+	snprintf(out, len, ipv6 ? "[%s]:%lu" : "%s:%lu", host, port);
+	return 0;
 }
 
 int dmu_parse_size(const char *text, uint64_t *out)
@@ -228,10 +266,11 @@ static int parse_one(int opt, const char *arg, struct dmu_options *o)
 		o->ready_file = arg;
 		return 0;
 	case 'm':
-		if (dmu_parse_listen(arg, &o->metrics)) {
+		if (dmu_parse_listen(arg, o->metrics.text, sizeof(o->metrics.text))) {
 			dmu_error("invalid --metrics '%s': expected PORT, ADDR:PORT or [ADDR6]:PORT", arg);
 			return -1;
 		}
+		o->metrics.enabled = true;
 		return 0;
 	case OPT_NO_BATCH:
 		o->no_batch = true;

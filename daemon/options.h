@@ -10,7 +10,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "listen.h"
 
 #define DMU_MAX_THREADS 256
 
@@ -23,7 +22,10 @@ struct dmu_options {
 	bool read_only;
 	bool attach;
 	const char *ready_file;
-	struct dmu_listen metrics;
+	struct {
+		bool enabled;
+		char text[80];	/* normalised "ADDR:PORT" or "[ADDR6]:PORT" */
+	} metrics;
 	bool no_batch;		/* never ask for several requests per read() */
 	unsigned inject_delay_us;
 	/*
@@ -56,6 +58,14 @@ enum dmu_parse_result dmu_options_parse(int argc, char **argv,
  * suffixes are accepted too).  Returns 0, or -1 for bad syntax or overflow.
  */
 int dmu_parse_size(const char *text, uint64_t *out);
+
+/*
+ * A --metrics address: "PORT", ":PORT", "ADDR:PORT" or "[ADDR6]:PORT",
+ * ADDR a numeric IPv4 or IPv6 address; without one, 127.0.0.1.  Writes
+ * the normalised form ("127.0.0.1:9100", "[::1]:9100") to out, which
+ * libdmuser's dmu_http_start() binds.  Returns 0, or -1 for bad syntax.
+ */
+int dmu_parse_listen(const char *text, char *out, size_t len);
 
 void dmu_usage(FILE *out);
 

@@ -78,8 +78,8 @@ int dmu_pool_start(struct dmu_pool *pool)
 }
 
 /*
- * With interrupt, set the stop flag and keep poking the threads (a signal
- * that lands just before a read() is lost, so one is not enough).
+ * With interrupt, set the stop flag and stop every channel (again at each
+ * round: cheap, and a worker between two loops of its channel sees it).
  */
 int dmu_pool_wait(struct dmu_pool *pool, unsigned timeout_ms, bool interrupt)
 {

@@ -7,8 +7,8 @@
  * waking the workers; each finishes the requests in hand first.  A worker
  * stuck in its backend (a hung NFS server, a dying disk) cannot be woken:
  * dmu_pool_join() waits for it however long it takes, saying so every
- * stop_wait_ms, because the worker still uses the backend, the metrics
- * and its channel, which main frees once dmu_pool_join() has returned.
+ * stop_wait_ms, because the worker still uses the backend and its
+ * channel, which main frees once dmu_pool_join() has returned.
  */
 #ifndef DMUSERD_SERVE_H
 #define DMUSERD_SERVE_H

@@ -2,102 +2,54 @@
 #include "worker.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 
 #define STACK_SIZE (256 * 1024)
-#define OPEN_WAIT_MS 5000		/* for the control node to appear */
-#define OPEN_POLL_MS 10
 #define MAX_BROKEN_IN_A_ROW 16
 
-static void on_sigusr1(int sig)
+static int opened(struct dmu_worker *w, int err, const struct dmu_serve_ctx *ctx)
 {
-	(void)sig;	/* only here to make a blocked read() return EINTR */
-}
-
-int dmu_workers_init_signals(void)
-{
-	struct sigaction sa = { .sa_handler = on_sigusr1 };
-
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0;	/* no SA_RESTART: interrupt the read() */
-	return sigaction(SIGUSR1, &sa, NULL);
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
-
-	while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
-		;
-}
-
-/*
- * devtmpfs creates /dev/dm-user/<name> before the table load returns; with
- * udev managing /dev the node may lag a little, so wait a bounded time.
- */
-static int open_control(const char *path, bool wait)
-{
-	for (unsigned waited = 0;; waited += OPEN_POLL_MS) {
-		int fd = open(path, O_RDWR | O_CLOEXEC);
-
-		if (fd >= 0 || errno != ENOENT || !wait || waited >= OPEN_WAIT_MS)
-			return fd;
-		sleep_ms(OPEN_POLL_MS);
-	}
-}
-
-int dmu_worker_open(struct dmu_worker *w, const struct dmu_channel_config *cfg)
-{
-	int fd = open_control(w->control_path, true);
-
-	if (fd < 0) {
-		dmu_error("cannot open %s: %s", w->control_path, strerror(errno));
-		return -1;
-	}
-	return dmu_worker_open_fd(w, fd, cfg);
-}
-
-int dmu_worker_open_fd(struct dmu_worker *w, int fd, const struct dmu_channel_config *cfg)
-{
-	int err = dmu_channel_init(&w->channel, fd, cfg);
 	if (err) {
 		dmu_error("cannot set up channel %u: %s", w->index, strerror(-err));
-		close(fd);
 		return -1;
 	}
+	w->ctx = *ctx;
+	w->ctx.calls = 0;
 	atomic_store(&w->exit, DMU_WORKER_RUNNING);
 	w->opened = true;
 	return 0;
 }
 
-/* After a broken stream: a new open is a new channel, with a clean state. */
+int dmu_worker_open(struct dmu_worker *w, struct dmu_device *dev,
+		    const struct dmu_channel_opts *opts, const struct dmu_serve_ctx *ctx)
+{
+	return opened(w, dmu_channel_open(dev, opts, &w->channel), ctx);
+}
+
+int dmu_worker_open_fd(struct dmu_worker *w, struct dmu_device *dev, int fd,
+		       const struct dmu_channel_opts *opts, const struct dmu_serve_ctx *ctx)
+{
+	return opened(w, dmu_channel_open_fd(dev, fd, opts, &w->channel), ctx);
+}
+
+/*
+ * After a broken stream (the library said why): a new open is a new
+ * channel, with a clean state.  -ENOENT: the control device is gone.
+ */
 static enum dmu_worker_exit reopen(struct dmu_worker *w)
 {
-	struct dmu_channel *c = &w->channel;
+	int err = dmu_channel_reopen(w->channel);
 
-	dmu_warn("channel %u: %s; reopening %s", w->index,
-		 c->last_errno ? strerror(c->last_errno) : "stream broken",
-		 w->control_path);
-	close(c->fd);
-	c->fd = open_control(w->control_path, false);
-	if (c->fd >= 0) {
-		dmu_channel_attach(c, c->fd);
-		if (c->cfg.metrics)
-			dmu_metrics_reopened(c->cfg.metrics);
+	if (!err)
 		return DMU_WORKER_RUNNING;
-	}
-	if (errno == ENOENT)
+	if (err == -ENOENT)
 		return DMU_WORKER_TARGET_GONE;
-	dmu_error("channel %u: cannot reopen %s: %s", w->index, w->control_path,
-		  strerror(errno));
+	dmu_error("channel %u: cannot reopen the control device: %s", w->index, strerror(-err));
 	return DMU_WORKER_FAILED;
 }
 
@@ -106,27 +58,24 @@ static enum dmu_worker_exit serve(struct dmu_worker *w)
 	unsigned broken = 0;
 
 	while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
+		unsigned long calls = w->ctx.calls;
+		int err = dmu_channel_run(w->channel, &dmu_serve_ops, &w->ctx);
 		enum dmu_worker_exit e;
 
-		switch (dmu_channel_serve(&w->channel)) {
-		case DMU_CH_OK:
-			broken = 0;
-			break;
-		case DMU_CH_INTERRUPTED:
-			break;		/* look at *stop again */
-		case DMU_CH_GONE:
+		if (err == 0)
+			return DMU_WORKER_STOPPED;
+		if (err == -ENOTBLK)
 			return DMU_WORKER_TARGET_GONE;
-		case DMU_CH_BROKEN:
-			if (++broken > MAX_BROKEN_IN_A_ROW) {
-				dmu_error("channel %u: giving up after %u broken streams in a row",
-					  w->index, broken - 1);
-				return DMU_WORKER_FAILED;
-			}
-			e = reopen(w);
-			if (e != DMU_WORKER_RUNNING)
-				return e;
-			break;
+		if (w->ctx.calls != calls)
+			broken = 0;	/* it served in between: not in a row */
+		if (++broken > MAX_BROKEN_IN_A_ROW) {
+			dmu_error("channel %u: giving up after %u broken streams in a row",
+				  w->index, broken - 1);
+			return DMU_WORKER_FAILED;
 		}
+		e = reopen(w);
+		if (e != DMU_WORKER_RUNNING)
+			return e;
 	}
 	return DMU_WORKER_STOPPED;
 }
@@ -135,13 +84,9 @@ static void *worker_main(void *arg)
 {
 	struct dmu_worker *w = arg;
 	char name[16];
-	sigset_t usr1;
 
 	snprintf(name, sizeof(name), "dmuserd-w%u", w->index);
 	pthread_setname_np(pthread_self(), name);
-	sigemptyset(&usr1);
-	sigaddset(&usr1, SIGUSR1);
-	pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
 
 	atomic_store(&w->exit, serve(w));
 
@@ -172,7 +117,7 @@ int dmu_worker_start(struct dmu_worker *w)
 void dmu_worker_interrupt(struct dmu_worker *w)
 {
 	if (w->started && atomic_load(&w->exit) == DMU_WORKER_RUNNING)
-		pthread_kill(w->thread, SIGUSR1);
+		dmu_channel_stop(w->channel);
 }
 
 void dmu_worker_join(struct dmu_worker *w)
@@ -187,9 +132,7 @@ void dmu_worker_close(struct dmu_worker *w)
 {
 	if (!w->opened)
 		return;
-	if (w->channel.fd >= 0)
-		close(w->channel.fd);
-	w->channel.fd = -1;
-	dmu_channel_destroy(&w->channel);
+	dmu_channel_close(w->channel);
+	w->channel = NULL;
 	w->opened = false;
 }

@@ -1,54 +1,57 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Worker threads.  Each owns one channel (its own open of the control
- * device) and serves it until the target is destroyed (ENOTBLK) or main
- * asks it to stop.  Workers share nothing on the request path.
+ * Worker threads.  Each owns one libdmuser channel (its own open of the
+ * control device) and serves it with dmu_channel_run() and dmuserd's
+ * callbacks (ops.h) until the target is destroyed (-ENOTBLK) or main asks
+ * it to stop.  Workers share nothing on the request path.
  *
- * Stopping: main sets *stop and calls dmu_worker_interrupt(), which sends
- * SIGUSR1 to the thread so a read() blocked on an idle channel returns
- * EINTR.  A worker checks *stop between reads only, so the requests it
- * is serving (several, where the kernel batches them) are always answered
- * first.
+ * Stopping: main sets *stop and calls dmu_worker_interrupt(), which is
+ * dmu_channel_stop(): the library's loop, idle or not, returns once the
+ * requests in hand (several, where the kernel batches them) are answered.
+ * No signal is involved.
  */
 #ifndef DMUSERD_WORKER_H
 #define DMUSERD_WORKER_H
 
+#include <dmuser.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#include "channel.h"
+#include "ops.h"
 
 enum dmu_worker_exit {
 	DMU_WORKER_RUNNING,
-	DMU_WORKER_TARGET_GONE,	/* read() said ENOTBLK: the normal end */
+	DMU_WORKER_TARGET_GONE,	/* the loop said ENOTBLK: the normal end */
 	DMU_WORKER_STOPPED,	/* *stop was set */
 	DMU_WORKER_FAILED,	/* the channel broke and could not be reopened */
 };
 
 struct dmu_worker {
 	unsigned index;
-	const char *control_path;
 	const atomic_bool *stop;
 	int exit_fd;			/* eventfd: +1 when the thread ends */
-	struct dmu_channel channel;
+	struct dmu_channel *channel;
+	struct dmu_serve_ctx ctx;	/* the callbacks' argument */
 	pthread_t thread;
-	bool opened;			/* channel set up */
+	bool opened;			/* channel open */
 	bool started;			/* thread running or not yet joined */
 	atomic_int exit;		/* enum dmu_worker_exit */
 };
 
-/* Install the SIGUSR1 handler that dmu_worker_interrupt() relies on. */
-int dmu_workers_init_signals(void);
-
-/* Open the control device (waiting briefly for its node) and set up the channel. */
-int dmu_worker_open(struct dmu_worker *w, const struct dmu_channel_config *cfg);
-/* The same on a descriptor already open (a test's fake kernel); closes it on failure. */
-int dmu_worker_open_fd(struct dmu_worker *w, int fd, const struct dmu_channel_config *cfg);
+/*
+ * Open the device's control device (the library waits briefly for its
+ * node) as this worker's channel; ctx is copied.
+ */
+int dmu_worker_open(struct dmu_worker *w, struct dmu_device *dev,
+		    const struct dmu_channel_opts *opts, const struct dmu_serve_ctx *ctx);
+/* The same on a descriptor already open (a test's fake kernel); it is closed on failure. */
+int dmu_worker_open_fd(struct dmu_worker *w, struct dmu_device *dev, int fd,
+		       const struct dmu_channel_opts *opts, const struct dmu_serve_ctx *ctx);
 int dmu_worker_start(struct dmu_worker *w);
 void dmu_worker_interrupt(struct dmu_worker *w);
 void dmu_worker_join(struct dmu_worker *w);
-/* Close the channel and free its buffer (after join, or if never started). */
+/* Close the channel (after join, or if never started). */
 void dmu_worker_close(struct dmu_worker *w);
 
 #endif

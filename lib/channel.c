@@ -866,9 +866,32 @@ bool dmu__in_range(const struct dmu_device *dev, uint64_t sector, uint64_t len)
 	return sector <= size / 512 && len <= size - sector * 512;
 }
 
-/* The request whose header is at offset off of the got bytes read. */
-static struct request parse(struct dmu_channel *ch, size_t off, size_t got)
+/*
+ * A request past the size the handle knows: the table may have grown
+ * since (another program reloaded it).  Ask the backend, once per such
+ * request, and raise the size if the storage grew; it is never lowered
+ * here.
+ */
+static bool in_range_or_grown(const struct ctx *x, uint64_t sector, uint64_t len)
 {
+	struct dmu_device *dev = x->ch->dev;
+	uint64_t now, known;
+
+	if (dmu__in_range(dev, sector, len))
+		return true;
+	if (!x->ops->probe_size || x->ops->probe_size(x->arg, &now))
+		return false;
+	now &= ~(uint64_t)511;
+	known = atomic_load(&dev->size);
+	while (now > known && !atomic_compare_exchange_weak(&dev->size, &known, now))
+		;
+	return dmu__in_range(dev, sector, len);
+}
+
+/* The request whose header is at offset off of the got bytes read. */
+static struct request parse(const struct ctx *x, size_t off, size_t got)
+{
+	struct dmu_channel *ch = x->ch;
 	unsigned char *msg = (unsigned char *)ch->msg + off;
 	size_t after = got - off - MSG_SIZE;
 	struct dm_user_message m;
@@ -887,7 +910,7 @@ static struct request parse(struct dmu_channel *ch, size_t off, size_t got)
 
 	if (rq.type == DM_USER_REQ_MAP_WRITE)
 		rq.have = rq.len < after ? (size_t)rq.len : after;
-	rq.in_range = dmu__in_range(ch->dev, m.sector, rq.len);
+	rq.in_range = in_range_or_grown(x, m.sector, rq.len);
 	DTRACE_PROBE5(dmuser, request_received, ch->dev->devt, rq.seq, rq.type, rq.offset, rq.len);
 	return rq;
 }
@@ -955,7 +978,7 @@ static enum result serve_once(const struct ctx *x)
 	ch->inflight = count;
 
 	for (size_t off = 0; r == RS_OK && off < got;) {
-		struct request rq = parse(ch, off, got);
+		struct request rq = parse(x, off, got);
 
 		r = serve_request(x, &rq);
 		off += MSG_SIZE + rq.have;

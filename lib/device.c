@@ -226,6 +226,19 @@ static void format_params(const struct dmu_device *dev, uint64_t sectors,
 			 (unsigned long long)sectors, dev->control_name);
 }
 
+DMU_API int dmu_device_table(const struct dmu_device *dev, char *buf, size_t len)
+{
+	char params[320];
+
+	if (!dev || !buf)
+		return -EINVAL;
+	format_params(dev, atomic_load(&dev->size) / 512, params, sizeof(params));
+	if (strlen(params) >= len)
+		return -ENOSPC;
+	memcpy(buf, params, strlen(params) + 1);
+	return 0;
+}
+
 static int load_table(const struct dmu_device *dev, uint64_t sectors)
 {
 	struct dm_task *t = task(DM_DEVICE_RELOAD, dev->name);

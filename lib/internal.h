@@ -243,6 +243,24 @@ HIDDEN bool dmu__frame(const struct dmu_channel *ch, const unsigned char *buf,
 
 /* ---- render.c ---- */
 
+/* Everything a scrape reports besides the counters. */
+struct render_info {
+	const char *version;
+	const char *name;
+	const char *backing_file;
+	const char *control_path;
+	uint64_t size_bytes;
+	unsigned threads;
+	bool read_only;
+	bool direct;
+	double uptime_seconds;
+	const char *target_status;	/* the target's status line, or NULL */
+};
+
+/* A snapshot and its info as JSON or Prometheus text (tests/unit/lib-internal). */
+HIDDEN int dmu__render_doc(const struct metrics_snapshot *s, const struct render_info *info,
+			   enum dmu_metrics_format format, char **buf, size_t *len);
+
 HIDDEN int dmu__render(struct dmu_device *dev, enum dmu_metrics_format format,
 		       const struct dmu_metrics_opts *opts, char **buf, size_t *len);
 

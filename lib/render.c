@@ -22,25 +22,9 @@ struct status_field {
 	uint64_t value;
 };
 
-/* Everything a scrape reports besides the counters. */
-struct info {
-	const char *version;
-	const char *name;
-	const char *backing_file;
-	const char *control_path;
-	uint64_t size_bytes;
-	unsigned threads;
-	bool read_only;
-	bool direct;
-	double uptime_seconds;
-	const char *target_status;	/* the target's status line, or NULL */
-};
-
 /* ---- the target's status line ------------------------------------------ */
 
 #define MAX_STATUS_FIELDS 32
-
-/* ---- the target's status line ------------------------------------------ */
 
 static bool parse_u64(const char *text, size_t len, uint64_t *out)
 {
@@ -208,7 +192,7 @@ static json_t *json_target(const char *status)
 }
 
 static json_t *render_json(const struct metrics_snapshot *s,
-			const struct info *info)
+			const struct render_info *info)
 {
 	json_t *replies = json_object();
 
@@ -335,7 +319,7 @@ static void target(FILE *out, const char *status)
 }
 
 static int render_prometheus(const struct metrics_snapshot *s,
-			  const struct info *info, FILE *out)
+			  const struct render_info *info, FILE *out)
 {
 	dmu__prom_family(out, "dmuser_info", "gauge", "Daemon version and device name; always 1.");
 	fputs("dmuser_info{version=\"", out);
@@ -392,7 +376,7 @@ static int render_prometheus(const struct metrics_snapshot *s,
 
 /* ---- the public entry point -------------------------------------------- */
 
-static int render_json_text(const struct metrics_snapshot *s, const struct info *info,
+static int render_json_text(const struct metrics_snapshot *s, const struct render_info *info,
 			    char **buf, size_t *len)
 {
 	json_t *doc = render_json(s, info);
@@ -418,21 +402,44 @@ static int render_json_text(const struct metrics_snapshot *s, const struct info 
 	return 0;
 }
 
+int dmu__render_doc(const struct metrics_snapshot *s, const struct render_info *info,
+		    enum dmu_metrics_format format, char **buf, size_t *len)
+{
+	size_t n = 0;
+	FILE *out;
+	int err;
+
+	*buf = NULL;
+	if (format == DMU_METRICS_JSON)
+		return render_json_text(s, info, buf, len);
+	if (format != DMU_METRICS_PROMETHEUS)
+		return -EINVAL;
+	out = open_memstream(buf, &n);
+	if (!out)
+		return -errno;
+	err = render_prometheus(s, info, out);
+	if (fclose(out) || err) {
+		free(*buf);
+		*buf = NULL;
+		return -ENOMEM;
+	}
+	if (len)
+		*len = n;
+	return 0;
+}
+
 int dmu__render(struct dmu_device *dev, enum dmu_metrics_format format,
 		const struct dmu_metrics_opts *opts, char **buf, size_t *len)
 {
 	struct metrics_snapshot snap;
 	struct dmu_metrics_opts o;
 	char status[1024];
-	size_t n = 0;
-	FILE *out;
-	int err;
 
 	OPTS_COPY(o, opts);
 	*buf = NULL;
 	dmu__device_snapshot(dev, &snap);
 
-	struct info info = {
+	struct render_info info = {
 		.version = o.version ? o.version : dmu_version(),
 		.name = dev->name,
 		.backing_file = o.backing_file && *o.backing_file ? o.backing_file : "-",
@@ -445,22 +452,7 @@ int dmu__render(struct dmu_device *dev, enum dmu_metrics_format format,
 		.target_status = dmu__status_line(dev, status, sizeof(status)) ? NULL : status,
 	};
 
-	if (format == DMU_METRICS_JSON)
-		return render_json_text(&snap, &info, buf, len);
-	if (format != DMU_METRICS_PROMETHEUS)
-		return -EINVAL;
-	out = open_memstream(buf, &n);
-	if (!out)
-		return -errno;
-	err = render_prometheus(&snap, &info, out);
-	if (fclose(out) || err) {
-		free(*buf);
-		*buf = NULL;
-		return -ENOMEM;
-	}
-	if (len)
-		*len = n;
-	return 0;
+	return dmu__render_doc(&snap, &info, format, buf, len);
 }
 
 DMU_API int dmu_metrics_render(struct dmu_device *dev, enum dmu_metrics_format format,

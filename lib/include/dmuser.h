@@ -21,7 +21,8 @@
  * it): a newer library reads only the fields an older caller knew of, so
  * structs can grow without breaking the ABI.  A NULL options pointer means
  * every default.  Every exported symbol starts with dmu_ and carries the
- * symbol version DMUSER_1.0; the soname is libdmuser.so.1.
+ * symbol version of the release that added it (DMUSER_1.0, DMUSER_1.1);
+ * the soname is libdmuser.so.1.
  *
  * Thread safety is stated per function.  In short: device calls may be
  * made from any thread (libdevmapper calls are serialised inside); a
@@ -42,7 +43,7 @@ extern "C" {
 #endif
 
 #define DMU_VERSION_MAJOR 1
-#define DMU_VERSION_MINOR 0
+#define DMU_VERSION_MINOR 1
 #define DMU_VERSION_PATCH 0
 
 #if defined(__GNUC__)
@@ -153,6 +154,15 @@ DMU_API int dmu_device_resize(struct dmu_device *dev, uint64_t size);
  * backend past its end.  Any thread.
  */
 DMU_API int dmu_device_refresh(struct dmu_device *dev);
+
+/*
+ * The table's parameters as this handle knows them (from create, attach,
+ * resize or the last dmu_device_refresh), as `dmsetup table` prints them
+ * after the target type: "<start> <sectors> <control-name> [<n> <options>]".
+ * Into buf, NUL-terminated; -ENOSPC if len is too small.  Since 1.1.
+ * Any thread.
+ */
+DMU_API int dmu_device_table(const struct dmu_device *dev, char *buf, size_t len);
 
 /* Change timeout_ms / recovery_ms of the live table (a dm message).  Any thread. */
 DMU_API int dmu_device_set_timeout_ms(struct dmu_device *dev, uint32_t ms);
@@ -315,6 +325,16 @@ struct dmu_ops {
 	int (*write_zeroes)(void *arg, uint64_t offset, uint64_t len, bool may_unmap);
 	/* overwrite the range with zeroes, durably */
 	int (*secure_erase)(void *arg, uint64_t offset, uint64_t len);
+	/*
+	 * Optional, since 1.1: the bytes the backend holds now, in *size.
+	 * Called for a request past the device size the handle knows (the
+	 * table may have been reloaded larger by another program since):
+	 * if the backend has grown, the handle's size is raised to it
+	 * (rounded down to 512 bytes; never lowered here) and the request
+	 * is served, otherwise it fails with EIO as before.  Return 0 or a
+	 * negative errno (then nothing changes).  NULL: such requests fail.
+	 */
+	int (*probe_size)(void *arg, uint64_t *size);
 };
 
 /*

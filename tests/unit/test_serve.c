@@ -1,22 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The worker pool's stop (daemon/serve.c) against a fake kernel (a
- * SOCK_SEQPACKET socketpair, as in test_channel.c) and a backend whose
+ * SOCK_SEQPACKET socketpair, as in test_ops.c) and a backend whose
  * read blocks until the test releases it: a worker stuck in I/O.  A stop
  * must not return while that worker still runs, since main frees the
- * backend, the metrics and the channel right after it.
+ * backend, the channel and the device right after it.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <linux/dm-user.h>
 
-#include "metrics.h"
 #include "serve.h"
 #include "test.h"
 
@@ -38,7 +36,7 @@ static int stuck_read(struct dmu_backend *b, void *buf, size_t len, uint64_t off
 	atomic_store(&s->in_read, true);
 	sem_post(&s->entered);
 	while (sem_wait(&s->release) && errno == EINTR)
-		;		/* the pool's SIGUSR1 wake-ups land here */
+		;
 	memset(buf, 0xab, len);
 	atomic_store(&s->in_read, false);
 	return 0;
@@ -108,45 +106,39 @@ static void *stopper(void *arg)
 	return NULL;
 }
 
-/*
- * As main does: SIGUSR1 blocked but for the workers, its handler
- * installed; the backend is the stuck one, of DEV_SIZE bytes.
- */
-static void serve_setup(void)
+/* The stuck backend, of DEV_SIZE bytes, behind a device with no dm device. */
+static struct dmu_device *serve_setup(void)
 {
-	sigset_t usr1;
+	struct dmu_device *dev;
 
-	sigemptyset(&usr1);
-	sigaddset(&usr1, SIGUSR1);
-	REQUIRE(pthread_sigmask(SIG_BLOCK, &usr1, NULL) == 0);
-	REQUIRE(dmu_workers_init_signals() == 0);
 	sb.base.ops = &stuck_ops;
-	atomic_store(&sb.base.size, DEV_SIZE);
+	sb.base.size = DEV_SIZE;
+	REQUIRE(dmu_device_new("serve0", DEV_SIZE, NULL, &dev) == 0);
+	return dev;
+}
+
+static int open_worker(struct dmu_pool *pool, unsigned i, struct dmu_device *dev, int fd)
+{
+	DMU_OPTS(dmu_channel_opts, o, .buffer_size = CAP, .no_io_flusher = true);
+	struct dmu_serve_ctx ctx = { .backend = &sb.base };
+
+	return dmu_worker_open_fd(&pool->workers[i], dev, fd, &o, &ctx);
 }
 
 TEST(serve_stop_waits_for_a_worker_stuck_in_its_backend)
 {
-	struct dmu_metrics metrics;
+	struct dmu_device *dev = serve_setup();
 	struct dmu_pool pool;
 	pthread_t stop_thread;
 	int sv[2];
 
-	serve_setup();
 	REQUIRE(sem_init(&sb.entered, 0, 0) == 0);
 	REQUIRE(sem_init(&sb.release, 0, 0) == 0);
-	REQUIRE(dmu_metrics_init(&metrics, 1) == 0);
 	REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
 	REQUIRE(dmu_pool_init(&pool, 1) == 0);
 	pool.stop_wait_ms = 20;
 	pool.on_still_waiting = on_still_waiting;
-	pool.workers[0].control_path = "/nonexistent/dm-user/test";
-
-	struct dmu_channel_config cfg = {
-		.backend = &sb.base,
-		.metrics = &metrics.thread[0],
-		.capacity = CAP,
-	};
-	REQUIRE(dmu_worker_open_fd(&pool.workers[0], sv[1], &cfg) == 0);
+	REQUIRE(open_worker(&pool, 0, dev, sv[1]) == 0);
 	REQUIRE(dmu_pool_start(&pool) == 0);
 
 	struct dm_user_message rq = {
@@ -186,32 +178,26 @@ TEST(serve_stop_waits_for_a_worker_stuck_in_its_backend)
 	CHECK_EQ(reply[sizeof(hdr)], 0xab);
 
 	dmu_pool_free(&pool);
-	dmu_metrics_free(&metrics);
+	CHECK_EQ(dmu_device_free(dev), 0);
 	close(sv[0]);
 }
 
 /* Workers that are idle end at once: no stop_wait_ms, no message. */
 TEST(serve_stop_of_idle_workers)
 {
-	struct dmu_metrics metrics;
+	struct dmu_device *dev = serve_setup();
 	struct dmu_pool pool;
 	int kernels[3];
 
-	serve_setup();
-	REQUIRE(dmu_metrics_init(&metrics, 3) == 0);
 	REQUIRE(dmu_pool_init(&pool, 3) == 0);
 	pool.stop_wait_ms = 60000;
 	pool.on_still_waiting = on_still_waiting;
 	for (unsigned i = 0; i < 3; i++) {
-		struct dmu_channel_config cfg = {
-			.backend = &sb.base, .metrics = &metrics.thread[i], .capacity = CAP,
-		};
 		int sv[2];
 
 		REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
 		kernels[i] = sv[0];
-		pool.workers[i].control_path = "/nonexistent/dm-user/test";
-		REQUIRE(dmu_worker_open_fd(&pool.workers[i], sv[1], &cfg) == 0);
+		REQUIRE(open_worker(&pool, i, dev, sv[1]) == 0);
 	}
 	REQUIRE(dmu_pool_start(&pool) == 0);
 	dmu_pool_join(&pool);
@@ -222,5 +208,5 @@ TEST(serve_stop_of_idle_workers)
 		close(kernels[i]);
 	}
 	dmu_pool_free(&pool);
-	dmu_metrics_free(&metrics);
+	CHECK_EQ(dmu_device_free(dev), 0);
 }

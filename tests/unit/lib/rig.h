@@ -16,6 +16,7 @@
 #ifndef DMU_RIG_H
 #define DMU_RIG_H
 
+#include <jansson.h>
 #include <linux/dm-user.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -86,5 +87,14 @@ bool no_record(int k, int ms);
 struct dm_user_message reply_at(const unsigned char *rec, size_t *off, size_t data_len);
 
 unsigned char *pattern(size_t len, unsigned seed);
+
+/* The integer at a dotted path of a JSON document ("ops.read.bytes"); REQUIREd. */
+uint64_t jget(json_t *doc, const char *path);
+/*
+ * Run a shell command on a temporary file holding text: in cmd_fmt "%1$s"
+ * is the tree's root ($DMU_ROOT), "%2$s" the file (or "%s ... %s" in
+ * that order).  Its exit status.
+ */
+int check_with(const char *cmd_fmt, const char *text);
 
 #endif

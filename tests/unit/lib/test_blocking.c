@@ -412,3 +412,122 @@ TEST(blocking_target_gone)
 	CHECK_EQ(rig_join(&r), -ENOTBLK);
 	rig_close(&r);
 }
+
+/* ---- probe_size: a device that grew behind the handle's back ------------ */
+
+struct grow {
+	struct dmu_channel *ch;
+	struct mem *mem;
+	uint64_t backend_size;	/* what probe_size says */
+	int probe_result;
+	unsigned probes;
+	int result;
+};
+
+static int grow_probe(void *arg, uint64_t *size)
+{
+	struct grow *g = arg;
+
+	g->probes++;
+	*size = g->backend_size;
+	return g->probe_result;
+}
+
+static int grow_read(void *arg, void *buf, size_t len, uint64_t off)
+{
+	return mem_ops.read(((struct grow *)arg)->mem, buf, len, off);
+}
+
+static void *serve_grow(void *arg)
+{
+	static const struct dmu_ops ops = {
+		.sz = sizeof(ops), .read = grow_read, .probe_size = grow_probe,
+	};
+	struct grow *g = arg;
+
+	g->result = dmu_channel_run(g->ch, &ops, g);
+	return NULL;
+}
+
+/*
+ * A request past the size the handle knows asks probe_size, once per
+ * such request: no growth (or a failed probe) and it fails as before;
+ * growth raises the size (rounded down to a sector, never lowered) and
+ * the request is served.  Requests within the size never ask.
+ */
+TEST(blocking_probe_size_serves_a_device_that_grew)
+{
+	DMU_OPTS(dmu_channel_opts, o, .buffer_size = CAP, .no_io_flusher = true);
+	struct grow g = { .backend_size = DEV_SIZE / 2 };
+	struct rig r = { 0 };
+	pthread_t t;
+	int sv[2];
+
+	r.mem = calloc(1, sizeof(*r.mem));
+	REQUIRE(r.mem);
+	g.mem = r.mem;
+	REQUIRE(dmu_device_new("grow0", DEV_SIZE / 2, NULL, &r.dev) == 0);
+	REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+	fake_ioctl = false;
+	REQUIRE(dmu_channel_open_fd(r.dev, sv[1], &o, &r.ch) == 0);
+	r.k = sv[0];
+	g.ch = r.ch;
+	memset(r.mem->data + DEV_SIZE / 2, 0x77, 4096);
+	REQUIRE(pthread_create(&t, NULL, serve_grow, &g) == 0);
+
+	uint64_t past = DEV_SIZE / 2 / 512;
+	unsigned char got[4096];
+
+	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_READ, 0, 0, 4096, NULL, got, sizeof(got)).type,
+		 DM_USER_RESP_SUCCESS);
+	CHECK_EQ(g.probes, 0);
+	CHECK_EQ(round_trip(&r, 2, DM_USER_REQ_MAP_READ, 0, past, 4096, NULL, NULL, 0).type,
+		 DM_USER_RESP_ERROR);
+	CHECK_EQ(g.probes, 1);
+	g.backend_size = DEV_SIZE;
+	g.probe_result = -EIO;
+	CHECK_EQ(round_trip(&r, 3, DM_USER_REQ_MAP_READ, 0, past, 4096, NULL, NULL, 0).type,
+		 DM_USER_RESP_ERROR);
+	CHECK_EQ(g.probes, 2);
+	CHECK_EQ(dmu_device_size(r.dev), DEV_SIZE / 2);
+	g.probe_result = 0;
+	g.backend_size = DEV_SIZE + 100;	/* not a whole sector more */
+	CHECK_EQ(round_trip(&r, 4, DM_USER_REQ_MAP_READ, 0, past, 4096, NULL, got, sizeof(got)).type,
+		 DM_USER_RESP_SUCCESS);
+	CHECK_EQ(got[0], 0x77);
+	CHECK_EQ(g.probes, 3);
+	CHECK_EQ(dmu_device_size(r.dev), DEV_SIZE);
+	CHECK_EQ(round_trip(&r, 5, DM_USER_REQ_MAP_READ, 0, past, 4096, NULL, got, sizeof(got)).type,
+		 DM_USER_RESP_SUCCESS);
+	CHECK_EQ(g.probes, 3);
+	g.backend_size = 4096;			/* a smaller answer never lowers it */
+	CHECK_EQ(round_trip(&r, 6, DM_USER_REQ_MAP_READ, 0, DEV_SIZE / 512, 512, NULL, NULL, 0).type,
+		 DM_USER_RESP_ERROR);
+	CHECK_EQ(g.probes, 4);
+	CHECK_EQ(dmu_device_size(r.dev), DEV_SIZE);
+
+	dmu_channel_stop(r.ch);
+	pthread_join(t, NULL);
+	CHECK_EQ(g.result, 0);
+	rig_close(&r);
+}
+
+/* dmu_device_table: the parameters as dmsetup table prints them. */
+TEST(device_table_formats_the_parameters)
+{
+	DMU_OPTS(dmu_device_opts, o, .control_name = "ctl0", .queue_depth = 32,
+		 .recovery_ms = 10000);
+	struct dmu_device *dev;
+	char buf[128], small[8];
+
+	REQUIRE(dmu_device_new("table0", 1 << 20, NULL, &dev) == 0);
+	CHECK_EQ(dmu_device_table(dev, buf, sizeof(buf)), 0);
+	CHECK_STR(buf, "0 2048 table0");
+	CHECK_EQ(dmu_device_free(dev), 0);
+
+	REQUIRE(dmu_device_new("table1", 1 << 20, &o, &dev) == 0);
+	CHECK_EQ(dmu_device_table(dev, buf, sizeof(buf)), 0);
+	CHECK_STR(buf, "0 2048 ctl0 4 queue_depth 32 recovery_ms 10000");
+	CHECK_EQ(dmu_device_table(dev, small, sizeof(small)), -ENOSPC);
+	CHECK_EQ(dmu_device_free(dev), 0);
+}

@@ -63,34 +63,6 @@ static json_t *render_json(struct dmu_device *dev)
 	return doc;
 }
 
-static uint64_t jget(json_t *doc, const char *path)
-{
-	json_t *v = doc;
-	char buf[128], *save = NULL;
-
-	snprintf(buf, sizeof(buf), "%s", path);
-	for (char *k = strtok_r(buf, ".", &save); k && v; k = strtok_r(NULL, ".", &save))
-		v = json_object_get(v, k);
-	REQUIRE(v && json_is_integer(v));
-	return (uint64_t)json_integer_value(v);
-}
-
-/* Run a python checker from tests/unit on text; its exit status. */
-static int check_with(const char *cmd_fmt, const char *text)
-{
-	char path[] = "/tmp/dmu-libunit-XXXXXX", cmd[1024];
-	int fd = mkstemp(path);
-
-	REQUIRE(fd >= 0);
-	REQUIRE(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
-	close(fd);
-	snprintf(cmd, sizeof(cmd), cmd_fmt, getenv("DMU_ROOT") ? getenv("DMU_ROOT") : "../../..",
-		 path);
-	int status = system(cmd);
-	unlink(path);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 TEST(metrics_json_counts_and_schema)
 {
 	struct rig r;
