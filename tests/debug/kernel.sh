@@ -14,7 +14,8 @@
 #   vmlinuz   the bzImage
 #   build/    the O= build tree, KDIR for out-of-tree modules (has vmlinux)
 #   src/      the source tree build/ refers to
-#   modroot/lib/modules/<kver>/   modules_install output (modules.builtin...)
+#   modroot/lib/modules/<kver>/   modules_install output (modules.builtin...),
+#             with build -> build/ and source -> src/ (for bpftrace)
 #   config    the merged .config, build.log the build's output
 # --print-dir prints the directory the current key names, built or not.
 #
@@ -42,7 +43,19 @@ if [[ ${1:-} == --print-dir ]]; then
 	echo "$dir"
 	exit 0
 fi
+# bpftrace takes the kernel's headers from lib/modules/<kver>/source, or
+# from build/ when there is no source/ (kbuild no longer makes that link),
+# and build/ (the O= tree) has no include/linux: 350's one-liners failed on
+# "include/linux/kconfig.h file not found".  Made for a cache entry built
+# before this line too.
+source_link() {
+	local kver
+	kver=$(<"$dir/kver")
+	[[ -e $dir/modroot/lib/modules/$kver/source ]] ||
+		ln -sfn "$dir/src" "$dir/modroot/lib/modules/$kver/source"
+}
 if [[ -f $dir/done ]]; then
+	source_link
 	touch "$dir/done" # in use: see the pruning below
 	echo "$dir"
 	exit 0
@@ -58,6 +71,7 @@ mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9 # one build at a time; a second caller waits and then reuses it
 if [[ -f $dir/done ]]; then
+	source_link
 	echo "$dir"
 	exit 0
 fi
@@ -110,6 +124,7 @@ cp "$dir/build/arch/x86/boot/bzImage" "$dir/vmlinuz"
 cp "$dir/build/.config" "$dir/config"
 echo "$kver" >"$dir/kver"
 echo "$srcver" >"$dir/source-version"
+source_link
 touch "$dir/done"
 echo "kernel.sh: built $kver in $((SECONDS - start)) s" >&2
 # Builds of other keys (an older source or config) go once unused for 14 days.
