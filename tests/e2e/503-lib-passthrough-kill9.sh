@@ -7,7 +7,8 @@
 # writes; each time a new dmu-passthrough -a attaches to it (dmu_device_attach)
 # and takes over.  fio sees no error, every block verifies, the target
 # failed no request, and every kill requeued requests the dead daemon held.
-# The backing device is a loop device behind dm-delay (3 ms).  Before each
+# The backing device is a loop device behind dm-delay (3 ms; a dm-linear on
+# a kernel without dm-delay, the debug lane's).  Before each
 # kill the test suspends it, so that the example's backend I/O stops there,
 # and waits until the example's metrics show requests it read and has not
 # answered: the kill is sure to find requests held (with dm-delay alone, 2
@@ -42,7 +43,15 @@ detach_on_exit() {
 	_dmu_on_exit
 }
 trap detach_on_exit EXIT
-dmsetup create --noudevsync "$slow" --table "0 $((64 << 11)) delay $loop 0 3"
+# dm-delay where the kernel has it; the debug lane's kernel has not, and
+# there a dm-linear does: the suspend before each kill is what holds the I/O
+if modprobe dm-delay 2>/dev/null; then
+	slow_table="0 $((64 << 11)) delay $loop 0 3"
+else
+	slow_table="0 $((64 << 11)) linear $loop 0"
+fi
+log "backing: ${slow_table#* * }"
+dmsetup create --noudevsync "$slow" --table "$slow_table"
 dmsetup mknodes "$slow"
 
 field() { dmsetup status "$name" | awk -v n="$1" '{ print $n }'; }
