@@ -12,10 +12,12 @@
 # text); USDT reply_sent fired once per
 # request; the stages' exact sums (ns) add up to the total's, each stage's sum
 # is > 0 and no stage has a sample in a bucket above the total's last one.
-# A daemon without the probes (dmuserd: not built on libdmuser) is refused
-# with a clear message and exit 1 before any uprobe is attached or anything
-# traced (the tracepoint programs, attached first, are detached on the way
-# out).
+# A daemon without the probes (the test tool dmu-client, which speaks the
+# protocol by hand) is refused with a clear message and exit 1 before any
+# uprobe is attached or anything traced (the tracepoint programs, attached
+# first, are detached on the way out).  dmuserd, which links libdmuser.a,
+# has the probes in its own executable: -p finds them there, and 64 reads
+# are observed in every stage.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 . "$DMU_ROOT/bpf/tests/lib.sh"
@@ -32,16 +34,38 @@ stages=(queue handoff pickup backend reply total)
 dmu_load
 
 # --- a daemon without the probes: a clear error, exit 1 -------------------------
-bpf_device dmu-test-usdt-plain "$tmp/disk" 16M
-plain=$DMU_DAEMON_PID
+# (the test tool dmu-client speaks the protocol by hand, without libdmuser)
+client=$DMU_ROOT/build/tools/dmu-client
+[[ -x $client ]] || die "test tool not built: $client (run make)"
+plain_name=dmu-test-usdt-plain
+dmsetup create --noudevsync "$plain_name" --table "0 32768 user 0 32768 $plain_name"
+dmsetup mknodes "$plain_name"
+dmu_bg "$client" serve "/dev/dm-user/$plain_name" $((32768 * 512)) --ready "$tmp/plain.ready"
+plain=$DMU_BG_PID
+wait_for_path "$tmp/plain.ready" 10 || die "dmu-client did not start"
 rc=0
 "$BPF_LAT" -p "$plain" >"$tmp/plain.out" 2>"$tmp/plain.err" || rc=$?
-log "dmuser-lat -p <dmuserd>: exit $rc: $(cat "$tmp/plain.err")"
-assert_eq "$rc" 1 "dmuser-lat -p <dmuserd> exit status"
-grep -q "^dmuser-lat: $DMU_DAEMON (pid $plain) has no dmuser USDT probe (not linked with libdmuser.so, and no libdmuser.a with probes in it): the daemon stages need libdmuser's probes" \
-	"$tmp/plain.err" || die "unexpected message for dmuserd: $(cat "$tmp/plain.err")"
-! grep -q Tracing "$tmp/plain.out" || die "dmuser-lat -p <dmuserd> started tracing"
-dmu_daemon_stop "$plain"
+log "dmuser-lat -p <dmu-client>: exit $rc: $(cat "$tmp/plain.err")"
+assert_eq "$rc" 1 "dmuser-lat -p <dmu-client> exit status"
+grep -q "^dmuser-lat: $client (pid $plain) has no dmuser USDT probe (not linked with libdmuser.so, and no libdmuser.a with probes in it): the daemon stages need libdmuser's probes" \
+	"$tmp/plain.err" || die "unexpected message for dmu-client: $(cat "$tmp/plain.err")"
+! grep -q Tracing "$tmp/plain.out" || die "dmuser-lat -p <dmu-client> started tracing"
+dmsetup remove --noudevsync "$plain_name"
+dmu_stop "$plain" 10 || die "dmu-client failed"
+
+# --- dmuserd: libdmuser.a linked in, the probes in its own executable -----------
+bpf_device dmu-test-usdt-static "$tmp/disk" 16M
+dmuserd=$DMU_DAEMON_PID
+bpf_tool_spawn "$tmp/static.json" dmuser-lat --json -O -d dmu-test-usdt-static -p "$dmuserd"
+static_tool=$BPF_TOOL_PID
+bpf_tool_ready "$tmp/static.json" "$static_tool"
+grep -q "daemon stages: USDT" "$tmp/static.json.err" || die "dmuserd: no daemon-stage banner: $(cat "$tmp/static.json.err")"
+dd if=/dev/mapper/dmu-test-usdt-static of=/dev/null bs=4k count=64 iflag=direct status=none
+bpf_tool_stop "$static_tool"
+req=$(jq -sc '[.[].requests] | last' "$tmp/static.json")
+log "dmuser-lat -p <dmuserd>: requests $req"
+assert_eq "$(jq .observed <<<"$req")" 64 "dmuserd: 64 reads observed in every stage"
+dmu_daemon_stop "$dmuserd"
 
 # --- dmu-null, two tools, fio ---------------------------------------------------
 dmu_bg "$prog" -t 2 "$name" 64 >"$tmp/null.out"
