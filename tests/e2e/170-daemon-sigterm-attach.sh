@@ -36,10 +36,11 @@ dmsetup create --noudevsync "$name" --table "0 $sectors user 0 $sectors $name 2 
 dmsetup mknodes "$name"
 start_attached
 
-# Paced (about 6000 writes at 300 a second; 12000 in soak), so that the three restarts
-# always fall inside the run however fast the guest is.
+# The writes are paced (about 6000 at 300 a second; 12000 in soak), so that the
+# three restarts always fall inside them however fast the guest is; the reads
+# that verify them, after the last restart, are not.
 fio --name=verify --filename="$dev" --rw=randwrite --bssplit=4k/50:16k/25:64k/25 \
-	--size="$size" --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=300 \
+	--size="$size" --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=,300 \
 	--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
 	--output-format=json --output="$tmp/fio.json" &
 fio_pid=$!

@@ -40,19 +40,16 @@ dev_a=$BPF_DEV
 b_reads() { awk '{ print $1 }' "/sys/dev/block/$(dmsetup info -c --noheadings -o major,minor --separator : "$b")/stat"; }
 b_busy() { (($(b_reads) > $1)); }
 
-# counts_mismatch OUT.json FIO.json: prints what differs from fio's counts
+# counts_mismatch OUT.json READS WRITES: prints what differs from fio's counts
+# (one jq: each jq start costs about half a second under TCG)
 counts_mismatch() {
-	local out=$1 fio=$2 op n stage got
-	for op in read write; do
-		n=$(bpf_fio_ios "$fio" "$op")
-		((n > 100)) || die "fio issued only $n ${op}s"
-		for stage in queue daemon total; do
-			got=$(bpf_json_lat "$out" "$stage" "$op" | bpf_hist_count)
-			[[ $got == "$n" ]] || echo "$(basename "$out") $stage/$op: ${got:-none} vs fio's $n"
-		done
-		got=$(jq -s --arg o "$op" '[.[].ops[] | select(.op == $o) | .ios] | add' "$out")
-		[[ $got == "$n" ]] || echo "$(basename "$out") completed ${op}s in .ops: $got vs fio's $n"
-	done
+	jq -sr --arg f "$(basename "$1")" --argjson r "$2" --argjson w "$3" '
+		. as $all | ["read", $r], ["write", $w] | .[0] as $o | .[1] as $n
+		| (("queue", "daemon", "total") as $s
+		   | ([$all[].latency[] | select(.stage == $s and .op == $o)] | last | .count)
+		   | select(. != $n) | "\($f) \($s)/\($o): \(. // "none") vs fio'"'"'s \($n)"),
+		  ([$all[].ops[] | select(.op == $o) | .ios] | add
+		   | select(. != $n) | "\($f) completed \($o)s in .ops: \(.) vs fio'"'"'s \($n)")' "$1"
 }
 
 # How often the dm_user_complete program of each tool ran (the tools say it on
@@ -67,7 +64,7 @@ complete_runs() {
 
 # one_round MODE ROUND: the tools around one fio job on A; dies on any difference
 one_round() {
-	local mode=$1 round=$2 lat all wr bg_pid b0 bstart n nb bad runs want t
+	local mode=$1 round=$2 lat all wr bg_pid b0 bstart nb bad runs want t fr fw b_dev a_reads wr_ops wr_total
 	bstart=$(b_reads)
 	bpf_tool_spawn "$tmp/lat.json" dmuser-lat --json -S all -O -d "$a"
 	lat=$BPF_TOOL_PID
@@ -96,30 +93,35 @@ one_round() {
 	! grep -H "missed\|map inserts" "$tmp/lat.json.err" "$tmp/all.json.err" "$tmp/wr.json.err" ||
 		die "$mode round $round: a tool reported lost events (above)"
 	assert_eq "$(jq -r .attach "$tmp/lat.json")" "$mode" "attach mode reported"
-	log "$mode round $round: fio read $(bpf_fio_ios "$tmp/fio.json" read), wrote $(bpf_fio_ios "$tmp/fio.json" write); complete program runs $runs"
+	read -r fr fw < <(jq -r '.jobs[0] | "\(.read.total_ios) \(.write.total_ios)"' "$tmp/fio.json")
+	((fr > 100 && fw > 100)) || die "$mode round $round: fio did only $fr reads and $fw writes"
+	log "$mode round $round: fio read $fr, wrote $fw; complete program runs $runs"
 	# each program ran once per completion: A's (fio's) and B's (its block stats)
-	want=$(($(bpf_fio_ios "$tmp/fio.json" read) + $(bpf_fio_ios "$tmp/fio.json" write) + $(b_reads) - bstart))
+	want=$((fr + fw + $(b_reads) - bstart))
 	for t in $runs; do
 		[[ ${t#*:} == "$want" ]] ||
 			die "$mode round $round: a dm_user_complete program ran ${t#*:} times (${t%%:*}), not once per completion ($want): $runs"
 	done
 
+	# -D: "B's read count, B's MAJ:MIN, A's read count" in all.json
+	read -r nb b_dev a_reads < <(jq -r --arg a "$a" --arg b "$b" '[.latency[] | select(.op == "read")] as $l
+		| [([$l[] | select(.device == $b) | .count] | add // 0),
+		   ([$l[] | select(.device == $b) | .dev] | first // "none"),
+		   ([$l[] | select(.device == $a) | .count] | first // "none")] | map(tostring) | join(" ")' "$tmp/all.json")
 	# -D: device B has its own histograms, under its own MAJ:MIN
-	nb=$(jq -r --arg d "$b" '[.latency[] | select(.device == $d and .op == "read") | .count] | add // 0' "$tmp/all.json")
 	((nb > 0)) || die "$mode round $round: -D shows no reads on $b: $(cat "$tmp/all.json")"
-	assert_eq "$(jq -r --arg d "$b" '.latency[] | select(.device == $d and .op == "read") | .dev' "$tmp/all.json")" \
-		"$(dmsetup info -c --noheadings -o major,minor --separator : "$b")" "$mode: MAJ:MIN of $b"
-	# -o write: only writes
-	assert_eq "$(jq -r '[.latency[].op] | unique | join(",")' "$tmp/wr.json")" write "$mode: ops with -o write"
+	assert_eq "$b_dev" "$(dmsetup info -c --noheadings -o major,minor --separator : "$b")" "$mode: MAJ:MIN of $b"
+	# -o write: only writes; "OPS TOTAL_WRITE_COUNT" in wr.json
+	read -r wr_ops wr_total < <(jq -sr '[.[].latency[]] as $l | ([$l[].op] | unique | join(",")) + " "
+		+ ([$l[] | select(.stage == "total" and .op == "write")] | last | .count // "none" | tostring)' "$tmp/wr.json")
+	assert_eq "$wr_ops" write "$mode: ops with -o write"
 
 	# the exact counts: every stage of -d A, A's reads under -D, writes under -o write
-	bad=$(counts_mismatch "$tmp/lat.json" "$tmp/fio.json")
-	n=$(bpf_fio_ios "$tmp/fio.json" read)
-	[[ $(jq -r --arg d "$a" '.latency[] | select(.device == $d and .op == "read") | .count' "$tmp/all.json") == "$n" ]] ||
-		bad+=$'\n'"all.json: -D read count of $a differs from fio's $n"
-	n=$(bpf_fio_ios "$tmp/fio.json" write)
-	[[ $(bpf_json_lat "$tmp/wr.json" total write | bpf_hist_count) == "$n" ]] ||
-		bad+=$'\n'"wr.json: -o write count differs from fio's $n"
+	bad=$(counts_mismatch "$tmp/lat.json" "$fr" "$fw")
+	[[ $a_reads == "$fr" ]] ||
+		bad+=$'\n'"all.json: -D read count of $a ($a_reads) differs from fio's $fr"
+	[[ $wr_total == "$fw" ]] ||
+		bad+=$'\n'"wr.json: -o write count ($wr_total) differs from fio's $fw"
 	[[ -z ${bad//$'\n'/} ]] ||
 		die "$mode round $round: counts differ from fio's:$bad
 complete program runs (each counts A's and B's completions): $runs

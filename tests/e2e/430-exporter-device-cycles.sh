@@ -1,12 +1,12 @@
 #!/bin/bash
 # timeout: 600
 # soak-timeout: 1800
-# dmuser-exporter while dm-user devices come and go: 100 create/read/remove
+# dmuser-exporter while dm-user devices come and go: 48 create/read/remove
 # cycles (1000 under make soak) under one running exporter whose BPF map has
-# room for 16 (device, op) records (--max-records 16), so that records it did
-# not delete would fill it 6 times over (60 under make soak).  Each device is served by nobody
-# and has timeout_ms 50: its one 4k read ends by timeout, which the exporter
-# counts (dm_user_complete).  Every 25 cycles, and at the end:
+# room for 8 (device, op) records (--max-records 8), so that records it did
+# not delete would fill it 6 times over (125 under make soak).  Each device is
+# served by nobody and has timeout_ms 50: its one 4k read ends by timeout, which
+# the exporter counts (dm_user_complete).  Every 16 cycles, and at the end:
 #   - the scrape passes promtool check metrics (no duplicate series: one shared
 #     "unknown" label past the devices the exporter had room for made
 #     Prometheus reject the whole scrape);
@@ -22,10 +22,10 @@
 obs_require jq curl promtool
 tmp=$(dmu_tmpdir)
 ip link set lo up
-cycles=$(dmu_scale 100 1000)
+cycles=$(dmu_scale 48 1000)
 
 dmu_load
-obs_exporter "$tmp/exp.out" --max-records 16
+obs_exporter "$tmp/exp.out" --max-records 8
 exp=$OBS_EXPORTER_PID
 url=$OBS_EXPORTER_URL/metrics
 
@@ -57,10 +57,10 @@ one_cycle() {
 	dmsetup remove --noudevsync "$name" || die "dmsetup remove $name failed"
 }
 
-log "$cycles create/read/remove cycles under the exporter (--max-records 16)"
+log "$cycles create/read/remove cycles under the exporter (--max-records 8)"
 for ((i = 1; i <= cycles; i++)); do
 	one_cycle "dmu-test-cyc-$i"
-	if ((i % 25 == 0)); then
+	if ((i % 16 == 0)); then
 		scrape "$tmp/c.prom"
 		check_scrape "$tmp/c.prom" "after cycle $i"
 	fi

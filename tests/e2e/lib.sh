@@ -283,6 +283,9 @@ dmu_kmsg_mark() {
 	echo "$mark"
 }
 
+# The kernel log after dmu_kmsg_mark's MARK.  To test it for a pattern, read it to
+# the end (grep PAT >/dev/null, not grep -q): under pipefail, awk killed by SIGPIPE
+# after grep -q's early exit fails the pipeline, which `if` reads as "not found".
 dmu_dmesg_since() {
 	dmesg | awk -v m="$1" 'found { print; next } index($0, m) { found = 1 }'
 }
