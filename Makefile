@@ -140,7 +140,6 @@ $(BUILD)/tools/%: $(ROOT)/tests/tools/%.c $(ROOT)/module/include/uapi/linux/dm-u
 unit: daemon lib
 	$(MAKE) -C $(ROOT)/tests/unit check
 	$(MAKE) -C $(ROOT)/tests/unit/lib check
-	$(MAKE) -C $(ROOT)/tests/unit/lib-internal check
 	$(MAKE) -C $(ROOT)/tests/unit/bpf check
 	$(MAKE) -C $(ROOT)/tests/unit/dashboards check
 	$(MAKE) -C $(ROOT)/tests/unit/bench check
@@ -206,7 +205,6 @@ clean:
 	-$(MAKE) -C $(ROOT)/lib clean
 	-$(MAKE) -C $(ROOT)/examples clean
 	-$(MAKE) -C $(ROOT)/tests/unit/lib clean
-	-$(MAKE) -C $(ROOT)/tests/unit/lib-internal clean
 	-$(MAKE) -C $(ROOT)/bpf clean
 	-$(MAKE) -C $(ROOT)/tests/unit clean
 	-$(MAKE) -C $(ROOT)/tests/unit/bpf clean

@@ -257,7 +257,7 @@ struct render_info {
 	const char *target_status;	/* the target's status line, or NULL */
 };
 
-/* A snapshot and its info as JSON or Prometheus text (tests/unit/lib-internal). */
+/* A snapshot and its info as JSON or Prometheus text. */
 HIDDEN int dmu__render_doc(const struct metrics_snapshot *s, const struct render_info *info,
 			   enum dmu_metrics_format format, char **buf, size_t *len);
 

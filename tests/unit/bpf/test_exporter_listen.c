@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Host unit tests of dmuser-exporter's --listen: the parser it checks the
- * address with before anything else (libdmuser's, lib/intree.h; the
- * HTTP endpoint, dmu_http_start(), parses it again the same way), and the
- * built binary's exit status for a bad address and for "localhost:PORT",
- * which needs no kernel: the address is checked before the module is.
+ * Host unit tests of dmuser-exporter's --listen, through libdmuser's
+ * public API: dmu_http_start() takes the address as the exporter passes it
+ * (the exporter checks it with the same parser first) and refuses a bad
+ * one before anything listens; dmu_http_address() says what it bound.
+ * Then the built binary's exit status for a bad address and for
+ * "localhost:PORT", which needs no kernel: the address is checked before
+ * the module is.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -12,61 +14,117 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "intree.h"
+#include "../../../lib/include/dmuser.h"	/* libdmuser's public header, not bpf/dmuser.h */
 #include "check.h"
 
 #define EXPORTER "../../../bpf/dmuser-exporter"
 
-static unsigned port_of(const struct listen_addr *l)
+static int render_nothing(void *arg, enum dmu_metrics_format format, char **buf, size_t *len)
 {
-	if (l->addr.ss_family == AF_INET6)
-		return ntohs(((const struct sockaddr_in6 *)&l->addr)->sin6_port);
-	return ntohs(((const struct sockaddr_in *)&l->addr)->sin_port);
+	(void)arg, (void)format;
+	*buf = strdup("");
+	*len = 0;
+	return *buf ? 0 : -ENOMEM;
 }
 
-/* text parses to an address of family af printed as host, with port. */
-static void accepts(const char *text, int af, const char *host, unsigned port)
-{
-	struct listen_addr l;
-	int err = dmu__parse_listen(text, &l);
+static const struct dmu_http_opts http_opts = {
+	.sz = sizeof(struct dmu_http_opts), .render = render_nothing,
+};
 
-	CHECK(err == 0, "\"%s\": %d", text, err);
+/* The library's last message (it says why an address is refused). */
+static char logged[512];
+
+static void keep_log(void *arg, int level, const char *msg)
+{
+	(void)arg, (void)level;
+	snprintf(logged, sizeof(logged), "%s", msg);
+}
+
+/* A port nothing listens on now, of family af on host ("" for any). */
+static unsigned free_port(int af, const char *host)
+{
+	struct sockaddr_storage ss = { .ss_family = (sa_family_t)af };
+	socklen_t len = af == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	int fd = socket(af, SOCK_STREAM, 0);
+	unsigned port = 0;
+
+	REQUIRE(fd >= 0);
+	if (af == AF_INET6)
+		REQUIRE(inet_pton(AF_INET6, *host ? host : "::",
+				  &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1);
+	else
+		REQUIRE(inet_pton(AF_INET, *host ? host : "0.0.0.0",
+				  &((struct sockaddr_in *)&ss)->sin_addr) == 1);
+	REQUIRE(bind(fd, (struct sockaddr *)&ss, len) == 0);
+	REQUIRE(getsockname(fd, (struct sockaddr *)&ss, &len) == 0);
+	port = ntohs(af == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+				    : ((struct sockaddr_in *)&ss)->sin_port);
+	close(fd);
+	return port;
+}
+
+/*
+ * fmt with the port (if it has a %u) makes an address dmu_http_start()
+ * listens on, as host, on that port (any free one when fmt has none and
+ * says port 0).
+ */
+static void accepts(const char *fmt, int af, const char *host)
+{
+	char text[64], want[96];
+	unsigned port = strstr(fmt, "%u") ? free_port(af, strcmp(host, "[::1]") ? "" : "::1") : 0;
+	struct dmu_http *h = NULL;
+	int err;
+
+	snprintf(text, sizeof(text), fmt, port);
+	err = dmu_http_start(NULL, text, &http_opts, &h);
+	CHECK(err == 0, "\"%s\": %d (%s)", text, err, logged);
 	if (err)
 		return;
-	CHECK(l.addr.ss_family == af, "\"%s\": family %d, want %d", text, l.addr.ss_family, af);
-	CHECK(!strcmp(l.host, host), "\"%s\": host \"%s\", want \"%s\"", text, l.host, host);
-	CHECK(port_of(&l) == port, "\"%s\": port %u, want %u", text, port_of(&l), port);
-	CHECK(l.addr_len == (af == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)),
-	      "\"%s\": addr_len %u", text, (unsigned)l.addr_len);
+	if (port)
+		CHECK(dmu_http_port(h) == port, "\"%s\": port %u, want %u", text,
+		      dmu_http_port(h), port);
+	else
+		CHECK(dmu_http_port(h) != 0, "\"%s\": port 0 bound", text);
+	snprintf(want, sizeof(want), "%s:%u", host, dmu_http_port(h));
+	CHECK(!strcmp(dmu_http_address(h), want), "\"%s\": bound \"%s\", want \"%s\"", text,
+	      dmu_http_address(h), want);
+	dmu_http_stop(h);
 }
 
 static void refuses(const char *text, int want)
 {
-	struct listen_addr l;
-	int err = dmu__parse_listen(text, &l);
+	struct dmu_http *h = (struct dmu_http *)&h;
+	int err = dmu_http_start(NULL, text, &http_opts, &h);
 
-	CHECK(err == want, "\"%s\": %d, want %d", text, err, want);
+	CHECK(err == want, "\"%s\": %d, want %d", text ? text : "(null)", err, want);
+	CHECK(h == NULL, "\"%s\": a handle anyway", text ? text : "(null)");
+	CHECK(strstr(logged, want == -EINVAL ? "want PORT, HOST:PORT or [IPV6]:PORT" : "unknown host"),
+	      "\"%s\": logged \"%s\"", text ? text : "(null)", logged);
+	if (err == 0)
+		dmu_http_stop(h);
 }
 
 TEST(exporter_listen_addresses)
 {
-	struct listen_addr l;
+	struct dmu_http *h = NULL;
 
-	accepts("9183", AF_INET, "127.0.0.1", 9183);		/* the default's form */
-	accepts("127.0.0.1:9183", AF_INET, "127.0.0.1", 9183);
-	accepts(":0", AF_INET, "127.0.0.1", 0);
-	accepts("0.0.0.0:9183", AF_INET, "0.0.0.0", 9183);
-	accepts("[::1]:9183", AF_INET6, "[::1]", 9183);
-	accepts("[::]:0", AF_INET6, "[::]", 0);
+	dmu_set_log(keep_log, NULL, DMU_LOG_WARNING);
+	accepts("%u", AF_INET, "127.0.0.1");		/* the default's form */
+	accepts("127.0.0.1:%u", AF_INET, "127.0.0.1");
+	accepts(":0", AF_INET, "127.0.0.1");
+	accepts("0.0.0.0:%u", AF_INET, "0.0.0.0");
+	accepts("[::1]:%u", AF_INET6, "[::1]");
+	accepts("[::]:0", AF_INET6, "[::]");
 	/* a host name, through getaddrinfo: the first address it gives, a loopback one */
-	REQUIRE(dmu__parse_listen("localhost:9180", &l) == 0);
-	CHECK(!strcmp(l.host, "127.0.0.1") || !strcmp(l.host, "[::1]"),
-	      "localhost is \"%s\"", l.host);
-	CHECK(port_of(&l) == 9180, "localhost:9180: port %u", port_of(&l));
+	REQUIRE(dmu_http_start(NULL, "localhost:0", &http_opts, &h) == 0);
+	CHECK(!strncmp(dmu_http_address(h), "127.0.0.1:", 10) ||
+	      !strncmp(dmu_http_address(h), "[::1]:", 6), "localhost is \"%s\"", dmu_http_address(h));
+	dmu_http_stop(h);
 
 	refuses("nope:x", -EINVAL);
 	refuses("", -EINVAL);
@@ -79,6 +137,7 @@ TEST(exporter_listen_addresses)
 	refuses("[127.0.0.1]:9183", -EADDRNOTAVAIL);	/* brackets are IPv6 only */
 	refuses("nohost.invalid:9183", -EADDRNOTAVAIL);
 	refuses(NULL, -EINVAL);
+	dmu_set_log(NULL, NULL, DMU_LOG_WARNING);
 }
 
 /* Runs the exporter with args; its exit status (-1 if it did not exit), its stderr in err. */

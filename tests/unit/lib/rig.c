@@ -2,6 +2,7 @@
 #include "rig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -41,10 +43,63 @@ int ioctl(int fd, unsigned long req, ...)
 	return (int)syscall(SYS_ioctl, fd, req, arg);
 }
 
+bool fake_clock;
+_Atomic uint64_t fake_clock_ns;
+
+/* Interposes on libc's clock_gettime for the library (and this binary). */
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+	if (fake_clock && id == CLOCK_MONOTONIC) {
+		uint64_t ns = atomic_load(&fake_clock_ns);
+
+		ts->tv_sec = (time_t)(ns / 1000000000u);
+		ts->tv_nsec = (long)(ns % 1000000000u);
+		return 0;
+	}
+	return (int)syscall(SYS_clock_gettime, id, ts);
+}
+
+bool fake_node;
+int fake_node_k = -1;
+unsigned fake_node_opens;
+
+/* Interposes on libc's open: the control node under /dev/dm-user/. */
+int open(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	va_list ap;
+
+	if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	if (fake_node && !strncmp(path, "/dev/dm-user/", 13)) {
+		int sv[2];
+
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+			return -1;
+		if (flags & O_NONBLOCK)
+			fcntl(sv[1], F_SETFL, O_NONBLOCK);
+		fake_node_opens++;
+		fake_node_k = sv[0];
+		return sv[1];
+	}
+	return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+
 /* ---- the memory backend ----------------------------------------------- */
 
 static void logc(struct mem *m, char c)
 {
+	atomic_fetch_add(&fake_clock_ns, m->advance_ns);
+	if (m->delay_ms) {
+		struct timespec ts = { 0, (long)m->delay_ms * 1000000 };
+
+		/* a backend that takes this long: an input, not a wait for anything */
+		while (nanosleep(&ts, &ts) && errno == EINTR)
+			;
+	}
 	if (m->nlog < sizeof(m->log) - 1)
 		m->log[m->nlog++] = c;
 }

@@ -9,6 +9,9 @@
  * A socket answers ENOTTY to DM_USER_IOC_SET_FLAGS, as a module without
  * batching does.  The tests that batch play the module's side of the ioctl:
  * this test binary defines ioctl(), which the library's call resolves to.
+ * The same way it fakes the rest of the system the library talks to: the
+ * monotonic clock, the control node's open() and libdevmapper (below), so
+ * no host test touches the real device-mapper.
  *
  * The library is used through its public header only; <linux/dm-user.h>
  * is here to play the kernel's side of the protocol.
@@ -19,6 +22,7 @@
 #include <jansson.h>
 #include <linux/dm-user.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,12 +38,46 @@ extern bool fake_ioctl;		/* answer it here (else: the real ioctl, ENOTTY) */
 extern int fake_ioctl_result;	/* 0 or -errno */
 extern unsigned fake_ioctl_calls;
 
+/*
+ * The fake device-mapper (fake_dm.c): the one dm device there is, for
+ * dmu_device_attach() and the target's status in dmu_metrics_render().
+ */
+struct fake_dm {
+	const char *name;	/* NULL: no dm device at all */
+	const char *table;	/* its table's parameters after "user" */
+	uint64_t sectors;	/* its table's length */
+	const char *status;	/* the target's status line; NULL: the status fails */
+	bool read_only;
+	unsigned status_reads;
+};
+extern struct fake_dm fake_dm;
+
+/*
+ * The fake clock: while fake_clock is set, CLOCK_MONOTONIC reads
+ * fake_clock_ns (this binary defines clock_gettime(), which the library's
+ * call resolves to), so latencies and uptime are exactly what a test
+ * makes them.  The memory backend advances it by mem.advance_ns a call.
+ */
+extern bool fake_clock;
+extern _Atomic uint64_t fake_clock_ns;
+
+/*
+ * The fake control node: while fake_node is set, open() of a path under
+ * /dev/dm-user/ returns one end of a new socketpair and puts the other,
+ * the kernel's, in fake_node_k (the fake kernel's side of a reopen).
+ */
+extern bool fake_node;
+extern int fake_node_k;
+extern unsigned fake_node_opens;
+
 /* An in-memory backend that logs each call: 'R', 'W', 'F', 'D', 'Z', 'S'. */
 struct mem {
 	unsigned char data[DEV_SIZE];
 	char log[256];
 	unsigned nlog;
 	int fail[8];		/* by enum dmu_req_type: what the callback returns */
+	uint64_t advance_ns;	/* each call advances the fake clock by this */
+	unsigned delay_ms;	/* each call takes at least this long (the real clock) */
 };
 
 extern const struct dmu_ops mem_ops;

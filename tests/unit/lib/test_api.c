@@ -2,7 +2,8 @@
 /*
  * The library as a product: version, argument checks, and checks of the
  * build made by tools.sh (exported symbols, ABI listing, USDT probes, man
- * page, make install with pkg-config).
+ * page, make install with pkg-config, only the public header used outside
+ * lib/).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -116,4 +117,10 @@ TEST(man_page_is_clean_and_complete)
 TEST(install_with_pkg_config)
 {
 	CHECK_EQ(tool("install"), 0);
+}
+
+/* dmuserd, the examples and the unit tests use only the public header (issue 16). */
+TEST(only_the_public_header_outside_lib)
+{
+	CHECK_EQ(tool("public"), 0);
 }

@@ -10,6 +10,11 @@
 #   tools.sh install   make install DESTDIR= PREFIX= works, and a program builds
 #                      against the installed copy with pkg-config (libdmuser.so, and
 #                      libdmuser.a with its dependencies shared)
+#   tools.sh public    dmuserd, the examples and the unit tests use only the public
+#                      header: no file of daemon/, examples/ or tests/unit/ includes
+#                      internal.h, intree.h or a file of lib/ other than
+#                      lib/include/dmuser.h, nor names a hidden dmu__* function
+#                      (issue 16; bpf/dmuser-exporter itself may use intree.h)
 set -euo pipefail
 
 root=${DMU_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}
@@ -22,7 +27,7 @@ fail() { echo "    tools.sh $check: $*"; exit 1; }
 # name of each dynamic symbol the library defines, without its version
 exported() { nm -D --defined-only "$so" | awk '{ sub(/@.*/, "", $3); print $3 }'; }
 
-check=${1:?usage: tools.sh symbols|header|abi|usdt|man|install}
+check=${1:?usage: tools.sh symbols|header|abi|usdt|man|install|public}
 case $check in
 symbols)
 	bad=$(exported | grep -v -x -e 'dmu_[a-z0-9_]*' -e 'DMUSER_1\.[0-9]*' || true)
@@ -101,6 +106,19 @@ PROG
 		$(pkg-config --libs devmapper jansson libmicrohttpd) -pthread ||
 		fail "cannot link libdmuser.a"
 	[[ $("$tmp/prog-static") == "$want" ]] || fail "the static program did not run"
+	;;
+public)
+	dirs=("$root/daemon" "$root/examples" "$root/tests/unit")
+	[[ -n ${DMU_PUBLIC_DIRS:-} ]] && read -r -a dirs <<<"$DMU_PUBLIC_DIRS"
+	files=$(find "${dirs[@]}" -name '*.[ch]' -not -path '*/build/*' -not -path '*/.out/*' | sort)
+	[[ -n $files ]] || fail "no sources under ${dirs[*]}"
+	inc='^[[:space:]]*#[[:space:]]*include[[:space:]]*["<]'
+	lib_c=$(find "$lib" -maxdepth 1 -name '*.c' -printf '%f\n' | sed 's/\.c$//' | paste -sd'|')
+	used="${inc}([^\">]*/)?(internal|intree)\\.h[\">]|${inc}([^\">]*/)?lib/[^\">]*[\">]|${inc}([^\">]*/)?(${lib_c})\\.c[\">]|\\bdmu__[a-z0-9_]+"
+	public="^[^:]*:[0-9]+:${inc#^}([^\">]*/)?lib/include/dmuser\\.h[\">]"
+	# shellcheck disable=SC2086 # one word per file
+	bad=$(grep -HnE "$used" $files | grep -vE "$public" || true)
+	[[ -z $bad ]] || fail "library internals used outside lib/: $(echo "${bad//$root\//}" | tr '\n' ' ')"
 	;;
 *)
 	fail "unknown check"
