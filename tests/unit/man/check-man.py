@@ -47,8 +47,8 @@ class Fail(Exception):
     pass
 
 
-def run(cmd, **kw):
-    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=60, **kw)
+def run(cmd, env=None, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, env=env or ENV, timeout=60, **kw)
 
 
 def need(tool, package):
