@@ -18,6 +18,7 @@ what keeps them and --help from drifting:
 
 Usage: check-man.py ROOT [FILTER]; ends with "N passed, N failed, N skipped".
 """
+import functools
 import os
 import re
 import shutil
@@ -62,6 +63,7 @@ OPT_LINE = re.compile(r'^ {2}(-[^-\s])(?:, (--[A-Za-z0-9][\w-]*))?(?=[\s=,]|$)'
                       r'|^ {6}(--[A-Za-z0-9][\w-]*)')
 
 
+@functools.lru_cache(maxsize=None)
 def help_text(binary):
     path = os.path.join(ROOT, binary)
     if not os.access(path, os.X_OK):
@@ -89,6 +91,7 @@ def help_entries(text):
 
 # ---- the page -----------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def render(page):
     r = run(['man', '--nh', '--nj', '-l', os.path.join(ROOT, page)])
     if r.returncode != 0:
