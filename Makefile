@@ -35,7 +35,7 @@ DEPS := make gcc clang llvm pkg-config git \
 	linux-image-6.12-amd64 linux-headers-6.12-amd64 \
 	qemu-system-x86 busybox-static kmod xz-utils zstd cpio dwarves \
 	dmsetup libdevmapper-dev libjansson-dev libmicrohttpd-dev libudev-dev \
-	systemtap-sdt-dev liburing-dev abigail-tools man-db shellcheck \
+	systemtap-sdt-dev liburing-dev abigail-tools man-db mandoc bsdextrautils shellcheck \
 	libbpf-dev bpftool bpftrace libncurses-dev \
 	fio e2fsprogs util-linux strace procps psmisc iproute2 curl jq \
 	python3 python3-jsonschema python3-yaml sparse bash-builtins \
@@ -137,12 +137,13 @@ $(BUILD)/tools/%: $(ROOT)/tests/tools/%.c $(ROOT)/module/include/uapi/linux/dm-u
 
 # ---- tests -----------------------------------------------------------------
 
-unit: daemon lib
+unit: daemon lib bpf
 	$(MAKE) -C $(ROOT)/tests/unit check
 	$(MAKE) -C $(ROOT)/tests/unit/lib check
 	$(MAKE) -C $(ROOT)/tests/unit/bpf check
 	$(MAKE) -C $(ROOT)/tests/unit/dashboards check
 	$(MAKE) -C $(ROOT)/tests/unit/bench check
+	$(MAKE) -C $(ROOT)/tests/unit/man check
 
 check: deps-if-needed
 	@$(MAKE) -C $(ROOT) all
