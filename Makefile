@@ -183,7 +183,7 @@ install: daemon lib bpf
 		$(DESTDIR)$(mandir)/man8 $(DESTDIR)$(unitdir) $(DESTDIR)$(modulesloaddir)
 	install -m 0755 $(ROOT)/daemon/dmuserd $(ROOT)/bpf/dmuser-lat $(ROOT)/bpf/dmuser-top \
 		$(ROOT)/bpf/dmuser-exporter $(DESTDIR)$(sbindir)/
-	install -m 0644 $(ROOT)/bpf/oneliners/*.bt $(DESTDIR)$(datadir)/dm-user/oneliners/
+	install -m 0755 $(ROOT)/bpf/oneliners/*.bt $(DESTDIR)$(datadir)/dm-user/oneliners/
 	for f in $(DASHBOARDS); do \
 		install -D -m 0644 $(ROOT)/dashboards/$$f $(DESTDIR)$(datadir)/dm-user/dashboards/$$f || exit; \
 	done
@@ -210,15 +210,17 @@ install-dkms-src:
 
 # ---- packages: Debian ------------------------------------------------------
 
-# dpkg-buildpackage builds out of a clean copy of the tree (git archive of
-# HEAD plus the working tree's changes), so the tree's own build products
-# never reach a package; the .debs land in build/deb/.
+# dpkg-buildpackage builds out of a clean copy of the tree (the files git
+# knows or would add, build/ aside), so the tree's own build products never
+# reach a package; the .debs land in build/deb/.  lintian then fails it on
+# an error (warnings are listed: debian/README.source explains those left).
 deb: pkg-deps-if-needed
 	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
-	cd $(ROOT) && git ls-files -z --cached --others --exclude-standard | \
+	cd $(ROOT) && git ls-files -z --cached --others --exclude-standard | grep -zv '^build/' | \
 		xargs -0 tar -cf - --no-recursion | tar -xf - -C $(BUILD)/deb/src
 	cd $(BUILD)/deb/src && dpkg-buildpackage -us -uc -b
-	lintian --info $(BUILD)/deb/*.changes || true
+	rm -rf $(BUILD)/deb/src
+	lintian --info --fail-on error $(BUILD)/deb/*.changes
 
 # ---- tests -----------------------------------------------------------------
 

@@ -128,6 +128,9 @@ class Install(unittest.TestCase):
             self.assertEqual(os.stat(f"{top}/usr/local/sbin/{prog}").st_mode & 0o777, 0o755, prog)
         src = f"{top}/usr/src/dm-user-{version()}"
         self.assertEqual(os.stat(f"{src}/scripts/vmlinux-btf.sh").st_mode & 0o777, 0o755)
+        oneliners = f"{top}/usr/local/share/dm-user/oneliners"
+        for n in os.listdir(oneliners):	# scripts: #!/usr/bin/env bpftrace
+            self.assertEqual(os.stat(f"{oneliners}/{n}").st_mode & 0o777, 0o755, n)
         for f in ("dkms.conf", "dm-user.c", "Makefile"):
             self.assertEqual(os.stat(f"{src}/{f}").st_mode & 0o777, 0o644, f)
         for f in ("dmuserd@.service", "dmuser-exporter.service"):
