@@ -12,6 +12,10 @@
 #                 (see tests/bench/README.md); writes build/bench/results.*
 #   make check-debug  the VM tests on a lockdep/KASAN/UBSAN/KFENCE kernel and on
 #                 Debian's PREEMPT_RT kernel (tests/debug/); not part of check
+#   make install  the programs, the library, the man pages, the systemd units
+#                 and the module's source for DKMS (PREFIX, DESTDIR, sbindir,
+#                 libdir, mandir, unitdir, ...: see "install" below)
+#   make deb      the Debian packages (debian/), into build/deb/
 #
 # Kernels: every generic -amd64 /lib/modules/<version>/build that has a
 # matching /boot/vmlinuz-<version>.  Restrict with KVERS="<version> ...".
@@ -34,7 +38,7 @@ DEPS := make gcc clang llvm pkg-config git \
 	linux-image-amd64 linux-headers-amd64 \
 	linux-image-6.12-amd64 linux-headers-6.12-amd64 \
 	qemu-system-x86 busybox-static kmod xz-utils zstd cpio dwarves \
-	dmsetup libdevmapper-dev libjansson-dev libmicrohttpd-dev libudev-dev \
+	dmsetup libdevmapper-dev libjansson-dev libmicrohttpd-dev libudev-dev libsystemd-dev \
 	systemtap-sdt-dev liburing-dev abigail-tools man-db mandoc bsdextrautils shellcheck \
 	libbpf-dev bpftool bpftrace libncurses-dev \
 	fio e2fsprogs util-linux strace procps psmisc iproute2 curl jq \
@@ -48,6 +52,9 @@ BENCH_DEPS := nbdkit nbd-client linux-perf
 # and Debian's PREEMPT_RT kernel with headers.
 DEBUG_DEPS := linux-source-6.12 bc flex bison libelf-dev libssl-dev dwarves \
 	linux-image-6.12-rt-amd64 linux-headers-6.12-rt-amd64
+
+# What only `make deb` needs: debhelper, DKMS and its dh addon, lintian.
+PKG_DEPS := debhelper dkms dh-dkms lintian dpkg-dev fakeroot
 
 all: modules daemon lib examples bpf tools
 
@@ -76,6 +83,13 @@ debug-deps:
 
 debug-deps-if-needed:
 	@$(call install_missing,$(DEPS) $(DEBUG_DEPS),debug-deps)
+
+pkg-deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS) $(PKG_DEPS)
+
+pkg-deps-if-needed:
+	@$(call install_missing,$(DEPS) $(PKG_DEPS),pkg-deps)
 
 # install_missing PACKAGES,TARGET: make TARGET if a package is not installed
 install_missing = missing=$$(for p in $(1); do \
@@ -135,6 +149,79 @@ $(BUILD)/tools/%: $(ROOT)/tests/tools/%.c $(ROOT)/module/include/uapi/linux/dm-u
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_USER) -o $@ $<
 
+# ---- install ---------------------------------------------------------------
+
+# GNU names.  The module's source goes to /usr/src/dm-user-<version>
+# whatever PREFIX is (DKMS looks there only); the units and the
+# modules-load.d entry to systemd's directories (pkg-config), since systemd
+# reads no others.  Userspace only: `make install` builds no kernel module
+# (DKMS does, for every installed kernel).
+VERSION := $(shell sed -n 's/^\#define DMUSERD_VERSION "\(.*\)"/\1/p' $(ROOT)/daemon/version.h)
+PREFIX ?= /usr/local
+prefix ?= $(PREFIX)
+exec_prefix ?= $(prefix)
+sbindir ?= $(exec_prefix)/sbin
+libdir ?= $(exec_prefix)/lib
+includedir ?= $(prefix)/include
+datadir ?= $(prefix)/share
+mandir ?= $(datadir)/man
+sysconfdir ?= /etc
+dkmssrcdir ?= /usr/src/dm-user-$(VERSION)
+unitdir ?= $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
+modulesloaddir ?= $(or $(shell pkg-config --variable=modulesloaddir systemd 2>/dev/null),/usr/lib/modules-load.d)
+
+# Man pages: those that exist when make install runs.
+MAN4 := $(wildcard $(ROOT)/module/dm-user.4)
+MAN8 := $(ROOT)/daemon/dmuserd.8 $(wildcard $(ROOT)/bpf/dmuser-lat.8 $(ROOT)/bpf/dmuser-top.8 \
+	$(ROOT)/bpf/dmuser-exporter.8)
+DASHBOARDS := grafana/dm-user.json prometheus/dm-user.rules.yml prometheus/prometheus.yml
+UNITS := dmuserd@.service dmuser-exporter.service
+SUBST = sed -e 's|@sbindir@|$(sbindir)|g' -e 's|@sysconfdir@|$(sysconfdir)|g'
+
+install: daemon lib bpf
+	install -d $(DESTDIR)$(sbindir) $(DESTDIR)$(datadir)/dm-user/oneliners \
+		$(DESTDIR)$(mandir)/man8 $(DESTDIR)$(unitdir) $(DESTDIR)$(modulesloaddir)
+	install -m 0755 $(ROOT)/daemon/dmuserd $(ROOT)/bpf/dmuser-lat $(ROOT)/bpf/dmuser-top \
+		$(ROOT)/bpf/dmuser-exporter $(DESTDIR)$(sbindir)/
+	install -m 0755 $(ROOT)/bpf/oneliners/*.bt $(DESTDIR)$(datadir)/dm-user/oneliners/
+	for f in $(DASHBOARDS); do \
+		install -D -m 0644 $(ROOT)/dashboards/$$f $(DESTDIR)$(datadir)/dm-user/dashboards/$$f || exit; \
+	done
+	install -m 0644 $(ROOT)/systemd/dmuserd.conf.example $(DESTDIR)$(datadir)/dm-user/
+	install -m 0644 $(MAN8) $(DESTDIR)$(mandir)/man8/
+	$(if $(MAN4),install -D -m 0644 $(MAN4) -t $(DESTDIR)$(mandir)/man4/)
+	$(MAKE) -C $(ROOT)/lib install PREFIX=$(prefix) LIBDIR=$(libdir) INCLUDEDIR=$(includedir) \
+		MANDIR=$(mandir) DESTDIR=$(DESTDIR)
+	for u in $(UNITS); do \
+		$(SUBST) $(ROOT)/systemd/$$u.in > $(DESTDIR)$(unitdir)/$$u && \
+		chmod 0644 $(DESTDIR)$(unitdir)/$$u || exit; \
+	done
+	install -m 0644 $(ROOT)/systemd/dm-user.modules-load.conf $(DESTDIR)$(modulesloaddir)/dm-user.conf
+	$(MAKE) -s install-dkms-src DESTDIR=$(DESTDIR)
+
+# The module's source as DKMS builds it (module/dkms.conf, module/Makefile).
+install-dkms-src:
+	install -d $(DESTDIR)$(dkmssrcdir)/include/uapi/linux $(DESTDIR)$(dkmssrcdir)/scripts
+	install -m 0644 $(ROOT)/module/dm-user.c $(ROOT)/module/dm-user-trace.h $(ROOT)/module/Kbuild \
+		$(ROOT)/module/Makefile $(DESTDIR)$(dkmssrcdir)/
+	sed 's/@VERSION@/$(VERSION)/' $(ROOT)/module/dkms.conf.in > $(DESTDIR)$(dkmssrcdir)/dkms.conf
+	install -m 0644 $(ROOT)/module/include/uapi/linux/dm-user.h $(DESTDIR)$(dkmssrcdir)/include/uapi/linux/
+	install -m 0755 $(ROOT)/module/scripts/vmlinux-btf.sh $(DESTDIR)$(dkmssrcdir)/scripts/
+
+# ---- packages: Debian ------------------------------------------------------
+
+# dpkg-buildpackage builds out of a clean copy of the tree (the files git
+# knows or would add, build/ aside), so the tree's own build products never
+# reach a package; the .debs land in build/deb/.  lintian then fails it on
+# an error (warnings are listed: debian/README.source explains those left).
+deb: pkg-deps-if-needed
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
+	cd $(ROOT) && git ls-files -z --cached --others --exclude-standard | grep -zv '^build/' | \
+		xargs -0 tar -cf - --no-recursion | tar -xf - -C $(BUILD)/deb/src
+	cd $(BUILD)/deb/src && dpkg-buildpackage -us -uc -b
+	rm -rf $(BUILD)/deb/src
+	lintian --info --fail-on error $(BUILD)/deb/*.changes
+
 # ---- tests -----------------------------------------------------------------
 
 unit: daemon lib bpf
@@ -144,6 +231,7 @@ unit: daemon lib bpf
 	$(MAKE) -C $(ROOT)/tests/unit/dashboards check
 	$(MAKE) -C $(ROOT)/tests/unit/bench check
 	$(MAKE) -C $(ROOT)/tests/unit/man check
+	$(MAKE) -C $(ROOT)/tests/unit/install check
 
 check: deps-if-needed
 	@$(MAKE) -C $(ROOT) all
@@ -211,4 +299,4 @@ clean:
 	-$(MAKE) -C $(ROOT)/tests/unit/bpf clean
 	-$(MAKE) -C $(ROOT)/tests/unit/bench clean
 
-.PHONY: all deps deps-if-needed bench-deps bench-deps-if-needed debug-deps debug-deps-if-needed check-debug modules daemon lib examples bpf tools unit lint sparse check soak demo bench clean
+.PHONY: all deps deps-if-needed bench-deps bench-deps-if-needed pkg-deps pkg-deps-if-needed install install-dkms-src deb debug-deps debug-deps-if-needed check-debug modules daemon lib examples bpf tools unit lint sparse check soak demo bench clean

@@ -12,7 +12,8 @@
  *      loaded, still suspended
  *   6. one channel opened per worker, workers started
  *   7. the device resumed: I/O may flow now
- *   8. the ready file written
+ *   8. the ready file written, and systemd told READY=1 (sd_notify: a
+ *      no-op when not started by systemd with Type=notify)
  * SIGHUP re-reads the device's table and logs it; dmuserd goes on.
  * Shutdown on SIGINT/SIGTERM: the device is removed while the workers
  * still serve (dm completes in-flight I/O first), the workers see ENOTBLK
@@ -35,6 +36,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "backend_file.h"
@@ -71,6 +73,7 @@ struct daemon {
 	bool created;		/* we created the device: remove it at exit */
 	bool ready_written;
 	int signal_fd;
+	int watchdog_ms;	/* WATCHDOG=1 every this often; -1: no watchdog */
 };
 
 /* ---- 1. signals, and the process's memory (4) ---------------------------- */
@@ -254,6 +257,26 @@ static int write_ready_file(struct daemon *d)
 	return 0;
 }
 
+/*
+ * systemd (Type=notify): READY=1 once the device is live and every worker
+ * serves, as the ready file.  With WatchdogSec=, the main loop pings at
+ * half the interval: a main loop stuck (in a removal, say) gets the
+ * daemon restarted.
+ */
+static void notify_ready(struct daemon *d)
+{
+	uint64_t usec = 0;
+
+	sd_notifyf(0, "READY=1\nSTATUS=serving %s on " MAPPER_DIR "/%s", d->opt.file,
+		   d->opt.name);
+	d->watchdog_ms = -1;
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec) {
+		d->watchdog_ms = (int)(usec / 2000);
+		if (d->watchdog_ms < 1)
+			d->watchdog_ms = 1;
+	}
+}
+
 /* ---- running and stopping ---------------------------------------------- */
 
 /* Remove the device we created, with the workers still serving. */
@@ -282,9 +305,9 @@ static int stop_workers(struct daemon *d)
 }
 
 /*
- * SIGHUP, the conventional "reload": dmuserd has no configuration file to
- * read again, so it re-reads the device's live table and says what it
- * serves, in one line.  It does not stop.  Requests beyond the size it
+ * SIGHUP, the conventional "reload": dmuserd does not read its --config
+ * again (nothing in it can change on a live device), it re-reads the
+ * device's live table and says what it serves, in one line.  It does not stop.  Requests beyond the size it
  * serves are accepted once the backend has grown (probe_size, ops.c), so
  * a table reloaded larger needs nothing more.
  */
@@ -323,6 +346,7 @@ static int on_signal(struct daemon *d)
 		return KEEP_RUNNING;
 	}
 	dmu_info("%s: shutting down", strsignal((int)si.ssi_signo));
+	sd_notify(0, "STOPPING=1");
 	if (d->opt.attach)
 		return stop_workers(d) ? EXIT_RUNTIME : 0;
 
@@ -374,12 +398,18 @@ static int run(struct daemon *d)
 			{ .fd = d->pool.exit_fd, .events = POLLIN },
 		};
 
-		if (poll(p, 2, -1) < 0) {
+		int n = poll(p, 2, d->watchdog_ms);
+
+		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			dmu_error("poll: %s", strerror(errno));
 			return EXIT_RUNTIME;
 		}
+		if (d->watchdog_ms >= 0)
+			sd_notify(0, "WATCHDOG=1");
+		if (n == 0)
+			continue;
 		if (p[0].revents)
 			status = on_signal(d);
 		else if (p[1].revents)
@@ -447,6 +477,7 @@ int main(int argc, char **argv)
 	static struct daemon d;
 	int status = EXIT_RUNTIME;
 
+	d.watchdog_ms = -1;
 	switch (dmu_options_parse(argc, argv, &d.opt)) {
 	case DMU_PARSE_EXIT:
 		return 0;
@@ -467,8 +498,10 @@ int main(int argc, char **argv)
 
 	if ((!d.opt.attach || attach_device(&d) == 0) && start_metrics(&d) == 0) {
 		setup_memory();
-		if (bring_up(&d) == 0 && write_ready_file(&d) == 0)
+		if (bring_up(&d) == 0 && write_ready_file(&d) == 0) {
+			notify_ready(&d);
 			status = run(&d);
+		}
 		else
 			tear_down(&d);
 	}
@@ -482,5 +515,6 @@ int main(int argc, char **argv)
 		dmu_device_free(d.dev);
 	dmu_file_backend_close(&d.backend);
 	dmu_pool_free(&d.pool);
+	dmu_options_free(&d.opt);
 	return status;
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,8 @@
 
 #include "log.h"
 #include "version.h"
+
+#define CONFIG_MAX_BYTES (64 * 1024)	/* a --config file, at most */
 
 void dmu_usage(FILE *out)
 {
@@ -66,6 +69,13 @@ void dmu_usage(FILE *out)
 "                           must be large enough).  Then the live table is\n"
 "                           reloaded with the new length, its options kept,\n"
 "                           and resumed.  Takes no other option.\n"
+"  -c, --config FILE        read options from FILE, one long option a line,\n"
+"                           without its dashes: \"option value\" (or\n"
+"                           \"option=value\"), or \"option\" alone for one that\n"
+"                           takes no value; # starts a comment line.  Read\n"
+"                           where it stands: later options override it.\n"
+"                           Used by dmuserd@NAME.service, with\n"
+"                           /etc/dm-user/NAME.conf\n"
 "  -h, --help               show this help and exit\n"
 "  -V, --version            show the version and exit\n"
 "\n"
@@ -165,6 +175,7 @@ static const struct option long_options[] = {
 	{ "recovery-ms",	required_argument, NULL, OPT_RECOVERY_MS },
 	{ "inject-delay-us",	required_argument, NULL, OPT_INJECT_DELAY },
 	{ "resize",		required_argument, NULL, OPT_RESIZE },
+	{ "config",		required_argument, NULL, 'c' },
 	{ "help",		no_argument,       NULL, 'h' },
 	{ "version",		no_argument,       NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -297,6 +308,136 @@ static int parse_one(int opt, const char *arg, struct dmu_options *o)
 	}
 }
 
+static const struct option *find_option(const char *name)
+{
+	for (const struct option *lo = long_options; lo->name; lo++)
+		if (!strcmp(lo->name, name))
+			return lo;
+	return NULL;
+}
+
+static char *trim(char *s)
+{
+	char *end;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	end = s + strlen(s);
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+		*--end = '\0';
+	return s;
+}
+
+/* The whole of path, NUL-terminated; NULL (message printed) on error. */
+static char *read_config(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *text;
+	size_t n;
+
+	if (!f) {
+		dmu_error("cannot read --config %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	text = malloc(CONFIG_MAX_BYTES + 1);
+	if (!text) {
+		dmu_error("cannot read --config %s: out of memory", path);
+		fclose(f);
+		return NULL;
+	}
+	n = fread(text, 1, CONFIG_MAX_BYTES + 1, f);
+	if (ferror(f) || n > CONFIG_MAX_BYTES) {
+		dmu_error(ferror(f) ? "cannot read --config %s: read error" :
+			  "cannot read --config %s: larger than 64 KiB", path);
+		free(text);
+		fclose(f);
+		return NULL;
+	}
+	fclose(f);
+	text[n] = '\0';
+	if (memchr(text, '\0', n)) {
+		dmu_error("--config %s: not a text file (a NUL byte)", path);
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+/*
+ * --config FILE: each line "option value", "option=value" or "option",
+ * the option a long one without its dashes, the value the rest of the line
+ * (surrounding blanks dropped, inner ones kept); blank lines and lines whose
+ * first non-blank character is # are skipped.  Each option is taken as if
+ * it stood on the command line where --config does.
+ */
+static int parse_config(const char *path, struct dmu_options *o, unsigned *serving)
+{
+	char *line, *next;
+	unsigned lineno = 0;
+
+	if (o->config_text) {
+		dmu_error("--config given twice");
+		return -1;
+	}
+	o->config_text = read_config(path);
+	if (!o->config_text)
+		return -1;
+	for (line = o->config_text; line; line = next) {
+		const struct option *lo;
+		char *key, *value;
+		size_t klen;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		lineno++;
+		key = trim(line);
+		if (!*key || *key == '#')
+			continue;
+		klen = strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789-");
+		value = key + klen;
+		if (*value && *value != '=' && *value != ' ' && *value != '\t') {
+			dmu_error("%s:%u: expected \"option value\", got '%s'", path, lineno, key);
+			return -1;
+		}
+		while (*value == ' ' || *value == '\t')
+			value++;
+		if (*value == '=')
+			value++;
+		key[klen] = '\0';
+		value = trim(value);
+		lo = klen ? find_option(key) : NULL;
+		if (!lo) {
+			dmu_error("%s:%u: unknown option '%s' (see --help)", path, lineno, key);
+			return -1;
+		}
+		if (lo->val == 'c' || lo->val == 'h' || lo->val == 'V' || lo->val == OPT_RESIZE) {
+			dmu_error("%s:%u: '%s' cannot be set in a configuration file", path, lineno, key);
+			return -1;
+		}
+		if (lo->has_arg == required_argument && !*value) {
+			dmu_error("%s:%u: option '%s' needs a value", path, lineno, key);
+			return -1;
+		}
+		if (lo->has_arg == no_argument && *value) {
+			dmu_error("%s:%u: option '%s' takes no value", path, lineno, key);
+			return -1;
+		}
+		if (parse_one(lo->val, lo->has_arg == no_argument ? NULL : value, o)) {
+			dmu_error("%s:%u: in option '%s'", path, lineno, key);
+			return -1;
+		}
+		*serving += lo->val != 'f' && lo->val != 'n';
+	}
+	return 0;
+}
+
+void dmu_options_free(struct dmu_options *o)
+{
+	free(o->config_text);
+	o->config_text = NULL;
+}
+
 enum dmu_parse_result dmu_options_parse(int argc, char **argv,
 					struct dmu_options *o)
 {
@@ -308,7 +449,7 @@ enum dmu_parse_result dmu_options_parse(int argc, char **argv,
 	optind = 1;
 	opterr = 0;	/* we print our own messages */
 
-	while ((opt = getopt_long(argc, argv, ":f:n:s:t:draR:m:hV",
+	while ((opt = getopt_long(argc, argv, ":f:n:s:t:draR:m:c:hV",
 				  long_options, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
@@ -323,6 +464,10 @@ enum dmu_parse_result dmu_options_parse(int argc, char **argv,
 		case '?':
 			dmu_error("unknown option '%s' (see --help)", argv[optind - 1]);
 			return DMU_PARSE_ERROR;
+		case 'c':
+			if (parse_config(optarg, o, &serving))
+				return DMU_PARSE_ERROR;
+			break;
 		default:
 			if (parse_one(opt, optarg, o))
 				return DMU_PARSE_ERROR;

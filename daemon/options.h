@@ -42,6 +42,11 @@ struct dmu_options {
 	 * given) and reload the live table of --name with this size.
 	 */
 	uint64_t resize;
+	/*
+	 * --config FILE: its text, kept for as long as the options (their
+	 * strings point into it); dmu_options_free() frees it.
+	 */
+	char *config_text;
 };
 
 enum dmu_parse_result {
@@ -52,6 +57,9 @@ enum dmu_parse_result {
 
 enum dmu_parse_result dmu_options_parse(int argc, char **argv,
 					struct dmu_options *opts);
+
+/* Frees what dmu_options_parse() allocated (the --config file's text). */
+void dmu_options_free(struct dmu_options *opts);
 
 /*
  * "4096", "64K", "1M", "2G", "1T" (binary multiples; "KiB"-style and "B"

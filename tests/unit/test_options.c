@@ -219,7 +219,7 @@ TEST(options_help_documents_every_option)
 		"--file", "--name", "--size", "--threads", "--direct", "--read-only",
 		"--attach", "--ready-file", "--metrics", "--no-batch",
 		"--inject-delay-us", "--resize", "--help", "--version",
-		"--queue-depth", "--timeout-ms", "--recovery-ms",
+		"--queue-depth", "--timeout-ms", "--recovery-ms", "--config",
 	};
 	char *text = NULL;
 	size_t len = 0;
@@ -286,7 +286,7 @@ TEST(options_man_page_documents_every_option)
 		}
 		p += n;
 	}
-	CHECK(flags >= 17);
+	CHECK(flags >= 18);
 	free(warnings);
 	free(text);
 	free(usage);
