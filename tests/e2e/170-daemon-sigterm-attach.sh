@@ -14,7 +14,7 @@
 
 tmp=$(dmu_tmpdir)
 name=dmu-test-attach
-sectors=$(($(dmu_scale 64 128) << 11)) # MiB: 64, 128 in `make soak`
+sectors=$(($(dmu_scale 48 128) << 11)) # MiB: 48, 128 in `make soak`
 size=$((sectors * 512))
 dev=/dev/mapper/$name
 dmu_load
@@ -36,20 +36,23 @@ dmsetup create --noudevsync "$name" --table "0 $sectors user 0 $sectors $name 2 
 dmsetup mknodes "$name"
 start_attached
 
-# The writes are paced (about 6000 at 300 a second; 12000 in soak), so that the
-# three restarts always fall inside them however fast the guest is; the reads
-# that verify them, after the last restart, are not.
+# The writes are paced (about 4500 at 300 a second; 12000 in soak), so that the
+# three restarts, 500 completed requests apart (1000 in soak), always fall inside
+# them however fast the guest is; the reads that verify them, after the last
+# restart, are not.
 fio --name=verify --filename="$dev" --rw=randwrite --bssplit=4k/50:16k/25:64k/25 \
 	--size="$size" --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=,300 \
 	--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
 	--output-format=json --output="$tmp/fio.json" &
 fio_pid=$!
 
+step=$(dmu_scale 500 1000)
 for cycle in 1 2 3; do
-	target=$(($(completed) + 1000))
+	target=$(($(completed) + step))
 	wait_until 300 completed_past "$target" || die "cycle $cycle: I/O made no progress"
 	kill -0 "$fio_pid" 2>/dev/null || die "cycle $cycle: fio ended before the restart"
-	log "cycle $cycle: SIGTERM at $(completed) completed requests"
+	at=$(completed)
+	log "cycle $cycle: SIGTERM at $at completed requests"
 	rc=0
 	dmu_stop "$pid" 30 || rc=$?
 	assert_eq "$rc" 0 "cycle $cycle: dmuserd --attach exit status after SIGTERM"
@@ -60,7 +63,9 @@ done
 
 rc=0
 wait "$fio_pid" || rc=$?
-read -r err written verified <<<"$(jq -r '.jobs[0] | "\(.error) \(.write.io_bytes) \(.read.io_bytes)"' "$tmp/fio.json")"
+read -r err written verified nwrites <<<"$(jq -r '.jobs[0] | "\(.error) \(.write.io_bytes) \(.read.io_bytes) \(.write.total_ios)"' "$tmp/fio.json")"
+# the device is new: its completions before the verifying reads are fio's writes
+((at < nwrites)) || die "the last restart came after the writes ($at completed requests, $nwrites writes)"
 log "fio exit $rc, error $err, written $written, verified $verified; status $(dmsetup status "$name")"
 assert_eq "$rc" 0 "fio exit status across the restarts"
 assert_eq "$err" 0 "fio error across the restarts"

@@ -12,9 +12,16 @@
 #   - the IOPS the dashboard shows for the device is not 0 during fio;
 #   - every recording rule returns data, every rule evaluates without error;
 #   - stopping dmuserd makes DmUserDaemonDown pending.
-# Runs on both kernels: the exporter's BPF side differs between them.
+# Kernel-independent (Prometheus, the rules and the dashboard's queries over
+# the exporter's and dmuserd's metric names; 400 checks the exporter's numbers
+# on every kernel): among Debian's stock kernels it runs on 6.1, since 6.12
+# already runs 420, the other kernel-independent browser test, and make check
+# waits for the slower guest; it runs on every kernel of the debug lane.
 . "$(dirname "$0")/lib.sh"
 . "$DMU_ROOT/dashboards/tests/lib.sh"
+
+[[ $DMU_KVER != 6.12.*+deb12-amd64 ]] ||
+	skip "kernel-independent (Prometheus over the exporter's and dmuserd's metrics, whose numbers 400 checks here); runs on 6.1 and in the debug lane"
 
 obs_require prometheus promtool fio jq curl python3
 tmp=$(dmu_tmpdir)
