@@ -31,7 +31,8 @@ KVERS ?= $(filter-out %-cloud-amd64 %-rt-amd64,$(filter %-amd64,\
 	$(notdir $(patsubst %/build,%,$(b))))))))
 KMODS := $(foreach k,$(KVERS),$(BUILD)/kmod/$(k)/dm-user.ko)
 MODULE_SRCS := $(wildcard $(ROOT)/module/*.c $(ROOT)/module/*.h \
-	$(ROOT)/module/Kbuild $(ROOT)/module/include/uapi/linux/*.h)
+	$(ROOT)/module/Kbuild $(ROOT)/module/Makefile $(ROOT)/module/scripts/vmlinux-btf.sh \
+	$(ROOT)/module/include/uapi/linux/*.h)
 
 # Everything the build, the tests and the demo use, as Debian packages.
 DEPS := make gcc clang llvm pkg-config git \
@@ -111,17 +112,14 @@ kdir = $(or $(KDIR),/lib/modules/$(1)/build)
 # generate it with pahole against the BTF of that kernel's own image.
 $(BUILD)/kmod/%/dm-user.ko: $(MODULE_SRCS)
 	@test -n "$(KVERS)" || { echo "no kernel headers installed: run 'make deps'" >&2; exit 1; }
-	@mkdir -p $(@D)/include/uapi/linux
-	@cp -p $(ROOT)/module/dm-user.c $(ROOT)/module/dm-user-trace.h $(ROOT)/module/Kbuild $(@D)/
+	@mkdir -p $(@D)/include/uapi/linux $(@D)/scripts
+	@cp -p $(ROOT)/module/dm-user.c $(ROOT)/module/dm-user-trace.h $(ROOT)/module/Kbuild \
+		$(ROOT)/module/Makefile $(@D)/
+	@cp -p $(ROOT)/module/scripts/vmlinux-btf.sh $(@D)/scripts/
 	@cp -p $(ROOT)/module/include/uapi/linux/dm-user.h $(@D)/include/uapi/linux/
-	$(MAKE) -C $(call kdir,$*) M=$(@D) W=1 modules 2>&1 | \
+	@# module/Makefile's dkms target, as DKMS runs it: kbuild, then the module BTF
+	$(MAKE) -C $(@D) KDIR=$(call kdir,$*) KVER=$* dkms 2>&1 | \
 		grep -v 'Skipping BTF generation'; test $${PIPESTATUS[0]} -eq 0
-	@if [ ! -e $(call kdir,$*)/vmlinux ]; then \
-		$(ROOT)/module/scripts/vmlinux-btf.sh /boot/vmlinuz-$* $(@D)/vmlinux.btf && \
-		pahole -J --btf_base $(@D)/vmlinux.btf $@ && \
-		rm -f $(@D)/vmlinux.btf && echo "  BTF     $@ (pahole, base /boot/vmlinuz-$*)"; \
-	fi
-	@readelf -S $@ | grep -q '\.BTF' || { echo "$@: no BTF section" >&2; exit 1; }
 
 daemon: lib
 	$(MAKE) -C $(ROOT)/daemon
