@@ -13,6 +13,9 @@ import sys
 import tempfile
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import unitrun  # noqa: E402  (tests/unit/unitrun.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
 import report  # noqa: E402
@@ -431,27 +434,7 @@ class Rendering(unittest.TestCase):
 
 
 def main(argv):
-    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
-    tests = []
-
-    def flatten(s):
-        for t in s:
-            if isinstance(t, unittest.TestSuite):
-                flatten(t)
-            else:
-                tests.append(t)
-    flatten(suite)
-    if len(argv) > 1:
-        tests = [t for t in tests if argv[1] in t.id()]
-    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=0).run(unittest.TestSuite(tests))
-    failed = len(result.failures) + len(result.errors)
-    bad = {t.id() for t, _ in result.failures + result.errors}
-    skipped = {t.id() for t, _ in result.skipped}
-    for t in tests:
-        kind = "FAIL " if t.id() in bad else "SKIP " if t.id() in skipped else "PASS "
-        print(kind + t.id().split(".", 1)[1])
-    print(f"{result.testsRun - failed - len(skipped)} passed, {failed} failed, {len(skipped)} skipped")
-    return 1 if failed else 0
+    return unitrun.run(sys.modules[__name__], argv[1] if len(argv) > 1 else None)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ import subprocess
 import sys
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import unitrun  # noqa: E402  (tests/unit/unitrun.py)
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
 DASH_DIR = os.path.join(ROOT, 'dashboards')
 
@@ -182,26 +185,7 @@ def main(argv):
         return 0
     if len(argv) > 1:
         DASH_DIR = os.path.abspath(argv[1])
-    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
-    tests = []
-
-    def flatten(s):
-        for t in s:
-            if isinstance(t, unittest.TestSuite):
-                flatten(t)
-            else:
-                tests.append(t)
-    flatten(suite)
-    if len(argv) > 2:
-        tests = [t for t in tests if argv[2] in t.id()]
-    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=0).run(unittest.TestSuite(tests))
-    bad = {t.id() for t, _ in result.failures + result.errors}
-    skipped = {t.id() for t, _ in result.skipped}
-    for t in tests:
-        kind = 'FAIL' if t.id() in bad else 'SKIP' if t.id() in skipped else 'ok  '
-        print(f'{kind} {t.id().split(".", 1)[1]}')
-    print(f'{result.testsRun - len(bad) - len(skipped)} passed, {len(bad)} failed, {len(skipped)} skipped')
-    return 1 if bad else 0
+    return unitrun.run(sys.modules[__name__], argv[2] if len(argv) > 2 else None, ok='ok  ')
 
 
 if __name__ == '__main__':
