@@ -5,7 +5,8 @@
  *
  * A request passes dm_user_map once, then dm_user_read and dm_user_write once
  * per daemon that takes it (more than once only if a channel died and the
- * request was requeued), and dm_user_complete exactly once.
+ * request was requeued), dm_user_stall at most once, and dm_user_complete
+ * exactly once.
  */
 #undef TRACE_SYSTEM
 #define TRACE_SYSTEM dm_user
@@ -88,6 +89,42 @@ TRACE_EVENT(dm_user_write,
 	TP_printk("dev %d:%d seq %llu status %llu",
 		  MAJOR(__entry->dev), MINOR(__entry->dev), __entry->seq,
 		  __entry->status)
+);
+
+/*
+ * A daemon has held a request for stall_ms or longer: fired once per
+ * request, from the target's clock, which leaves the request alone.  pid
+ * and tid are the process and thread whose read() took it; age_us counts
+ * from dm_user_map, held_us from that read().
+ */
+TRACE_EVENT(dm_user_stall,
+	TP_PROTO(dev_t dev, u64 seq, u32 op, u32 channel, s32 pid, s32 tid,
+		 u64 age_us, u64 held_us),
+	TP_ARGS(dev, seq, op, channel, pid, tid, age_us, held_us),
+	TP_STRUCT__entry(
+		__field(dev_t, dev)
+		__field(u64, seq)
+		__field(u32, op)
+		__field(u32, channel)
+		__field(s32, pid)
+		__field(s32, tid)
+		__field(u64, age_us)
+		__field(u64, held_us)
+	),
+	TP_fast_assign(
+		__entry->dev = dev;
+		__entry->seq = seq;
+		__entry->op = op;
+		__entry->channel = channel;
+		__entry->pid = pid;
+		__entry->tid = tid;
+		__entry->age_us = age_us;
+		__entry->held_us = held_us;
+	),
+	TP_printk("dev %d:%d seq %llu op %u channel %u pid %d tid %d age_us %llu held_us %llu",
+		  MAJOR(__entry->dev), MINOR(__entry->dev), __entry->seq,
+		  __entry->op, __entry->channel, __entry->pid, __entry->tid,
+		  __entry->age_us, __entry->held_us)
 );
 
 /*

@@ -125,6 +125,7 @@
 
 #include <linux/bio.h>
 #include <linux/blkdev.h>
+#include <linux/debugfs.h>
 #include <linux/device-mapper.h>
 #include <linux/fs.h>
 #include <linux/kref.h>
@@ -133,7 +134,10 @@
 #include <linux/percpu.h>
 #include <linux/poll.h>
 #include <linux/rcupdate.h>
+#include <linux/sched.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 #include <linux/spinlock.h>
 #include <linux/uio.h>
 #include <linux/wait.h>
@@ -156,6 +160,7 @@
 #define DMU_DEFAULT_QUEUE_DEPTH	0	/* unlimited */
 #define DMU_DEFAULT_TIMEOUT_MS	0	/* no timeout */
 #define DMU_DEFAULT_RECOVERY_MS	0	/* fail at once when a daemon dies */
+#define DMU_DEFAULT_STALL_MS	0	/* no stall events */
 #define DMU_DEFAULT_MAX_IO_LEN	2048	/* sectors: 1 MiB */
 
 struct dmu_target;
@@ -168,6 +173,15 @@ struct dmu_msg {
 	struct bvec_iter data;		/* position in the BIO's data */
 	size_t pos;			/* bytes of header + payload moved */
 	unsigned long mapped;		/* jiffies at map(): its age's origin */
+	/*
+	 * The daemon thread whose read() last took it, and when (jiffies):
+	 * stored at the take, read only by the in-flight table and the stall
+	 * check.  Meaningless while the message is QUEUED.
+	 */
+	unsigned long taken;
+	pid_t tid;			/* task_pid_nr(): the thread */
+	pid_t tgid;			/* task_tgid_nr(): its process */
+	bool stalled;			/* dm_user_stall fired for it */
 	/*
 	 * ktime_get_ns() at the stages dm_user_complete reports, taken only
 	 * while it is traced: 0 when not taken.
@@ -197,6 +211,7 @@ struct dmu_args {
 	unsigned int timeout_ms;
 	unsigned int recovery_ms;
 	unsigned int max_io_len;
+	unsigned int stall_ms;
 };
 
 struct dmu_target {
@@ -237,6 +252,8 @@ struct dmu_target {
 	struct list_head node;		/* on dmu_targets */
 	char ctl_name[DMU_CTL_NAME_MAX + 1];
 	char misc_name[sizeof("dm-user/") + DMU_CTL_NAME_MAX];
+	/* debugfs dm-user/<ctl_name>/, removed before the control device */
+	struct dentry *debugfs;
 };
 
 /* ti->private: one "user" target of one table, and the target it drives. */
@@ -720,22 +737,28 @@ static void dmu_schedule_work_locked(struct dmu_target *t)
 {
 	unsigned long delay = msecs_to_jiffies(DMU_TICK_MS_MAX);
 	unsigned int timeout_ms = t->args.timeout_ms;
+	unsigned int stall_ms = t->args.stall_ms;
 
 	if (t->dead)
 		return;
 	if (timeout_ms)
 		delay = min(delay, msecs_to_jiffies(max(timeout_ms / 4, 1U)));
+	if (stall_ms)
+		delay = min(delay, msecs_to_jiffies(max(stall_ms / 4, 1U)));
 	if (t->recovering)
 		delay = min(delay, time_after(t->orphan_deadline, jiffies) ?
 				   t->orphan_deadline - jiffies : 0UL);
 	mod_delayed_work(dmu_wq, &t->work, max(delay, 1UL));
 }
 
-/* The clock runs while requests could time out or a daemon may return. */
+/*
+ * The clock runs while requests could time out or stall, or a daemon may
+ * return.
+ */
 static bool dmu_needs_work_locked(struct dmu_target *t)
 {
-	return (t->args.timeout_ms && atomic_read(&t->nr_pending)) ||
-	       t->recovering;
+	return ((t->args.timeout_ms || t->args.stall_ms) &&
+		atomic_read(&t->nr_pending)) || t->recovering;
 }
 
 /* A request's age, from map(), against a timeout of @tmo jiffies. */
@@ -831,9 +854,67 @@ static void dmu_expire_current(struct dmu_channel *c, unsigned long tmo,
 	}
 }
 
+/* A request's age, from map(), in microseconds. */
+static u64 dmu_age_us(const struct dmu_msg *m, unsigned long now, u64 now_ns)
+{
+	if (m->map_ns && now_ns > m->map_ns)
+		return div_u64(now_ns - m->map_ns, NSEC_PER_USEC);
+	return (u64)jiffies_to_msecs(now - m->mapped) * USEC_PER_MSEC;
+}
+
+/*
+ * Fires dm_user_stall, once in its life, for a request @c's daemon has held
+ * for @thr jiffies or more; the request itself is left alone.  Returns
+ * false if it has not been held that long.
+ */
+static bool dmu_stall_check(struct dmu_channel *c, struct dmu_msg *m,
+			    unsigned long thr)
+{
+	unsigned long now = jiffies;
+
+	if (time_before(now, m->taken + thr))
+		return false;
+	if (!m->stalled) {
+		m->stalled = true;
+		trace_dm_user_stall(c->t->dev, m->hdr.seq, m->hdr.type, c->id,
+				    m->tgid, m->tid,
+				    dmu_age_us(m, now, m->map_ns ? ktime_get_ns() : 0),
+				    (u64)jiffies_to_msecs(now - m->taken) *
+				    USEC_PER_MSEC);
+	}
+	return true;
+}
+
+/*
+ * The stall check of one channel: what it is reading, what it has read
+ * (c->sent, in the order it took them, so the walk stops at the first
+ * request not held @thr yet: it visits the stalled ones and one more) and
+ * what it is answering (only if no write() is copying it right now; the
+ * next tick looks again).  Called with target->lock held, as
+ * dmu_expire_current() is, and for the same reasons.
+ */
+static void dmu_check_stalls(struct dmu_channel *c, unsigned long thr)
+{
+	struct dmu_msg *m;
+
+	spin_lock(&c->lock);
+	if (c->rd_cur)
+		dmu_stall_check(c, c->rd_cur, thr);
+	list_for_each_entry(m, &c->sent, node)
+		if (!dmu_stall_check(c, m, thr))
+			break;
+	spin_unlock(&c->lock);
+	if (READ_ONCE(c->wr_cur) && mutex_trylock(&c->wr_lock)) {
+		if (c->wr_cur)
+			dmu_stall_check(c, c->wr_cur, thr);
+		mutex_unlock(&c->wr_lock);
+	}
+}
+
 /*
  * The target's clock, on dmu_wq (WQ_MEM_RECLAIM: it must run when reclaim
- * waits on this very device): ends requests older than timeout_ms, in
+ * waits on this very device): reports the requests a daemon has held
+ * longer than stall_ms, then ends requests older than timeout_ms, in
  * whatever state, and the requests of a daemon that did not come back
  * within recovery_ms.  It allocates nothing it waits for.
  */
@@ -848,6 +929,11 @@ static void dmu_work(struct work_struct *work)
 	LIST_HEAD(orphans);
 
 	spin_lock(&t->lock);
+	if (t->args.stall_ms) {
+		tmo = msecs_to_jiffies(t->args.stall_ms);
+		list_for_each_entry(c, &t->channels, node)
+			dmu_check_stalls(c, tmo);
+	}
 	if (t->args.timeout_ms) {
 		tmo = msecs_to_jiffies(t->args.timeout_ms);
 		queued = dmu_collect_expired(&t->backlog, &expired, NULL, tmo);
@@ -1074,6 +1160,9 @@ static unsigned int dmu_take_locked(struct dmu_channel *c, struct list_head *q,
 		*room -= min(need, *room);
 		*first = false;
 		n++;
+		m->taken = jiffies;
+		m->tid = task_pid_nr(current);
+		m->tgid = task_tgid_nr(current);
 		dmu_stamp_taken(m);
 		trace_dm_user_read(c->t->dev, m->hdr.seq, m->hdr.type, c->id);
 	}
@@ -1545,6 +1634,184 @@ static const struct file_operations dmu_fops = {
 	.compat_ioctl = compat_ptr_ioctl,
 };
 
+/* ---- the in-flight table (debugfs) -------------------------------------- */
+
+/*
+ * /sys/kernel/debug/dm-user/<ctl_name>/inflight lists every request the
+ * target holds, one line each, oldest (lowest seq) first.  Reading it costs
+ * the I/O path nothing but the three stores of dmu_take_locked(); the file
+ * takes a snapshot under the target's and each channel's lock, as the
+ * timeout work does, and formats it with no lock held.
+ *
+ * A request is shown in the state the comment at the top names: queued (on
+ * the backlog, channel -1, or on a channel's queue), reading, sent, or
+ * replying (shown only when no write() is copying its reply at that
+ * instant: the trylock below).  A request that a read() has taken and not
+ * yet put on its channel's sent list, or that a write() has matched and is
+ * ending, is in no list for that moment, and not shown.
+ *
+ * Lifetime: the file is removed, under dmu_targets_lock, before the last
+ * table lets go of the target; debugfs_remove() waits for a show() under
+ * way, and later reads of a file still open fail with EIO.  show() takes
+ * only target->lock and channel->lock, never dmu_targets_lock.
+ */
+enum dmu_state {
+	DMU_STATE_QUEUED,
+	DMU_STATE_READING,
+	DMU_STATE_SENT,
+	DMU_STATE_REPLYING,
+};
+
+static const char *const dmu_state_names[] = {
+	[DMU_STATE_QUEUED] = "queued",
+	[DMU_STATE_READING] = "reading",
+	[DMU_STATE_SENT] = "sent",
+	[DMU_STATE_REPLYING] = "replying",
+};
+
+struct dmu_inflight {
+	u64 seq;
+	u64 sector;
+	u64 age_us;
+	u32 op;
+	u32 bytes;
+	s32 channel;			/* -1: the backlog */
+	pid_t pid;			/* 0 while QUEUED */
+	pid_t tid;
+	enum dmu_state state;
+};
+
+struct dmu_snapshot {
+	struct dmu_inflight *r;
+	unsigned int nr;
+	unsigned int cap;
+	bool full;			/* more requests than cap */
+	unsigned long now;
+	u64 now_ns;
+};
+
+static void dmu_snap_add(struct dmu_snapshot *s, const struct dmu_msg *m,
+			 const struct dmu_channel *c, enum dmu_state state)
+{
+	struct dmu_inflight *r;
+
+	if (s->nr == s->cap) {
+		s->full = true;
+		return;
+	}
+	r = &s->r[s->nr++];
+	r->seq = m->hdr.seq;
+	r->sector = m->hdr.sector;
+	r->op = m->hdr.type;
+	r->bytes = m->hdr.len;
+	r->age_us = dmu_age_us(m, s->now, s->now_ns);
+	r->channel = c ? (s32)c->id : -1;
+	r->state = state;
+	r->pid = state == DMU_STATE_QUEUED ? 0 : m->tgid;
+	r->tid = state == DMU_STATE_QUEUED ? 0 : m->tid;
+}
+
+static void dmu_snap_list(struct dmu_snapshot *s, struct list_head *list,
+			  const struct dmu_channel *c, enum dmu_state state)
+{
+	struct dmu_msg *m;
+
+	list_for_each_entry(m, list, node)
+		dmu_snap_add(s, m, c, state);
+}
+
+/*
+ * Copies what the target holds into @s.  A READING message is owned by a
+ * read(), but leaves rd_cur only under channel->lock (to the sent list, to
+ * the timeout work, to a release), so that lock keeps it alive here.  A
+ * REPLYING message can end without channel->lock, so it is looked at only
+ * under a trylock of wr_lock, which target->lock orders against the
+ * timeout work and dev_release() as in dmu_expire_current().
+ */
+static void dmu_snapshot(struct dmu_target *t, struct dmu_snapshot *s)
+{
+	struct dmu_channel *c;
+
+	spin_lock(&t->lock);
+	s->now = jiffies;
+	s->now_ns = ktime_get_ns();
+	dmu_snap_list(s, &t->backlog, NULL, DMU_STATE_QUEUED);
+	list_for_each_entry(c, &t->channels, node) {
+		spin_lock(&c->lock);
+		dmu_snap_list(s, &c->queue, c, DMU_STATE_QUEUED);
+		if (c->rd_cur)
+			dmu_snap_add(s, c->rd_cur, c, DMU_STATE_READING);
+		dmu_snap_list(s, &c->sent, c, DMU_STATE_SENT);
+		spin_unlock(&c->lock);
+		if (READ_ONCE(c->wr_cur) && mutex_trylock(&c->wr_lock)) {
+			if (c->wr_cur)
+				dmu_snap_add(s, c->wr_cur, c,
+					     DMU_STATE_REPLYING);
+			mutex_unlock(&c->wr_lock);
+		}
+	}
+	spin_unlock(&t->lock);
+}
+
+static int dmu_inflight_cmp(const void *a, const void *b)
+{
+	const struct dmu_inflight *x = a, *y = b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+#define DMU_SNAPSHOT_TRIES	3
+
+static int dmu_inflight_show(struct seq_file *sf, void *unused)
+{
+	struct dmu_target *t = sf->private;
+	struct dmu_snapshot s = { };
+	unsigned int cap, i, tries;
+	struct dmu_inflight *r;
+
+	/* Room for what is pending now, and more if it grew meanwhile. */
+	cap = max(atomic_read(&t->nr_pending), 0) + 16;
+	for (tries = 1; ; tries++) {
+		s.r = kvmalloc_array(cap, sizeof(*s.r), GFP_KERNEL);
+		if (!s.r)
+			return -ENOMEM;
+		s.cap = cap;
+		s.nr = 0;
+		s.full = false;
+		dmu_snapshot(t, &s);
+		if (!s.full || tries == DMU_SNAPSHOT_TRIES)
+			break;
+		kvfree(s.r);
+		cap = 2 * max_t(unsigned int, cap,
+				max(atomic_read(&t->nr_pending), 0));
+	}
+	sort(s.r, s.nr, sizeof(*s.r), dmu_inflight_cmp, NULL);
+
+	seq_puts(sf, "# dev seq op sector bytes state channel pid tid age_us\n");
+	for (i = 0; i < s.nr; i++) {
+		r = &s.r[i];
+		seq_printf(sf, "%u:%u %llu %u %llu %u %s %d %d %d %llu\n",
+			   MAJOR(t->dev), MINOR(t->dev), r->seq, r->op,
+			   r->sector, r->bytes, dmu_state_names[r->state],
+			   r->channel, r->pid, r->tid, r->age_us);
+	}
+	if (s.full)
+		seq_puts(sf, "# truncated\n");
+	kvfree(s.r);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(dmu_inflight);
+
+/* debugfs dm-user/, or an error pointer, which debugfs takes as "none". */
+static struct dentry *dmu_debugfs_root;
+
+static void dmu_debugfs_add(struct dmu_target *t)
+{
+	t->debugfs = debugfs_create_dir(t->ctl_name, dmu_debugfs_root);
+	debugfs_create_file("inflight", 0400, t->debugfs, t,
+			    &dmu_inflight_fops);
+}
+
 /* ---- target: the device-mapper interface -------------------------------- */
 
 static bool dmu_ctl_name_valid(const char *name)
@@ -1559,7 +1826,7 @@ static int dmu_parse_options(struct dmu_args *args, struct dm_arg_set *as,
 			     char **error)
 {
 	static const struct dm_arg count = {
-		0, 8, "Invalid number of optional arguments"
+		0, 10, "Invalid number of optional arguments"
 	};
 	unsigned int argc, value;
 	const char *key;
@@ -1589,6 +1856,8 @@ static int dmu_parse_options(struct dmu_args *args, struct dm_arg_set *as,
 			args->timeout_ms = value;
 		} else if (!strcasecmp(key, "recovery_ms")) {
 			args->recovery_ms = value;
+		} else if (!strcasecmp(key, "stall_ms")) {
+			args->stall_ms = value;
 		} else if (!strcasecmp(key, "max_io_len")) {
 			if (value < PAGE_SECTORS) {
 				*error = "max_io_len must be at least a page";
@@ -1638,6 +1907,7 @@ static struct dmu_target *dmu_target_create(const char *name, dev_t dev,
 		dmu_target_put(t);
 		return ERR_PTR(r);
 	}
+	dmu_debugfs_add(t);
 	return t;
 
 nomem:
@@ -1688,7 +1958,7 @@ static struct dmu_target *dmu_target_get(struct dm_target *ti,
  * <length>: must equal the target's length.
  * <control-name>: the daemon opens /dev/dm-user/<control-name>.
  * Optional: queue_depth <n>, timeout_ms <ms>, recovery_ms <ms>,
- * max_io_len <sectors>.
+ * max_io_len <sectors>, stall_ms <ms>.
  */
 static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
@@ -1729,6 +1999,7 @@ static int user_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	inst->args.timeout_ms = DMU_DEFAULT_TIMEOUT_MS;
 	inst->args.recovery_ms = DMU_DEFAULT_RECOVERY_MS;
 	inst->args.max_io_len = DMU_DEFAULT_MAX_IO_LEN;
+	inst->args.stall_ms = DMU_DEFAULT_STALL_MS;
 
 	as.argc -= 3;
 	as.argv += 3;
@@ -1788,6 +2059,9 @@ static void user_dtr(struct dm_target *ti)
 	last = list_empty(&t->instances);
 	if (last) {
 		list_del(&t->node);
+		/* Waits for a reader of the in-flight table; see there. */
+		debugfs_remove(t->debugfs);
+		t->debugfs = NULL;
 		misc_deregister(&t->misc);
 	}
 	mutex_unlock(&dmu_targets_lock);
@@ -1852,10 +2126,11 @@ static void dmu_trace_map(struct dmu_target *t, struct dmu_msg *m)
 			  max(atomic_read(&t->nr_pending) - queued, 0));
 }
 
-/* Starts the clock for timeout_ms, if it is not running. */
+/* Starts the clock for timeout_ms or stall_ms, if it is not running. */
 static void dmu_start_clock(struct dmu_target *t)
 {
-	if (!READ_ONCE(t->args.timeout_ms) || delayed_work_pending(&t->work))
+	if ((!READ_ONCE(t->args.timeout_ms) && !READ_ONCE(t->args.stall_ms)) ||
+	    delayed_work_pending(&t->work))
 		return;
 	spin_lock(&t->lock);
 	dmu_schedule_work_locked(t);
@@ -1927,6 +2202,7 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	INIT_LIST_HEAD(&m->node);
 	dmu_msg_reset(m);
 	m->mapped = jiffies;
+	m->stalled = false;
 	m->map_ns = trace_dm_user_complete_enabled() ? ktime_get_ns() : 0;
 	m->read_ns = 0;
 	m->reply_ns = 0;
@@ -2028,6 +2304,7 @@ static void user_resume(struct dm_target *ti)
 	t->args.max_io_len = inst->args.max_io_len;
 	WRITE_ONCE(t->args.timeout_ms, inst->args.timeout_ms);
 	WRITE_ONCE(t->args.recovery_ms, inst->args.recovery_ms);
+	WRITE_ONCE(t->args.stall_ms, inst->args.stall_ms);
 	WRITE_ONCE(t->suspending, false);
 	if (dmu_needs_work_locked(t))
 		dmu_schedule_work_locked(t);
@@ -2073,7 +2350,8 @@ static void user_status(struct dm_target *ti, status_type_t type,
 		       (unsigned long long)ti->len, t->ctl_name);
 		nopt = 2 * (!!a->queue_depth + !!a->timeout_ms +
 			    !!a->recovery_ms +
-			    (a->max_io_len != DMU_DEFAULT_MAX_IO_LEN));
+			    (a->max_io_len != DMU_DEFAULT_MAX_IO_LEN) +
+			    !!a->stall_ms);
 		if (!nopt)
 			break;
 		DMEMIT(" %u", nopt);
@@ -2085,6 +2363,8 @@ static void user_status(struct dm_target *ti, status_type_t type,
 			DMEMIT(" recovery_ms %u", a->recovery_ms);
 		if (a->max_io_len != DMU_DEFAULT_MAX_IO_LEN)
 			DMEMIT(" max_io_len %u", a->max_io_len);
+		if (a->stall_ms)
+			DMEMIT(" stall_ms %u", a->stall_ms);
 		break;
 	case STATUSTYPE_IMA:
 		*result = '\0';
@@ -2093,7 +2373,7 @@ static void user_status(struct dm_target *ti, status_type_t type,
 }
 
 /*
- * dmsetup message <dev> 0 timeout_ms <ms> | recovery_ms <ms>
+ * dmsetup message <dev> 0 timeout_ms <ms> | recovery_ms <ms> | stall_ms <ms>
  *
  * Messages go to the live table: the change applies at once, and the table
  * line shows it.  A request's timeout is its age against the timeout in
@@ -2107,7 +2387,7 @@ static int user_message(struct dm_target *ti, unsigned int argc, char **argv,
 	unsigned int value;
 
 	if (argc != 2) {
-		DMWARN("%s: invalid message: expected <timeout_ms|recovery_ms> <value>",
+		DMWARN("%s: invalid message: expected <timeout_ms|recovery_ms|stall_ms> <value>",
 		       t->ctl_name);
 		return -EINVAL;
 	}
@@ -2123,6 +2403,9 @@ static int user_message(struct dm_target *ti, unsigned int argc, char **argv,
 	} else if (!strcasecmp(argv[0], "recovery_ms")) {
 		inst->args.recovery_ms = value;
 		WRITE_ONCE(t->args.recovery_ms, value);
+	} else if (!strcasecmp(argv[0], "stall_ms")) {
+		inst->args.stall_ms = value;
+		WRITE_ONCE(t->args.stall_ms, value);
 	} else {
 		spin_unlock(&t->lock);
 		DMWARN("%s: unrecognised message: %s", t->ctl_name, argv[0]);
@@ -2155,7 +2438,7 @@ static int user_iterate_devices(struct dm_target *ti,
 
 static struct target_type user_target = {
 	.name = "user",
-	.version = { 1, 4, 0 },
+	.version = { 1, 5, 0 },
 	.features = DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = user_ctr,
@@ -2192,6 +2475,7 @@ static int __init dm_user_init(void)
 					   NULL);
 	if (!dmu_channel_cache)
 		goto bad;
+	dmu_debugfs_root = debugfs_create_dir("dm-user", NULL);
 	r = dm_register_target(&user_target);
 	if (r) {
 		DMERR("register failed %d", r);
@@ -2200,6 +2484,7 @@ static int __init dm_user_init(void)
 	return 0;
 
 bad:
+	debugfs_remove(dmu_debugfs_root);
 	kmem_cache_destroy(dmu_channel_cache);
 	kmem_cache_destroy(dmu_target_cache);
 	if (dmu_wq)
@@ -2210,6 +2495,7 @@ bad:
 static void __exit dm_user_exit(void)
 {
 	dm_unregister_target(&user_target);
+	debugfs_remove(dmu_debugfs_root);
 	/* Channels are freed after a grace period. */
 	rcu_barrier();
 	kmem_cache_destroy(dmu_channel_cache);
