@@ -171,7 +171,7 @@ modulesloaddir ?= $(or $(shell pkg-config --variable=modulesloaddir systemd 2>/d
 # Man pages: those that exist when make install runs.
 MAN4 := $(wildcard $(ROOT)/module/dm-user.4)
 MAN8 := $(ROOT)/daemon/dmuserd.8 $(wildcard $(ROOT)/bpf/dmuser-lat.8 $(ROOT)/bpf/dmuser-top.8 \
-	$(ROOT)/bpf/dmuser-exporter.8)
+	$(ROOT)/bpf/dmuser-exporter.8 $(ROOT)/bpf/dmuser-inflight.8)
 DASHBOARDS := grafana/dm-user.json prometheus/dm-user.rules.yml prometheus/prometheus.yml
 UNITS := dmuserd@.service dmuser-exporter.service
 SUBST = sed -e 's|@sbindir@|$(sbindir)|g' -e 's|@sysconfdir@|$(sysconfdir)|g'
@@ -180,7 +180,7 @@ install: daemon lib bpf
 	install -d $(DESTDIR)$(sbindir) $(DESTDIR)$(datadir)/dm-user/oneliners \
 		$(DESTDIR)$(mandir)/man8 $(DESTDIR)$(unitdir) $(DESTDIR)$(modulesloaddir)
 	install -m 0755 $(ROOT)/daemon/dmuserd $(ROOT)/bpf/dmuser-lat $(ROOT)/bpf/dmuser-top \
-		$(ROOT)/bpf/dmuser-exporter $(DESTDIR)$(sbindir)/
+		$(ROOT)/bpf/dmuser-exporter $(ROOT)/bpf/dmuser-inflight $(DESTDIR)$(sbindir)/
 	install -m 0755 $(ROOT)/bpf/oneliners/*.bt $(DESTDIR)$(datadir)/dm-user/oneliners/
 	for f in $(DASHBOARDS); do \
 		install -D -m 0644 $(ROOT)/dashboards/$$f $(DESTDIR)$(datadir)/dm-user/dashboards/$$f || exit; \

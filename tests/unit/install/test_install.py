@@ -83,7 +83,7 @@ def expected_files(prefix="/usr/local", libdir=None, units=None, modload=None, s
         f"{libdir}/libdmuser.a", f"{libdir}/libdmuser.so", f"{libdir}/libdmuser.so.1",
         f"{libdir}/libdmuser.so.1.1.0", f"{libdir}/pkgconfig/libdmuser.pc",
         f"{prefix}/sbin/dmuserd", f"{prefix}/sbin/dmuser-lat", f"{prefix}/sbin/dmuser-top",
-        f"{prefix}/sbin/dmuser-exporter",
+        f"{prefix}/sbin/dmuser-exporter", f"{prefix}/sbin/dmuser-inflight",
         f"{prefix}/share/dm-user/dashboards/grafana/dm-user.json",
         f"{prefix}/share/dm-user/dashboards/prometheus/dm-user.rules.yml",
         f"{prefix}/share/dm-user/dashboards/prometheus/prometheus.yml",
@@ -98,7 +98,7 @@ def expected_files(prefix="/usr/local", libdir=None, units=None, modload=None, s
               for n in os.listdir(os.path.join(ROOT, "bpf", "oneliners")) if n.endswith(".bt")]
     # the man pages that exist in the tree (being written elsewhere)
     for page, sect in (("bpf/dmuser-top.8", 8), ("bpf/dmuser-exporter.8", 8),
-                       ("module/dm-user.4", 4)):
+                       ("bpf/dmuser-inflight.8", 8), ("module/dm-user.4", 4)):
         if os.path.exists(os.path.join(ROOT, page)):
             files.append(f"{man}/man{sect}/{os.path.basename(page)}")
     return sorted(files)
@@ -127,7 +127,7 @@ class Install(unittest.TestCase):
 
     def test_modes_and_links(self):
         top = destdir_install()
-        for prog in ("dmuserd", "dmuser-lat", "dmuser-top", "dmuser-exporter"):
+        for prog in ("dmuserd", "dmuser-lat", "dmuser-top", "dmuser-exporter", "dmuser-inflight"):
             self.assertEqual(os.stat(f"{top}/usr/local/sbin/{prog}").st_mode & 0o777, 0o755, prog)
         src = f"{top}/usr/src/dm-user-{version()}"
         self.assertEqual(os.stat(f"{src}/scripts/vmlinux-btf.sh").st_mode & 0o777, 0o755)

@@ -34,10 +34,12 @@ PROGRAMS = {
     'dmuser-lat': ('bpf/dmuser-lat', 'bpf/dmuser-lat.8'),
     'dmuser-top': ('bpf/dmuser-top', 'bpf/dmuser-top.8'),
     'dmuser-exporter': ('bpf/dmuser-exporter', 'bpf/dmuser-exporter.8'),
+    'dmuser-inflight': ('bpf/dmuser-inflight', 'bpf/dmuser-inflight.8'),
 }
 # every page `make install` installs
 PAGES = ['daemon/dmuserd.8', 'bpf/dmuser-lat.8', 'bpf/dmuser-top.8',
-         'bpf/dmuser-exporter.8', 'module/dm-user.4', 'lib/libdmuser.3']
+         'bpf/dmuser-exporter.8', 'bpf/dmuser-inflight.8', 'module/dm-user.4',
+         'lib/libdmuser.3']
 
 ENV = dict(os.environ, LC_ALL='C', MANWIDTH='200')
 ENV.pop('MANPAGER', None)
