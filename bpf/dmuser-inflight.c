@@ -43,7 +43,8 @@ const char argp_program_doc[] =
 "(queued: waiting for a daemon; reading: a daemon has read part of it;\n"
 "sent: a daemon has read it and not answered; replying: a daemon is writing\n"
 "its reply), the channel (-1: queued on no channel), the pid and tid of the\n"
-"daemon thread whose read() took it, and its age since it was mapped.\n"
+"daemon thread whose read() took it, its age since it was mapped, and how\n"
+"long that thread has held it.\n"
 "Reads the module's debugfs tables (target version 1.5.0 and later);\n"
 "needs debugfs mounted on " DEBUGFS ".\n"
 "\n"
@@ -109,7 +110,7 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 struct req {
 	__u32 dev;
 	char ctl[256];
-	unsigned long long seq, sector, age_us;
+	unsigned long long seq, sector, age_us, held_us;
 	unsigned int op, bytes;
 	char state[16];
 	int channel, pid, tid;
@@ -134,7 +135,7 @@ static struct req *new_req(void)
 
 /*
  * One target's table: "# ..." comments, then
- * "MAJ:MIN seq op sector bytes state channel pid tid age_us" lines.
+ * "MAJ:MIN seq op sector bytes state channel pid tid age_us held_us" lines.
  * Returns 0, or -errno after a message.
  */
 static int read_table(const char *ctl, const char *path)
@@ -169,9 +170,10 @@ static int read_table(const char *ctl, const char *path)
 			fprintf(stderr, PROG ": out of memory\n");
 			break;
 		}
-		if (sscanf(line, "%u:%u %llu %u %llu %u %15s %d %d %d %llu",
+		if (sscanf(line, "%u:%u %llu %u %llu %u %15s %d %d %d %llu %llu",
 			   &major, &minor, &r->seq, &r->op, &r->sector, &r->bytes,
-			   r->state, &r->channel, &r->pid, &r->tid, &r->age_us) != 11) {
+			   r->state, &r->channel, &r->pid, &r->tid, &r->age_us,
+			   &r->held_us) != 12) {
 			err = -EINVAL;
 			fprintf(stderr, PROG ": %s:%d: unexpected line: %s", path, lineno, line);
 			nr_reqs--;
@@ -254,7 +256,7 @@ static int print_json(const struct req *r, const char *dev, const char *op)
 	int err;
 
 	snprintf(mm, sizeof(mm), "%u:%u", dmu_major(r->dev), dmu_minor(r->dev));
-	o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:s, s:o, s:o, s:o, s:I}",
+	o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:s, s:o, s:o, s:o, s:I, s:I}",
 		      "device", dev, "dev", mm, "control", r->ctl,
 		      "seq", (json_int_t)r->seq, "op", op, "op_num", (json_int_t)r->op,
 		      "sector", (json_int_t)r->sector, "bytes", (json_int_t)r->bytes,
@@ -262,7 +264,7 @@ static int print_json(const struct req *r, const char *dev, const char *op)
 		      "channel", r->channel < 0 ? json_null() : json_integer(r->channel),
 		      "pid", r->pid ? json_integer(r->pid) : json_null(),
 		      "tid", r->tid ? json_integer(r->tid) : json_null(),
-		      "age_us", (json_int_t)r->age_us);
+		      "age_us", (json_int_t)r->age_us, "held_us", (json_int_t)r->held_us);
 	err = !o || json_dumpf(o, stdout, JSON_COMPACT) || fputc('\n', stdout) == EOF;
 	json_decref(o);
 	return err ? -EIO : 0;
@@ -295,9 +297,9 @@ int main(int argc, char **argv)
 	qsort(reqs, nr_reqs, sizeof(*reqs), cmp_req);
 
 	if (!env.json)
-		printf("%-16s %-16s %10s %-8s %12s %8s %-8s %4s %7s %7s %12s\n",
+		printf("%-16s %-16s %10s %-8s %12s %8s %-8s %4s %7s %7s %12s %12s\n",
 		       "DEVICE", "CONTROL", "SEQ", "OP", "SECTOR", "BYTES", "STATE",
-		       "CHAN", "PID", "TID", "AGE_us");
+		       "CHAN", "PID", "TID", "AGE_us", "HELD_us");
 	for (i = 0; i < nr_reqs && !err; i++) {
 		const struct req *r = &reqs[i];
 		const char *op = dmu_op_name(r->op, opbuf, sizeof(opbuf));
@@ -309,9 +311,10 @@ int main(int argc, char **argv)
 		}
 		snprintf(pid, sizeof(pid), "%d", r->pid);
 		snprintf(tid, sizeof(tid), "%d", r->tid);
-		printf("%-16s %-16s %10llu %-8s %12llu %8u %-8s %4d %7s %7s %12llu\n",
+		printf("%-16s %-16s %10llu %-8s %12llu %8u %-8s %4d %7s %7s %12llu %12llu\n",
 		       dev, r->ctl, r->seq, op, r->sector, r->bytes, r->state,
-		       r->channel, r->pid ? pid : "-", r->tid ? tid : "-", r->age_us);
+		       r->channel, r->pid ? pid : "-", r->tid ? tid : "-", r->age_us,
+		       r->held_us);
 	}
 	if (fflush(stdout) == EOF)
 		err = -EIO;

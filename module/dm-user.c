@@ -1673,6 +1673,7 @@ struct dmu_inflight {
 	u64 seq;
 	u64 sector;
 	u64 age_us;
+	u64 held_us;			/* since a daemon took it; 0 if QUEUED */
 	u32 op;
 	u32 bytes;
 	s32 channel;			/* -1: the backlog */
@@ -1707,8 +1708,16 @@ static void dmu_snap_add(struct dmu_snapshot *s, const struct dmu_msg *m,
 	r->age_us = dmu_age_us(m, s->now, s->now_ns);
 	r->channel = c ? (s32)c->id : -1;
 	r->state = state;
-	r->pid = state == DMU_STATE_QUEUED ? 0 : m->tgid;
-	r->tid = state == DMU_STATE_QUEUED ? 0 : m->tid;
+	if (state == DMU_STATE_QUEUED) {
+		r->pid = 0;
+		r->tid = 0;
+		r->held_us = 0;
+	} else {
+		r->pid = m->tgid;
+		r->tid = m->tid;
+		r->held_us = (u64)jiffies_to_msecs(s->now - m->taken) *
+			     USEC_PER_MSEC;
+	}
 }
 
 static void dmu_snap_list(struct dmu_snapshot *s, struct list_head *list,
@@ -1787,13 +1796,13 @@ static int dmu_inflight_show(struct seq_file *sf, void *unused)
 	}
 	sort(s.r, s.nr, sizeof(*s.r), dmu_inflight_cmp, NULL);
 
-	seq_puts(sf, "# dev seq op sector bytes state channel pid tid age_us\n");
+	seq_puts(sf, "# dev seq op sector bytes state channel pid tid age_us held_us\n");
 	for (i = 0; i < s.nr; i++) {
 		r = &s.r[i];
-		seq_printf(sf, "%u:%u %llu %u %llu %u %s %d %d %d %llu\n",
+		seq_printf(sf, "%u:%u %llu %u %llu %u %s %d %d %d %llu %llu\n",
 			   MAJOR(t->dev), MINOR(t->dev), r->seq, r->op,
 			   r->sector, r->bytes, dmu_state_names[r->state],
-			   r->channel, r->pid, r->tid, r->age_us);
+			   r->channel, r->pid, r->tid, r->age_us, r->held_us);
 	}
 	if (s.full)
 		seq_puts(sf, "# truncated\n");
