@@ -40,10 +40,10 @@ def worker():
     m, payload = p.read_request(fd)
     p.put(tmp + '/held', '%d %d %d %d\n' % (m.seq, m.type, os.getpid(),
                                             threading.get_native_id()))
-    p.wait_file(tmp + '/release', 120)
+    p.wait_file(tmp + '/release', 60)
     p.write_all(fd, disk.answer(m, payload))
     p.put(tmp + '/answered')
-    p.wait_file(tmp + '/exit', 120)
+    p.wait_file(tmp + '/exit', 60)
     os.close(fd)
 
 t = threading.Thread(target=worker)
