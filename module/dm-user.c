@@ -242,6 +242,10 @@ struct dmu_target {
 	atomic64_t errors;
 	atomic64_t timeouts;
 	atomic64_t requeues;
+	atomic64_t depth_waits;		/* map()s that waited for queue_depth */
+	atomic64_t depth_wait_ns;	/* and for how long in all */
+	atomic_t hwm_queued;		/* the most QUEUED since reset_hwm */
+	atomic_t hwm_in_flight;		/* the most held by daemons since then */
 
 	dev_t dev;
 	struct delayed_work work;	/* timeouts and the recovery window */
@@ -565,6 +569,24 @@ static void dmu_count_end(struct dmu_target *t, blk_status_t status, u32 how)
 		atomic64_inc(&t->timeouts);
 }
 
+/*
+ * Raises a high-water mark to @v.  A plain read first: once the mark is
+ * reached, the data path only reads it.
+ */
+static void dmu_hwm(atomic_t *hwm, int v)
+{
+	int old = atomic_read(hwm);
+
+	while (v > old && !atomic_try_cmpxchg(hwm, &old, v))
+		;
+}
+
+/* Requests held by daemons: mapped, not queued, not ended. */
+static int dmu_in_flight(struct dmu_target *t, int queued)
+{
+	return max(atomic_read(&t->nr_pending) - queued, 0);
+}
+
 /* Ends a message its caller owns; takes no lock. */
 static void dmu_end(struct dmu_target *t, struct dmu_msg *m,
 		    blk_status_t status, u32 how)
@@ -713,7 +735,8 @@ static void dmu_requeue_locked(struct dmu_target *t, struct list_head *list,
 				break;
 		list_add_tail(&m->node, &pos->node);
 		if (held) {
-			atomic_inc(&t->nr_queued);
+			dmu_hwm(&t->hwm_queued,
+				atomic_inc_return(&t->nr_queued));
 			atomic64_inc(&t->requeues);
 		}
 	}
@@ -1212,7 +1235,8 @@ static int dmu_take(struct dmu_channel *c, struct list_head *to, size_t room,
 	}
 	if (!n)
 		return -EAGAIN;
-	atomic_sub(n, &t->nr_queued);
+	dmu_hwm(&t->hwm_in_flight,
+		dmu_in_flight(t, atomic_sub_return(n, &t->nr_queued)));
 	return n;
 }
 
@@ -1427,7 +1451,7 @@ sent:
 		spin_unlock(&c->lock);
 	}
 	if (back) {
-		atomic_add(back, &t->nr_queued);
+		dmu_hwm(&t->hwm_queued, atomic_add_return(back, &t->nr_queued));
 		dmu_wake_reader(t, NULL);
 	}
 	if (!r)
@@ -2122,6 +2146,22 @@ static bool dmu_has_room(struct dmu_target *t)
 	       dmu_depth_bypass(t);
 }
 
+/*
+ * Waits, counted and timed for status, until queue_depth has room for one
+ * more request, and counts it.  Only a submitter that must wait reads the
+ * clock.
+ */
+static void dmu_wait_depth(struct dmu_target *t)
+{
+	u64 start = ktime_get_ns();
+
+	atomic64_inc(&t->depth_waits);
+	do
+		wait_event_idle(t->space_wait, dmu_has_room(t));
+	while (!dmu_reserve(t));
+	atomic64_add(ktime_get_ns() - start, &t->depth_wait_ns);
+}
+
 static void dmu_trace_map(struct dmu_target *t, struct dmu_msg *m)
 {
 	int queued;
@@ -2172,7 +2212,7 @@ static bool dmu_queue_on_channel(struct dmu_target *t, struct dmu_msg *m)
 		spin_unlock(&c->lock);
 	}
 	list_add_tail(&m->node, &c->queue);
-	atomic_inc(&t->nr_queued);
+	dmu_hwm(&t->hwm_queued, atomic_inc_return(&t->nr_queued));
 	dmu_trace_map(t, m);
 	spin_unlock(&c->lock);
 	dmu_wake_reader(t, c);
@@ -2221,12 +2261,12 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 	 * lock, until the daemon has made room.  A REQ_NOWAIT submitter is
 	 * told to try again instead.
 	 */
-	while (!dmu_reserve(t)) {
+	if (!dmu_reserve(t)) {
 		if (bio->bi_opf & REQ_NOWAIT) {
 			bio_wouldblock_error(bio);
 			return DM_MAPIO_SUBMITTED;
 		}
-		wait_event_idle(t->space_wait, dmu_has_room(t));
+		dmu_wait_depth(t);
 	}
 	m->hdr.seq = atomic64_inc_return(&t->next_seq) - 1;
 
@@ -2246,7 +2286,7 @@ static int user_map(struct dm_target *ti, struct bio *bio)
 			return DM_MAPIO_SUBMITTED;
 		}
 		list_add_tail(&m->node, &t->backlog);
-		atomic_inc(&t->nr_queued);
+		dmu_hwm(&t->hwm_queued, atomic_inc_return(&t->nr_queued));
 		dmu_trace_map(t, m);
 		spin_unlock(&t->lock);
 		break;
@@ -2349,10 +2389,15 @@ static void user_status(struct dm_target *ti, status_type_t type,
 		rcu_read_unlock();
 		queued = atomic_read(&t->nr_queued);
 		DMEMIT("%u %d %d %lld %lld %lld %lld", nr,
-		       queued, max(atomic_read(&t->nr_pending) - queued, 0),
+		       queued, dmu_in_flight(t, queued),
 		       atomic64_read(&t->completed), atomic64_read(&t->errors),
 		       atomic64_read(&t->timeouts),
 		       atomic64_read(&t->requeues));
+		/* Appended in 1.5.0, so that older parsers keep working. */
+		DMEMIT(" %lld %llu %d %d", atomic64_read(&t->depth_waits),
+		       div_u64(atomic64_read(&t->depth_wait_ns), NSEC_PER_USEC),
+		       atomic_read(&t->hwm_queued),
+		       atomic_read(&t->hwm_in_flight));
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%llu %llu %s", (unsigned long long)a->begin,
@@ -2383,6 +2428,7 @@ static void user_status(struct dm_target *ti, status_type_t type,
 
 /*
  * dmsetup message <dev> 0 timeout_ms <ms> | recovery_ms <ms> | stall_ms <ms>
+ * dmsetup message <dev> 0 reset_hwm
  *
  * Messages go to the live table: the change applies at once, and the table
  * line shows it.  A request's timeout is its age against the timeout in
@@ -2394,9 +2440,17 @@ static int user_message(struct dm_target *ti, unsigned int argc, char **argv,
 	struct dmu_instance *inst = ti->private;
 	struct dmu_target *t = inst->t;
 	unsigned int value;
+	int queued;
 
+	if (argc == 1 && !strcasecmp(argv[0], "reset_hwm")) {
+		/* The marks start again from what is there now. */
+		queued = atomic_read(&t->nr_queued);
+		atomic_set(&t->hwm_queued, queued);
+		atomic_set(&t->hwm_in_flight, dmu_in_flight(t, queued));
+		return 0;
+	}
 	if (argc != 2) {
-		DMWARN("%s: invalid message: expected <timeout_ms|recovery_ms|stall_ms> <value>",
+		DMWARN("%s: invalid message: expected <option> <value> or reset_hwm",
 		       t->ctl_name);
 		return -EINVAL;
 	}

@@ -55,7 +55,7 @@ status_bad=$(dmsetup status dmu-test-bad)
 status_good=$(dmsetup status dmu-test-good)
 log "hostile: $status_bad"
 log "good:    $status_good"
-read -r _ _ _ _ _ _ _ errors _ requeues <<<"$status_bad"
+read -r _ _ _ _ _ _ _ errors _ requeues _ <<<"$status_bad"
 assert_eq "$errors" 0 "requests failed on the hostile target"
 ((requeues > 0)) || die "no request was requeued from a refused channel"
 read -r _ _ _ channels _ _ _ errors _ _ <<<"$status_good"
