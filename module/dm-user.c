@@ -246,6 +246,7 @@ struct dmu_target {
 	atomic64_t depth_wait_ns;	/* and for how long in all */
 	atomic_t hwm_queued;		/* the most QUEUED since reset_hwm */
 	atomic_t hwm_in_flight;		/* the most held by daemons since then */
+	atomic64_t stalls;		/* dm_user_stall events */
 
 	dev_t dev;
 	struct delayed_work work;	/* timeouts and the recovery window */
@@ -899,6 +900,7 @@ static bool dmu_stall_check(struct dmu_channel *c, struct dmu_msg *m,
 		return false;
 	if (!m->stalled) {
 		m->stalled = true;
+		atomic64_inc(&c->t->stalls);
 		trace_dm_user_stall(c->t->dev, m->hdr.seq, m->hdr.type, c->id,
 				    m->tgid, m->tid,
 				    dmu_age_us(m, now, m->map_ns ? ktime_get_ns() : 0),
@@ -1786,6 +1788,51 @@ static void dmu_snapshot(struct dmu_target *t, struct dmu_snapshot *s)
 	spin_unlock(&t->lock);
 }
 
+static void dmu_oldest_one(const struct dmu_msg *m, unsigned long now,
+			   u64 now_ns, u64 *age)
+{
+	if (m)
+		*age = max(*age, dmu_age_us(m, now, now_ns));
+}
+
+/*
+ * The age of the oldest request the target holds, in microseconds (0: none),
+ * for status: O(channels), not O(requests).  It looks at what
+ * dmu_snapshot() looks at, but only at the first request of each list: the
+ * backlog and a channel's queue are in seq order, and c->sent in the order
+ * it took them, so a request a daemon keeps comes first there once those
+ * before it are answered.
+ */
+static u64 dmu_oldest_us(struct dmu_target *t)
+{
+	struct dmu_channel *c;
+	unsigned long now;
+	u64 now_ns, age = 0;
+
+	spin_lock(&t->lock);
+	now = jiffies;
+	now_ns = ktime_get_ns();
+	dmu_oldest_one(list_first_entry_or_null(&t->backlog, struct dmu_msg,
+						node), now, now_ns, &age);
+	list_for_each_entry(c, &t->channels, node) {
+		spin_lock(&c->lock);
+		dmu_oldest_one(list_first_entry_or_null(&c->queue,
+							struct dmu_msg, node),
+			       now, now_ns, &age);
+		dmu_oldest_one(c->rd_cur, now, now_ns, &age);
+		dmu_oldest_one(list_first_entry_or_null(&c->sent,
+							struct dmu_msg, node),
+			       now, now_ns, &age);
+		spin_unlock(&c->lock);
+		if (READ_ONCE(c->wr_cur) && mutex_trylock(&c->wr_lock)) {
+			dmu_oldest_one(c->wr_cur, now, now_ns, &age);
+			mutex_unlock(&c->wr_lock);
+		}
+	}
+	spin_unlock(&t->lock);
+	return age;
+}
+
 static int dmu_inflight_cmp(const void *a, const void *b)
 {
 	const struct dmu_inflight *x = a, *y = b;
@@ -2394,10 +2441,12 @@ static void user_status(struct dm_target *ti, status_type_t type,
 		       atomic64_read(&t->timeouts),
 		       atomic64_read(&t->requeues));
 		/* Appended in 1.5.0, so that older parsers keep working. */
-		DMEMIT(" %lld %llu %d %d", atomic64_read(&t->depth_waits),
+		DMEMIT(" %lld %llu %d %d %lld %llu",
+		       atomic64_read(&t->depth_waits),
 		       div_u64(atomic64_read(&t->depth_wait_ns), NSEC_PER_USEC),
 		       atomic_read(&t->hwm_queued),
-		       atomic_read(&t->hwm_in_flight));
+		       atomic_read(&t->hwm_in_flight),
+		       atomic64_read(&t->stalls), dmu_oldest_us(t));
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%llu %llu %s", (unsigned long long)a->begin,

@@ -10,7 +10,8 @@
 # by dmsetup message after a table line with 300) fires exactly one
 # dm_user_stall for it, with its seq, op, channel, pid and tid and an age of
 # at least 200 ms, and no second one while the request is held for more
-# than four times as long (many ticks of the clock). Once let go, the read
+# than four times as long (many ticks of the clock); dmsetup status counts
+# it in stalls and shows its age in oldest_us. Once let go, the read
 # completes normally, the table is empty, and removing the device removes
 # its debugfs directory.
 # shellcheck source=tests/e2e/lib.sh
@@ -128,6 +129,12 @@ old_enough() {
 }
 wait_until 30 old_enough || die "the request did not get old enough"
 assert_eq "$(stall_events)" 1 "dm_user_stall events while held $((4 * stall_ms)) ms and more"
+# dmsetup status counts it (stalls, field 12) and shows the held request as
+# the oldest (oldest_us, field 13): at least as old as the table said.
+read -r -a st <<<"$(dmsetup status "$name" | cut -d' ' -f4-)"
+log "status: ${st[*]}"
+assert_eq "${#st[@]} ${st[11]}" "13 1" "status fields, and stalls"
+((st[12] >= 4 * stall_ms * 1000)) || die "status oldest_us ${st[12]} < $((4 * stall_ms)) ms for a request held that long"
 line=$(grep "dm_user_stall: " "$trace/trace")
 log "trace: ${line##*dm_user_stall: }"
 [[ $line =~ seq\ ([0-9]+)\ op\ ([0-9]+)\ channel\ ([0-9]+)\ pid\ (-?[0-9]+)\ tid\ (-?[0-9]+)\ age_us\ ([0-9]+)\ held_us\ ([0-9]+) ]] ||
@@ -145,6 +152,8 @@ dmu_wait "$dd_pid" 30 || die "the held read failed once answered"
 wait_for_path "$tmp/answered" 10 || die "the client did not answer"
 out=$(inflight_one)
 assert_eq "$out" "" "requests listed after the reply"
+read -r -a st <<<"$(dmsetup status "$name" | cut -d' ' -f4-)"
+assert_eq "${st[11]} ${st[12]}" "1 0" "stalls and oldest_us once answered"
 echo 0 >"$trace/events/dm_user/dm_user_stall/enable"
 assert_eq "$(stall_events)" 1 "dm_user_stall events in all"
 read -r _ _ _ _ errors timeouts _ <<<"$(dmsetup status "$name" | cut -d' ' -f4-)"
