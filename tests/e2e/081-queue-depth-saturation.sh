@@ -24,7 +24,7 @@ dmu_load
 sat() {
 	local -a f
 	read -r -a f <<<"$(dmsetup status "$name")"
-	((${#f[@]} == 14)) || die "status has ${#f[@]} words, not 3 + 11: ${f[*]}"
+	((${#f[@]} == 16)) || die "status has ${#f[@]} words, not 3 + 13: ${f[*]}"
 	echo "waits=${f[10]} wait_us=${f[11]} hwm_queued=${f[12]} hwm_in_flight=${f[13]} errors=${f[7]}"
 }
 
