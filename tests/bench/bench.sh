@@ -4,8 +4,9 @@
 # run the same fio jobs on one tmpfs-backed file through every path (the file,
 # loop, nbd + nbdkit, dm-user at 1 and N daemon threads, dm-user with the BPF
 # collectors attached), then, on one dm-user device, BENCH_BPF_PAIRS pairs of
-# randread-4k-qd32 runs without and with the BPF collectors (their paired cost);
-# then write build/bench/results.{json,md,png} on the host and print the Markdown
+# randread-4k-qd32 runs without and with the BPF collectors (their paired cost),
+# and, on another, BENCH_INFLIGHT_PAIRS pairs without and with bpf/dmuser-inflight
+# polled 10 times a second (the in-flight table's paired cost); then write build/bench/results.{json,md,png} on the host and print the Markdown
 # table.
 #
 #   tests/bench/bench.sh [--kernel KVER] [--out DIR] [--timeout SECONDS]
@@ -22,6 +23,7 @@
 #   BENCH_SIZE     backing file size (1G)          BENCH_MEM      guest MiB (3072)
 #   BENCH_BPF_PAIRS  pairs of runs without/with the BPF collectors, 0 for none (8)
 #   BENCH_BPF_RUNTIME  seconds each paired run is measured (4)
+#   BENCH_INFLIGHT_PAIRS  pairs of runs without/with dmuser-inflight polled, 0 for none (4)
 #
 # Exit status: 0 when every path ran every job (a missed goal is reported, not an
 # error); 1 when a path or a job failed to run, or the guest failed; 2 on bad usage.
@@ -48,7 +50,7 @@ done
 kver=$(if [[ -n $kernel ]]; then vm_resolve_kernel "$kernel"; else vm_kernels | tail -n1; fi)
 [[ -n $kver ]] || vm_die "no installed generic -amd64 kernel with headers"
 [[ -f $(vm_ko_path "$kver") ]] || vm_die "module not built for $kver (run make)"
-for b in daemon/dmuserd bpf/dmuser-lat bpf/dmuser-top; do
+for b in daemon/dmuserd bpf/dmuser-lat bpf/dmuser-top bpf/dmuser-inflight; do
 	[[ -x $DMU_ROOT/$b ]] || vm_die "$b not built (run make)"
 done
 for c in fio nbdkit nbd-client gnuplot python3 perf; do
@@ -67,7 +69,7 @@ fi
 runtime=${BENCH_RUNTIME:-2} ramp=${BENCH_RAMP:-1} repeat=${BENCH_REPEAT:-3}
 threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-1G} mem=${BENCH_MEM:-3072}
 paths=${BENCH_PATHS:-$all_paths} jobs=${BENCH_JOBS:-$all_jobs} pairs=${BENCH_BPF_PAIRS:-8}
-bpf_runtime=${BENCH_BPF_RUNTIME:-4}
+bpf_runtime=${BENCH_BPF_RUNTIME:-4} ipairs=${BENCH_INFLIGHT_PAIRS:-4}
 
 usage_die() { vm_log "error: $*"; exit 2; }
 for v in runtime bpf_runtime repeat threads mem; do
@@ -75,6 +77,8 @@ for v in runtime bpf_runtime repeat threads mem; do
 done
 [[ $ramp =~ ^[0-9]+$ ]] || usage_die "BENCH_RAMP must be a non-negative integer, got '$ramp'"
 [[ $pairs =~ ^(0|[1-9][0-9]*)$ ]] || usage_die "BENCH_BPF_PAIRS must be a non-negative integer, got '$pairs'"
+[[ $ipairs =~ ^(0|[1-9][0-9]*)$ ]] ||
+	usage_die "BENCH_INFLIGHT_PAIRS must be a non-negative integer, got '$ipairs'"
 [[ $size =~ ^[1-9][0-9]*[KMG]?$ ]] || usage_die "BENCH_SIZE must be a number with an optional K, M or G, got '$size'"
 # Each name must be known; order is kept as given.
 check_names() {
@@ -98,26 +102,33 @@ if [[ " $paths " == *" dmuser-N "* && " $paths " == *" dmuser-N-bpf "* &&
 	" $jobs " == *" randread-4k-qd32 "* ]]; then
 	pair_runs=$((2 * pairs))
 fi
+# The in-flight pairs need only dmuser-N and the job.
+ipair_runs=0
+if [[ " $paths " == *" dmuser-N "* && " $jobs " == *" randread-4k-qd32 "* ]]; then
+	ipair_runs=$((2 * ipairs))
+fi
 
 # Boot and module load take ~30 s; each path set-up and teardown up to ~20 s, as
-# does each start of the collectors (every other pair run).
+# does each start of the collectors (every other pair run); the poller of the
+# in-flight pairs starts in a few seconds at most.
 runs=$((repeat * ${#path_list[@]}))
 if [[ -z $timeout ]]; then
 	timeout=$((120 + runs * (${#job_list[@]} * (runtime + ramp + 2) + 20)))
 	((pair_runs == 0)) || timeout=$((timeout + 20 + pair_runs * (bpf_runtime + ramp + 2 + 10)))
+	((ipair_runs == 0)) || timeout=$((timeout + 20 + ipair_runs * (bpf_runtime + ramp + 2 + 5)))
 fi
 
 guest=$out/guest
 rm -rf "$guest"
 mkdir -p "$guest"
-vm_log "$kver: ${#path_list[@]} paths x ${#job_list[@]} jobs x $repeat repetitions, then $((pair_runs / 2)) BPF pairs of ${bpf_runtime}+${ramp} s, ${runtime}+${ramp} s per job (guest timeout ${timeout} s)"
+vm_log "$kver: ${#path_list[@]} paths x ${#job_list[@]} jobs x $repeat repetitions, then $((pair_runs / 2)) BPF and $((ipair_runs / 2)) in-flight pairs of ${bpf_runtime}+${ramp} s, ${runtime}+${ramp} s per job (guest timeout ${timeout} s)"
 rc=0
 "$DMU_ROOT/tests/vm/run.sh" -v --kernel "$kver" --smp 2 --mem "$mem" --timeout "$timeout" \
 	--out "$guest" \
 	--env "BENCH_RUNTIME=$runtime" --env "BENCH_RAMP=$ramp" --env "BENCH_REPEAT=$repeat" \
 	--env "BENCH_THREADS=$threads" --env "BENCH_SIZE=$size" \
 	--env "BENCH_PATHS=$paths" --env "BENCH_JOBS=$jobs" --env "BENCH_BPF_PAIRS=$pairs" \
-	--env "BENCH_BPF_RUNTIME=$bpf_runtime" \
+	--env "BENCH_BPF_RUNTIME=$bpf_runtime" --env "BENCH_INFLIGHT_PAIRS=$ipairs" \
 	-- tests/bench/guest-bench.sh || rc=$?
 
 [[ -s $guest/manifest.tsv ]] || vm_die "the guest wrote no manifest (exit $rc; console: $guest/console.log)"

@@ -14,6 +14,13 @@
 # off then on, pair 2 on then off, ...), so drift within the pairs cancels.  In the
 # pairs fio runs on vCPU 0 and dmuserd's threads on vCPU 1, in both modes.
 #
+# Then, the same way, the in-flight table's cost (when BENCH_INFLIGHT_PAIRS > 0,
+# dmuser-N is in BENCH_PATHS and randread-4k-qd32 in BENCH_JOBS): on a new dmuser-N
+# device, BENCH_INFLIGHT_PAIRS pairs of runs without ("off") and with ("on") a
+# poller beside fio that runs `bpf/dmuser-inflight -d dmu-bench` and sleeps 0.1 s,
+# over and over (as `watch -n 0.1` would), for the whole fio run; the run fails if
+# any dmuser-inflight exits non-zero.
+#
 # Every fio runs without address-space randomisation (setarch -R): under TCG a
 # process's speed depends on where its pages land, and one fio on one device gave
 # 41167 to 89266 IOPS over six runs with ASLR, 74147 to 81028 without.
@@ -26,21 +33,30 @@
 #                                   one run of pair p, in the order run
 #   pairs ok|failed <message>       the pairs' shared dmuser-N device: whether its
 #                                   set-up and teardown succeeded (after the pairs)
+#   ipair <p> off|on ok|failed <fio json file> <message>
+#                                   one run of in-flight pair p, in the order run
+#   ipoll <p> <polls> <lines>       the "on" run of in-flight pair p: dmuser-inflight
+#                                   ran <polls> times (all exited 0 unless the run
+#                                   failed) and printed <lines> request lines in all
+#                                   (before that run's ipair line)
+#   ipairs ok|failed <message>      as "pairs", for the in-flight pairs' device
 # plus fio/<rep>-<path>.json (fio's output) and logs/<rep>-<path>.log, and for the
 # pairs fio/pair-<p>-<off|on>.json, logs/pair-<p>-<off|on>.log and logs/pairs.log
-# (the shared device's set-up and teardown).
+# (the shared device's set-up and teardown); for the in-flight pairs the same with
+# ipair/ipairs, and logs/ipair-<p>-on.inflight.txt (every poll's output).
 #
 # Environment (set by bench.sh): BENCH_RUNTIME, BENCH_RAMP (seconds), BENCH_REPEAT,
 # BENCH_PATHS, BENCH_JOBS (space-separated), BENCH_THREADS (N of dmuser-N),
 # BENCH_SIZE (file size, fallocate syntax), BENCH_BPF_PAIRS (pairs, 0 for none),
-# BENCH_BPF_RUNTIME (seconds of each paired run).
+# BENCH_BPF_RUNTIME (seconds of each paired run, BPF and in-flight alike),
+# BENCH_INFLIGHT_PAIRS (in-flight pairs, 0 for none).
 # Exits 0 when every run succeeded, 1 otherwise (the manifest says which failed).
 # shellcheck source=tests/e2e/lib.sh disable=SC2317 # setup_* and teardown are called indirectly
 . "$(dirname "$0")/../e2e/lib.sh"
 
 runtime=${BENCH_RUNTIME:?} ramp=${BENCH_RAMP:?} repeat=${BENCH_REPEAT:?}
 threads=${BENCH_THREADS:?} size=${BENCH_SIZE:?} pairs=${BENCH_BPF_PAIRS:?}
-pair_runtime=${BENCH_BPF_RUNTIME:?}
+pair_runtime=${BENCH_BPF_RUNTIME:?} ipairs=${BENCH_INFLIGHT_PAIRS:?}
 read -r -a paths <<<"${BENCH_PATHS:?}"
 read -r -a jobs <<<"${BENCH_JOBS:?}"
 jobfile=$DMU_ROOT/tests/bench/jobs.fio
@@ -96,6 +112,26 @@ else
 	meta bpf_pairs_order "$pair_job on one dmuser-N device, without (off) and with (on) both collectors; ABBA: odd pairs off then on, even pairs on then off"
 	meta bpf_pairs_runtime_s "$pair_runtime"
 	meta bpf_pairs_cpus "fio on vCPU 0, dmuserd on vCPU 1"
+fi
+# The in-flight table's paired cost: the same job, and dmuser-N alone.
+ipairs_skipped=""
+if ((ipairs == 0)); then
+	ipairs_skipped="BENCH_INFLIGHT_PAIRS=0"
+elif [[ " ${paths[*]} " != *" dmuser-N "* ]]; then
+	ipairs_skipped="BENCH_PATHS lacks dmuser-N"
+elif [[ " ${jobs[*]} " != *" $pair_job "* ]]; then
+	ipairs_skipped="BENCH_JOBS lacks $pair_job"
+fi
+if [[ -n $ipairs_skipped ]]; then
+	ipairs=0
+	meta inflight_pairs 0
+	meta inflight_pairs_skipped "no paired runs: $ipairs_skipped"
+else
+	meta inflight_pairs "$ipairs"
+	meta inflight_pairs_order "$pair_job on one dmuser-N device, without (off) and with (on) the poller; ABBA: odd pairs off then on, even pairs on then off"
+	meta inflight_pairs_runtime_s "$pair_runtime"
+	meta inflight_pairs_cpus "fio on vCPU 0, dmuserd on vCPU 1, the poller unpinned"
+	meta inflight_pairs_poll "bpf/dmuser-inflight -d $name, then sleep 0.1, over and over for the whole fio run"
 fi
 
 dmu_load
@@ -286,24 +322,27 @@ run_one() {
 	[[ -z $metrics_url ]] || note_batching
 }
 
-# ---- the paired measurement of the collectors' cost -----------------------------
+# ---- the paired measurements: the collectors' and the in-flight table's cost ----
 
-# In a background subshell: dmuser-N once, then the pairs on that one device, each
-# run in its own subshell (run_logged). Exits non-zero only when the shared
-# device's set-up or teardown failed; a failed run is on its own pair line.
+# run_pairs KIND N LABEL EXTRA: in a background subshell, dmuser-N once, then N
+# pairs on that one device, each run in its own subshell (run_logged "KIND p mode",
+# output fio/KIND-p-mode.json, by run_KIND p mode); LABEL and EXTRA (what "on"
+# adds) are for the console.
+# Exits non-zero only when the shared device's set-up or teardown failed; a
+# failed run is on its own KIND line.
 run_pairs() {
-	local p mode order
+	local rp_kind=$1 rp_n=$2 rp_label=$3 rp_extra=$4 p mode order
 	trap 'rc=$?; teardown || rc=1; exit $rc' EXIT
 	setup_dmuser_threads "$threads"
 	# the pairs' fio on vCPU 0 and the daemon on vCPU 1: fewer placement swings
 	taskset -a -p -c 1 "$DMU_DAEMON_PID" >/dev/null
 	fio_prefix="taskset -c 0" fio_runtime=$pair_runtime
-	for ((p = 1; p <= pairs; p++)); do
+	for ((p = 1; p <= rp_n; p++)); do
 		order=(off on)
 		((p % 2)) || order=(on off)
 		for mode in "${order[@]}"; do
-			log "BPF pair $p/$pairs: collectors $mode" >&3
-			run_logged "pair $p $mode" "pair-$p-$mode" run_pair "$p" "$mode"
+			log "$rp_label $p/$rp_n: $rp_extra $mode" >&3
+			run_logged "$rp_kind $p $mode" "$rp_kind-$p-$mode" "run_$rp_kind" "$p" "$mode"
 		done
 	done
 }
@@ -318,6 +357,91 @@ run_pair() {
 	run_fio "$out/fio/pair-$1-$2.json" "$pair_job"
 }
 
+# One run of in-flight pair $1 on the shared device: fio's $pair_job alone, with
+# the poller beside it when $2 is "on" (it has polled once before fio starts; it
+# stops, and must exit 0, when the run ends).
+run_ipair() {
+	undo=() # the shared device is run_pairs's to tear down
+	trap 'rc=$?; teardown || rc=1; exit $rc' EXIT
+	if [[ $2 == on ]]; then start_poller "$out/logs/ipair-$1-on" "$1"; fi
+	run_fio "$out/fio/ipair-$1-$2.json" "$pair_job"
+}
+
+# The poller of in-flight pair $2: dmuser-inflight's output in $1.inflight.txt,
+# its counts in $1.polls; returns once the first poll is done. Its stop (which
+# fails unless it exits 0, and writes the pair's ipoll line) goes on undo.
+start_poller() {
+	dmu_bg inflight_poller "$1"
+	undo+=("poller_stop $DMU_BG_PID $2 $1")
+	wait_until 60 poller_started "$1.inflight.txt" "$DMU_BG_PID" ||
+		{ echo "the dmuser-inflight poller did not poll within 60 s"; return 1; }
+	dmu_running "$DMU_BG_PID" || { echo "the dmuser-inflight poller stopped at its first poll"; return 1; }
+}
+poller_started() { grep -qs '^DEVICE ' "$1" || ! dmu_running "$2"; }
+
+# bpf/dmuser-inflight -d $name, then sleep 0.1, until SIGTERM (a rate, as `watch
+# -n 0.1` would poll; no synchronisation): the output to $1.inflight.txt, then
+# "<polls> <request lines>" to $1.polls. Exits 0 on SIGTERM; as soon as a
+# dmuser-inflight exits non-zero, with its status, and the reason in $1.failed
+# (its stderr is on ours).
+inflight_poller() {
+	local txt=$1.inflight.txt polls=0 lines rc=0 stop=0
+	trap - EXIT
+	trap 'stop=1' TERM
+	: >"$txt"
+	while ((!stop)); do
+		"$DMU_ROOT/bpf/dmuser-inflight" -d "$name" >>"$txt" || rc=$?
+		if ((rc != 0)); then
+			echo "dmuser-inflight -d $name exited $rc at poll $((polls + 1))" | tee "$1.failed"
+			break
+		fi
+		polls=$((polls + 1))
+		sleep 0.1 || true # the builtin may return early on SIGTERM
+	done
+	# every poll printed one header line (DEVICE ...), then one line per request
+	lines=$(grep -vc '^DEVICE ' "$txt" || true)
+	echo "$polls $lines" >"$1.polls"
+	echo "$polls polls of dmuser-inflight exited 0, printing $lines request lines"
+	exit "$rc"
+}
+poller_stop() {
+	local rc=0 polls lines
+	dmu_stop "$1" 30 || rc=$?
+	if [[ -s $3.polls ]]; then
+		read -r polls lines <"$3.polls"
+		printf 'ipoll\t%s\t%s\t%s\n' "$2" "$polls" "$lines" >>"$manifest"
+	fi
+	if ((rc != 0)); then
+		echo "the dmuser-inflight poller exited $rc: $(cat "$3.failed" 2>/dev/null || echo "no reason given")"
+	fi
+	return "$rc"
+}
+
+# run_series KIND N WHAT EXTRA SKIPPED: the N pairs of KIND (pair: the collectors,
+# ipair: the in-flight table) on their own dmuser-N device, and the KINDs line
+# (their device); not run, and SKIPPED logged, when N is 0. WHAT names the
+# series, EXTRA what its "on" runs add (for the console).
+run_series() {
+	local rs_kind=$1 rs_n=$2 rs_what=$3 rs_extra=$4 rs_skipped=$5 rs_log=$out/logs/$1s.log rs_rc=0
+	if ((rs_n == 0)); then
+		log "$rs_what, paired: not run ($rs_skipped)"
+		return 0
+	fi
+	log "$rs_what, paired: $rs_n pairs of $pair_job on one dmuser-N device"
+	run_pairs "$rs_kind" "$rs_n" "${rs_what%% *} pair" "$rs_extra" >"$rs_log" 2>&1 &
+	wait $! || rs_rc=$?
+	if ((rs_rc == 0)); then
+		printf '%ss\tok\t\n' "$rs_kind" >>"$manifest"
+	else
+		failed=1
+		log "$rs_what pairs: the shared dmuser-N device FAILED (exit $rs_rc):"
+		sed 's/^/    /' "$rs_log"
+		printf '%ss\tfailed\t%s\n' "$rs_kind" "exit $rs_rc: $(last_line "$rs_log")" >>"$manifest"
+	fi
+	# A failed run of a pair is on its line (run_pairs's own failed=1 stayed in it).
+	if grep -q "^$rs_kind"$'\t[^\t]*\t[^\t]*\tfailed\t' "$manifest"; then failed=1; fi
+}
+
 # ---- main ------------------------------------------------------------------------
 
 exec 3>&1 # the console, for progress from inside logged subshells
@@ -330,25 +454,8 @@ for ((rep = 1; rep <= repeat; rep++)); do
 	done
 done
 
-if ((pairs > 0)); then
-	log "BPF cost, paired: $pairs pairs of $pair_job on one dmuser-N device"
-	plog=$out/logs/pairs.log
-	rc=0
-	run_pairs >"$plog" 2>&1 &
-	wait $! || rc=$?
-	if ((rc == 0)); then
-		printf 'pairs\tok\t\n' >>"$manifest"
-	else
-		failed=1
-		log "BPF pairs: the shared dmuser-N device FAILED (exit $rc):"
-		sed 's/^/    /' "$plog"
-		printf 'pairs\tfailed\t%s\n' "exit $rc: $(last_line "$plog")" >>"$manifest"
-	fi
-	# A failed run of a pair is on its line (run_pairs's own failed=1 stayed in it).
-	if grep -q $'^pair\t[^\t]*\t[^\t]*\tfailed\t' "$manifest"; then failed=1; fi
-else
-	log "BPF cost, paired: not run ($pairs_skipped)"
-fi
+run_series pair "$pairs" "BPF cost" collectors "$pairs_skipped"
+run_series ipair "$ipairs" "In-flight table cost" "dmuser-inflight poller" "$ipairs_skipped"
 
 # Every path must be gone before the module goes.
 dmu_unload
