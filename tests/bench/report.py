@@ -5,15 +5,19 @@
 
 DIR/manifest.tsv and DIR/fio/*.json come from tests/bench/guest-bench.sh. Writes
 OUT/results.json (every run's numbers, the medians with min/max, ratios to loop,
-the paired BPF cost, goal verdicts), OUT/results.md (a table per job, a Goals
-section, the paired BPF runs) and OUT/results.png (gnuplot: ratio to loop per job
-and path).
+the paired BPF and in-flight table costs, goal verdicts), OUT/results.md (a table
+per job, a Goals section, the paired runs) and OUT/results.png (gnuplot: ratio to
+loop per job and path).
 
 The BPF collectors' cost is measured twice: 1 - median IOPS of dmuser-N-bpf over
 dmuser-N's (per job, two paths set up in different repetitions), and, on
 randread-4k-qd32, in pairs of runs on one dmuser-N device without and with the
 collectors (cost = 1 - on / off per pair; the median over pairs). The goal uses
 the pairs when at least MIN_PAIRS of them are complete, the path medians otherwise.
+
+The in-flight table's cost is measured the same way, by its own pairs of runs on
+another dmuser-N device, without and with bpf/dmuser-inflight polled beside fio
+(reported, no goal).
 
 Exit status: 0 when every requested path ran every job; 1 when a run or a job
 failed (the report is still written and says which); 2 on bad input.
@@ -27,6 +31,7 @@ import re
 import statistics
 import subprocess
 import sys
+from typing import NamedTuple, Optional
 
 EMULATED = ("Absolute numbers are emulated-guest numbers (QEMU TCG, no KVM): "
             "compare only ratios taken in the same guest run.")
@@ -43,6 +48,29 @@ PAIR_MODES = ("off", "on")
 MIN_PAIRS = 3
 
 
+class Series(NamedTuple):
+    """A series of paired runs: its manifest lines (`<line> p off|on ...` per run,
+    `<line>s ok|failed` for its device, and, if poll_line, `<poll_line> p polls
+    lines` for an "on" run), its meta keys (<meta>, <meta>_skipped, ...), its key
+    in results.json and what its "on" runs add."""
+    line: str
+    poll_line: Optional[str]
+    meta: str
+    result_key: str
+    label: str
+    title: str
+    on: str
+
+
+BPF = Series("pair", None, "bpf_pairs", "bpf_cost_paired", "BPF pair", "BPF cost, paired",
+             "both BPF collectors attached")
+INFLIGHT = Series("ipair", "ipoll", "inflight_pairs", "inflight_cost_paired", "in-flight pair",
+                  "In-flight table cost, paired",
+                  "a poller beside fio that runs bpf/dmuser-inflight on the device and sleeps"
+                  " 0.1 s, over and over (at most 10 polls a second, as `watch -n 0.1`)")
+SERIES = (BPF, INFLIGHT)
+
+
 class BadInput(Exception):
     pass
 
@@ -54,12 +82,37 @@ def _count(s):
     return int(s) if re.fullmatch(r"[1-9][0-9]*", s) else None
 
 
+def _parse_pair_line(series, pairs, polls, f, lineno):
+    """One manifest line of the series into pairs (its runs and device) or polls
+    ({p: (polls, lines)}); False if the line is none of the series'."""
+    if (f[0] == series.line and len(f) == 6 and _count(f[1]) and f[2] in PAIR_MODES
+            and f[3] in ("ok", "failed")):
+        p = int(f[1])
+        if any(r["pair"] == p and r["mode"] == f[2] for r in pairs["runs"]):
+            raise BadInput(f"manifest line {lineno}: {series.line} {p} {f[2]} recorded twice")
+        pairs["runs"].append({"pair": p, "mode": f[2], "status": f[3],
+                              "file": f[4], "message": f[5]})
+    elif f[0] == series.line + "s" and len(f) == 3 and f[1] in ("ok", "failed"):
+        if pairs["device"] is not None:
+            raise BadInput(f"manifest line {lineno}: a second '{series.line}s' line")
+        pairs["device"] = {"status": f[1], "message": f[2]}
+    elif (series.poll_line and f[0] == series.poll_line and len(f) == 4 and _count(f[1])
+          and all(re.fullmatch(r"[0-9]+", v) for v in f[2:])):
+        if int(f[1]) in polls:
+            raise BadInput(f"manifest line {lineno}: {series.poll_line} {f[1]} recorded twice")
+        polls[int(f[1])] = (int(f[2]), int(f[3]))
+    else:
+        return False
+    return True
+
+
 def load_manifest(text):
     """Parse manifest.tsv: meta, per-path notes, the runs in order, and the paired
-    BPF runs: {"runs": [pair runs in order], "device": None or the status of
-    their shared device (the `pairs` line)}."""
+    runs of each series (BPF, then in-flight): {"runs": [pair runs in order],
+    "device": None or the status of their shared device (the `pairs` or `ipairs`
+    line)}; an in-flight "on" run has "polls" and "lines" from its ipoll line."""
     meta, notes, runs = {}, {}, []
-    pairs = {"runs": [], "device": None}
+    series = {s: ({"runs": [], "device": None}, {}) for s in SERIES}
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -71,27 +124,24 @@ def load_manifest(text):
         elif f[0] == "run" and len(f) == 6 and _count(f[1]) and f[3] in ("ok", "failed"):
             runs.append({"rep": int(f[1]), "path": f[2], "status": f[3],
                          "file": f[4], "message": f[5]})
-        elif (f[0] == "pair" and len(f) == 6 and _count(f[1]) and f[2] in PAIR_MODES
-              and f[3] in ("ok", "failed")):
-            p = int(f[1])
-            if any(r["pair"] == p and r["mode"] == f[2] for r in pairs["runs"]):
-                raise BadInput(f"manifest line {lineno}: pair {p} {f[2]} recorded twice")
-            pairs["runs"].append({"pair": p, "mode": f[2], "status": f[3],
-                                  "file": f[4], "message": f[5]})
-        elif f[0] == "pairs" and len(f) == 3 and f[1] in ("ok", "failed"):
-            if pairs["device"] is not None:
-                raise BadInput(f"manifest line {lineno}: a second 'pairs' line")
-            pairs["device"] = {"status": f[1], "message": f[2]}
-        else:
+        elif not any(_parse_pair_line(s, pairs, polls, f, lineno)
+                     for s, (pairs, polls) in series.items()):
             raise BadInput(f"manifest line {lineno}: cannot parse {line!r}")
-    return meta, notes, runs, pairs
+    # A poll line without its run (the guest stopped in between) is left out:
+    # the missing run is reported.
+    for pairs, polls in series.values():
+        for r in pairs["runs"]:
+            if r["mode"] == "on" and r["pair"] in polls:
+                r["polls"], r["lines"] = polls[r["pair"]]
+    return (meta, notes, runs) + tuple(series[s][0] for s in SERIES)
 
 
-def requested_pairs(meta):
-    """How many BPF pairs the guest was to run (meta bpf_pairs; 0 if absent)."""
-    v = meta.get("bpf_pairs", "0")
+def requested_pairs(meta, series=BPF):
+    """How many pairs of the series the guest was to run (meta bpf_pairs or
+    inflight_pairs; 0 if absent)."""
+    v = meta.get(series.meta, "0")
     if not re.fullmatch(r"[0-9]+", v):
-        raise BadInput(f"meta bpf_pairs is not a count: {v!r}")
+        raise BadInput(f"meta {series.meta} is not a count: {v!r}")
     return int(v)
 
 
@@ -181,15 +231,18 @@ def collect(runs, paths, jobs, repeat, load_fio):
     return runs, failures
 
 
-def collect_pairs(pairs, n_pairs, load_fio, job=PAIR_JOB):
+def collect_pairs(pairs, n_pairs, load_fio, job=PAIR_JOB, series=BPF):
     """Attach each pair run's IOPS of the job ("iops", None when it has none);
     return the failures: a failed run, a job missing or in error, the shared
     device's set-up or teardown, and (unless that device failed, which explains
-    them) runs of pairs 1..n_pairs with no line at all (the guest stopped)."""
+    them) runs of pairs 1..n_pairs with no line at all (the guest stopped). In a
+    series with poll lines, an ok "on" run without polls (no poll line, or 0
+    polls) failed too: its poller did not run."""
     failures = []
 
     def fail(run, message, with_job=False):
-        failures.append({"pair": run and run["pair"], "mode": run and run["mode"], "path": DMU,
+        failures.append({"series": series.line, "pair": run and run["pair"],
+                         "mode": run and run["mode"], "path": DMU,
                          "job": job if with_job else None, "message": message})
 
     device = pairs["device"]
@@ -205,6 +258,10 @@ def collect_pairs(pairs, n_pairs, load_fio, job=PAIR_JOB):
         run["iops"] = None
         if run["status"] != "ok":
             fail(run, run["message"] or "failed")
+            continue
+        if series.poll_line and run["mode"] == "on" and not run.get("polls"):
+            run["status"] = "failed"
+            fail(run, f"the poller did not run (no {series.poll_line} line, or 0 polls)")
             continue
         try:
             by_name = {j["jobname"]: j for j in load_fio(run).get("jobs", [])}
@@ -224,10 +281,12 @@ def collect_pairs(pairs, n_pairs, load_fio, job=PAIR_JOB):
 
 
 def paired_cost(pair_runs, n_pairs, job=PAIR_JOB):
-    """The collectors' cost from the pair runs (after collect_pairs): per complete
-    pair (both runs ok with the job's IOPS) cost = 1 - on / off; the median, min
-    and max over those pairs (None when there are none). An incomplete pair is
-    dropped, with the reason."""
+    """The cost of what "on" adds from the pair runs (after collect_pairs): per
+    complete pair (both runs ok with the job's IOPS) cost = 1 - on / off; the
+    median, min and max over those pairs (None when there are none). An
+    incomplete pair is dropped, with the reason. When the "on" runs were polled,
+    each pair has its "polls" and "lines", and the result their totals over the
+    complete pairs (else these totals are None)."""
     by_pair = {}
     for r in pair_runs:
         by_pair.setdefault(r["pair"], []).append(r)
@@ -252,9 +311,14 @@ def paired_cost(pair_runs, n_pairs, job=PAIR_JOB):
         off, on = runs["off"]["iops"], runs["on"]["iops"]
         complete.append({"pair": p, "order": [r["mode"] for r in by_pair[p]],
                          "off": off, "on": on, "cost": 1.0 - on / off})
+        if "polls" in runs["on"]:
+            complete[-1].update(polls=runs["on"]["polls"], lines=runs["on"]["lines"])
     s = spread([c["cost"] for c in complete]) or {"median": None, "min": None, "max": None}
+    polled = [c for c in complete if "polls" in c]
     return {"job": job, "requested": n_pairs, "n": len(complete), "pairs": complete,
-            "dropped": dropped, "median": s["median"], "min": s["min"], "max": s["max"]}
+            "dropped": dropped, "median": s["median"], "min": s["min"], "max": s["max"],
+            "polls": sum(c["polls"] for c in polled) if polled else None,
+            "lines": sum(c["lines"] for c in polled) if polled else None}
 
 
 def summarize(runs, paths, jobs):
@@ -353,10 +417,12 @@ def bpf_costs(summary, jobs):
     return out
 
 
-def build_results(meta, notes, runs, failures, paths, jobs, pairs=None):
-    """pairs: load_manifest's paired runs after collect_pairs (None: none)."""
+def build_results(meta, notes, runs, failures, paths, jobs, pairs=None, ipairs=None):
+    """pairs, ipairs: load_manifest's paired BPF and in-flight runs after
+    collect_pairs (None: none)."""
     summary = summarize(runs, paths, jobs)
     pairs = pairs or {"runs": [], "device": None}
+    ipairs = ipairs or {"runs": [], "device": None}
     paired = paired_cost(pairs["runs"], requested_pairs(meta))
     return {
         "emulated": True,
@@ -373,6 +439,9 @@ def build_results(meta, notes, runs, failures, paths, jobs, pairs=None):
         "pair_runs": pairs["runs"],
         "pairs_device": pairs["device"],
         "bpf_cost_paired": paired,
+        "inflight_pair_runs": ipairs["runs"],
+        "inflight_pairs_device": ipairs["device"],
+        "inflight_cost_paired": paired_cost(ipairs["runs"], requested_pairs(meta, INFLIGHT)),
     }
 
 
@@ -387,40 +456,63 @@ def _spread_num(s, key="median", fmt="{:.0f}"):
 
 
 def failure_label(f):
-    """'rep 2 loop randread-4k-qd1', 'BPF pair 3 on', 'BPF pairs' (their device)."""
+    """'rep 2 loop randread-4k-qd1', 'BPF pair 3 on', 'BPF pairs' (their device),
+    'in-flight pair 2 off', 'in-flight pairs'."""
     job = f" {f['job']}" if f.get("job") else ""
     if "pair" in f:
-        return "BPF pairs" if f["pair"] is None else f"BPF pair {f['pair']} {f['mode']}{job}"
+        label = next(s.label for s in SERIES if s.line == f.get("series", BPF.line))
+        return f"{label}s" if f["pair"] is None else f"{label} {f['pair']} {f['mode']}{job}"
     return f"rep {f['rep']} {f['path']}{job}"
 
 
-def render_paired(res):
-    """The "BPF cost, paired" section (empty when the guest did not say)."""
-    pc, m = res["bpf_cost_paired"], res["meta"]
+def render_paired(res, series=BPF):
+    """The series' section, "BPF cost, paired" or "In-flight table cost, paired"
+    (empty when the guest did not say)."""
+    pc, m, title = res[series.result_key], res["meta"], "## " + series.title
     if not pc["pairs"] and not pc["dropped"] and not pc["requested"]:
-        skipped = m.get("bpf_pairs_skipped")
-        return ["## BPF cost, paired", "", f"Not run: {skipped}.", ""] if skipped else []
-    lines = ["## BPF cost, paired", "",
+        skipped = m.get(series.meta + "_skipped")
+        return [title, "", f"Not run: {skipped}.", ""] if skipped else []
+    runtime, cpus, poll = (m.get(f"{series.meta}_{k}") for k in ("runtime_s", "cpus", "poll"))
+    lines = [title, "",
              f"{pc['job']} on one {DMU} device (set up once), run alternately without (off)"
-             f" and with (on) both BPF collectors attached, in ABBA order (pair 1 off then on,"
+             f" and with (on) {series.on}, in ABBA order (pair 1 off then on,"
              f" pair 2 on then off, ...); cost = 1 − on / off IOPS of each pair."
-             + (f" Each run {m['bpf_pairs_runtime_s']} s after the ramp." if "bpf_pairs_runtime_s" in m else "")
-             + (f" CPUs: {m['bpf_pairs_cpus']}." if "bpf_pairs_cpus" in m else ""), ""]
+             + (f" Each run {runtime} s after the ramp." if runtime else "")
+             + (f" CPUs: {cpus}." if cpus else "")
+             + (f" Poller: {poll}." if poll else ""), ""]
+    polled = pc["polls"] is not None
+
+    def extra(c):
+        return f" {c['polls']} | {c['lines']} |" if polled else ""
     rows = [(c["pair"], f"| {c['pair']} | {', '.join(c['order'])} | {c['off']:.0f} | {c['on']:.0f}"
-                        f" | {c['cost']:.1%} |") for c in pc["pairs"]]
-    rows += [(d["pair"], f"| {d['pair']} | {', '.join(d['order'])} | – | – | dropped: {d['why']} |")
-             for d in pc["dropped"]]
+                        f" | {c['cost']:.1%} |" + extra(c)) for c in pc["pairs"]]
+    rows += [(d["pair"], f"| {d['pair']} | {', '.join(d['order'])} | – | – | dropped: {d['why']} |"
+                         + (" – | – |" if polled else "")) for d in pc["dropped"]]
     if rows:
-        lines += ["| pair | order | off IOPS | on IOPS | cost |", "|---:|---|---:|---:|---:|"]
+        lines += ["| pair | order | off IOPS | on IOPS | cost |" + (" polls | lines |" if polled else ""),
+                  "|---:|---|---:|---:|---:|" + ("---:|---:|" if polled else "")]
         lines += [row for _, row in sorted(rows)] + [""]
     if pc["n"]:
-        use = ("the BPF goal uses it" if pc["n"] >= MIN_PAIRS else
-               f"too few for the BPF goal ({MIN_PAIRS} needed), which uses the path medians")
-        lines.append(f"Median cost **{pc['median']:.1%}** over {pc['n']} complete pair"
-                     f"{'s' if pc['n'] != 1 else ''} of {pc['requested']} (min {pc['min']:.1%},"
-                     f" max {pc['max']:.1%}); {use}.")
+        text = (f"Median cost **{pc['median']:.1%}** over {pc['n']} complete pair"
+                f"{'s' if pc['n'] != 1 else ''} of {pc['requested']} (min {pc['min']:.1%},"
+                f" max {pc['max']:.1%})")
+        if series is BPF:
+            text += ("; the BPF goal uses it." if pc["n"] >= MIN_PAIRS else
+                     f"; too few for the BPF goal ({MIN_PAIRS} needed), which uses the path medians.")
+        else:
+            text += "."
+        if polled:
+            text += (f" In their on runs: **{pc['polls']} polls, {pc['lines']} lines seen**"
+                     f" (dmuser-inflight's request lines)")
+            try:
+                secs = pc["n"] * (int(runtime) + int(m["ramp_s"]))
+                text += f", about {pc['polls'] / secs:.1f} polls a second of fio ({secs} s)."
+            except (KeyError, TypeError, ValueError, ZeroDivisionError):
+                text += "."
+        lines.append(text)
     else:
-        lines.append(f"No complete pair of {pc['requested']}: the BPF goal uses the path medians.")
+        lines.append(f"No complete pair of {pc['requested']}"
+                     + (": the BPF goal uses the path medians." if series is BPF else "."))
     lines.append("")
     return lines
 
@@ -471,7 +563,7 @@ def render_md(res):
         lines.append("BPF cost per job (1 − dmuser-N-bpf / dmuser-N, median IOPS): " + ", ".join(
             f"{j} {c:.1%}" for j, c in res["bpf_cost"].items()) + ".")
         lines.append("")
-    lines += render_paired(res)
+    lines += render_paired(res) + render_paired(res, INFLIGHT)
     lines += ["iodepth 1 latency per path (clat, median of the repetitions):", "",
               "| path | " + " | ".join(f"{j} p50 µs | {j} p99 µs" for j in QD1_JOBS) + " |",
               "|---|" + "---:|" * (2 * len(QD1_JOBS))]
@@ -577,7 +669,7 @@ def main(argv):
     args = ap.parse_args(argv)
     try:
         with open(os.path.join(args.guest, "manifest.tsv")) as f:
-            meta, notes, runs, pairs = load_manifest(f.read())
+            meta, notes, runs, pairs, ipairs = load_manifest(f.read())
         for kv in args.meta:
             k, sep, v = kv.partition("=")
             if not sep:
@@ -588,6 +680,7 @@ def main(argv):
             raise BadInput("the manifest lacks a 'paths', 'jobs' or 'repeat' meta line")
         repeat = int(meta["repeat"])
         n_pairs = requested_pairs(meta)
+        n_ipairs = requested_pairs(meta, INFLIGHT)
     except (OSError, BadInput) as e:
         print(f"report.py: {e}", file=sys.stderr)
         return 2
@@ -598,7 +691,8 @@ def main(argv):
 
     runs, failures = collect(runs, paths, jobs, repeat, load_fio)
     failures += collect_pairs(pairs, n_pairs, load_fio)
-    res = build_results(meta, notes, runs, failures, paths, jobs, pairs)
+    failures += collect_pairs(ipairs, n_ipairs, load_fio, series=INFLIGHT)
+    res = build_results(meta, notes, runs, failures, paths, jobs, pairs, ipairs)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)

@@ -49,7 +49,7 @@ def results_from(iops, paths=PATHS, jobs=JOBS, repeat=3, failed=()):
     """iops[path] = list of per-repetition IOPS (the same for every job)."""
     runs = [(rep, p, "failed" if (rep, p) in failed else "ok", "exit 1: boom" if (rep, p) in failed else "")
             for rep in range(1, repeat + 1) for p in paths if rep <= len(iops.get(p, []))]
-    meta, notes, mruns, _ = report.load_manifest(manifest(paths, jobs, repeat, runs))
+    meta, notes, mruns, *_ = report.load_manifest(manifest(paths, jobs, repeat, runs))
 
     def load(run):
         return fio_out({j: iops[run["path"]][run["rep"] - 1] for j in jobs})
@@ -61,40 +61,55 @@ def goal(res, word):
     return next(g for g in res["goals"] if word in g["goal"])
 
 
-def pair_lines(pairs, failed=(), device="ok"):
+def pair_lines(pairs, failed=(), device="ok", kind="pair", polls=None):
     """Manifest lines of len(pairs) pairs run in ABBA order (pair 1 off then on,
     pair 2 on then off, ...); failed: the (pair, mode) runs that failed; device:
-    the status of the `pairs` line (None: no such line)."""
+    the status of the `pairs` line (None: no such line). kind "ipair": in-flight
+    pairs, whose "on" runs come after their ipoll line, polls[p - 1] = (polls,
+    lines) of pair p (default (50, 10); None in polls: no ipoll line)."""
     lines = []
     for p in range(1, len(pairs) + 1):
         for mode in (("off", "on") if p % 2 else ("on", "off")):
             bad = (p, mode) in failed
-            lines.append(f"pair\t{p}\t{mode}\t{'failed' if bad else 'ok'}\tfio/pair-{p}-{mode}.json"
+            if kind == "ipair" and mode == "on":
+                pl = polls[p - 1] if polls else (50, 10)
+                if pl is not None:
+                    lines.append(f"ipoll\t{p}\t{pl[0]}\t{pl[1]}")
+            lines.append(f"{kind}\t{p}\t{mode}\t{'failed' if bad else 'ok'}\tfio/{kind}-{p}-{mode}.json"
                          f"\t{'exit 1: dmuser-top exited 3' if bad else ''}")
     if device:
-        lines.append(f"pairs\t{device}\t{'' if device == 'ok' else 'exit 1: dmuserd exited 1'}")
+        lines.append(f"{kind}s\t{device}\t{'' if device == 'ok' else 'exit 1: dmuserd exited 1'}")
     return lines
 
 
-def paired_results(pairs, failed=(), device="ok", requested=None, iops=None, fio_jobs=None):
+def paired_results(pairs, failed=(), device="ok", requested=None, iops=None, fio_jobs=None,
+                   ipairs=(), ifailed=(), idevice="ok", irequested=None, polls=None):
     """Results of a run of every path (IOPS as Summary.IOPS unless given) plus the
     paired runs: pairs[p - 1] = (off IOPS, on IOPS) of pair p. fio_jobs(run):
-    the jobs in that pair run's fio output (default: the pair job)."""
+    the jobs in that pair run's fio output (default: the pair job). ipairs,
+    ifailed, idevice, irequested and polls: the same for the in-flight pairs
+    (none unless ipairs or irequested; polls as for pair_lines)."""
     iops = iops or Summary.IOPS
     runs = [(rep, p, "ok", "") for rep in (1, 2, 3) for p in PATHS]
     text = manifest(PATHS, JOBS, 3, runs)
     text += f"meta\tbpf_pairs\t{len(pairs) if requested is None else requested}\n"
     text += "".join(line + "\n" for line in pair_lines(pairs, failed, device))
-    meta, notes, mruns, mpairs = report.load_manifest(text)
+    if ipairs or irequested:
+        text += f"meta\tinflight_pairs\t{len(ipairs) if irequested is None else irequested}\n"
+        text += "".join(line + "\n" for line in pair_lines(ipairs, ifailed, idevice, "ipair", polls))
+    meta, notes, mruns, mpairs, mipairs = report.load_manifest(text)
 
     def load(run):
         if "pair" in run:
-            v = pairs[run["pair"] - 1][run["mode"] == "on"]
-            return fio_out({j: v for j in (fio_jobs(run) if fio_jobs else [report.PAIR_JOB])})
+            v = (ipairs if run["file"].startswith("fio/ipair-") else pairs)[run["pair"] - 1]
+            return fio_out({j: v[run["mode"] == "on"]
+                            for j in (fio_jobs(run) if fio_jobs else [report.PAIR_JOB])})
         return fio_out({j: iops[run["path"]][run["rep"] - 1] for j in JOBS})
     mruns, failures = report.collect(mruns, PATHS, JOBS, 3, load)
     failures += report.collect_pairs(mpairs, report.requested_pairs(meta), load)
-    return report.build_results(meta, notes, mruns, failures, PATHS, JOBS, mpairs)
+    failures += report.collect_pairs(mipairs, report.requested_pairs(meta, report.INFLIGHT), load,
+                                     series=report.INFLIGHT)
+    return report.build_results(meta, notes, mruns, failures, PATHS, JOBS, mpairs, mipairs)
 
 
 class Numbers(unittest.TestCase):
@@ -207,7 +222,7 @@ class MissingPaths(unittest.TestCase):
         self.assertEqual([(f["rep"], f["path"]) for f in res["failures"]], [(3, "dmuser-N-bpf")])
 
     def test_job_missing_from_fio_output_or_with_error(self):
-        meta, notes, runs, _ = report.load_manifest(
+        meta, notes, runs, *_ = report.load_manifest(
             manifest(["loop"], JOBS, 1, [(1, "loop", "ok", "")]))
         out = {"jobs": [fio_job("randread-4k-qd1", riops=5, error=5)]}
         runs, failures = report.collect(runs, ["loop"], JOBS, 1, lambda r: out)
@@ -223,18 +238,21 @@ class PairedBpfCost(unittest.TestCase):
 
     def test_pair_lines_parse_in_order(self):
         text = manifest(runs=[]) + "meta\tbpf_pairs\t2\n" + "\n".join(pair_lines([(1, 1)] * 2)) + "\n"
-        meta, _, runs, pairs = report.load_manifest(text)
+        meta, _, runs, pairs, ipairs = report.load_manifest(text)
         self.assertEqual(runs, [])
         self.assertEqual(report.requested_pairs(meta), 2)
         self.assertEqual([(r["pair"], r["mode"], r["status"]) for r in pairs["runs"]],
                          [(1, "off", "ok"), (1, "on", "ok"), (2, "on", "ok"), (2, "off", "ok")])
         self.assertEqual(pairs["runs"][3]["file"], "fio/pair-2-off.json")
         self.assertEqual(pairs["device"], {"status": "ok", "message": ""})
+        self.assertEqual(ipairs, {"runs": [], "device": None})
 
     def test_no_pair_lines_means_no_pairs(self):
-        meta, _, _, pairs = report.load_manifest(manifest(runs=[]))
+        meta, _, _, pairs, ipairs = report.load_manifest(manifest(runs=[]))
         self.assertEqual(pairs, {"runs": [], "device": None})
+        self.assertEqual(ipairs, {"runs": [], "device": None})
         self.assertEqual(report.requested_pairs(meta), 0)
+        self.assertEqual(report.requested_pairs(meta, report.INFLIGHT), 0)
 
     def test_median_min_max_over_pairs(self):
         pc = paired_results(self.PAIRS)["bpf_cost_paired"]
@@ -351,6 +369,134 @@ class PairedBpfCost(unittest.TestCase):
                       report.render_md(res))
 
 
+class PairedInflightCost(unittest.TestCase):
+    # Costs 2%, 5%, 0.5%, 10%: median 3.5%, min 0.5%, max 10%.
+    IPAIRS = [(200, 196), (200, 190), (200, 199), (200, 180)]
+    POLLS = [(48, 30), (47, 0), (50, 12), (45, 8)]
+
+    def results(self, **kw):
+        kw.setdefault("ipairs", self.IPAIRS)
+        kw.setdefault("polls", self.POLLS)
+        return paired_results(PairedBpfCost.PAIRS, **kw)
+
+    def test_ipair_lines_parse_beside_the_bpf_pairs(self):
+        text = (manifest(runs=[]) + "meta\tbpf_pairs\t1\nmeta\tinflight_pairs\t2\n"
+                + "\n".join(pair_lines([(1, 1)]) + pair_lines([(1, 1)] * 2, kind="ipair",
+                                                              polls=[(7, 3), (9, 0)])) + "\n")
+        meta, _, runs, pairs, ipairs = report.load_manifest(text)
+        self.assertEqual(runs, [])
+        self.assertEqual((report.requested_pairs(meta), report.requested_pairs(meta, report.INFLIGHT)),
+                         (1, 2))
+        self.assertEqual([(r["pair"], r["mode"]) for r in pairs["runs"]], [(1, "off"), (1, "on")])
+        self.assertEqual([(r["pair"], r["mode"], r["status"], r.get("polls"), r.get("lines"))
+                          for r in ipairs["runs"]],
+                         [(1, "off", "ok", None, None), (1, "on", "ok", 7, 3),
+                          (2, "on", "ok", 9, 0), (2, "off", "ok", None, None)])
+        self.assertEqual(ipairs["runs"][2]["file"], "fio/ipair-2-on.json")
+        self.assertEqual(ipairs["device"], {"status": "ok", "message": ""})
+        self.assertEqual(pairs["device"], {"status": "ok", "message": ""})
+
+    def test_median_min_max_and_polls_over_pairs(self):
+        res = self.results()
+        pc = res["inflight_cost_paired"]
+        self.assertEqual((pc["job"], pc["requested"], pc["n"], pc["dropped"]),
+                         ("randread-4k-qd32", 4, 4, []))
+        self.assertAlmostEqual(pc["median"], 0.035)
+        self.assertAlmostEqual(pc["min"], 0.005)
+        self.assertAlmostEqual(pc["max"], 0.10)
+        self.assertEqual((pc["polls"], pc["lines"]), (190, 50))
+        self.assertEqual({k: pc["pairs"][1][k] for k in ("pair", "order", "off", "on", "polls", "lines")},
+                         {"pair": 2, "order": ["on", "off"], "off": 200, "on": 190, "polls": 47,
+                          "lines": 0})
+        self.assertAlmostEqual(pc["pairs"][1]["cost"], 0.05)
+        self.assertEqual(res["failures"], [])
+        # the BPF pairs and their goal are their own
+        self.assertAlmostEqual(res["bpf_cost_paired"]["median"], 0.03)
+        self.assertIsNone(res["bpf_cost_paired"]["polls"])
+        self.assertAlmostEqual(goal(res, "BPF")["value"], 0.03)
+
+    def test_failed_run_drops_its_pair_and_is_a_failure(self):
+        res = self.results(ifailed={(3, "on")})
+        pc = res["inflight_cost_paired"]
+        self.assertEqual([c["pair"] for c in pc["pairs"]], [1, 2, 4])
+        self.assertEqual(pc["dropped"], [{"pair": 3, "order": ["off", "on"], "why": "on failed"}])
+        self.assertAlmostEqual(pc["median"], 0.05)       # of 2%, 5%, 10%
+        self.assertEqual((pc["polls"], pc["lines"]), (140, 38))
+        self.assertEqual([(f["series"], f["pair"], f["mode"]) for f in res["failures"]],
+                         [("ipair", 3, "on")])
+        self.assertEqual(report.failure_label(res["failures"][0]), "in-flight pair 3 on")
+        md = report.render_md(res)
+        self.assertIn("| 3 | off, on | – | – | dropped: on failed | – | – |", md)
+        self.assertIn("- in-flight pair 3 on: exit 1: dmuser-top exited 3", md)
+
+    def test_incomplete_pairs_missing_runs_are_failures(self):
+        res = self.results(ipairs=self.IPAIRS[:1], irequested=3, idevice=None)
+        self.assertEqual([(f["pair"], f["mode"]) for f in res["failures"]],
+                         [(2, "off"), (2, "on"), (3, "off"), (3, "on")])
+        self.assertEqual(report.failure_label(res["failures"][1]), "in-flight pair 2 on")
+        self.assertIn("no run recorded", res["failures"][0]["message"])
+        pc = res["inflight_cost_paired"]
+        self.assertEqual((pc["n"], pc["requested"]), (1, 3))
+        self.assertIn("Median cost **2.0%** over 1 complete pair of 3 (min 2.0%, max 2.0%).",
+                      report.render_md(res))
+
+    def test_on_run_without_polls_fails_and_drops_its_pair(self):
+        res = self.results(polls=[(48, 30), None, (0, 0), (45, 8)])
+        self.assertEqual([(f["pair"], f["mode"]) for f in res["failures"]], [(2, "on"), (3, "on")])
+        self.assertIn("the poller did not run (no ipoll line, or 0 polls)", res["failures"][0]["message"])
+        pc = res["inflight_cost_paired"]
+        self.assertEqual([d["pair"] for d in pc["dropped"]], [2, 3])
+        self.assertEqual((pc["n"], pc["polls"], pc["lines"]), (2, 93, 38))
+
+    def test_failed_shared_device_is_one_failure(self):
+        res = self.results(ipairs=[], irequested=4, idevice="failed")
+        self.assertEqual(len(res["failures"]), 1)
+        self.assertEqual(report.failure_label(res["failures"][0]), "in-flight pairs")
+        md = report.render_md(res)
+        self.assertIn("No complete pair of 4.\n", md)
+        self.assertIn("- in-flight pairs: the shared dmuser-N device: exit 1: dmuserd exited 1", md)
+
+    def test_markdown_section(self):
+        res = self.results()
+        res["meta"].update({"ramp_s": "1", "inflight_pairs_runtime_s": "4",
+                            "inflight_pairs_cpus": "fio on vCPU 0, dmuserd on vCPU 1, the poller unpinned",
+                            "inflight_pairs_poll": "bpf/dmuser-inflight -d dmu-bench, then sleep 0.1"})
+        md = report.render_md(res)
+        self.assertIn("## In-flight table cost, paired\n", md)
+        self.assertIn("with (on) a poller beside fio that runs bpf/dmuser-inflight on the device and"
+                      " sleeps 0.1 s, over and over (at most 10 polls a second, as `watch -n 0.1`),"
+                      " in ABBA order", md)
+        self.assertIn("Each run 4 s after the ramp. CPUs: fio on vCPU 0, dmuserd on vCPU 1, the poller"
+                      " unpinned. Poller: bpf/dmuser-inflight -d dmu-bench, then sleep 0.1.", md)
+        self.assertIn("| pair | order | off IOPS | on IOPS | cost | polls | lines |", md)
+        self.assertIn("| 1 | off, on | 200 | 196 | 2.0% | 48 | 30 |", md)
+        self.assertIn("| 2 | on, off | 200 | 190 | 5.0% | 47 | 0 |", md)
+        self.assertIn("Median cost **3.5%** over 4 complete pairs of 4 (min 0.5%, max 10.0%). In their"
+                      " on runs: **190 polls, 50 lines seen** (dmuser-inflight's request lines),"
+                      " about 9.5 polls a second of fio (20 s).", md)
+        # after the BPF section, which keeps its own table
+        self.assertLess(md.index("## BPF cost, paired"), md.index("## In-flight table cost, paired"))
+        self.assertIn("| pair | order | off IOPS | on IOPS | cost |\n", md)
+
+    def test_markdown_says_why_pairs_did_not_run(self):
+        res = results_from(Summary.IOPS)
+        self.assertNotIn("In-flight table cost", report.render_md(res))
+        res["meta"]["inflight_pairs_skipped"] = "no paired runs: BENCH_PATHS lacks dmuser-N"
+        self.assertIn("## In-flight table cost, paired\n\nNot run: no paired runs: BENCH_PATHS lacks"
+                      " dmuser-N.", report.render_md(res))
+
+    def test_garbage_ipair_lines_are_rejected(self):
+        on = "ipair\t1\ton\tok\tfio/ipair-1-on.json\t"
+        for bad in ["ipair\t0\toff\tok\tf\t", "ipair\t1\tmaybe\tok\tf\t", "ipair\t1\toff\tok\tf",
+                    on + "\n" + on, "ipairs\tmaybe\t", "ipairs\tok\t\nipairs\tok\t",
+                    "ipoll\t1\t5", "ipoll\t0\t5\t1", "ipoll\t1\t-5\t1", "ipoll\t1\t5\tx",
+                    "ipoll\t1\t5\t1\nipoll\t1\t5\t1", "poll\t1\t5\t1"]:
+            with self.subTest(bad=bad), self.assertRaises(report.BadInput):
+                report.load_manifest(manifest(runs=[]) + bad + "\n")
+        with self.assertRaises(report.BadInput):
+            report.requested_pairs({"inflight_pairs": "four"}, report.INFLIGHT)
+
+
 class Rendering(unittest.TestCase):
     def test_markdown_has_label_tables_and_goals(self):
         res = results_from(Summary.IOPS)
@@ -420,6 +566,37 @@ class Rendering(unittest.TestCase):
             self.assertAlmostEqual(res["bpf_cost_paired"]["median"], 0.02)
             self.assertEqual(res["pairs_device"]["status"], "ok")
             self.assertIn("median of 3 paired runs", goal(res, "BPF")["goal"])
+
+    def test_main_reports_the_inflight_pairs_and_fails_on_a_failed_one(self):
+        with tempfile.TemporaryDirectory() as d:
+            guest, out = os.path.join(d, "guest"), os.path.join(d, "out")
+            os.makedirs(os.path.join(guest, "fio"))
+            ipairs = [(100, 97), (100, 99), (100, 95)]
+            base = (manifest(["loop"], JOBS, 1, [(1, "loop", "ok", "")]) + "meta\tbpf_pairs\t0\n"
+                    + "meta\tinflight_pairs\t3\n")
+            with open(os.path.join(guest, "fio", "1-loop.json"), "w") as f:
+                json.dump(fio_out({j: 100 for j in JOBS}), f)
+            for p, (off, on) in enumerate(ipairs, 1):
+                for mode, v in (("off", off), ("on", on)):
+                    with open(os.path.join(guest, "fio", f"ipair-{p}-{mode}.json"), "w") as f:
+                        json.dump(fio_out({"randread-4k-qd32": v}), f)
+            with open(os.path.join(guest, "manifest.tsv"), "w") as f:
+                f.write(base + "\n".join(pair_lines(ipairs, kind="ipair")) + "\n")
+            self.assertEqual(report.main(["--guest", guest, "--out", out]), 0)
+            with open(os.path.join(out, "results.json")) as f:
+                res = json.load(f)
+            pc = res["inflight_cost_paired"]
+            self.assertEqual((pc["n"], pc["polls"], pc["lines"]), (3, 150, 30))
+            self.assertAlmostEqual(pc["median"], 0.03)
+            self.assertEqual(res["inflight_pairs_device"]["status"], "ok")
+            self.assertEqual(len(res["inflight_pair_runs"]), 6)
+            with open(os.path.join(out, "results.md")) as f:
+                self.assertIn("Median cost **3.0%** over 3 complete pairs of 3", f.read())
+            with open(os.path.join(guest, "manifest.tsv"), "w") as f:
+                f.write(base + "\n".join(pair_lines(ipairs, failed={(2, "off")}, kind="ipair")) + "\n")
+            with contextlib.redirect_stderr(io.StringIO()) as err:
+                self.assertEqual(report.main(["--guest", guest, "--out", out]), 1)
+            self.assertIn("in-flight pair 2 off failed: exit 1:", err.getvalue())
 
     def test_main_rejects_a_bad_manifest(self):
         with tempfile.TemporaryDirectory() as d:
