@@ -43,7 +43,8 @@
 # plus fio/<rep>-<path>.json (fio's output) and logs/<rep>-<path>.log, and for the
 # pairs fio/pair-<p>-<off|on>.json, logs/pair-<p>-<off|on>.log and logs/pairs.log
 # (the shared device's set-up and teardown); for the in-flight pairs the same with
-# ipair/ipairs, and logs/ipair-<p>-on.inflight.txt (every poll's output).
+# ipair/ipairs, and logs/ipair-<p>-on.inflight.txt (every poll's output) and
+# logs/ipair-<p>-on.polls (the poller's counts).
 #
 # Environment (set by bench.sh): BENCH_RUNTIME, BENCH_RAMP (seconds), BENCH_REPEAT,
 # BENCH_PATHS, BENCH_JOBS (space-separated), BENCH_THREADS (N of dmuser-N),
@@ -375,7 +376,7 @@ start_poller() {
 	undo+=("poller_stop $DMU_BG_PID $2 $1")
 	wait_until 60 poller_started "$1.inflight.txt" "$DMU_BG_PID" ||
 		{ echo "the dmuser-inflight poller did not poll within 60 s"; return 1; }
-	dmu_running "$DMU_BG_PID" || { echo "the dmuser-inflight poller stopped at its first poll"; return 1; }
+	dmu_running "$DMU_BG_PID" || { echo "the dmuser-inflight poller stopped before fio started"; return 1; }
 }
 poller_started() { grep -qs '^DEVICE ' "$1" || ! dmu_running "$2"; }
 
