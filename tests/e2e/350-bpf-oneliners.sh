@@ -15,7 +15,12 @@
 #     (dmu-qdepth, dmu-stages, dmu-latency-by-op, dmu-total-by-op), and one
 #     line per request (dmu-snoop);
 #   - dmu-errors.bt gets a device nobody serves, with timeout_ms 200: its reads
-#     time out.
+#     time out;
+#   - dmu-stall.bt gets a device with stall_ms 100 whose daemon (1 thread)
+#     sleeps 400 ms before each answer: each of its 3 reads fires one
+#     dm_user_stall while the thread is blocked in clock_nanosleep, so the
+#     script prints exactly 3 stall lines, each with "blocked in the kernel"
+#     and a kernel stack through do_nanosleep or hrtimer_nanosleep.
 # dmu-total-by-op.bt reads the latency the module measured (dm_user_complete's
 # total_ns): besides its shape, every sample must be at least the daemon's 1 ms.
 # Starting bpftrace (LLVM) is most of the cost in an emulated guest, so the
@@ -38,12 +43,19 @@ bpf_require
 tmp=$(dmu_tmpdir)
 name=dmu-test-bt
 noserve=dmu-test-bt-noserve
+stalldev=dmu-test-bt-stall
 keep=${DMU_OUT:+$DMU_OUT/bpf-oneliners}
 [[ -z $keep ]] || mkdir -p "$keep"
 
 dmu_load
 bpf_device "$name" "$tmp/disk" 64M --threads 2 --inject-delay-us 1000
 dev=$BPF_DEV
+main_daemon=$DMU_DAEMON_PID
+# the daemon of dmu-stall.bt's device: holds each request 400 ms, 4 times
+# stall_ms (the target checks every stall_ms / 4)
+bpf_device "$stalldev" "$tmp/stall-disk" 4M --threads 1 --inject-delay-us 400000
+stall_daemon=$DMU_DAEMON_PID
+dmsetup message "$stalldev" 0 stall_ms 100
 
 # the loads, run by the test while a group of programs is attached; $1 is
 # where fio writes its JSON
@@ -57,6 +69,15 @@ timeouts() {
 	for i in 1 2 3; do
 		! dd if="/dev/mapper/$noserve" of=/dev/null bs=4k count=1 skip="$i" iflag=direct 2>/dev/null ||
 			die "a read of $noserve succeeded"
+	done
+}
+# reads of a device whose daemon holds each one past stall_ms
+stalls() {
+	local i
+	echo '{"jobs":[{"read":{"total_ios":3},"write":{"total_ios":0}}]}' >"$1"
+	for i in 1 2 3; do
+		dd if="/dev/mapper/$stalldev" of=/dev/null bs=4k count=1 skip="$i" iflag=direct status=none ||
+			die "a read of $stalldev failed"
 	done
 }
 # WAIT: "/bin/sh FILE NAME" (bpftrace -c splits its command on spaces, and
@@ -85,6 +106,7 @@ declare -A expect=(
 	[dmu-channels.bt]="load||^@requests\[$dev_re, $num\]: $num\$;^@readers\[$num, [^,]+, $num\]: $num\$"
 	[dmu-stages.bt]="load||^@queue_us: ?\$;^@daemon_us: ?\$;^@total_us: ?\$;$hist_row"
 	[dmu-iostat.bt]="load||^[0-9]{2}:[0-9]{2}:[0-9]{2}\$;^@ios\[$dev_re, [01]\]: $num\$;^@kib\[$dev_re, [01]\]: $num\$"
+	[dmu-stall.bt]="stalls||^TIME +DEV +SEQ +OP +CHAN +PID +TID +AGE_ms +HELD_ms\$;^[0-9:]{8} +$num:$num +$num +0 +0 +$num +$num +$num +$num\$;^ +tid $num \([^)]+\) blocked in the kernel for $num ms:\$;^[[:space:]]+(do|hrtimer)_nanosleep\+$num\$"
 	[dmu-snoop.bt]="load||^TIME\(ms\) +DEV;^$num +$num:$num +[01] +$num +4096 +[^ ]+ +$num +$num +$num 0\$"
 )
 
@@ -139,7 +161,7 @@ run_group() {
 
 group=5
 n=0
-for load in load timeouts; do
+for load in load timeouts stalls; do
 	scripts=()
 	for bt in "$BPF_DIR"/oneliners/*.bt; do
 		base=$(basename "$bt")
@@ -235,6 +257,9 @@ for bt in "$BPF_DIR"/oneliners/*.bt; do
 		exact "$base" "timed-out reads" "$(bt_sum "$out" '^@failed\[timeout, 0, -[0-9]+\]:')" 3
 		exact "$base" "timeout lines" "$(grep -cE ' complete +[0-9]+ +0 +timeout ' "$out")" 3 ;;
 	dmu-slow.bt) ;;	# which requests are slow is not known in advance
+	dmu-stall.bt)
+		exact "$base" "stall lines" "$(grep -cE '^[0-9:]{8} +[0-9]+:[0-9]+ ' "$out")" 3
+		exact "$base" "stalled threads blocked in the kernel" "$(grep -c ' blocked in the kernel for ' "$out")" 3 ;;
 	*) die "$base: no exact count in $0 (say why if it has none)" ;;
 	esac
 	log "$base: exact"
@@ -249,5 +274,6 @@ awk -F'[][, )]+' '/^\[/ && $2 !~ /[KMG]/ && $2 + 0 < 512 { bad = 1 } END { exit 
 $(cat "$out")"
 
 dmsetup remove --noudevsync "$noserve"
-dmu_daemon_stop
+dmu_daemon_stop "$stall_daemon"
+dmu_daemon_stop "$main_daemon"
 dmu_unload

@@ -2,9 +2,12 @@
 # timeout: 420
 # The live page (GET /) of dmuserd and of dmuser-exporter in headless Chromium
 # while fio runs: after the page has polled /metrics for a while, each of its
-# four charts (IOPS, MB/s, latency p50/p99, queue depth) holds data points
-# (the canvas' data-points attribute, read from the DOM Chromium dumps), the
-# IOPS chart's last point is not 0, and the page shows no error.  A PNG
+# five charts (IOPS, MB/s, latency p50/p99, queue depth, oldest request held)
+# holds data points (the canvas' data-points attribute, read from the DOM
+# Chromium dumps), the IOPS chart's last point is not 0, the saturation
+# table shows the target's hwm_in_flight, at least 1 after fio's requests
+# (from target.fields in dmuserd's JSON, from devices[].target.fields in the
+# exporter's), and the page shows no error.  A PNG
 # screenshot of each page is kept in $DMU_OUT (live-page-*.png).  Both pages
 # load in one Chromium (tests/tools/chrome-pages.py).
 # The page is kernel-independent: a browser drawing the JSON of dmuserd and
@@ -33,10 +36,10 @@ fio_pid=$OBS_FIO_PID
 # Both pages in one headless Chromium (tests/tools/chrome-pages.py, over the
 # DevTools pipe): one start costs 45 to 120 s in a TCG guest, and one per page
 # (as before) made this the slowest test of the suite (195 s on 6.12).  Each
-# page is kept until all four charts hold 3 points (real time: it polls
+# page is kept until all five charts hold 3 points (real time: it polls
 # every second), at most 120 s.
-charts=(iops tput lat qd)
-until_js="['iops', 'tput', 'lat', 'qd'].every(function (c) {
+charts=(iops tput lat qd oldest)
+until_js="['iops', 'tput', 'lat', 'qd', 'oldest'].every(function (c) {
 	var e = document.getElementById('chart-' + c);
 	return e && +(e.getAttribute('data-points') || 0) >= 3; })"
 chrome_rc=0
@@ -61,6 +64,12 @@ check_page() {
 		[[ -n $n ]] || die "$what: chart $chart has no data-points attribute"
 		((n >= 3)) || die "$what: chart $chart holds ${n:-no} data points after 120 s"
 	done
+	# the saturation table: a number where the source exports it
+	hwm=$(grep -o '<td id="sat-hwm-in-flight" data-value="[^"]*"' "$dom" | sed 's/.*="//; s/"$//')
+	log "$what: most in flight at once: ${hwm:-none}; oldest held now: $(grep -o '<td id="sat-oldest"[^<]*' "$dom" | sed 's/.*>//')"
+	if [[ ! $hwm =~ ^[0-9]+$ ]] || ((hwm < 1)); then
+		die "$what: the saturation table shows hwm_in_flight '${hwm}' after fio's requests"
+	fi
 	last=$(attr "$dom" iops data-last)
 	log "$what: last IOPS point (read,write) $last; $(grep -o '<div id="status"[^<]*' "$dom" | sed 's/.*>//')"
 	awk -F, -v l="$last" 'BEGIN { split(l, v, ","); exit !(v[1] + v[2] > 0) }' ||

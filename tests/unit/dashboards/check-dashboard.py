@@ -129,6 +129,17 @@ class Dashboard(unittest.TestCase):
                   'dmuser_kernel_errors_total', 'dmuser_kernel_timeouts_total'):
             self.assertTrue(self.panel_with('timeseries', m), f'a panel of {m}')
 
+    def test_saturation_and_stall_panels(self):
+        # issue 20: both sources export these (the exporter with device,
+        # dmuserd without, joined to dmuser_info for it): a panel shows each
+        for m in ('dmuser_kernel_oldest_request_age_seconds', 'dmuser_kernel_stalls_total',
+                  'dmuser_kernel_depth_waits_total', 'dmuser_kernel_depth_wait_seconds_total',
+                  'dmuser_kernel_queued_requests_hwm', 'dmuser_kernel_in_flight_requests_hwm'):
+            self.assertTrue(self.panel_with('timeseries', m + '{', 'device=~"$device"}'),
+                            f'{m}: a panel of the exporter\'s per-device series')
+            self.assertTrue(self.panel_with('timeseries', m + '{', 'group_left (device) dmuser_info'),
+                            f'{m}: a panel of dmuserd\'s, named by dmuser_info')
+
     def test_daemon_latency_panels(self):
         for phi in ('0.5', '0.99', '0.999'):
             self.assertTrue(self.panel_with('timeseries', f'histogram_quantile({phi},',
