@@ -13,6 +13,14 @@
  * deletes the device's records, so its series end under its own name and
  * the map has room for new devices.  A record BPF could not create (the map
  * full all the same) is counted in dmuser_exporter_untracked_requests_total.
+ *
+ * Each scrape also reads the status line of every dm device whose live
+ * table has a "user" target (libdevmapper: DM_DEVICE_LIST, then
+ * DM_DEVICE_STATUS per device; the dm ioctls need CAP_SYS_ADMIN, which
+ * loading BPF needs already), so a device appears from its creation, I/O
+ * or not, and the target's own counters (queue depths, high-water marks,
+ * stalls, the oldest request's age) are exported under dmuserd's names.
+ * A removed device is no longer listed, so its status series end with it.
  */
 #include <argp.h>
 #include <errno.h>
@@ -27,6 +35,8 @@
 #include <unistd.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <libdevmapper.h>
 #include <libudev.h>
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
@@ -62,8 +72,10 @@ const char argp_program_doc[] =
 "\n"
 "Per device and op: completed requests and bytes, errors, timeouts, and\n"
 "latency histograms of the queue, daemon and total stages; per device:\n"
-"queue depth and in-flight histograms, sampled at map.  Works whichever\n"
-"daemon serves the devices.\n"
+"queue depth and in-flight histograms, sampled at map, and the target's\n"
+"status line (dmsetup status: channels, queued, in flight, requeues,\n"
+"high-water marks, queue_depth waits, stalls, oldest request's age).\n"
+"Works whichever daemon serves the devices.\n"
 "\n"
 "  GET /metrics                    JSON\n"
 "  GET /metrics?format=prometheus  Prometheus text (also with Accept: text/plain)\n"
@@ -186,7 +198,8 @@ struct exporter {
 	struct dmu_exp_rec *recs;
 	struct dmu_exp_hist *lat, *qd;
 	struct dmu_exp_stat *st;
-	struct dmu_exp_dev *devs;	/* DMU_LAT_MAX_RECS: one per record at most */
+	struct dmu_exp_dev *devs;	/* one per record and one per target at most */
+	struct dmu_exp_target *targets;	/* DMU_LAT_MAX_RECS: the dm devices with a user target */
 	/* the name of each device seen, taken while it existed */
 	struct name_ent *names;
 	int nnames;
@@ -278,6 +291,77 @@ static int sweep(struct exporter *e)
 	return gone;
 }
 
+/* libdevmapper logs to stderr by default: a device gone between the list
+ * and its status is no news */
+__attribute__((format(printf, 5, 6)))
+static void dm_silent(int level, const char *file, int line, int dm_errno, const char *f, ...)
+{
+	(void)level; (void)file; (void)line; (void)dm_errno; (void)f;
+}
+
+/* The status line of the first "user" target of dm device name, into t->status. */
+static bool user_status(const char *name, struct dmu_exp_target *t)
+{
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_STATUS);
+	uint64_t start, length;
+	char *type, *params;
+	void *next = NULL;
+	bool found = false;
+
+	if (!dmt)
+		return false;
+	if (dm_task_set_name(dmt, name) && dm_task_run(dmt)) {
+		do {
+			type = params = NULL;
+			next = dm_get_next_target(dmt, next, &start, &length, &type, &params);
+			if (type && params && !strcmp(type, "user")) {
+				snprintf(t->status, sizeof(t->status), "%s", params);
+				found = true;
+			}
+		} while (next && !found);
+	}
+	dm_task_destroy(dmt);
+	return found;
+}
+
+/*
+ * Every dm device whose live table has a "user" target (only env.dev with
+ * -d), with its status line: at most max into t.  Returns how many; 0 if
+ * device-mapper cannot be asked.  Called with e->lock held (libdevmapper
+ * is not thread-safe; the main thread's sweeps take the lock too).
+ */
+static int read_targets(struct dmu_exp_target *t, int max)
+{
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_LIST);
+	struct dm_names *names;
+	unsigned int next = 0;
+	int n = 0;
+
+	if (!dmt)
+		return 0;
+	if (!dm_task_run(dmt)) {
+		dm_task_destroy(dmt);
+		return 0;
+	}
+	names = dm_task_get_names(dmt);
+	if (names && names->dev) {
+		do {
+			names = (struct dm_names *)((char *)names + next);
+			next = names->next;
+			__u32 dev = dmu_mkdev(major(names->dev), minor(names->dev));
+
+			if (n == max || (env.devname && dev != env.dev))
+				continue;
+			t[n].dev = dev;
+			snprintf(t[n].name, sizeof(t[n].name), "%s", names->name);
+			if (user_status(names->name, &t[n]))
+				n++;
+		} while (next);
+	}
+	dm_task_destroy(dmt);
+	return n;
+}
+
 static double since(const struct timespec *t0)
 {
 	struct timespec now;
@@ -331,7 +415,10 @@ static int render(void *ctx, enum dmu_metrics_format format, char **body, size_t
 	n = dmu_map_dump(bpf_map__fd(e->obj->maps.dev_recs), &e->pc, e->recs, sizeof(*e->recs),
 			 offsetof(struct dmu_exp_rec, rec), DMU_LAT_MAX_RECS, false);
 	dmu_exp_split(&s, e->recs, n);
-	dmu_exp_prepare(&s, e->devs, DMU_LAT_MAX_RECS, name_of);
+	/* the target's status lines: dm ioctls, not BPF */
+	s.targets = e->targets;
+	s.ntargets = read_targets(e->targets, DMU_LAT_MAX_RECS);
+	dmu_exp_prepare(&s, e->devs, 2 * DMU_LAT_MAX_RECS, name_of);
 	s.untracked = e->obj->bss->dmu_init_failed;
 	warn_untracked(e, s.untracked);
 
@@ -456,6 +543,7 @@ int main(int argc, char **argv)
 	}
 
 	libbpf_set_print(dmu_libbpf_print);
+	dm_log_with_errno_init(dm_silent);
 	if (!dmu_module_loaded(PROG) || !dmu_module_new_enough(PROG))
 		return 1;
 	if (env.devname && dmu_dev_resolve(env.devname, &env.dev)) {
@@ -473,11 +561,12 @@ int main(int argc, char **argv)
 	e.lat = calloc((size_t)DMU_LAT_MAX_RECS * DMU_NR_STAGES, sizeof(*e.lat));
 	e.qd = calloc((size_t)DMU_LAT_MAX_RECS * DMU_NR_QD, sizeof(*e.qd));
 	e.st = calloc(DMU_LAT_MAX_RECS, sizeof(*e.st));
-	e.devs = calloc(DMU_LAT_MAX_RECS, sizeof(*e.devs));
+	e.devs = calloc(2 * DMU_LAT_MAX_RECS, sizeof(*e.devs));
+	e.targets = calloc(DMU_LAT_MAX_RECS, sizeof(*e.targets));
 	e.names = calloc(DMU_LAT_MAX_RECS, sizeof(*e.names));
 	e.keys = calloc(DMU_LAT_MAX_RECS, sizeof(*e.keys));
 	the_exporter = &e;
-	if (!e.recs || !e.lat || !e.qd || !e.st || !e.devs || !e.names || !e.keys) {
+	if (!e.recs || !e.lat || !e.qd || !e.st || !e.devs || !e.targets || !e.names || !e.keys) {
 		fprintf(stderr, PROG ": out of memory\n");
 		err = 1;
 		goto out;
@@ -528,6 +617,7 @@ out:
 	free(e.qd);
 	free(e.st);
 	free(e.devs);
+	free(e.targets);
 	free(e.names);
 	free(e.keys);
 	return err;

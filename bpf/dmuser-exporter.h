@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * dmuser-exporter: a scrape of the dmuser_lat BPF maps (per device, per
- * op, queue depth on), and its renderings as Prometheus text and JSON
+ * op, queue depth on) and of the status line of every dm device with a
+ * "user" target, and its renderings as Prometheus text and JSON
  * (exporter_render.c, pure functions the unit tests check directly).
  */
 #ifndef __DMUSER_EXPORTER_H
@@ -30,9 +31,17 @@ struct dmu_exp_rec {
 	struct dmu_lat_rec rec;
 };
 
+/* A dm device whose live table has a "user" target, as a scrape read it. */
+struct dmu_exp_target {
+	__u32 dev;
+	char name[128];		/* its dm name */
+	char status[512];	/* the target's status line (dmsetup status, after "user") */
+};
+
 struct dmu_exp_dev {
 	__u32 dev;
 	char name[128];		/* dm name, else dm-N, else MAJ:MIN */
+	const char *status;	/* its target's status line this scrape, NULL if not read */
 };
 
 /* a name function: the label of dev, written to buf */
@@ -49,6 +58,8 @@ struct dmu_exp_snapshot {
 	int nqd;
 	struct dmu_exp_stat *st;	/* sorted by dev, op */
 	int nst;
+	const struct dmu_exp_target *targets;	/* the dm devices with a user target */
+	int ntargets;
 	struct dmu_exp_dev *devs;	/* every dev of the entries above, sorted */
 	int ndevs;
 };
@@ -61,11 +72,14 @@ struct dmu_exp_snapshot {
 void dmu_exp_split(struct dmu_exp_snapshot *s, const struct dmu_exp_rec *recs, int n);
 
 /*
- * Sorts the entries and fills devs (names through name_fn).  devs must have
- * room for every device of the entries: as many as the records split (a
- * device with no room would share a label with others, and duplicate series
- * make Prometheus reject the whole scrape).  Returns 0, or -ENOSPC if a
- * device had no room: it is then labelled with its MAJ:MIN.
+ * Sorts the entries and fills devs: the devices of the BPF entries (names
+ * through name_fn), then those of s->targets not among them (their dm
+ * name), each with its target's status line if s->targets has it.  devs
+ * must have room for every device: as many as the records split plus the
+ * targets (a device with no room would share a label with others, and
+ * duplicate series make Prometheus reject the whole scrape).  Returns 0,
+ * or -ENOSPC if a device had no room: a BPF one is then labelled with its
+ * MAJ:MIN, a target's status is left out.
  */
 int dmu_exp_prepare(struct dmu_exp_snapshot *s, struct dmu_exp_dev *devs, int max_devs,
 		    dmu_exp_name_fn name_fn);

@@ -9,6 +9,10 @@
  * at most it), the buckets are made cumulative, and the last slot goes to
  * +Inf only, which therefore equals _count.  Queue depths are integers, so
  * their slot i is exactly "at most 2^(i+1) - 1".
+ *
+ * The target's status line of each device is rendered by libdmuser's
+ * dmu__kernel_status_prom() and dmu__kernel_status_json() (lib/intree.h),
+ * dmuserd's own code and name table, with the device label added.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -68,8 +72,28 @@ static int add_dev(struct dmu_exp_snapshot *s, int max, __u32 dev, dmu_exp_name_
 	if (s->ndevs == max)
 		return -ENOSPC;
 	s->devs[s->ndevs].dev = dev;
+	s->devs[s->ndevs].status = NULL;
 	name_fn(dev, s->devs[s->ndevs].name, sizeof(s->devs[s->ndevs].name));
 	s->ndevs++;
+	return 0;
+}
+
+/* Gives a target's device its status line, adding it under its dm name if new. */
+static int add_target(struct dmu_exp_snapshot *s, int max, const struct dmu_exp_target *t)
+{
+	int i;
+
+	for (i = 0; i < s->ndevs; i++)
+		if (s->devs[i].dev == t->dev)
+			break;
+	if (i == s->ndevs) {
+		if (s->ndevs == max)
+			return -ENOSPC;
+		s->devs[i].dev = t->dev;
+		snprintf(s->devs[i].name, sizeof(s->devs[i].name), "%s", t->name);
+		s->ndevs++;
+	}
+	s->devs[i].status = t->status;
 	return 0;
 }
 
@@ -125,6 +149,9 @@ int dmu_exp_prepare(struct dmu_exp_snapshot *s, struct dmu_exp_dev *devs, int ma
 			err = -ENOSPC;
 	for (i = 0; i < s->nqd; i++)
 		if (add_dev(s, max_devs, s->qd[i].key.dev, name_fn))
+			err = -ENOSPC;
+	for (i = 0; i < s->ntargets; i++)
+		if (add_target(s, max_devs, &s->targets[i]))
 			err = -ENOSPC;
 	qsort(s->devs, s->ndevs, sizeof(*s->devs), cmp_dev);
 	return err;
@@ -254,6 +281,34 @@ static void depth(FILE *out, const struct dmu_exp_snapshot *s, unsigned kind)
 	}
 }
 
+/*
+ * The status-line families (dmuser_kernel_status_up, _channels, ...,
+ * _oldest_request_age_seconds), one series per device.  completed, errors
+ * and timeouts are left out: the exporter's dmuser_kernel_requests_total,
+ * _errors_total and _timeouts_total are the BPF counts by device and op
+ * (since it attached), and a second, op-less series of the same family
+ * would be counted twice by every sum().
+ */
+static int kernel_status(FILE *out, const struct dmu_exp_snapshot *s)
+{
+	static const char *const bpf_keys[] = { "completed", "errors", "timeouts", NULL };
+	struct kernel_status_series *series = calloc(s->ndevs ? s->ndevs : 1, sizeof(*series));
+	char (*lab)[320] = calloc(s->ndevs ? s->ndevs : 1, sizeof(*lab));
+	int d, err = -ENOMEM;
+
+	if (series && lab) {
+		for (d = 0; d < s->ndevs; d++) {
+			labels(lab[d], sizeof(lab[d]), s, s->devs[d].dev, NULL, NULL);
+			series[d].labels = lab[d];
+			series[d].status = s->devs[d].status;
+		}
+		err = dmu__kernel_status_prom(out, series, s->ndevs, bpf_keys);
+	}
+	free(series);
+	free(lab);
+	return err;
+}
+
 int dmu_exp_render_prometheus(const struct dmu_exp_snapshot *s, FILE *out)
 {
 	dmu__prom_family(out, "dmuser_exporter_info", "gauge",
@@ -283,6 +338,8 @@ int dmu_exp_render_prometheus(const struct dmu_exp_snapshot *s, FILE *out)
 	latency(out, s);
 	depth(out, s, DMU_QD_QUEUED);
 	depth(out, s, DMU_QD_IN_FLIGHT);
+	if (kernel_status(out, s))
+		return -1;
 	return ferror(out) ? -1 : 0;
 }
 
@@ -358,8 +415,9 @@ json_t *dmu_exp_render_json(const struct dmu_exp_snapshot *s)
 						    json_hist(&e->hist, false));
 		}
 		snprintf(devbuf, sizeof(devbuf), "%u:%u", dmu_major(dev), dmu_minor(dev));
-		json_t *jd = json_pack("{s:s, s:s, s:o}", "device", s->devs[d].name,
-				       "dev", devbuf, "ops", ops);
+		json_t *jd = json_pack("{s:s, s:s, s:o, s:o*}", "device", s->devs[d].name,
+				       "dev", devbuf, "ops", ops,
+				       "target", dmu__kernel_status_json(s->devs[d].status));
 		for (unsigned k = 0; k < DMU_NR_QD; k++) {
 			struct dmu_hist h;
 			int start = q;

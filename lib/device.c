@@ -615,24 +615,49 @@ int dmu__status_line(struct dmu_device *dev, char *buf, size_t len)
 
 DMU_API int dmu_device_status(struct dmu_device *dev, struct dmu_target_status *st)
 {
-	unsigned long long v[7];
-	char line[256];
-	int err = dmu__status_line(dev, line, sizeof(line));
+	uint64_t v[13] = { 0 };
+	uint32_t n = 0;
+	char line[512];
+	const char *p = line;
+	int err;
 
+	if (!dev || !st)
+		return -EINVAL;
+	err = dmu__status_line(dev, line, sizeof(line));
 	if (err)
 		return err;
-	if (sscanf(line, "%llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-		   &v[3], &v[4], &v[5], &v[6]) != 7)
+	/* the numbers the line starts with: 7, or 13 from target 1.5.0 */
+	for (;;) {
+		unsigned long long x;
+		char *end;
+
+		while (isspace((unsigned char)*p))
+			p++;
+		if (!isdigit((unsigned char)*p))
+			break;
+		errno = 0;
+		x = strtoull(p, &end, 10);
+		if (errno || (*end && !isspace((unsigned char)*end)))
+			break;
+		if (n < 13)
+			v[n] = x;
+		n++;
+		p = end;
+	}
+	if (n < 7)
 		return -EPROTO;
 
 	struct dmu_target_status s = {
 		.sz = sizeof(s), .channels = v[0], .queued = v[1], .in_flight = v[2],
 		.completed = v[3], .errors = v[4], .timeouts = v[5], .requeues = v[6],
+		.fields = n,
+		.depth_waits = v[7], .depth_wait_us = v[8], .hwm_queued = v[9],
+		.hwm_in_flight = v[10], .stalls = v[11], .oldest_us = v[12],
 	};
-	size_t n = st->sz < sizeof(s) ? st->sz : sizeof(s);
+	size_t len = st->sz < sizeof(s) ? st->sz : sizeof(s);
 
-	memcpy(st, &s, n);
-	st->sz = n;
+	memcpy(st, &s, len);
+	st->sz = len;
 	return 0;
 }
 

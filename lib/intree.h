@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Internal helpers of libdmuser that the tree's own programs use as well
- * (bpf/dmuser-exporter): Prometheus text pieces and listen addresses.
+ * (bpf/dmuser-exporter): Prometheus text pieces, the target's status line
+ * as metrics, and listen addresses.
  * They are not API: this header is never installed, and the functions are
  * hidden dmu__* symbols, absent from libdmuser.so's exports (the version
  * script exports dmu_* only, and a hidden symbol never leaves the library;
@@ -15,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <jansson.h>
 
 #define DMU_INTREE __attribute__((visibility("hidden")))
 
@@ -38,6 +40,36 @@ DMU_INTREE void dmu__prom_label_value(FILE *out, const char *v);
 DMU_INTREE void dmu__prom_histogram(FILE *out, const char *name, const char *labels,
 				    const uint64_t *counts, const double *le, unsigned n,
 				    const char *sum_text);
+
+/* ---- render.c: the target's status line (dmsetup status) as metrics ---- */
+
+/* One device's status line, and the labels its series carry. */
+struct kernel_status_series {
+	const char *labels;	/* formatted ("device=\"a\""), or "" for none */
+	const char *status;	/* the "user" target's status line; NULL: not read */
+};
+
+/*
+ * The dmuser_kernel_* families of n devices' status lines, as dmuserd
+ * renders its own device's (README.md "Metric names"): first
+ * dmuser_kernel_status_up (1 if status is not NULL), then each field the
+ * lines have, named from render.c's one table (a counter or a gauge;
+ * depth_wait_us and oldest_us in seconds), every device's sample of a
+ * family together under one HELP and TYPE; a field not in the table is a
+ * gauge dmuser_kernel_status_<key>.  A key given twice in one line counts
+ * once (its first value).  skip_keys (NULL-terminated, or NULL) are
+ * status-line keys not to render, for a program that exports those
+ * numbers under the same names from elsewhere.  Returns 0, or -ENOMEM.
+ */
+DMU_INTREE int dmu__kernel_status_prom(FILE *out, const struct kernel_status_series *series,
+				       size_t n, const char *const *skip_keys);
+
+/*
+ * A status line as the JSON "target" object: {"available": status != NULL,
+ * "status": status or null, "fields": {key: number}} (daemon/metrics.schema.json).
+ * New reference; NULL if out of memory.
+ */
+DMU_INTREE json_t *dmu__kernel_status_json(const char *status);
 
 /* ---- listen.c ---- */
 

@@ -57,14 +57,18 @@ static bool set_key(struct status_field *f, const char *text, size_t len)
 }
 
 /*
- * dm-user's status line is seven numbers (module/README.md):
+ * dm-user's status line is thirteen numbers from target 1.5.0, seven before
+ * (module/README.md "Status and messages"):
  *   <channels> <queued> <in_flight> <completed> <errors> <timeouts> <requeues>
- * Numbers past those seven are named field_<n>.  A line that does not start
- * with a number is read as "key value" pairs and "key=value" words instead,
- * so a differently built target still reports what it can.
+ *   <depth_waits> <depth_wait_us> <hwm_queued> <hwm_in_flight> <stalls> <oldest_us>
+ * An older target's line simply ends after requeues.  Numbers past those
+ * thirteen (a newer target's) are named field_<n>.  A line that does not
+ * start with a number is read as "key value" pairs and "key=value" words
+ * instead, so a differently built target still reports what it can.
  */
 static const char *const status_names[] = {
 	"channels", "queued", "in_flight", "completed", "errors", "timeouts", "requeues",
+	"depth_waits", "depth_wait_us", "hwm_queued", "hwm_in_flight", "stalls", "oldest_us",
 };
 
 static size_t split(const char *line, const char **tok, size_t *tlen, size_t max)
@@ -177,7 +181,7 @@ static json_t *json_ops(const struct metrics_snapshot *s)
 	return ops;
 }
 
-static json_t *json_target(const char *status)
+json_t *dmu__kernel_status_json(const char *status)
 {
 	struct status_field f[MAX_STATUS_FIELDS];
 	size_t n = status ? parse_target_status(status, f, MAX_STATUS_FIELDS) : 0;
@@ -220,7 +224,7 @@ static json_t *render_json(const struct metrics_snapshot *s,
 		"channels_batched", json_u64(s->channels_batched),
 		"replies", replies,
 		"ops", json_ops(s),
-		"target", json_target(info->target_status));
+		"target", dmu__kernel_status_json(info->target_status));
 }
 
 /* ---- Prometheus text format 0.0.4 -------------------------------------- */
@@ -266,56 +270,147 @@ static void gauge(FILE *out, const char *name, const char *help, double v)
  * The kernel's numbers from the target's status line, under the names
  * dmuserd and bpf/dmuser-exporter give them (dmuser_kernel_*, README.md
  * "Metric names"): its cumulative counts are counters, its current levels
- * gauges.  A field not known here (a newer target's) is a gauge named
+ * gauges, and a field in microseconds (usec) is exported in seconds, the
+ * base unit.  A field not known here (a newer target's) is a gauge named
  * after its key.
  */
 static const struct {
 	const char *key, *name, *type, *help;
+	bool usec;
 } kernel_fields[] = {
 	{ "channels", "dmuser_kernel_channels", "gauge",
-	  "Control-device channels open on the target." },
+	  "Control-device channels open on the target.", false },
 	{ "queued", "dmuser_kernel_queued_requests", "gauge",
-	  "Requests queued in the kernel for a daemon to read." },
+	  "Requests queued in the kernel for a daemon to read.", false },
 	{ "in_flight", "dmuser_kernel_in_flight_requests", "gauge",
-	  "Requests a daemon has read and not yet answered, as the kernel counts them." },
+	  "Requests a daemon has read and not yet answered, as the kernel counts them.", false },
 	{ "completed", "dmuser_kernel_requests_total", "counter",
-	  "Requests the target completed." },
+	  "Requests the target completed.", false },
 	{ "errors", "dmuser_kernel_errors_total", "counter",
-	  "Requests the target completed with an error." },
+	  "Requests the target completed with an error.", false },
 	{ "timeouts", "dmuser_kernel_timeouts_total", "counter",
-	  "Requests the target ended after timeout_ms." },
+	  "Requests the target ended after timeout_ms.", false },
 	{ "requeues", "dmuser_kernel_requeues_total", "counter",
-	  "Requests the target queued again after their channel closed." },
+	  "Requests the target queued again after their channel closed.", false },
+	{ "depth_waits", "dmuser_kernel_depth_waits_total", "counter",
+	  "Requests whose submitter waited in map() because queue_depth was full.", false },
+	{ "depth_wait_us", "dmuser_kernel_depth_wait_seconds_total", "counter",
+	  "Time those submitters waited for queue_depth, in all.", true },
+	{ "hwm_queued", "dmuser_kernel_queued_requests_hwm", "gauge",
+	  "Most requests queued at once since the device was created or the last reset_hwm.", false },
+	{ "hwm_in_flight", "dmuser_kernel_in_flight_requests_hwm", "gauge",
+	  "Most requests held by daemons at once since the device was created or the last reset_hwm.",
+	  false },
+	{ "stalls", "dmuser_kernel_stalls_total", "counter",
+	  "Requests a daemon held longer than stall_ms (dm_user_stall events).",
+	  false },
+	{ "oldest_us", "dmuser_kernel_oldest_request_age_seconds", "gauge",
+	  "Age, from map(), of the oldest request the target holds now; 0 if none.", true },
 };
 
-static void target(FILE *out, const char *status)
+/* "name value" or "name{labels} value"; a usec value in seconds, exactly. */
+static void kernel_sample(FILE *out, const char *name, const char *labels, uint64_t v,
+			  bool usec)
 {
-	struct status_field f[MAX_STATUS_FIELDS];
-	size_t n = status ? parse_target_status(status, f, MAX_STATUS_FIELDS) : 0;
-	const size_t nknown = sizeof(kernel_fields) / sizeof(kernel_fields[0]);
+	fputs(name, out);
+	if (*labels)
+		fprintf(out, "{%s}", labels);
+	if (usec)
+		fprintf(out, " %" PRIu64 ".%06" PRIu64 "\n", v / 1000000u, v % 1000000u);
+	else
+		fprintf(out, " %" PRIu64 "\n", v);
+}
 
-	gauge(out, "dmuser_kernel_status_up",
-	      "1 if the target's status could be read from the kernel.", status != NULL);
-	for (size_t i = 0; i < n; i++) {
-		char name[80];
-		size_t j, k;
-
-		for (j = 0; j < i && strcmp(f[j].key, f[i].key); j++)
-			;
-		if (j < i)
-			continue;	/* a key given twice: its first value */
-		for (k = 0; k < nknown && strcmp(f[i].key, kernel_fields[k].key); k++)
-			;
-		if (k < nknown) {
-			dmu__prom_family(out, kernel_fields[k].name, kernel_fields[k].type,
-					 kernel_fields[k].help);
-			fprintf(out, "%s %" PRIu64 "\n", kernel_fields[k].name, f[i].value);
-			continue;
+/* The first value of key in fields, if there. */
+static bool find_field(const struct status_field *f, size_t n, const char *key, uint64_t *v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(f[i].key, key)) {
+			*v = f[i].value;
+			return true;
 		}
-		snprintf(name, sizeof(name), "dmuser_kernel_status_%.47s", f[i].key);
-		dmu__prom_family(out, name, "gauge", "A field of the target's status line.");
-		fprintf(out, "%s %" PRIu64 "\n", name, f[i].value);
+	return false;
+}
+
+static bool listed(const char *const *keys, const char *key)
+{
+	for (; keys && *keys; keys++)
+		if (!strcmp(*keys, key))
+			return true;
+	return false;
+}
+
+static bool known_key(const char *key)
+{
+	for (size_t k = 0; k < sizeof(kernel_fields) / sizeof(kernel_fields[0]); k++)
+		if (!strcmp(kernel_fields[k].key, key))
+			return true;
+	return false;
+}
+
+int dmu__kernel_status_prom(FILE *out, const struct kernel_status_series *series, size_t n,
+			    const char *const *skip_keys)
+{
+	const size_t nknown = sizeof(kernel_fields) / sizeof(kernel_fields[0]);
+	struct status_field (*f)[MAX_STATUS_FIELDS] = n ? calloc(n, sizeof(*f)) : NULL;
+	size_t *nf = n ? calloc(n, sizeof(*nf)) : NULL;
+	uint64_t v;
+
+	if (n && (!f || !nf)) {
+		free(f);
+		free(nf);
+		return -ENOMEM;
 	}
+	for (size_t d = 0; d < n; d++)
+		nf[d] = series[d].status ?
+			parse_target_status(series[d].status, f[d], MAX_STATUS_FIELDS) : 0;
+
+	dmu__prom_family(out, "dmuser_kernel_status_up", "gauge",
+			 "1 if the target's status could be read from the kernel.");
+	for (size_t d = 0; d < n; d++)
+		kernel_sample(out, "dmuser_kernel_status_up", series[d].labels,
+			      series[d].status != NULL, false);
+
+	/* the known fields, in the table's order */
+	for (size_t k = 0; k < nknown; k++) {
+		bool announced = false;
+
+		if (listed(skip_keys, kernel_fields[k].key))
+			continue;
+		for (size_t d = 0; d < n; d++) {
+			if (!find_field(f[d], nf[d], kernel_fields[k].key, &v))
+				continue;
+			if (!announced)
+				dmu__prom_family(out, kernel_fields[k].name, kernel_fields[k].type,
+						 kernel_fields[k].help);
+			announced = true;
+			kernel_sample(out, kernel_fields[k].name, series[d].labels, v,
+				      kernel_fields[k].usec);
+		}
+	}
+
+	/* the others, each where it first appears: every device's sample of it together */
+	for (size_t d = 0; d < n; d++) {
+		for (size_t i = 0; i < nf[d]; i++) {
+			const char *key = f[d][i].key;
+			bool seen = known_key(key) || listed(skip_keys, key) ||
+				    find_field(f[d], i, key, &v);
+			char name[80];
+
+			for (size_t e = 0; e < d && !seen; e++)
+				seen = find_field(f[e], nf[e], key, &v);
+			if (seen)
+				continue;
+			snprintf(name, sizeof(name), "dmuser_kernel_status_%.47s", key);
+			dmu__prom_family(out, name, "gauge", "A field of the target's status line.");
+			for (size_t e = d; e < n; e++)
+				if (find_field(f[e], nf[e], key, &v))
+					kernel_sample(out, name, series[e].labels, v, false);
+		}
+	}
+	free(f);
+	free(nf);
+	return 0;
 }
 
 static int render_prometheus(const struct metrics_snapshot *s,
@@ -370,7 +465,9 @@ static int render_prometheus(const struct metrics_snapshot *s,
 	      (double)s->channels_batched);
 
 	histogram(out, s);
-	target(out, info->target_status);
+	struct kernel_status_series target = { .labels = "", .status = info->target_status };
+	if (dmu__kernel_status_prom(out, &target, 1, NULL))
+		return -1;
 	return ferror(out) ? -1 : 0;
 }
 

@@ -22,7 +22,8 @@
  * structs can grow without breaking the ABI.  A NULL options pointer means
  * every default.  Every exported symbol starts with dmu_ and carries the
  * symbol version of the release that added it (DMUSER_1.0, DMUSER_1.1);
- * the soname is libdmuser.so.1.
+ * 1.2 added no function, only members at the end of struct
+ * dmu_target_status.  The soname is libdmuser.so.1.
  *
  * Thread safety is stated per function.  In short: device calls may be
  * made from any thread (libdevmapper calls are serialised inside); a
@@ -43,7 +44,7 @@ extern "C" {
 #endif
 
 #define DMU_VERSION_MAJOR 1
-#define DMU_VERSION_MINOR 1
+#define DMU_VERSION_MINOR 2
 #define DMU_VERSION_PATCH 0
 
 #if defined(__GNUC__)
@@ -205,7 +206,18 @@ DMU_API uint64_t dmu_device_max_io(const struct dmu_device *dev);
  */
 DMU_API uint32_t dmu_device_devt(const struct dmu_device *dev);
 
-/* The target's counters, as `dmsetup status` prints them. */
+/*
+ * The target's counters, as `dmsetup status` prints them (module/README.md
+ * "Status and messages").  The first seven are in every target's line.
+ * Since 1.2 the library also reads the six saturation and stall fields a
+ * target of version 1.5.0 or later appends, and says in `fields` how many
+ * numbers the line had: the six are valid when fields >= 13, and 0 on an
+ * older target (fields 7).  A count, rather than testing the six for 0:
+ * 0 is their ordinary value on an idle device.  On return sz is the number
+ * of bytes the library filled, so a caller built against 1.2 that runs on
+ * a 1.1 library sees sz <= offsetof(struct dmu_target_status, fields) and
+ * knows that neither `fields` nor the six were read.
+ */
 struct dmu_target_status {
 	size_t sz;
 	uint64_t channels;
@@ -215,9 +227,20 @@ struct dmu_target_status {
 	uint64_t errors;
 	uint64_t timeouts;
 	uint64_t requeues;
+	/* since 1.2 */
+	uint32_t fields;	/* numbers on the status line: 7 before target 1.5.0, 13 from it */
+	uint64_t depth_waits;	/* submitters that waited in map() for queue_depth */
+	uint64_t depth_wait_us;	/* their waits, in all, in microseconds */
+	uint64_t hwm_queued;	/* most requests queued at once (since creation or reset_hwm) */
+	uint64_t hwm_in_flight;	/* most requests held by daemons at once (likewise) */
+	uint64_t stalls;	/* requests held past stall_ms (dm_user_stall events) */
+	uint64_t oldest_us;	/* age of the oldest request held now, in microseconds; 0: none */
 };
 
-/* Read the live table's status.  Any thread. */
+/*
+ * Read the live table's status into *st (set st->sz first).  -EPROTO if
+ * the line does not start with seven numbers.  Any thread.
+ */
 DMU_API int dmu_device_status(struct dmu_device *dev, struct dmu_target_status *st);
 
 /* ---- channels ----------------------------------------------------------- */

@@ -18,6 +18,11 @@
 #   - dmuserd's own view of the kernel's counts (dmuser_kernel_requests_total,
 #     _errors_total, _timeouts_total from the target's status) equals the
 #     exporter's for A: one name, one number;
+#   - the exporter reads every user target's status line: A and B are there
+#     before any I/O (dmuser_kernel_status_up, the 1.5.0 target's
+#     dmuser_kernel_queued_requests_hwm), and after fio A's high-water marks,
+#     requeues, stalls and depth waits equal dmuserd's (the device idle);
+#     the JSON's target.fields agree;
 #   - GET / is the live page, unknown paths 404, other methods 405;
 #   - it pins the module while it runs and leaves nothing attached after
 #     SIGTERM (exit 0), SIGINT too: rmmod works.
@@ -71,6 +76,11 @@ prom() { awk -v k="$2" '$1 == k { v = $2 } END { print v + 0 }' "$1"; }
 scrape() { curl -sf "$url?format=prometheus" >"$1" || die "GET $url?format=prometheus failed"; }
 
 scrape "$tmp/p0.prom"
+for d in "$a" "$b"; do
+	assert_eq "$(prom "$tmp/p0.prom" "dmuser_kernel_status_up{device=\"$d\"}")" 1 "$d's status before any I/O"
+	grep -q "^dmuser_kernel_queued_requests_hwm{device=\"$d\"} " "$tmp/p0.prom" ||
+		die "no dmuser_kernel_queued_requests_hwm of $d before any I/O"
+done
 log "fio on A: 4096 random 4k writes, then 2048 random 4k reads; B busy meanwhile"
 fio --name=b --filename="$dev_b" --rw=randread --bs=4k --size=8M --iodepth=4 \
 	--ioengine=libaio --direct=1 --output-format=json --output="$tmp/b.json" &
@@ -138,12 +148,23 @@ assert_eq "$(prom "$tmp/d1.prom" dmuser_kernel_requests_total)" "$exp_total" \
 assert_eq "$(grep -c '^# TYPE dmuser_kernel_requests_total counter$' "$tmp/d1.prom")" 1 "dmuserd: a counter"
 assert_eq "$(prom "$tmp/d1.prom" dmuser_kernel_errors_total)" 0 "dmuserd's dmuser_kernel_errors_total"
 assert_eq "$(prom "$tmp/d1.prom" dmuser_kernel_timeouts_total)" 0 "dmuserd's dmuser_kernel_timeouts_total"
+for m in dmuser_kernel_queued_requests_hwm dmuser_kernel_in_flight_requests_hwm \
+	dmuser_kernel_requeues_total dmuser_kernel_stalls_total dmuser_kernel_depth_waits_total \
+	dmuser_kernel_channels; do
+	grep -q "^$m " "$tmp/d1.prom" || die "dmuserd has no $m"
+	assert_eq "$(prom "$tmp/p1.prom" "$m{device=\"$a\"}")" "$(prom "$tmp/d1.prom" "$m")" \
+		"the exporter's $m of A against dmuserd's"
+done
+(($(prom "$tmp/p1.prom" "dmuser_kernel_in_flight_requests_hwm{device=\"$a\"}") >= 1)) ||
+	die "A's in-flight high-water mark is 0 after fio at iodepth 8"
 
 log "JSON agrees"
 jdev() { jq --arg d "$a" ".devices[] | select(.device == \$d) | $1" "$tmp/m1.json"; }
 assert_eq "$(jdev .ops.write.requests)" "$(prom "$tmp/p1.prom" "dmuser_kernel_requests_total{device=\"$a\",op=\"write\"}")" "JSON write requests"
 assert_eq "$(jdev .ops.read.latency_us.total.count)" "$(prom "$tmp/p1.prom" "dmuser_stage_latency_seconds_count{device=\"$a\",op=\"read\",stage=\"total\"}")" "JSON read total latency count"
 assert_eq "$(jdev .queue_depth.sum)" "$(prom "$tmp/p1.prom" "dmuser_kernel_queued_requests_at_map_sum{device=\"$a\"}")" "JSON queue depth sum"
+assert_eq "$(jdev .target.available)" true "JSON target.available"
+assert_eq "$(jdev .target.fields.hwm_in_flight)" "$(prom "$tmp/p1.prom" "dmuser_kernel_in_flight_requests_hwm{device=\"$a\"}")" "JSON target.fields.hwm_in_flight"
 assert_eq "$(jq -r .attach "$tmp/m1.json")" tp_btf "attach mode"
 
 log "-d A sees A only"

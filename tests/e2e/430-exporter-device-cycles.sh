@@ -15,7 +15,8 @@
 #   - at most the devices alive have series: removed devices are pruned;
 #   - dmuser_exporter_untracked_requests_total is 0: no completion was lost to
 #     a full map.
-# After the cycles a new device's reads are counted exactly, under its name.
+# After the cycles a new device is there before any I/O (its target's status
+# line), and its reads are counted exactly, under its name.
 . "$(dirname "$0")/lib.sh"
 . "$DMU_ROOT/dashboards/tests/lib.sh"
 
@@ -71,6 +72,9 @@ log "cycles done"
 name=dmu-test-cyc-last
 dmsetup create --noudevsync "$name" --table "0 2048 user 0 2048 $name 2 timeout_ms 50"
 dmsetup mknodes "$name"
+scrape "$tmp/new.prom"
+check_scrape "$tmp/new.prom" "with $name new, no I/O yet"
+assert_eq "$(prom "$tmp/new.prom" "dmuser_kernel_status_up{device=\"$name\"}")" 1 "$name before any I/O"
 for i in 1 2 3; do
 	! dd if="/dev/mapper/$name" of=/dev/null bs=4k count=1 skip="$i" iflag=direct 2>/dev/null ||
 		die "a read of $name succeeded"

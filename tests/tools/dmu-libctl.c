@@ -3,7 +3,8 @@
  * dmu-libctl: libdmuser's device calls from the command line, for the VM
  * tests (the device is served by another process meanwhile).
  *   dmu-libctl info NAME            attach, print what the table says
- *   dmu-libctl status NAME          the target's counters
+ *   dmu-libctl status NAME          the target's counters (key=value lines; the six
+ *                                   of a 1.5.0 target after fields=13)
  *   dmu-libctl resize NAME BYTES    reload with a new length, same options
  *   dmu-libctl timeout NAME MS      set timeout_ms
  */
@@ -39,8 +40,14 @@ int main(int argc, char **argv)
 		if (!err)
 			printf("channels=%" PRIu64 "\nqueued=%" PRIu64 "\nin_flight=%" PRIu64
 			       "\ncompleted=%" PRIu64 "\nerrors=%" PRIu64 "\ntimeouts=%" PRIu64
-			       "\nrequeues=%" PRIu64 "\n", st.channels, st.queued, st.in_flight,
-			       st.completed, st.errors, st.timeouts, st.requeues);
+			       "\nrequeues=%" PRIu64 "\nfields=%" PRIu32 "\n", st.channels, st.queued,
+			       st.in_flight, st.completed, st.errors, st.timeouts, st.requeues,
+			       st.fields);
+		if (!err && st.fields >= 13)
+			printf("depth_waits=%" PRIu64 "\ndepth_wait_us=%" PRIu64 "\nhwm_queued=%" PRIu64
+			       "\nhwm_in_flight=%" PRIu64 "\nstalls=%" PRIu64 "\noldest_us=%" PRIu64 "\n",
+			       st.depth_waits, st.depth_wait_us, st.hwm_queued, st.hwm_in_flight,
+			       st.stalls, st.oldest_us);
 	} else if (!strcmp(argv[1], "resize") && argc == 4) {
 		err = dmu_device_resize(dev, strtoull(argv[3], NULL, 0));
 	} else if (!strcmp(argv[1], "timeout") && argc == 4) {

@@ -378,6 +378,136 @@ TEST(exporter_counts_past_2_32)
 	json_decref(doc);
 }
 
+#define DEV_C dmu_mkdev(254, 7)
+
+/*
+ * The status lines of the dm devices with a user target, next to the BPF
+ * records: A (records, a 1.5.0 target's 13 numbers), B (records, its status
+ * not read: a device gone between the two) and C (no I/O since the exporter
+ * started, a 1.4 target's 7 numbers).  C appears, under its dm name; each
+ * field under dmuserd's name with a device label, the microseconds in
+ * seconds; C has none of the six; the status line's completed, errors and
+ * timeouts are left to the BPF families (one TYPE each, no op-less series);
+ * the JSON's devices gain "target" as dmuserd's document has it.  The text
+ * passes promtool and prom-check.py.
+ */
+TEST(exporter_target_status)
+{
+	const struct dmu_exp_target targets[] = {
+		{ DEV_C, "dmu-c", "1 0 0 40 1 1 7" },
+		{ DEV_A, "dmu-a", "2 3 1 15 5 3 0 9 1500001 17 5 2 2500" },
+	};
+	static struct dmu_exp_dev tdevs[8];
+	char path[] = "/tmp/dmu-unit-exporter-XXXXXX", out[8192];
+	struct dmu_exp_snapshot s;
+	json_t *doc, *d, *target;
+	char *t;
+	FILE *f;
+	int fd;
+
+	make(&s);
+	s.targets = targets;
+	s.ntargets = 2;
+	CHECK(dmu_exp_prepare(&s, tdevs, 8, fake_name) == 0, "room");
+	REQUIRE(s.ndevs == 3);
+	CHECK(s.devs[0].dev == DEV_A && s.devs[1].dev == DEV_B && s.devs[2].dev == DEV_C,
+	      "devs in order");
+	CHECK(!strcmp(s.devs[2].name, "dmu-c"), "C under its dm name: %s", s.devs[2].name);
+	CHECK(s.devs[0].status == targets[1].status && s.devs[1].status == NULL &&
+	      s.devs[2].status == targets[0].status, "status lines");
+
+	t = render_prom(&s);
+	has(t, "# TYPE dmuser_kernel_status_up gauge\n");
+	has(t, "\ndmuser_kernel_status_up{device=\"dmu-a\"} 1\n");
+	has(t, "\ndmuser_kernel_status_up{device=\"we\\\"ird\\\\name\"} 0\n");
+	has(t, "\ndmuser_kernel_status_up{device=\"dmu-c\"} 1\n");
+	has(t, "# TYPE dmuser_kernel_channels gauge\n");
+	has(t, "\ndmuser_kernel_channels{device=\"dmu-a\"} 2\n");
+	has(t, "\ndmuser_kernel_channels{device=\"dmu-c\"} 1\n");
+	has(t, "\ndmuser_kernel_queued_requests{device=\"dmu-a\"} 3\n");
+	has(t, "\ndmuser_kernel_in_flight_requests{device=\"dmu-a\"} 1\n");
+	has(t, "# TYPE dmuser_kernel_requeues_total counter\n");
+	has(t, "\ndmuser_kernel_requeues_total{device=\"dmu-c\"} 7\n");
+	has(t, "# TYPE dmuser_kernel_depth_waits_total counter\n");
+	has(t, "\ndmuser_kernel_depth_waits_total{device=\"dmu-a\"} 9\n");
+	has(t, "# TYPE dmuser_kernel_depth_wait_seconds_total counter\n");
+	has(t, "\ndmuser_kernel_depth_wait_seconds_total{device=\"dmu-a\"} 1.500001\n");
+	has(t, "# TYPE dmuser_kernel_queued_requests_hwm gauge\n");
+	has(t, "\ndmuser_kernel_queued_requests_hwm{device=\"dmu-a\"} 17\n");
+	has(t, "# TYPE dmuser_kernel_in_flight_requests_hwm gauge\n");
+	has(t, "\ndmuser_kernel_in_flight_requests_hwm{device=\"dmu-a\"} 5\n");
+	has(t, "# TYPE dmuser_kernel_stalls_total counter\n");
+	has(t, "\ndmuser_kernel_stalls_total{device=\"dmu-a\"} 2\n");
+	has(t, "# TYPE dmuser_kernel_oldest_request_age_seconds gauge\n");
+	has(t, "\ndmuser_kernel_oldest_request_age_seconds{device=\"dmu-a\"} 0.002500\n");
+	CHECK(strstr(t, "_hwm{device=\"dmu-c\"}") == NULL, "a 1.4 target's line has no hwm");
+	CHECK(strstr(t, "dmuser_kernel_stalls_total{device=\"dmu-c\"}") == NULL, "no stalls of C");
+	CHECK(strstr(t, "dmuser_kernel_status_field") == NULL, "a field left unnamed");
+	CHECK(strstr(t, "dmuser_kernel_channels{device=\"we") == NULL, "a status B has not");
+	/* the BPF families keep their one TYPE and their op label */
+	has(t, "dmuser_kernel_requests_total{device=\"dmu-a\",op=\"read\"} 5\n");
+	CHECK(strstr(t, "dmuser_kernel_requests_total{device=\"dmu-a\"}") == NULL &&
+	      strstr(t, "dmuser_kernel_requests_total{device=\"dmu-c\"}") == NULL &&
+	      strstr(t, "dmuser_kernel_errors_total{device=\"dmu-c\"}") == NULL &&
+	      strstr(t, "dmuser_kernel_timeouts_total{device=\"dmu-c\"}") == NULL,
+	      "an op-less series of a BPF family");
+	CHECK(strstr(strstr(t, "# TYPE dmuser_kernel_errors_total") + 1,
+		     "# TYPE dmuser_kernel_errors_total") == NULL, "errors_total announced twice");
+
+	fd = mkstemp(path);
+	f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	REQUIRE(f != NULL);
+	REQUIRE(fputs(t, f) >= 0 && fclose(f) == 0);
+	free(t);
+	CHECK(run_on("promtool check metrics", path, out, sizeof(out)) == 0 && !out[0],
+	      "promtool check metrics: %s", out);
+	CHECK(run_on("python3 ../prom-check.py /dev/stdin --require dmuser_kernel_requests_total "
+		     "dmuser_kernel_status_up dmuser_kernel_channels dmuser_kernel_requeues_total "
+		     "dmuser_kernel_depth_waits_total dmuser_kernel_depth_wait_seconds_total "
+		     "dmuser_kernel_queued_requests_hwm dmuser_kernel_in_flight_requests_hwm "
+		     "dmuser_kernel_stalls_total dmuser_kernel_oldest_request_age_seconds",
+		     path, out, sizeof(out)) == 0, "prom-check.py: %s", out);
+	unlink(path);
+
+	doc = dmu_exp_render_json(&s);
+	REQUIRE(doc != NULL);
+	REQUIRE(json_array_size(json_object_get(doc, "devices")) == 3);
+	d = json_array_get(json_object_get(doc, "devices"), 0);
+	target = json_object_get(d, "target");
+	CHECK(json_is_true(json_object_get(target, "available")), "A available");
+	CHECK(!strcmp(json_string_value(json_object_get(target, "status")), targets[1].status),
+	      "A status");
+	CHECK(json_integer_value(json_object_get(json_object_get(target, "fields"), "oldest_us")) == 2500,
+	      "A oldest_us");
+	CHECK(json_integer_value(json_object_get(json_object_get(target, "fields"), "depth_wait_us")) ==
+	      1500001, "A depth_wait_us");
+	CHECK(json_object_size(json_object_get(target, "fields")) == 13, "A fields");
+	d = json_array_get(json_object_get(doc, "devices"), 1);
+	target = json_object_get(d, "target");
+	CHECK(json_is_false(json_object_get(target, "available")) &&
+	      json_is_null(json_object_get(target, "status")) &&
+	      json_object_size(json_object_get(target, "fields")) == 0, "B: no status");
+	d = json_array_get(json_object_get(doc, "devices"), 2);
+	CHECK(!strcmp(json_string_value(json_object_get(d, "device")), "dmu-c"), "C's name");
+	CHECK(!strcmp(json_string_value(json_object_get(d, "dev")), "254:7"), "C's dev");
+	CHECK(json_is_object(json_object_get(d, "ops")) && json_object_size(json_object_get(d, "ops")) == 0,
+	      "C: no op stats");
+	CHECK(json_integer_value(json_object_get(json_object_get(d, "queue_depth"), "count")) == 0 &&
+	      json_integer_value(json_object_get(json_object_get(d, "in_flight"), "count")) == 0,
+	      "C: empty depth histograms, as the live page reads them");
+	target = json_object_get(d, "target");
+	CHECK(json_integer_value(json_object_get(json_object_get(target, "fields"), "requeues")) == 7 &&
+	      json_object_size(json_object_get(target, "fields")) == 7, "C: a 1.4 target's 7 fields");
+	json_decref(doc);
+
+	/* no room for C: reported, and A keeps its status */
+	make(&s);
+	s.targets = targets;
+	s.ntargets = 2;
+	CHECK(dmu_exp_prepare(&s, tdevs, 2, fake_name) == -ENOSPC, "no room for C");
+	CHECK(s.ndevs == 2 && s.devs[0].status == targets[1].status, "A's status kept");
+}
+
 /* dm-N names for the many-device test: every device its own name */
 static void dm_n_name(__u32 dev, char *buf, size_t len)
 {

@@ -645,6 +645,137 @@ TEST(render_prometheus_kernel_counters_are_counters)
 }
 
 /*
+ * The six fields of a 1.5.0 target's status line (module/README.md "Status
+ * and messages") under their names and types, the microseconds in seconds
+ * (exactly: a decimal, not a double's digits); a 1.4 target's seven-number
+ * line has none of them, and nothing is left to a dmuser_kernel_status_<key>.
+ */
+TEST(render_prometheus_saturation_fields)
+{
+	static const char *const expect[][3] = {
+		{ "dmuser_kernel_depth_waits_total", "counter", "9" },
+		{ "dmuser_kernel_depth_wait_seconds_total", "counter", "1.500001" },
+		{ "dmuser_kernel_queued_requests_hwm", "gauge", "17" },
+		{ "dmuser_kernel_in_flight_requests_hwm", "gauge", "5" },
+		{ "dmuser_kernel_stalls_total", "counter", "2" },
+		{ "dmuser_kernel_oldest_request_age_seconds", "gauge", "0.002500" },
+	};
+	const unsigned n = sizeof(expect) / sizeof(expect[0]);
+	struct dmu_device *dev;
+	char line[160];
+
+	attachable("d", "2 5 1 100 4 3 7 9 1500001 17 5 2 2500");
+	REQUIRE(dmu_device_attach("d", &dev) == 0);
+	char *text = render(dev, DMU_METRICS_PROMETHEUS, NULL);
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(line, sizeof(line), "# TYPE %s %s\n", expect[i][0], expect[i][1]);
+		if (!strstr(text, line))
+			t_fail(__FILE__, __LINE__, "missing: %s", line);
+		snprintf(line, sizeof(line), "\n%s %s\n", expect[i][0], expect[i][2]);
+		if (!strstr(text, line))
+			t_fail(__FILE__, __LINE__, "missing sample: %s", line + 1);
+		CHECK(sample(text, expect[i][0]) == strtod(expect[i][2], NULL));
+	}
+	CHECK(sample(text, "dmuser_kernel_requeues_total") == 7);
+	CHECK(strstr(text, "dmuser_kernel_status_depth") == NULL);
+	CHECK(strstr(text, "dmuser_kernel_status_field") == NULL);
+	CHECK(strstr(text, "dmuser_kernel_status_oldest") == NULL);
+	counters_end_in_total(text);
+	free(text);
+
+	/* an older target's seven numbers: the six families are simply absent */
+	fake_dm.status = "2 5 1 100 4 3 7";
+	text = render(dev, DMU_METRICS_PROMETHEUS, NULL);
+	CHECK(sample(text, "dmuser_kernel_requeues_total") == 7);
+	for (unsigned i = 0; i < n; i++)
+		if (strstr(text, expect[i][0]))
+			t_fail(__FILE__, __LINE__, "%s from a 7-field line", expect[i][0]);
+	for (const char *p = text; (p = strstr(p, "dmuser_kernel_status_")); p++)
+		CHECK(!strncmp(p, "dmuser_kernel_status_up", 23));
+	free(text);
+
+	/* a microsecond count past 2^53 is still exact */
+	fake_dm.status = "2 5 1 100 4 3 7 9 18446744073709551615 17 5 2 0";
+	text = render(dev, DMU_METRICS_PROMETHEUS, NULL);
+	CHECK(strstr(text, "\ndmuser_kernel_depth_wait_seconds_total 18446744073709.551615\n") != NULL);
+	CHECK(strstr(text, "\ndmuser_kernel_oldest_request_age_seconds 0.000000\n") != NULL);
+	free(text);
+	CHECK_EQ(dmu_device_free(dev), 0);
+}
+
+/*
+ * dmu_device_status() through the fake libdevmapper: a 1.5.0 target's
+ * thirteen numbers fill every member and fields says 13; a 1.4 target's
+ * seven leave the six at 0 and fields at 7; a caller built before 1.2
+ * (a smaller sz) gets only what it knew of, and sz says how much; a line
+ * without seven numbers is EPROTO.
+ */
+TEST(device_status_reads_thirteen_or_seven_fields)
+{
+	struct dmu_device *dev;
+
+	attachable("d", "2 5 1 100 4 3 7 9 1500001 17 5 2 2500");
+	REQUIRE(dmu_device_attach("d", &dev) == 0);
+
+	struct dmu_target_status st;
+	memset(&st, 0xa5, sizeof(st));
+	st.sz = sizeof(st);
+	CHECK_EQ(dmu_device_status(dev, &st), 0);
+	CHECK_EQ(st.sz, sizeof(st));
+	CHECK_EQ(st.channels, 2);
+	CHECK_EQ(st.queued, 5);
+	CHECK_EQ(st.in_flight, 1);
+	CHECK_EQ(st.completed, 100);
+	CHECK_EQ(st.errors, 4);
+	CHECK_EQ(st.timeouts, 3);
+	CHECK_EQ(st.requeues, 7);
+	CHECK_EQ(st.fields, 13);
+	CHECK_EQ(st.depth_waits, 9);
+	CHECK_EQ(st.depth_wait_us, 1500001);
+	CHECK_EQ(st.hwm_queued, 17);
+	CHECK_EQ(st.hwm_in_flight, 5);
+	CHECK_EQ(st.stalls, 2);
+	CHECK_EQ(st.oldest_us, 2500);
+
+	fake_dm.status = "2 5 1 100 4 3 7";
+	memset(&st, 0xa5, sizeof(st));
+	st.sz = sizeof(st);
+	CHECK_EQ(dmu_device_status(dev, &st), 0);
+	CHECK_EQ(st.requeues, 7);
+	CHECK_EQ(st.fields, 7);
+	CHECK_EQ(st.depth_waits, 0);
+	CHECK_EQ(st.depth_wait_us, 0);
+	CHECK_EQ(st.hwm_queued, 0);
+	CHECK_EQ(st.hwm_in_flight, 0);
+	CHECK_EQ(st.stalls, 0);
+	CHECK_EQ(st.oldest_us, 0);
+
+	/* a newer target's extra numbers: counted, the thirteen still read */
+	fake_dm.status = "2 5 1 100 4 3 7 9 1500001 17 5 2 2500 42 43";
+	CHECK_EQ(dmu_device_status(dev, &st), 0);
+	CHECK_EQ(st.fields, 15);
+	CHECK_EQ(st.oldest_us, 2500);
+
+	/* a 1.1 caller's struct ends after requeues: nothing past it is written */
+	const size_t old_sz = offsetof(struct dmu_target_status, fields);
+	memset(&st, 0xa5, sizeof(st));
+	st.sz = old_sz;
+	fake_dm.status = "2 5 1 100 4 3 7 9 1500001 17 5 2 2500";
+	CHECK_EQ(dmu_device_status(dev, &st), 0);
+	CHECK_EQ(st.sz, old_sz);
+	CHECK_EQ(st.requeues, 7);
+	const unsigned char *rest = (const unsigned char *)&st + old_sz;
+	for (size_t i = 0; i < sizeof(st) - old_sz; i++)
+		CHECK_EQ(rest[i], 0xa5);
+
+	fake_dm.status = "2 5 1 100 4 3";
+	CHECK_EQ(dmu_device_status(dev, &st), -EPROTO);
+	fake_dm.status = "channels 2 queued 5";
+	CHECK_EQ(dmu_device_status(dev, &st), -EPROTO);
+	CHECK_EQ(dmu_device_free(dev), 0);
+}
+
+/*
  * The whole Prometheus text, with every family present (samples, the
  * target's status), passes Prometheus' own linter and prom-check.py
  * (HELP/TYPE once each, cumulative buckets, +Inf == _count, counters end
@@ -654,16 +785,21 @@ TEST(render_prometheus_text_passes_promtool)
 {
 	struct two t;
 
-	attachable("dev0", "2 0 1 100 4 1 3");
+	attachable("dev0", "2 0 1 100 4 1 3 9 1500001 17 5 2 2500");
 	two_channels(&t);
 	char *text = render(t.r.dev, DMU_METRICS_PROMETHEUS, NULL);
 
 	CHECK(sample(text, "dmuser_kernel_requests_total") == 100);
+	CHECK(sample(text, "dmuser_kernel_oldest_request_age_seconds") == 0.0025);
 	CHECK_EQ(check_with("out=$(promtool check metrics < %2$s 2>&1) && [ -z \"$out\" ] || "
 			    "{ echo \"promtool: $out\"; exit 1; } # %1$s", text), 0);
 	CHECK_EQ(check_with("python3 %s/tests/unit/prom-check.py %s --require dmuser_requests_total "
 			    "dmuser_request_duration_seconds dmuser_kernel_requests_total "
-			    "dmuser_kernel_errors_total dmuser_in_flight_requests >/dev/null", text), 0);
+			    "dmuser_kernel_errors_total dmuser_in_flight_requests "
+			    "dmuser_kernel_depth_waits_total dmuser_kernel_depth_wait_seconds_total "
+			    "dmuser_kernel_queued_requests_hwm dmuser_kernel_in_flight_requests_hwm "
+			    "dmuser_kernel_stalls_total dmuser_kernel_oldest_request_age_seconds "
+			    ">/dev/null", text), 0);
 	free(text);
 	two_close(&t);
 }
@@ -711,16 +847,24 @@ TEST(render_status_line_parsing)
 	CHECK_EQ(json_object_size(f), 0);
 	json_decref(f);
 
-	/* dm-user's own format: seven numbers (module/README.md), then extras */
-	f = fields_of(dev, "2 0 1 100 4 1 3 9");
+	/* dm-user's own format (module/README.md): thirteen numbers from target
+	 * 1.5.0, seven before, and a newer target's extras as field_<n> */
 	static const char *const names[] = {
 		"channels", "queued", "in_flight", "completed", "errors", "timeouts",
-		"requeues", "field_7",
+		"requeues", "depth_waits", "depth_wait_us", "hwm_queued", "hwm_in_flight",
+		"stalls", "oldest_us", "field_13",
 	};
-	static const uint64_t values[] = { 2, 0, 1, 100, 4, 1, 3, 9 };
-	CHECK_EQ(json_object_size(f), 8);
-	for (unsigned i = 0; i < 8; i++)
+	static const uint64_t values[] = { 2, 0, 1, 100, 4, 1, 3, 9, 1500000, 17, 5, 2, 2500, 8 };
+	f = fields_of(dev, "2 0 1 100 4 1 3 9 1500000 17 5 2 2500 8");
+	CHECK_EQ(json_object_size(f), 14);
+	for (unsigned i = 0; i < 14; i++)
 		CHECK_EQ(field(f, names[i]), values[i]);
+	json_decref(f);
+	f = fields_of(dev, "2 0 1 100 4 1 3");
+	CHECK_EQ(json_object_size(f), 7);
+	for (unsigned i = 0; i < 7; i++)
+		CHECK_EQ(field(f, names[i]), values[i]);
+	CHECK(json_object_get(f, "depth_waits") == NULL);
 	json_decref(f);
 
 	/* at most 32 fields are read */
@@ -811,7 +955,10 @@ TEST(render_json_without_target_status)
 	CHECK_EQ(dmu_device_free(dev), 0);
 }
 
-/* Both shapes of the document match daemon/metrics.schema.json; a wrong one does not. */
+/*
+ * Both shapes of the document (target status, a 1.5.0 target's thirteen
+ * numbers, or none) match daemon/metrics.schema.json; a wrong one does not.
+ */
 TEST(render_json_matches_schema)
 {
 	static const char *const cmd =
@@ -819,10 +966,16 @@ TEST(render_json_matches_schema)
 	DMU_OPTS(dmu_metrics_opts, o, .version = "9.8.7", .backing_file = "/tmp/backing");
 	struct two t;
 
+	/* (the words of status_words give the same keys as the positional line:
+	 * one python run fewer) */
+	static const char *const statuses[] = { NULL, "2 0 1 100 4 1 3 9 1500001 17 5 2 2500" };
+
 	attachable("dev0", status_words);
 	two_channels(&t);
-	for (int with_status = 0; with_status < 2; with_status++) {
-		fake_dm.status = with_status ? status_words : NULL;
+	for (unsigned k = 0; k < sizeof(statuses) / sizeof(statuses[0]); k++) {
+		int with_status = statuses[k] != NULL;
+
+		fake_dm.status = statuses[k];
 		char *text = render(t.r.dev, DMU_METRICS_JSON, &o);
 		CHECK(strstr(text, with_status ? "\"available\": true" : "\"available\": false") ||
 		      strstr(text, with_status ? "\"available\":true" : "\"available\":false"));
