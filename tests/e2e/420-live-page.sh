@@ -30,7 +30,10 @@ dmu_load
 obs_daemon "$name" "$tmp/disk" 64M --threads 2
 daemon=$DMU_DAEMON_PID
 obs_exporter "$tmp/exp.out"
-obs_fio "$tmp/fio.json" "$OBS_DEV" 300 --rate_iops=300,300
+# Longer than the test may run (420 s, times 3 in the debug lane): it is
+# stopped once the pages are checked. 300 s was too short on the debug kernel
+# under load, where Chromium alone took 268 s.
+obs_fio "$tmp/fio.json" "$OBS_DEV" 1800 --rate_iops=300,300
 fio_pid=$OBS_FIO_PID
 
 # Both pages in one headless Chromium (tests/tools/chrome-pages.py, over the
