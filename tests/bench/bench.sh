@@ -6,8 +6,11 @@
 # collectors attached), then, on one dm-user device, BENCH_BPF_PAIRS pairs of
 # randread-4k-qd32 runs without and with the BPF collectors (their paired cost),
 # and, on another, BENCH_INFLIGHT_PAIRS pairs without and with bpf/dmuser-inflight
-# polled 10 times a second (the in-flight table's paired cost); then write build/bench/results.{json,md,png} on the host and print the Markdown
-# table.
+# polled 10 times a second (the in-flight table's paired cost), and, with
+# BENCH_BASE_REF set, BENCH_MODULE_PAIRS pairs with the module of that git ref (A,
+# built here into build/bench/base/) and the module under test (B, build/kmod/),
+# swapped between runs (the module's paired cost); then write
+# build/bench/results.{json,md,png} on the host and print the Markdown table.
 #
 #   tests/bench/bench.sh [--kernel KVER] [--out DIR] [--timeout SECONDS]
 #   tests/bench/bench.sh --profile [--kernel KVER] [--out DIR] [--timeout SECONDS]
@@ -24,6 +27,8 @@
 #   BENCH_BPF_PAIRS  pairs of runs without/with the BPF collectors, 0 for none (8)
 #   BENCH_BPF_RUNTIME  seconds each paired run is measured (4)
 #   BENCH_INFLIGHT_PAIRS  pairs of runs without/with dmuser-inflight polled, 0 for none (4)
+#   BENCH_BASE_REF  git ref of the base module for the module A/B pairs (none: no such pairs)
+#   BENCH_MODULE_PAIRS  pairs of runs with the base module / the module under test (4)
 #
 # Exit status: 0 when every path ran every job (a missed goal is reported, not an
 # error); 1 when a path or a job failed to run, or the guest failed; 2 on bad usage.
@@ -70,6 +75,7 @@ runtime=${BENCH_RUNTIME:-2} ramp=${BENCH_RAMP:-1} repeat=${BENCH_REPEAT:-3}
 threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-1G} mem=${BENCH_MEM:-3072}
 paths=${BENCH_PATHS:-$all_paths} jobs=${BENCH_JOBS:-$all_jobs} pairs=${BENCH_BPF_PAIRS:-8}
 bpf_runtime=${BENCH_BPF_RUNTIME:-4} ipairs=${BENCH_INFLIGHT_PAIRS:-4}
+base_ref=${BENCH_BASE_REF:-} mpairs=${BENCH_MODULE_PAIRS:-4}
 
 usage_die() { vm_log "error: $*"; exit 2; }
 for v in runtime bpf_runtime repeat threads mem; do
@@ -79,6 +85,8 @@ done
 [[ $pairs =~ ^(0|[1-9][0-9]*)$ ]] || usage_die "BENCH_BPF_PAIRS must be a non-negative integer, got '$pairs'"
 [[ $ipairs =~ ^(0|[1-9][0-9]*)$ ]] ||
 	usage_die "BENCH_INFLIGHT_PAIRS must be a non-negative integer, got '$ipairs'"
+[[ $mpairs =~ ^(0|[1-9][0-9]*)$ ]] ||
+	usage_die "BENCH_MODULE_PAIRS must be a non-negative integer, got '$mpairs'"
 [[ $size =~ ^[1-9][0-9]*[KMG]?$ ]] || usage_die "BENCH_SIZE must be a number with an optional K, M or G, got '$size'"
 # Each name must be known; order is kept as given.
 check_names() {
@@ -107,6 +115,11 @@ ipair_runs=0
 if [[ " $paths " == *" dmuser-N "* && " $jobs " == *" randread-4k-qd32 "* ]]; then
 	ipair_runs=$((2 * ipairs))
 fi
+# The module pairs need a base ref, dmuser-N and the job.
+mpair_runs=0
+if [[ -n $base_ref && " $paths " == *" dmuser-N "* && " $jobs " == *" randread-4k-qd32 "* ]]; then
+	mpair_runs=$((2 * mpairs))
+fi
 
 # Boot and module load take ~30 s; each path set-up and teardown up to ~20 s, as
 # does each start of the collectors (every other pair run); the poller of the
@@ -116,12 +129,42 @@ if [[ -z $timeout ]]; then
 	timeout=$((120 + runs * (${#job_list[@]} * (runtime + ramp + 2) + 20)))
 	((pair_runs == 0)) || timeout=$((timeout + 20 + pair_runs * (bpf_runtime + ramp + 2 + 10)))
 	((ipair_runs == 0)) || timeout=$((timeout + 20 + ipair_runs * (bpf_runtime + ramp + 2 + 5)))
+	# each module run also unloads and loads the module and sets a device up
+	((mpair_runs == 0)) || timeout=$((timeout + 20 + mpair_runs * (bpf_runtime + ramp + 2 + 25)))
+fi
+
+# The base module: BENCH_BASE_REF's module/ (git archive) built for $kver by the
+# top Makefile's own rule for build/kmod/<kver>/dm-user.ko, with ROOT at that
+# source and BUILD at $out/base, so into $out/base/kmod/$kver/dm-user.ko.
+base_env=()
+if ((mpair_runs > 0)); then
+	base_commit=$(git -C "$DMU_ROOT" rev-parse --verify -q "$base_ref^{commit}") ||
+		usage_die "BENCH_BASE_REF '$base_ref' is not a commit of $DMU_ROOT"
+	git -C "$DMU_ROOT" cat-file -e "$base_commit:module/dm-user.c" 2>/dev/null ||
+		vm_die "BENCH_BASE_REF $base_ref ($base_commit) has no module/dm-user.c: no module to compare with"
+	head_commit=$(git -C "$DMU_ROOT" rev-parse HEAD)
+	if [[ -n $(git -C "$DMU_ROOT" status --porcelain -- module) ]]; then
+		head_commit+=" (module/ has uncommitted changes)"
+	fi
+	base=$out/base
+	rm -rf "$base"
+	mkdir -p "$base/src"
+	# (the Makefile reads daemon/version.h under ROOT when it starts)
+	# shellcheck disable=SC2046 # the ref's daemon/version.h, or nothing
+	git -C "$DMU_ROOT" archive "$base_commit" module \
+		$(git -C "$DMU_ROOT" ls-tree --name-only "$base_commit" daemon/version.h) | tar -x -C "$base/src"
+	vm_log "building the base module of $base_ref ($base_commit) for $kver in $base/"
+	make -s -f "$DMU_ROOT/Makefile" ROOT="$base/src" BUILD="$base" KVERS="$kver" \
+		"$base/kmod/$kver/dm-user.ko" ||
+		vm_die "building the module of BENCH_BASE_REF $base_ref ($base_commit) for $kver failed"
+	base_env=(--env "BENCH_BASE_KO=$base/kmod/$kver/dm-user.ko"
+		--env "BENCH_BASE_COMMIT=$base_commit" --env "BENCH_HEAD_COMMIT=$head_commit")
 fi
 
 guest=$out/guest
 rm -rf "$guest"
 mkdir -p "$guest"
-vm_log "$kver: ${#path_list[@]} paths x ${#job_list[@]} jobs x $repeat repetitions, then $((pair_runs / 2)) BPF and $((ipair_runs / 2)) in-flight pairs of ${bpf_runtime}+${ramp} s, ${runtime}+${ramp} s per job (guest timeout ${timeout} s)"
+vm_log "$kver: ${#path_list[@]} paths x ${#job_list[@]} jobs x $repeat repetitions, then $((pair_runs / 2)) BPF, $((ipair_runs / 2)) in-flight and $((mpair_runs / 2)) module pairs of ${bpf_runtime}+${ramp} s, ${runtime}+${ramp} s per job (guest timeout ${timeout} s)"
 rc=0
 "$DMU_ROOT/tests/vm/run.sh" -v --kernel "$kver" --smp 2 --mem "$mem" --timeout "$timeout" \
 	--out "$guest" \
@@ -129,6 +172,7 @@ rc=0
 	--env "BENCH_THREADS=$threads" --env "BENCH_SIZE=$size" \
 	--env "BENCH_PATHS=$paths" --env "BENCH_JOBS=$jobs" --env "BENCH_BPF_PAIRS=$pairs" \
 	--env "BENCH_BPF_RUNTIME=$bpf_runtime" --env "BENCH_INFLIGHT_PAIRS=$ipairs" \
+	--env "BENCH_MODULE_PAIRS=$mpairs" --env "BENCH_BASE_REF=$base_ref" "${base_env[@]}" \
 	-- tests/bench/guest-bench.sh || rc=$?
 
 [[ -s $guest/manifest.tsv ]] || vm_die "the guest wrote no manifest (exit $rc; console: $guest/console.log)"

@@ -21,6 +21,17 @@
 # over and over (as `watch -n 0.1` would), for the whole fio run; the run fails if
 # any dmuser-inflight exits non-zero.
 #
+# Then the module A/B pairs (when BENCH_BASE_REF is set, BENCH_MODULE_PAIRS > 0,
+# dmuser-N is in BENCH_PATHS and randread-4k-qd32 in BENCH_JOBS): BENCH_MODULE_PAIRS
+# pairs of runs in ABBA order, "base" with the module BENCH_BASE_KO (built by bench.sh
+# from BENCH_BASE_REF), "head" with $DMU_KO (the module under test). Each run
+# unloads dm_user (no dm-user device may exist), insmods its module, checks that
+# the loaded module's build ID is that file's, sets dmuser-N up afresh (daemon on
+# vCPU 1, fio on vCPU 0), runs randread-4k-qd32 and tears the device down; beside
+# fio's IOPS it records the guest's busy CPU time over the fio run and the I/Os
+# the device completed in it (CPU per request). After the pairs $DMU_KO is loaded
+# again.
+#
 # Every fio runs without address-space randomisation (setarch -R): under TCG a
 # process's speed depends on where its pages land, and one fio on one device gave
 # 41167 to 89266 IOPS over six runs with ASLR, 74147 to 81028 without.
@@ -40,17 +51,31 @@
 #                                   failed) and printed <lines> request lines in all
 #                                   (before that run's ipair line)
 #   ipairs ok|failed <message>      as "pairs", for the in-flight pairs' device
+#   mpair <p> base|head ok|failed <fio json file> <message>
+#                                   one run of module pair p, in the order run
+#   mcpu <p> base|head <busy> <ios> that run's busy CPU time over its fio run, in
+#                                   USER_HZ ticks (meta module_pairs_clk_tck) summed
+#                                   over all CPUs (/proc/stat user+nice+system+irq+
+#                                   softirq), and the reads+writes the dm device
+#                                   completed meanwhile (its sysfs stat file);
+#                                   before that run's mpair line
+#   mpairs ok|failed <message>      the module pairs as a whole: whether the
+#                                   module under test ($DMU_KO) was loaded again after
+#                                   them
 # plus fio/<rep>-<path>.json (fio's output) and logs/<rep>-<path>.log, and for the
 # pairs fio/pair-<p>-<off|on>.json, logs/pair-<p>-<off|on>.log and logs/pairs.log
 # (the shared device's set-up and teardown); for the in-flight pairs the same with
 # ipair/ipairs, and logs/ipair-<p>-on.inflight.txt (every poll's output) and
-# logs/ipair-<p>-on.polls (the poller's counts).
+# logs/ipair-<p>-on.polls (the poller's counts); for the module pairs the same
+# with mpair/mpairs (each run's log has its module swap and device set-up).
 #
 # Environment (set by bench.sh): BENCH_RUNTIME, BENCH_RAMP (seconds), BENCH_REPEAT,
 # BENCH_PATHS, BENCH_JOBS (space-separated), BENCH_THREADS (N of dmuser-N),
 # BENCH_SIZE (file size, fallocate syntax), BENCH_BPF_PAIRS (pairs, 0 for none),
 # BENCH_BPF_RUNTIME (seconds of each paired run, BPF and in-flight alike),
-# BENCH_INFLIGHT_PAIRS (in-flight pairs, 0 for none).
+# BENCH_INFLIGHT_PAIRS (in-flight pairs, 0 for none), BENCH_MODULE_PAIRS (module
+# pairs, 0 for none), BENCH_BASE_REF (empty: no module pairs), BENCH_BASE_KO (its
+# module, built by bench.sh), BENCH_BASE_COMMIT, BENCH_HEAD_COMMIT (for the manifest).
 # Exits 0 when every run succeeded, 1 otherwise (the manifest says which failed).
 # shellcheck source=tests/e2e/lib.sh disable=SC2317 # setup_* and teardown are called indirectly
 . "$(dirname "$0")/../e2e/lib.sh"
@@ -58,6 +83,7 @@
 runtime=${BENCH_RUNTIME:?} ramp=${BENCH_RAMP:?} repeat=${BENCH_REPEAT:?}
 threads=${BENCH_THREADS:?} size=${BENCH_SIZE:?} pairs=${BENCH_BPF_PAIRS:?}
 pair_runtime=${BENCH_BPF_RUNTIME:?} ipairs=${BENCH_INFLIGHT_PAIRS:?}
+mpairs=${BENCH_MODULE_PAIRS:-0} base_ko=${BENCH_BASE_KO:-}
 read -r -a paths <<<"${BENCH_PATHS:?}"
 read -r -a jobs <<<"${BENCH_JOBS:?}"
 jobfile=$DMU_ROOT/tests/bench/jobs.fio
@@ -133,6 +159,35 @@ else
 	meta inflight_pairs_runtime_s "$pair_runtime"
 	meta inflight_pairs_cpus "fio on vCPU 0, dmuserd on vCPU 1, the poller unpinned"
 	meta inflight_pairs_poll "bpf/dmuser-inflight -d $name, then sleep 0.1, over and over for the whole fio run"
+fi
+# The module A/B pairs: the same job, dmuser-N alone, and a base module.
+mpairs_skipped=""
+if [[ -z ${BENCH_BASE_REF:-} ]]; then
+	mpairs_skipped="BENCH_BASE_REF not set"
+elif ((mpairs == 0)); then
+	mpairs_skipped="BENCH_MODULE_PAIRS=0"
+elif [[ " ${paths[*]} " != *" dmuser-N "* ]]; then
+	mpairs_skipped="BENCH_PATHS lacks dmuser-N"
+elif [[ " ${jobs[*]} " != *" $pair_job "* ]]; then
+	mpairs_skipped="BENCH_JOBS lacks $pair_job"
+elif [[ ! -f $base_ko ]]; then
+	die "the base module of BENCH_BASE_REF ${BENCH_BASE_REF} is missing: '$base_ko'"
+fi
+if [[ -n $mpairs_skipped ]]; then
+	mpairs=0
+	meta module_pairs 0
+	meta module_pairs_skipped "no paired runs: $mpairs_skipped"
+else
+	meta module_pairs "$mpairs"
+	meta module_pairs_order "$pair_job on a dmuser-N device set up afresh for each run, after dm_user is unloaded and the run's module loaded: base (A) or head (B); ABBA: odd pairs base then head, even pairs head then base"
+	meta module_pairs_runtime_s "$pair_runtime"
+	meta module_pairs_cpus "fio on vCPU 0, dmuserd on vCPU 1"
+	meta module_pairs_clk_tck "$(getconf CLK_TCK)"
+	meta module_base_ref "${BENCH_BASE_REF:-?}"
+	meta module_base_commit "${BENCH_BASE_COMMIT:-?}"
+	meta module_head_commit "${BENCH_HEAD_COMMIT:-?}"
+	meta module_base_ko "$base_ko"
+	meta module_head_ko "$DMU_KO"
 fi
 
 dmu_load
@@ -328,24 +383,34 @@ run_one() {
 # run_pairs KIND N LABEL EXTRA: in a background subshell, dmuser-N once, then N
 # pairs on that one device, each run in its own subshell (run_logged "KIND p mode",
 # output fio/KIND-p-mode.json, by run_KIND p mode); LABEL and EXTRA (what "on"
-# adds) are for the console.
-# Exits non-zero only when the shared device's set-up or teardown failed; a
-# failed run is on its own KIND line.
+# adds) are for the console. KIND mpair has no shared device (each run sets up its
+# own, under its own module; modes base and head instead of off and on), and loads
+# $DMU_KO again after the pairs.
+# Exits non-zero only when the shared device's set-up or teardown failed (mpair:
+# when $DMU_KO could not be loaded again); a failed run is on its own KIND line.
 run_pairs() {
-	local rp_kind=$1 rp_n=$2 rp_label=$3 rp_extra=$4 p mode order
+	local rp_kind=$1 rp_n=$2 rp_label=$3 rp_extra=$4 p mode order modes=(off on)
 	trap 'rc=$?; teardown || rc=1; exit $rc' EXIT
-	setup_dmuser_threads "$threads"
-	# the pairs' fio on vCPU 0 and the daemon on vCPU 1: fewer placement swings
-	taskset -a -p -c 1 "$DMU_DAEMON_PID" >/dev/null
+	if [[ $rp_kind == mpair ]]; then
+		modes=(base head)
+	else
+		setup_dmuser_threads "$threads"
+		# the pairs' fio on vCPU 0 and the daemon on vCPU 1: fewer placement swings
+		taskset -a -p -c 1 "$DMU_DAEMON_PID" >/dev/null
+	fi
 	fio_prefix="taskset -c 0" fio_runtime=$pair_runtime
 	for ((p = 1; p <= rp_n; p++)); do
-		order=(off on)
-		((p % 2)) || order=(on off)
+		order=("${modes[@]}")
+		((p % 2)) || order=("${modes[1]}" "${modes[0]}")
 		for mode in "${order[@]}"; do
 			log "$rp_label $p/$rp_n: $rp_extra $mode" >&3
 			run_logged "$rp_kind $p $mode" "$rp_kind-$p-$mode" "run_$rp_kind" "$p" "$mode"
 		done
 	done
+	if [[ $rp_kind == mpair ]]; then
+		echo "loading the module under test again: $DMU_KO"
+		swap_module "$DMU_KO"
+	fi
 }
 
 # One run of pair $1 on the shared device: fio's $pair_job alone, with both
@@ -418,24 +483,90 @@ poller_stop() {
 	return "$rc"
 }
 
+# One run of module pair $1: dm_user unloaded, the module of mode $2 (base:
+# $base_ko, head: $DMU_KO) loaded, dmuser-N set up on it (daemon on vCPU 1), fio's
+# $pair_job alone (on vCPU 0), the busy CPU time and the device's I/Os over the
+# fio run on an mcpu line; the device is torn down when the run ends (the module
+# stays: the next run swaps it).
+run_mpair() {
+	local ko=$DMU_KO busy0 busy1 ios0 ios1 dev
+	[[ $2 == head ]] || ko=$base_ko
+	undo=()
+	trap 'rc=$?; teardown || rc=1; exit $rc' EXIT
+	swap_module "$ko"
+	setup_dmuser_threads "$threads"
+	taskset -a -p -c 1 "$DMU_DAEMON_PID" >/dev/null
+	# /dev/mapper/NAME is a node, not a link, without udev: its sysfs by number
+	dev=/sys/dev/block/$((16#$(stat -L -c %t "$target"))):$((16#$(stat -L -c %T "$target")))
+	[[ -r $dev/stat ]] || { echo "no $dev/stat for $target"; return 1; }
+	busy0=$(cpu_busy)
+	ios0=$(dev_ios "$dev")
+	run_fio "$out/fio/mpair-$1-$2.json" "$pair_job"
+	busy1=$(cpu_busy)
+	ios1=$(dev_ios "$dev")
+	echo "busy CPU $((busy1 - busy0)) ticks, $((ios1 - ios0)) I/Os completed on $target ($dev) during fio"
+	printf 'mcpu\t%s\t%s\t%s\t%s\n' "$1" "$2" $((busy1 - busy0)) $((ios1 - ios0)) >>"$manifest"
+}
+
+# The busy CPU time of all CPUs so far, in USER_HZ ticks: user, nice, system, irq
+# and softirq of /proc/stat's cpu line (not idle, iowait, steal, guest).
+cpu_busy() {
+	local cpu user nice system irq softirq _
+	read -r cpu user nice system _ _ irq softirq _ </proc/stat
+	[[ $cpu == cpu ]] || { echo "unexpected /proc/stat: $cpu" >&2; return 1; }
+	echo $((user + nice + system + irq + softirq))
+}
+# Reads plus writes completed so far on the block device of sysfs directory $1
+# (fields 1 and 5 of its stat).
+dev_ios() {
+	local r w _
+	read -r r _ _ _ w _ <"$1/stat"
+	echo $((r + w))
+}
+
+# Unload dm_user (whatever module it is) and insmod $1 instead; fails unless no
+# dm-user device exists before, and the loaded module is $1 after (its build ID,
+# when the kernel shows the loaded module's notes). dm-mod stays loaded.
+swap_module() {
+	local ko=$1 want have d
+	for d in $(dmu_dm_names); do
+		if dmsetup table "$d" 2>/dev/null | awk '$3 == "user" { f = 1 } END { exit !f }'; then
+			echo "the dm-user device $d still exists: cannot unload dm_user"
+			return 1
+		fi
+	done
+	if [[ -d /sys/module/dm_user ]]; then dmu_unload; fi
+	DMU_KO=$ko dmu_load
+	want=$(readelf -n "$ko" | sed -n 's/^ *Build ID: *//p')
+	if [[ -r /sys/module/dm_user/notes/.note.gnu.build-id && -n $want ]]; then
+		# the note: namesz, descsz, type (4 bytes each), "GNU\0", then the ID
+		have=$(od -An -v -tx1 /sys/module/dm_user/notes/.note.gnu.build-id | tr -d ' \n')
+		[[ $have == *"$want" ]] || { echo "loaded dm_user is not $ko (build ID ${have:32}, want $want)"; return 1; }
+		echo "loaded $ko (build ID $want)"
+	else
+		echo "loaded $ko (build ID not checked: ${want:-none in the file}, /sys/module/dm_user/notes/.note.gnu.build-id $([[ -r /sys/module/dm_user/notes/.note.gnu.build-id ]] && echo present || echo absent))"
+	fi
+}
+
 # run_series KIND N WHAT EXTRA SKIPPED: the N pairs of KIND (pair: the collectors,
 # ipair: the in-flight table) on their own dmuser-N device, and the KINDs line
 # (their device); not run, and SKIPPED logged, when N is 0. WHAT names the
-# series, EXTRA what its "on" runs add (for the console).
+# series, EXTRA what its "on" runs add (for the console). KIND mpair: the module
+# pairs, each run on its own device (see run_pairs).
 run_series() {
 	local rs_kind=$1 rs_n=$2 rs_what=$3 rs_extra=$4 rs_skipped=$5 rs_log=$out/logs/$1s.log rs_rc=0
 	if ((rs_n == 0)); then
 		log "$rs_what, paired: not run ($rs_skipped)"
 		return 0
 	fi
-	log "$rs_what, paired: $rs_n pairs of $pair_job on one dmuser-N device"
+	log "$rs_what, paired: $rs_n pairs of $pair_job on $([[ $rs_kind == mpair ]] && echo "a dmuser-N device per run" || echo "one dmuser-N device")"
 	run_pairs "$rs_kind" "$rs_n" "${rs_what%% *} pair" "$rs_extra" >"$rs_log" 2>&1 &
 	wait $! || rs_rc=$?
 	if ((rs_rc == 0)); then
 		printf '%ss\tok\t\n' "$rs_kind" >>"$manifest"
 	else
 		failed=1
-		log "$rs_what pairs: the shared dmuser-N device FAILED (exit $rs_rc):"
+		log "$rs_what pairs: $([[ $rs_kind == mpair ]] && echo "reloading $DMU_KO" || echo "the shared dmuser-N device") FAILED (exit $rs_rc):"
 		sed 's/^/    /' "$rs_log"
 		printf '%ss\tfailed\t%s\n' "$rs_kind" "exit $rs_rc: $(last_line "$rs_log")" >>"$manifest"
 	fi
@@ -457,6 +588,8 @@ done
 
 run_series pair "$pairs" "BPF cost" collectors "$pairs_skipped"
 run_series ipair "$ipairs" "In-flight table cost" "dmuser-inflight poller" "$ipairs_skipped"
+# Last: it unloads and loads the module between its runs (and $DMU_KO after them).
+run_series mpair "$mpairs" "Module A/B" "module" "$mpairs_skipped"
 
 # Every path must be gone before the module goes.
 dmu_unload

@@ -5,7 +5,7 @@
 
 DIR/manifest.tsv and DIR/fio/*.json come from tests/bench/guest-bench.sh. Writes
 OUT/results.json (every run's numbers, the medians with min/max, ratios to loop,
-the paired BPF and in-flight table costs, goal verdicts), OUT/results.md (a table
+the paired BPF, in-flight table and module costs, goal verdicts), OUT/results.md (a table
 per job, a Goals section, the paired runs) and OUT/results.png (gnuplot: ratio to
 loop per job and path).
 
@@ -17,6 +17,12 @@ the pairs when at least MIN_PAIRS of them are complete, the path medians otherwi
 
 The in-flight table's cost is measured the same way, by its own pairs of runs on
 another dmuser-N device, without and with bpf/dmuser-inflight polled beside fio
+(reported, no goal).
+
+The kernel module's cost (make bench with BENCH_BASE_REF) the same way too, by
+pairs of runs with the module of a base git ref (A, "base") and the module under
+test (B, "head"), swapped between runs, each on a device of its own: cost = 1 -
+head / base IOPS, and the change of guest CPU time per request, head / base - 1
 (reported, no goal).
 
 Exit status: 0 when every requested path ran every job; 1 when a run or a job
@@ -49,10 +55,13 @@ MIN_PAIRS = 3
 
 
 class Series(NamedTuple):
-    """A series of paired runs: its manifest lines (`<line> p off|on ...` per run,
-    `<line>s ok|failed` for its device, and, if poll_line, `<poll_line> p polls
-    lines` for an "on" run), its meta keys (<meta>, <meta>_skipped, ...), its key
-    in results.json and what its "on" runs add."""
+    """A series of paired runs: its manifest lines (`<line> p A|B ...` per run, A
+    and B its modes, `<line>s ok|failed` for its device, if poll_line `<poll_line>
+    p polls lines` for a B run, and if cpu_line `<cpu_line> p A|B busy ios` for
+    each run), its meta keys (<meta>, <meta>_skipped, ...), its key in
+    results.json and what its B runs add (on) or what its modes are (how: the
+    sentence after the job in results.md, {on}, {a} and {b} filled in). device: what
+    its `<line>s` line is about."""
     line: str
     poll_line: Optional[str]
     meta: str
@@ -60,6 +69,12 @@ class Series(NamedTuple):
     label: str
     title: str
     on: str
+    modes: tuple = PAIR_MODES
+    cpu_line: Optional[str] = None
+    how: str = (f"on one {DMU} device (set up once), run alternately without (off) and with (on)"
+                " {on}, in ABBA order (pair 1 off then on, pair 2 on then off, ...); cost = 1 − on"
+                " / off IOPS of each pair.")
+    device: str = f"the shared {DMU} device"
 
 
 BPF = Series("pair", None, "bpf_pairs", "bpf_cost_paired", "BPF pair", "BPF cost, paired",
@@ -68,7 +83,17 @@ INFLIGHT = Series("ipair", "ipoll", "inflight_pairs", "inflight_cost_paired", "i
                   "In-flight table cost, paired",
                   "a poller beside fio that runs bpf/dmuser-inflight on the device and sleeps"
                   " 0.1 s, over and over (at most 10 polls a second, as `watch -n 0.1`)")
-SERIES = (BPF, INFLIGHT)
+MODULE = Series("mpair", None, "module_pairs", "module_cost_paired", "module pair",
+                "Module A/B, paired", "the module under test", modes=("base", "head"),
+                cpu_line="mcpu",
+                how=(f"on a {DMU} device set up afresh for each run, after dm_user is unloaded and"
+                     " the run's module loaded: base (A) {a}, head (B) {b}; in ABBA order (pair 1"
+                     " base then head, pair 2 head then base, ...); cost = 1 − head / base IOPS of"
+                     " each pair, and CPU/req change = head / base − 1 of the guest's busy CPU time"
+                     " (all vCPUs: user, nice, system, irq, softirq) over the fio run per I/O the"
+                     " device completed in it."),
+                device="reloading the module under test after the pairs")
+SERIES = (BPF, INFLIGHT, MODULE)
 
 
 class BadInput(Exception):
@@ -84,8 +109,9 @@ def _count(s):
 
 def _parse_pair_line(series, pairs, polls, f, lineno):
     """One manifest line of the series into pairs (its runs and device) or polls
-    ({p: (polls, lines)}); False if the line is none of the series'."""
-    if (f[0] == series.line and len(f) == 6 and _count(f[1]) and f[2] in PAIR_MODES
+    ({p: (polls, lines)} of poll lines, {(p, mode): (busy, ios)} of cpu lines);
+    False if the line is none of the series'."""
+    if (f[0] == series.line and len(f) == 6 and _count(f[1]) and f[2] in series.modes
             and f[3] in ("ok", "failed")):
         p = int(f[1])
         if any(r["pair"] == p and r["mode"] == f[2] for r in pairs["runs"]):
@@ -101,6 +127,11 @@ def _parse_pair_line(series, pairs, polls, f, lineno):
         if int(f[1]) in polls:
             raise BadInput(f"manifest line {lineno}: {series.poll_line} {f[1]} recorded twice")
         polls[int(f[1])] = (int(f[2]), int(f[3]))
+    elif (series.cpu_line and f[0] == series.cpu_line and len(f) == 5 and _count(f[1])
+          and f[2] in series.modes and all(re.fullmatch(r"[0-9]+", v) for v in f[3:])):
+        if (int(f[1]), f[2]) in polls:
+            raise BadInput(f"manifest line {lineno}: {series.cpu_line} {f[1]} {f[2]} recorded twice")
+        polls[(int(f[1]), f[2])] = (int(f[3]), int(f[4]))
     else:
         return False
     return True
@@ -108,9 +139,10 @@ def _parse_pair_line(series, pairs, polls, f, lineno):
 
 def load_manifest(text):
     """Parse manifest.tsv: meta, per-path notes, the runs in order, and the paired
-    runs of each series (BPF, then in-flight): {"runs": [pair runs in order],
-    "device": None or the status of their shared device (the `pairs` or `ipairs`
-    line)}; an in-flight "on" run has "polls" and "lines" from its ipoll line."""
+    runs of each series (BPF, in-flight, module): {"runs": [pair runs in order],
+    "device": None or the status of their shared device (the `pairs`, `ipairs` or
+    `mpairs` line)}; an in-flight "on" run has "polls" and "lines" from its ipoll
+    line, a module run "busy" (CPU ticks) and "ios" from its mcpu line."""
     meta, notes, runs = {}, {}, []
     series = {s: ({"runs": [], "device": None}, {}) for s in SERIES}
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -129,9 +161,11 @@ def load_manifest(text):
             raise BadInput(f"manifest line {lineno}: cannot parse {line!r}")
     # A poll line without its run (the guest stopped in between) is left out:
     # the missing run is reported.
-    for pairs, polls in series.values():
+    for s, (pairs, polls) in series.items():
         for r in pairs["runs"]:
-            if r["mode"] == "on" and r["pair"] in polls:
+            if s.cpu_line and (r["pair"], r["mode"]) in polls:
+                r["busy"], r["ios"] = polls[(r["pair"], r["mode"])]
+            elif s.poll_line and r["mode"] == "on" and r["pair"] in polls:
                 r["polls"], r["lines"] = polls[r["pair"]]
     return (meta, notes, runs) + tuple(series[s][0] for s in SERIES)
 
@@ -247,11 +281,11 @@ def collect_pairs(pairs, n_pairs, load_fio, job=PAIR_JOB, series=BPF):
 
     device = pairs["device"]
     if device is not None and device["status"] != "ok":
-        fail(None, "the shared dmuser-N device: " + (device["message"] or "failed"))
+        fail(None, series.device + ": " + (device["message"] or "failed"))
     else:
         seen = {(r["pair"], r["mode"]) for r in pairs["runs"]}
         for p in range(1, n_pairs + 1):
-            for mode in PAIR_MODES:
+            for mode in series.modes:
                 if (p, mode) not in seen:
                     fail({"pair": p, "mode": mode}, "no run recorded (the guest stopped before it)")
     for run in pairs["runs"]:
@@ -280,13 +314,27 @@ def collect_pairs(pairs, n_pairs, load_fio, job=PAIR_JOB, series=BPF):
     return failures
 
 
-def paired_cost(pair_runs, n_pairs, job=PAIR_JOB):
-    """The cost of what "on" adds from the pair runs (after collect_pairs): per
-    complete pair (both runs ok with the job's IOPS) cost = 1 - on / off; the
-    median, min and max over those pairs (None when there are none). An
-    incomplete pair is dropped, with the reason. When the "on" runs were polled,
-    each pair has its "polls" and "lines", and the result their totals over the
-    complete pairs (else these totals are None)."""
+def cpu_per_request_us(run, clk_tck):
+    """A module run's guest CPU µs per request: its busy CPU ticks over the fio run
+    (1/clk_tck s each) per I/O the device completed meanwhile; None without an
+    mcpu line, a tick length, or I/Os."""
+    if run.get("ios") in (None, 0) or not clk_tck:
+        return None
+    return run["busy"] * 1e6 / clk_tck / run["ios"]
+
+
+def paired_cost(pair_runs, n_pairs, job=PAIR_JOB, series=BPF, clk_tck=None):
+    """The cost of what the series' second mode (B: "on", "head") adds from the
+    pair runs (after collect_pairs): per complete pair (both runs ok with the
+    job's IOPS) cost = 1 - B / A IOPS, each pair keyed by its modes ("off", "on"
+    or "base", "head"); the median, min and max over those pairs (None when there
+    are none). An incomplete pair is dropped, with the reason. When the "on" runs
+    were polled, each pair has its "polls" and "lines", and the result their
+    totals over the complete pairs (else these totals are None). In a series with
+    cpu lines, each pair has "<mode>_cpu_us" (cpu_per_request_us, clk_tck ticks a
+    second) and "cpu_change" = B / A - 1 of them (None unless both are known), and
+    the result "cpu_median", "cpu_min" and "cpu_max" of the changes."""
+    a, b = series.modes
     by_pair = {}
     for r in pair_runs:
         by_pair.setdefault(r["pair"], []).append(r)
@@ -294,7 +342,7 @@ def paired_cost(pair_runs, n_pairs, job=PAIR_JOB):
     for p in sorted(by_pair):
         runs = {r["mode"]: r for r in by_pair[p]}
         why = []
-        for mode in PAIR_MODES:
+        for mode in series.modes:
             r = runs.get(mode)
             if r is None:
                 why.append(f"{mode} not run")
@@ -302,23 +350,33 @@ def paired_cost(pair_runs, n_pairs, job=PAIR_JOB):
                 why.append(f"{mode} failed")
             elif r.get("iops") is None:
                 why.append(f"{mode} has no {job} result")
-        if not why and runs["off"]["iops"] <= 0:
-            why.append("off gave 0 IOPS")
+        if not why and runs[a]["iops"] <= 0:
+            why.append(f"{a} gave 0 IOPS")
         if why:
             dropped.append({"pair": p, "order": [r["mode"] for r in by_pair[p]],
                             "why": ", ".join(why)})
             continue
-        off, on = runs["off"]["iops"], runs["on"]["iops"]
+        ia, ib = runs[a]["iops"], runs[b]["iops"]
         complete.append({"pair": p, "order": [r["mode"] for r in by_pair[p]],
-                         "off": off, "on": on, "cost": 1.0 - on / off})
-        if "polls" in runs["on"]:
-            complete[-1].update(polls=runs["on"]["polls"], lines=runs["on"]["lines"])
+                         a: ia, b: ib, "cost": 1.0 - ib / ia})
+        if "polls" in runs[b]:
+            complete[-1].update(polls=runs[b]["polls"], lines=runs[b]["lines"])
+        if series.cpu_line:
+            ca, cb = (cpu_per_request_us(runs[m], clk_tck) for m in series.modes)
+            complete[-1].update({f"{a}_cpu_us": ca, f"{b}_cpu_us": cb,
+                                 "cpu_change": cb / ca - 1.0 if ca and cb is not None else None})
     s = spread([c["cost"] for c in complete]) or {"median": None, "min": None, "max": None}
     polled = [c for c in complete if "polls" in c]
-    return {"job": job, "requested": n_pairs, "n": len(complete), "pairs": complete,
-            "dropped": dropped, "median": s["median"], "min": s["min"], "max": s["max"],
-            "polls": sum(c["polls"] for c in polled) if polled else None,
-            "lines": sum(c["lines"] for c in polled) if polled else None}
+    res = {"job": job, "requested": n_pairs, "n": len(complete), "pairs": complete,
+           "dropped": dropped, "median": s["median"], "min": s["min"], "max": s["max"],
+           "polls": sum(c["polls"] for c in polled) if polled else None,
+           "lines": sum(c["lines"] for c in polled) if polled else None}
+    if series.cpu_line:
+        cs = [c["cpu_change"] for c in complete if c["cpu_change"] is not None]
+        sc = spread(cs) or {"median": None, "min": None, "max": None}
+        res.update(modes=list(series.modes), cpu_n=len(cs), cpu_median=sc["median"],
+                   cpu_min=sc["min"], cpu_max=sc["max"])
+    return res
 
 
 def summarize(runs, paths, jobs):
@@ -417,12 +475,19 @@ def bpf_costs(summary, jobs):
     return out
 
 
-def build_results(meta, notes, runs, failures, paths, jobs, pairs=None, ipairs=None):
-    """pairs, ipairs: load_manifest's paired BPF and in-flight runs after
-    collect_pairs (None: none)."""
+def clk_tck(meta):
+    """The guest's USER_HZ (meta module_pairs_clk_tck), None if absent or bad."""
+    v = meta.get(MODULE.meta + "_clk_tck", "")
+    return int(v) if _count(v) else None
+
+
+def build_results(meta, notes, runs, failures, paths, jobs, pairs=None, ipairs=None, mpairs=None):
+    """pairs, ipairs, mpairs: load_manifest's paired BPF, in-flight and module runs
+    after collect_pairs (None: none)."""
     summary = summarize(runs, paths, jobs)
     pairs = pairs or {"runs": [], "device": None}
     ipairs = ipairs or {"runs": [], "device": None}
+    mpairs = mpairs or {"runs": [], "device": None}
     paired = paired_cost(pairs["runs"], requested_pairs(meta))
     return {
         "emulated": True,
@@ -442,6 +507,10 @@ def build_results(meta, notes, runs, failures, paths, jobs, pairs=None, ipairs=N
         "inflight_pair_runs": ipairs["runs"],
         "inflight_pairs_device": ipairs["device"],
         "inflight_cost_paired": paired_cost(ipairs["runs"], requested_pairs(meta, INFLIGHT)),
+        "module_pair_runs": mpairs["runs"],
+        "module_pairs_device": mpairs["device"],
+        "module_cost_paired": paired_cost(mpairs["runs"], requested_pairs(meta, MODULE),
+                                          series=MODULE, clk_tck=clk_tck(meta)),
     }
 
 
@@ -457,7 +526,7 @@ def _spread_num(s, key="median", fmt="{:.0f}"):
 
 def failure_label(f):
     """'rep 2 loop randread-4k-qd1', 'BPF pair 3 on', 'BPF pairs' (their device),
-    'in-flight pair 2 off', 'in-flight pairs'."""
+    'in-flight pair 2 off', 'in-flight pairs', 'module pair 1 head', 'module pairs'."""
     job = f" {f['job']}" if f.get("job") else ""
     if "pair" in f:
         label = next(s.label for s in SERIES if s.line == f.get("series", BPF.line))
@@ -465,32 +534,49 @@ def failure_label(f):
     return f"rep {f['rep']} {f['path']}{job}"
 
 
+def _module_refs(m):
+    """The two modules of the module pairs, from the metas: (A, B) descriptions."""
+    base = f"`{m.get('module_base_ref', '?')}` ({m.get('module_base_commit', '?')})"
+    head = f"the module under test, HEAD ({m.get('module_head_commit', '?')})"
+    return base, head
+
+
 def render_paired(res, series=BPF):
-    """The series' section, "BPF cost, paired" or "In-flight table cost, paired"
-    (empty when the guest did not say)."""
+    """The series' section, "BPF cost, paired", "In-flight table cost, paired" or
+    "Module A/B, paired" (empty when the guest did not say)."""
     pc, m, title = res[series.result_key], res["meta"], "## " + series.title
+    a, b = series.modes
     if not pc["pairs"] and not pc["dropped"] and not pc["requested"]:
         skipped = m.get(series.meta + "_skipped")
         return [title, "", f"Not run: {skipped}.", ""] if skipped else []
     runtime, cpus, poll = (m.get(f"{series.meta}_{k}") for k in ("runtime_s", "cpus", "poll"))
+    ma, mb = _module_refs(m)
     lines = [title, "",
-             f"{pc['job']} on one {DMU} device (set up once), run alternately without (off)"
-             f" and with (on) {series.on}, in ABBA order (pair 1 off then on,"
-             f" pair 2 on then off, ...); cost = 1 − on / off IOPS of each pair."
+             f"{pc['job']} " + series.how.format(on=series.on, a=ma, b=mb)
              + (f" Each run {runtime} s after the ramp." if runtime else "")
              + (f" CPUs: {cpus}." if cpus else "")
              + (f" Poller: {poll}." if poll else ""), ""]
     polled = pc["polls"] is not None
+    cpu = series.cpu_line is not None
 
     def extra(c):
+        if cpu:
+            return (f" {_num(c[a + '_cpu_us'], '{:.1f}')} | {_num(c[b + '_cpu_us'], '{:.1f}')} |"
+                    f" {_num(c['cpu_change'], '{:+.1%}')} |")
         return f" {c['polls']} | {c['lines']} |" if polled else ""
-    rows = [(c["pair"], f"| {c['pair']} | {', '.join(c['order'])} | {c['off']:.0f} | {c['on']:.0f}"
+    more = polled or cpu
+    blanks = " – | – | – |" if cpu else " – | – |"
+    rows = [(c["pair"], f"| {c['pair']} | {', '.join(c['order'])} | {c[a]:.0f} | {c[b]:.0f}"
                         f" | {c['cost']:.1%} |" + extra(c)) for c in pc["pairs"]]
     rows += [(d["pair"], f"| {d['pair']} | {', '.join(d['order'])} | – | – | dropped: {d['why']} |"
-                         + (" – | – |" if polled else "")) for d in pc["dropped"]]
+                         + (blanks if more else "")) for d in pc["dropped"]]
     if rows:
-        lines += ["| pair | order | off IOPS | on IOPS | cost |" + (" polls | lines |" if polled else ""),
-                  "|---:|---|---:|---:|---:|" + ("---:|---:|" if polled else "")]
+        head = f"| pair | order | {a} IOPS | {b} IOPS | cost |"
+        if cpu:
+            head += f" {a} CPU µs/req | {b} CPU µs/req | CPU/req change |"
+        elif polled:
+            head += " polls | lines |"
+        lines += [head, "|---:|---|---:|---:|---:|" + ("---:|" * (3 if cpu else 2) if more else "")]
         lines += [row for _, row in sorted(rows)] + [""]
     if pc["n"]:
         text = (f"Median cost **{pc['median']:.1%}** over {pc['n']} complete pair"
@@ -499,6 +585,12 @@ def render_paired(res, series=BPF):
         if series is BPF:
             text += ("; the BPF goal uses it." if pc["n"] >= MIN_PAIRS else
                      f"; too few for the BPF goal ({MIN_PAIRS} needed), which uses the path medians.")
+        elif cpu and pc["cpu_n"]:
+            text += (f"; CPU per request: median change **{pc['cpu_median']:+.1%}** over"
+                     f" {pc['cpu_n']} pair{'s' if pc['cpu_n'] != 1 else ''} (min"
+                     f" {pc['cpu_min']:+.1%}, max {pc['cpu_max']:+.1%}), {b} / {a} − 1.")
+        elif cpu:
+            text += "; no CPU per request (no pair has both runs' CPU time and I/Os)."
         else:
             text += "."
         if polled:
@@ -563,7 +655,7 @@ def render_md(res):
         lines.append("BPF cost per job (1 − dmuser-N-bpf / dmuser-N, median IOPS): " + ", ".join(
             f"{j} {c:.1%}" for j, c in res["bpf_cost"].items()) + ".")
         lines.append("")
-    lines += render_paired(res) + render_paired(res, INFLIGHT)
+    lines += render_paired(res) + render_paired(res, INFLIGHT) + render_paired(res, MODULE)
     lines += ["iodepth 1 latency per path (clat, median of the repetitions):", "",
               "| path | " + " | ".join(f"{j} p50 µs | {j} p99 µs" for j in QD1_JOBS) + " |",
               "|---|" + "---:|" * (2 * len(QD1_JOBS))]
@@ -669,7 +761,7 @@ def main(argv):
     args = ap.parse_args(argv)
     try:
         with open(os.path.join(args.guest, "manifest.tsv")) as f:
-            meta, notes, runs, pairs, ipairs = load_manifest(f.read())
+            meta, notes, runs, pairs, ipairs, mpairs = load_manifest(f.read())
         for kv in args.meta:
             k, sep, v = kv.partition("=")
             if not sep:
@@ -681,6 +773,7 @@ def main(argv):
         repeat = int(meta["repeat"])
         n_pairs = requested_pairs(meta)
         n_ipairs = requested_pairs(meta, INFLIGHT)
+        n_mpairs = requested_pairs(meta, MODULE)
     except (OSError, BadInput) as e:
         print(f"report.py: {e}", file=sys.stderr)
         return 2
@@ -692,7 +785,8 @@ def main(argv):
     runs, failures = collect(runs, paths, jobs, repeat, load_fio)
     failures += collect_pairs(pairs, n_pairs, load_fio)
     failures += collect_pairs(ipairs, n_ipairs, load_fio, series=INFLIGHT)
-    res = build_results(meta, notes, runs, failures, paths, jobs, pairs, ipairs)
+    failures += collect_pairs(mpairs, n_mpairs, load_fio, series=MODULE)
+    res = build_results(meta, notes, runs, failures, paths, jobs, pairs, ipairs, mpairs)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)

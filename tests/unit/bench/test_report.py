@@ -61,20 +61,28 @@ def goal(res, word):
     return next(g for g in res["goals"] if word in g["goal"])
 
 
-def pair_lines(pairs, failed=(), device="ok", kind="pair", polls=None):
+def pair_lines(pairs, failed=(), device="ok", kind="pair", polls=None, cpu=None):
     """Manifest lines of len(pairs) pairs run in ABBA order (pair 1 off then on,
     pair 2 on then off, ...); failed: the (pair, mode) runs that failed; device:
     the status of the `pairs` line (None: no such line). kind "ipair": in-flight
     pairs, whose "on" runs come after their ipoll line, polls[p - 1] = (polls,
-    lines) of pair p (default (50, 10); None in polls: no ipoll line)."""
+    lines) of pair p (default (50, 10); None in polls: no ipoll line). kind
+    "mpair": module pairs, modes base and head, each run after its mcpu line,
+    cpu[p - 1] = ((busy, ios) of base, (busy, ios) of head) (default (300, 1000)
+    each; None for a run: no mcpu line)."""
     lines = []
+    a, b = ("base", "head") if kind == "mpair" else ("off", "on")
     for p in range(1, len(pairs) + 1):
-        for mode in (("off", "on") if p % 2 else ("on", "off")):
+        for mode in ((a, b) if p % 2 else (b, a)):
             bad = (p, mode) in failed
             if kind == "ipair" and mode == "on":
                 pl = polls[p - 1] if polls else (50, 10)
                 if pl is not None:
                     lines.append(f"ipoll\t{p}\t{pl[0]}\t{pl[1]}")
+            if kind == "mpair":
+                c = cpu[p - 1][mode == "head"] if cpu else (300, 1000)
+                if c is not None:
+                    lines.append(f"mcpu\t{p}\t{mode}\t{c[0]}\t{c[1]}")
             lines.append(f"{kind}\t{p}\t{mode}\t{'failed' if bad else 'ok'}\tfio/{kind}-{p}-{mode}.json"
                          f"\t{'exit 1: dmuser-top exited 3' if bad else ''}")
     if device:
@@ -83,12 +91,16 @@ def pair_lines(pairs, failed=(), device="ok", kind="pair", polls=None):
 
 
 def paired_results(pairs, failed=(), device="ok", requested=None, iops=None, fio_jobs=None,
-                   ipairs=(), ifailed=(), idevice="ok", irequested=None, polls=None):
+                   ipairs=(), ifailed=(), idevice="ok", irequested=None, polls=None,
+                   mpairs=(), mfailed=(), mdevice="ok", mrequested=None, cpu=None,
+                   clk_tck="100"):
     """Results of a run of every path (IOPS as Summary.IOPS unless given) plus the
     paired runs: pairs[p - 1] = (off IOPS, on IOPS) of pair p. fio_jobs(run):
     the jobs in that pair run's fio output (default: the pair job). ipairs,
     ifailed, idevice, irequested and polls: the same for the in-flight pairs
-    (none unless ipairs or irequested; polls as for pair_lines)."""
+    (none unless ipairs or irequested; polls as for pair_lines); mpairs (base,
+    head IOPS), mfailed, mdevice, mrequested and cpu: for the module pairs (cpu as
+    for pair_lines; clk_tck the meta module_pairs_clk_tck, None: none)."""
     iops = iops or Summary.IOPS
     runs = [(rep, p, "ok", "") for rep in (1, 2, 3) for p in PATHS]
     text = manifest(PATHS, JOBS, 3, runs)
@@ -97,19 +109,27 @@ def paired_results(pairs, failed=(), device="ok", requested=None, iops=None, fio
     if ipairs or irequested:
         text += f"meta\tinflight_pairs\t{len(ipairs) if irequested is None else irequested}\n"
         text += "".join(line + "\n" for line in pair_lines(ipairs, ifailed, idevice, "ipair", polls))
-    meta, notes, mruns, mpairs, mipairs = report.load_manifest(text)
+    if mpairs or mrequested:
+        text += f"meta\tmodule_pairs\t{len(mpairs) if mrequested is None else mrequested}\n"
+        if clk_tck is not None:
+            text += f"meta\tmodule_pairs_clk_tck\t{clk_tck}\n"
+        text += "".join(line + "\n" for line in pair_lines(mpairs, mfailed, mdevice, "mpair", cpu=cpu))
+    meta, notes, mruns, mpairs_, mipairs, mmpairs = report.load_manifest(text)
 
     def load(run):
         if "pair" in run:
-            v = (ipairs if run["file"].startswith("fio/ipair-") else pairs)[run["pair"] - 1]
-            return fio_out({j: v[run["mode"] == "on"]
+            v = {"ipair": ipairs, "mpair": mpairs, "pair": pairs}[
+                run["file"].split("/")[1].split("-")[0]][run["pair"] - 1]
+            return fio_out({j: v[run["mode"] in ("on", "head")]
                             for j in (fio_jobs(run) if fio_jobs else [report.PAIR_JOB])})
         return fio_out({j: iops[run["path"]][run["rep"] - 1] for j in JOBS})
     mruns, failures = report.collect(mruns, PATHS, JOBS, 3, load)
-    failures += report.collect_pairs(mpairs, report.requested_pairs(meta), load)
+    failures += report.collect_pairs(mpairs_, report.requested_pairs(meta), load)
     failures += report.collect_pairs(mipairs, report.requested_pairs(meta, report.INFLIGHT), load,
                                      series=report.INFLIGHT)
-    return report.build_results(meta, notes, mruns, failures, PATHS, JOBS, mpairs, mipairs)
+    failures += report.collect_pairs(mmpairs, report.requested_pairs(meta, report.MODULE), load,
+                                     series=report.MODULE)
+    return report.build_results(meta, notes, mruns, failures, PATHS, JOBS, mpairs_, mipairs, mmpairs)
 
 
 class Numbers(unittest.TestCase):
@@ -238,7 +258,7 @@ class PairedBpfCost(unittest.TestCase):
 
     def test_pair_lines_parse_in_order(self):
         text = manifest(runs=[]) + "meta\tbpf_pairs\t2\n" + "\n".join(pair_lines([(1, 1)] * 2)) + "\n"
-        meta, _, runs, pairs, ipairs = report.load_manifest(text)
+        meta, _, runs, pairs, ipairs, _ = report.load_manifest(text)
         self.assertEqual(runs, [])
         self.assertEqual(report.requested_pairs(meta), 2)
         self.assertEqual([(r["pair"], r["mode"], r["status"]) for r in pairs["runs"]],
@@ -248,11 +268,13 @@ class PairedBpfCost(unittest.TestCase):
         self.assertEqual(ipairs, {"runs": [], "device": None})
 
     def test_no_pair_lines_means_no_pairs(self):
-        meta, _, _, pairs, ipairs = report.load_manifest(manifest(runs=[]))
+        meta, _, _, pairs, ipairs, mpairs = report.load_manifest(manifest(runs=[]))
         self.assertEqual(pairs, {"runs": [], "device": None})
         self.assertEqual(ipairs, {"runs": [], "device": None})
         self.assertEqual(report.requested_pairs(meta), 0)
         self.assertEqual(report.requested_pairs(meta, report.INFLIGHT), 0)
+        self.assertEqual(mpairs, {"runs": [], "device": None})
+        self.assertEqual(report.requested_pairs(meta, report.MODULE), 0)
 
     def test_median_min_max_over_pairs(self):
         pc = paired_results(self.PAIRS)["bpf_cost_paired"]
@@ -383,7 +405,7 @@ class PairedInflightCost(unittest.TestCase):
         text = (manifest(runs=[]) + "meta\tbpf_pairs\t1\nmeta\tinflight_pairs\t2\n"
                 + "\n".join(pair_lines([(1, 1)]) + pair_lines([(1, 1)] * 2, kind="ipair",
                                                               polls=[(7, 3), (9, 0)])) + "\n")
-        meta, _, runs, pairs, ipairs = report.load_manifest(text)
+        meta, _, runs, pairs, ipairs, _ = report.load_manifest(text)
         self.assertEqual(runs, [])
         self.assertEqual((report.requested_pairs(meta), report.requested_pairs(meta, report.INFLIGHT)),
                          (1, 2))
@@ -495,6 +517,166 @@ class PairedInflightCost(unittest.TestCase):
                 report.load_manifest(manifest(runs=[]) + bad + "\n")
         with self.assertRaises(report.BadInput):
             report.requested_pairs({"inflight_pairs": "four"}, report.INFLIGHT)
+
+
+class PairedModuleCost(unittest.TestCase):
+    # IOPS costs 2%, 1%, 0%, 5%: median 1.5%, min 0%, max 5%.
+    MPAIRS = [(1000, 980), (1000, 990), (1000, 1000), (1000, 950)]
+    # CPU per request (100 ticks a second): base 3000, 3000, 2000, 4000 µs, head
+    # +3%, +2%, 0%, +10%: median +2.5%.
+    CPU = [((300, 1000), (309, 1000)), ((300, 1000), (306, 1000)), ((200, 1000), (200, 1000)),
+           ((400, 1000), (440, 1000))]
+    META = {"module_pairs_runtime_s": "4", "module_pairs_cpus": "fio on vCPU 0, dmuserd on vCPU 1",
+            "module_base_ref": "main", "module_base_commit": "1111111",
+            "module_head_commit": "2222222 (module/ has uncommitted changes)"}
+
+    def results(self, **kw):
+        kw.setdefault("mpairs", self.MPAIRS)
+        kw.setdefault("cpu", self.CPU)
+        return paired_results(PairedBpfCost.PAIRS, **kw)
+
+    def test_mpair_and_mcpu_lines_parse_beside_the_other_series(self):
+        text = (manifest(runs=[]) + "meta\tbpf_pairs\t1\nmeta\tmodule_pairs\t2\n"
+                + "\n".join(pair_lines([(1, 1)]) + pair_lines(
+                    [(1, 1)] * 2, kind="mpair", cpu=[((7, 70), (8, 80)), (None, (9, 0))])) + "\n")
+        meta, _, runs, pairs, ipairs, mpairs = report.load_manifest(text)
+        self.assertEqual(report.requested_pairs(meta, report.MODULE), 2)
+        self.assertEqual([(r["pair"], r["mode"]) for r in pairs["runs"]], [(1, "off"), (1, "on")])
+        self.assertEqual(ipairs, {"runs": [], "device": None})
+        self.assertEqual([(r["pair"], r["mode"], r["status"], r.get("busy"), r.get("ios"))
+                          for r in mpairs["runs"]],
+                         [(1, "base", "ok", 7, 70), (1, "head", "ok", 8, 80),
+                          (2, "head", "ok", 9, 0), (2, "base", "ok", None, None)])
+        self.assertEqual(mpairs["runs"][2]["file"], "fio/mpair-2-head.json")
+        self.assertEqual(mpairs["device"], {"status": "ok", "message": ""})
+
+    def test_costs_iops_and_cpu_per_request(self):
+        res = self.results()
+        pc = res["module_cost_paired"]
+        self.assertEqual((pc["job"], pc["requested"], pc["n"], pc["dropped"], pc["modes"]),
+                         ("randread-4k-qd32", 4, 4, [], ["base", "head"]))
+        self.assertAlmostEqual(pc["median"], 0.015)
+        self.assertAlmostEqual(pc["min"], 0.0)
+        self.assertAlmostEqual(pc["max"], 0.05)
+        p2 = pc["pairs"][1]
+        self.assertEqual({k: p2[k] for k in ("pair", "order", "base", "head")},
+                         {"pair": 2, "order": ["head", "base"], "base": 1000, "head": 990})
+        self.assertAlmostEqual(p2["cost"], 0.01)
+        self.assertAlmostEqual(p2["base_cpu_us"], 3000.0)
+        self.assertAlmostEqual(p2["head_cpu_us"], 3060.0)
+        self.assertAlmostEqual(p2["cpu_change"], 0.02)
+        self.assertEqual(pc["cpu_n"], 4)
+        self.assertAlmostEqual(pc["cpu_median"], 0.025)
+        self.assertAlmostEqual(pc["cpu_min"], 0.0)
+        self.assertAlmostEqual(pc["cpu_max"], 0.10)
+        self.assertEqual(res["failures"], [])
+        # the other series keep their own numbers and keys
+        self.assertAlmostEqual(res["bpf_cost_paired"]["median"], 0.03)
+        self.assertNotIn("cpu_median", res["bpf_cost_paired"])
+        self.assertEqual(res["inflight_cost_paired"]["requested"], 0)
+
+    def test_cpu_per_request_needs_ticks_ios_and_tick_length(self):
+        res = self.results(cpu=[((300, 1000), None), ((300, 0), (306, 1000))] + self.CPU[2:])
+        pc = res["module_cost_paired"]
+        self.assertEqual(pc["n"], 4)                  # the IOPS cost does not need them
+        self.assertIsNone(pc["pairs"][0]["head_cpu_us"])
+        self.assertIsNone(pc["pairs"][1]["base_cpu_us"])
+        self.assertEqual([c["cpu_change"] is None for c in pc["pairs"]], [True, True, False, False])
+        self.assertEqual(pc["cpu_n"], 2)
+        self.assertAlmostEqual(pc["cpu_median"], 0.05)  # of 0%, +10%
+        self.assertEqual(res["failures"], [])
+        pc = self.results(clk_tck=None)["module_cost_paired"]
+        self.assertEqual((pc["cpu_n"], pc["cpu_median"]), (0, None))
+        self.assertIn("no CPU per request", report.render_md(self.results(clk_tck=None)))
+
+    def test_failed_run_drops_its_pair_and_is_a_failure(self):
+        res = self.results(mfailed={(2, "head")})
+        pc = res["module_cost_paired"]
+        self.assertEqual([c["pair"] for c in pc["pairs"]], [1, 3, 4])
+        self.assertEqual(pc["dropped"], [{"pair": 2, "order": ["head", "base"], "why": "head failed"}])
+        self.assertAlmostEqual(pc["median"], 0.02)       # of 2%, 0%, 5%
+        self.assertAlmostEqual(pc["cpu_median"], 0.03)   # of +3%, 0%, +10%
+        self.assertEqual([(f["series"], f["pair"], f["mode"]) for f in res["failures"]],
+                         [("mpair", 2, "head")])
+        self.assertEqual(report.failure_label(res["failures"][0]), "module pair 2 head")
+        md = report.render_md(res)
+        self.assertIn("| 2 | head, base | – | – | dropped: head failed | – | – | – |", md)
+        self.assertIn("- module pair 2 head: exit 1: dmuser-top exited 3", md)
+
+    def test_missing_runs_and_failed_reload_are_failures(self):
+        res = self.results(mpairs=self.MPAIRS[:1], mrequested=2, mdevice=None)
+        self.assertEqual([(f["pair"], f["mode"]) for f in res["failures"]], [(2, "base"), (2, "head")])
+        self.assertEqual(report.failure_label(res["failures"][1]), "module pair 2 head")
+        res = self.results(mpairs=[], mrequested=4, mdevice="failed")
+        self.assertEqual(len(res["failures"]), 1)
+        self.assertEqual(report.failure_label(res["failures"][0]), "module pairs")
+        md = report.render_md(res)
+        self.assertIn("No complete pair of 4.\n", md)
+        self.assertIn("- module pairs: reloading the module under test after the pairs: exit 1:", md)
+
+    def test_markdown_section_names_both_modules(self):
+        res = self.results()
+        res["meta"].update(self.META)
+        md = report.render_md(res)
+        self.assertIn("## Module A/B, paired\n", md)
+        self.assertIn("randread-4k-qd32 on a dmuser-N device set up afresh for each run, after"
+                      " dm_user is unloaded and the run's module loaded: base (A) `main` (1111111),"
+                      " head (B) the module under test, HEAD (2222222 (module/ has uncommitted"
+                      " changes)); in ABBA order", md)
+        self.assertIn("Each run 4 s after the ramp. CPUs: fio on vCPU 0, dmuserd on vCPU 1.", md)
+        self.assertIn("| pair | order | base IOPS | head IOPS | cost | base CPU µs/req |"
+                      " head CPU µs/req | CPU/req change |\n|---:|---|---:|---:|---:|---:|---:|---:|", md)
+        self.assertIn("| 1 | base, head | 1000 | 980 | 2.0% | 3000.0 | 3090.0 | +3.0% |", md)
+        self.assertIn("| 2 | head, base | 1000 | 990 | 1.0% | 3000.0 | 3060.0 | +2.0% |", md)
+        self.assertIn("Median cost **1.5%** over 4 complete pairs of 4 (min 0.0%, max 5.0%); CPU per"
+                      " request: median change **+2.5%** over 4 pairs (min +0.0%, max +10.0%),"
+                      " head / base − 1.", md)
+        self.assertLess(md.index("## BPF cost, paired"), md.index("## Module A/B, paired"))
+        self.assertNotIn("In-flight table cost", md)
+
+    def test_markdown_says_why_module_pairs_did_not_run(self):
+        res = results_from(Summary.IOPS)
+        self.assertNotIn("Module A/B", report.render_md(res))
+        res["meta"]["module_pairs_skipped"] = "no paired runs: BENCH_BASE_REF not set"
+        self.assertIn("## Module A/B, paired\n\nNot run: no paired runs: BENCH_BASE_REF not set.",
+                      report.render_md(res))
+
+    def test_garbage_module_lines_are_rejected(self):
+        head = "mpair\t1\thead\tok\tfio/mpair-1-head.json\t"
+        for bad in ["mpair\t1\ton\tok\tf\t", "mpair\t0\tbase\tok\tf\t", head + "\n" + head,
+                    "mpairs\tmaybe\t", "mpairs\tok\t\nmpairs\tok\t", "pair\t1\tbase\tok\tf\t",
+                    "mcpu\t1\tbase\t5", "mcpu\t1\ton\t5\t1", "mcpu\t1\tbase\t-5\t1",
+                    "mcpu\t1\tbase\t5\t1\nmcpu\t1\tbase\t5\t1"]:
+            with self.subTest(bad=bad), self.assertRaises(report.BadInput):
+                report.load_manifest(manifest(runs=[]) + bad + "\n")
+
+    def test_main_writes_module_cost_paired(self):
+        with tempfile.TemporaryDirectory() as d:
+            guest, out = os.path.join(d, "guest"), os.path.join(d, "out")
+            os.makedirs(os.path.join(guest, "fio"))
+            mp = self.MPAIRS[:3]
+            with open(os.path.join(guest, "manifest.tsv"), "w") as f:
+                f.write(manifest(["loop"], JOBS, 1, [(1, "loop", "ok", "")])
+                        + "".join(f"meta\t{k}\t{v}\n" for k, v in self.META.items())
+                        + "meta\tmodule_pairs\t3\nmeta\tmodule_pairs_clk_tck\t100\n"
+                        + "\n".join(pair_lines(mp, kind="mpair", cpu=self.CPU)) + "\n")
+            with open(os.path.join(guest, "fio", "1-loop.json"), "w") as f:
+                json.dump(fio_out({j: 100 for j in JOBS}), f)
+            for p, (base, head) in enumerate(mp, 1):
+                for mode, v in (("base", base), ("head", head)):
+                    with open(os.path.join(guest, "fio", f"mpair-{p}-{mode}.json"), "w") as f:
+                        json.dump(fio_out({"randread-4k-qd32": v}), f)
+            self.assertEqual(report.main(["--guest", guest, "--out", out]), 0)
+            with open(os.path.join(out, "results.json")) as f:
+                res = json.load(f)
+            pc = res["module_cost_paired"]
+            self.assertEqual((pc["n"], pc["cpu_n"]), (3, 3))
+            self.assertAlmostEqual(pc["median"], 0.01)
+            self.assertAlmostEqual(pc["cpu_median"], 0.02)
+            self.assertEqual(res["module_pairs_device"]["status"], "ok")
+            self.assertEqual(len(res["module_pair_runs"]), 6)
+            with open(os.path.join(out, "results.md")) as f:
+                self.assertIn("base (A) `main` (1111111)", f.read())
 
 
 class Rendering(unittest.TestCase):
