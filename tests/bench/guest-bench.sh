@@ -539,9 +539,9 @@ swap_module() {
 	DMU_KO=$ko dmu_load
 	want=$(readelf -n "$ko" | sed -n 's/^ *Build ID: *//p')
 	if [[ -r /sys/module/dm_user/notes/.note.gnu.build-id && -n $want ]]; then
-		# the note: namesz, descsz, type (4 bytes each), "GNU\0", then the ID
+		# the note, 36 bytes: namesz, descsz, type (4 bytes each), "GNU\0", the 20-byte ID
 		have=$(od -An -v -tx1 /sys/module/dm_user/notes/.note.gnu.build-id | tr -d ' \n')
-		[[ $have == *"$want" ]] || { echo "loaded dm_user is not $ko (build ID ${have:32}, want $want)"; return 1; }
+		[[ $have == *"$want"* ]] || { echo "loaded dm_user is not $ko (build ID ${have:32}, want $want)"; return 1; }
 		echo "loaded $ko (build ID $want)"
 	else
 		echo "loaded $ko (build ID not checked: ${want:-none in the file}, /sys/module/dm_user/notes/.note.gnu.build-id $([[ -r /sys/module/dm_user/notes/.note.gnu.build-id ]] && echo present || echo absent))"
