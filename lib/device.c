@@ -6,7 +6,10 @@
  *   0 <sectors> user <dev-start> <sectors> <control-name> [<n> <options>]
  *
  * udev is honoured as dmsetup does: every task that makes or removes a
- * node carries a udev cookie and is waited for with dm_udev_wait().
+ * node carries a udev cookie and is waited for with dm_udev_wait().  The
+ * create does not: it makes no node (that is the resume's job), Linux 6.12
+ * sends no uevent for a device without a table, and libdevmapper (1.02.185)
+ * then waits for ever on the cookie (seen under systemd, with udev running).
  * libdevmapper itself decides whether udev synchronisation is used (not
  * when udev is not running, nor with DM_DISABLE_UDEV set in the
  * environment, in which case it makes the /dev/mapper nodes itself).
@@ -292,7 +295,7 @@ DMU_API int dmu_device_create(const char *name, uint64_t size,
 
 	lock_dm();
 	t = task(DM_DEVICE_CREATE, name);
-	err = t ? run(t, true) : -ENOMEM;
+	err = t ? run(t, false) : -ENOMEM;
 	if (err) {
 		if (err == -EBUSY)
 			err = -EEXIST;
