@@ -36,7 +36,6 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <libdevmapper.h>
 #include <libudev.h>
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
@@ -291,37 +290,23 @@ static int sweep(struct exporter *e)
 	return gone;
 }
 
-/* libdevmapper logs to stderr by default: a device gone between the list
- * and its status is no news */
-__attribute__((format(printf, 5, 6)))
-static void dm_silent(int level, const char *file, int line, int dm_errno, const char *f, ...)
-{
-	(void)level; (void)file; (void)line; (void)dm_errno; (void)f;
-}
+struct target_list {
+	struct dmu_exp_target *t;
+	int max, n;
+};
 
-/* The status line of the first "user" target of dm device name, into t->status. */
-static bool user_status(const char *name, struct dmu_exp_target *t)
+static int add_target(const char *name, __u32 dev, const char *status, void *arg)
 {
-	struct dm_task *dmt = dm_task_create(DM_DEVICE_STATUS);
-	uint64_t start, length;
-	char *type, *params;
-	void *next = NULL;
-	bool found = false;
+	struct target_list *l = arg;
+	struct dmu_exp_target *t;
 
-	if (!dmt)
-		return false;
-	if (dm_task_set_name(dmt, name) && dm_task_run(dmt)) {
-		do {
-			type = params = NULL;
-			next = dm_get_next_target(dmt, next, &start, &length, &type, &params);
-			if (type && params && !strcmp(type, "user")) {
-				snprintf(t->status, sizeof(t->status), "%s", params);
-				found = true;
-			}
-		} while (next && !found);
-	}
-	dm_task_destroy(dmt);
-	return found;
+	if (l->n == l->max || (env.devname && dev != env.dev))
+		return 0;
+	t = &l->t[l->n++];
+	t->dev = dev;
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	snprintf(t->status, sizeof(t->status), "%s", status);
+	return 0;
 }
 
 /*
@@ -332,34 +317,9 @@ static bool user_status(const char *name, struct dmu_exp_target *t)
  */
 static int read_targets(struct dmu_exp_target *t, int max)
 {
-	struct dm_task *dmt = dm_task_create(DM_DEVICE_LIST);
-	struct dm_names *names;
-	unsigned int next = 0;
-	int n = 0;
+	struct target_list l = { .t = t, .max = max };
 
-	if (!dmt)
-		return 0;
-	if (!dm_task_run(dmt)) {
-		dm_task_destroy(dmt);
-		return 0;
-	}
-	names = dm_task_get_names(dmt);
-	if (names && names->dev) {
-		do {
-			names = (struct dm_names *)((char *)names + next);
-			next = names->next;
-			__u32 dev = dmu_mkdev(major(names->dev), minor(names->dev));
-
-			if (n == max || (env.devname && dev != env.dev))
-				continue;
-			t[n].dev = dev;
-			snprintf(t[n].name, sizeof(t[n].name), "%s", names->name);
-			if (user_status(names->name, &t[n]))
-				n++;
-		} while (next);
-	}
-	dm_task_destroy(dmt);
-	return n;
+	return dmu_for_each_user_dev(add_target, &l) < 0 ? 0 : l.n;
 }
 
 static double since(const struct timespec *t0)
@@ -543,7 +503,6 @@ int main(int argc, char **argv)
 	}
 
 	libbpf_set_print(dmu_libbpf_print);
-	dm_log_with_errno_init(dm_silent);
 	if (!dmu_module_loaded(PROG) || !dmu_module_new_enough(PROG))
 		return 1;
 	if (env.devname && dmu_dev_resolve(env.devname, &env.dev)) {

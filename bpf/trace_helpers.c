@@ -804,18 +804,23 @@ int dmu_dev_resolve(const char *spec, __u32 *dev)
 	return -ENOENT;
 }
 
-/* libdevmapper logs to stderr by default: the tools say what matters themselves */
+/* libdevmapper logs to stderr by default: the tools say what matters
+ * themselves, and a device gone between the list and its status is no news */
 static void dm_quiet(int level, const char *file, int line, int dm_errno, const char *f, ...)
 {
 	(void)level; (void)file; (void)line; (void)dm_errno; (void)f;
 }
 
-/* Whether the live table of dm device NAME has a "user" target. */
-static bool has_user_target(const char *name)
+/*
+ * The status params of the first "user" target of dm device NAME (what
+ * dmsetup status prints after "user"), into buf.  False if it has none, or
+ * is gone.
+ */
+static bool user_target_status(const char *name, char *buf, size_t len)
 {
-	struct dm_task *dmt = dm_task_create(DM_DEVICE_TABLE);
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_STATUS);
 	uint64_t start, length;
-	char *type = NULL, *params;
+	char *type, *params;
 	void *next = NULL;
 	bool found = false;
 
@@ -823,21 +828,25 @@ static bool has_user_target(const char *name)
 		return false;
 	if (dm_task_set_name(dmt, name) && dm_task_run(dmt)) {
 		do {
+			type = params = NULL;
 			next = dm_get_next_target(dmt, next, &start, &length, &type, &params);
-			if (type && !strcmp(type, "user"))
+			if (type && !strcmp(type, "user")) {
+				snprintf(buf, len, "%s", params ? params : "");
 				found = true;
+			}
 		} while (next && !found);
 	}
 	dm_task_destroy(dmt);
 	return found;
 }
 
-int dmu_list_user_devs(__u32 *devs, int max)
+int dmu_for_each_user_dev(dmu_user_dev_fn fn, void *arg)
 {
 	struct dm_task *dmt;
 	struct dm_names *names;
 	unsigned int next = 0;
-	int count = 0;
+	char status[DMU_STATUS_MAX];
+	int count = 0, err = 0;
 
 	dm_log_with_errno_init(dm_quiet);
 	dmt = dm_task_create(DM_DEVICE_LIST);
@@ -851,13 +860,39 @@ int dmu_list_user_devs(__u32 *devs, int max)
 	if (names && names->dev) {
 		do {
 			names = (struct dm_names *)((char *)names + next);
-			if (count < max && has_user_target(names->name))
-				devs[count++] = dmu_mkdev(major(names->dev), minor(names->dev));
 			next = names->next;
-		} while (next);
+			if (!user_target_status(names->name, status, sizeof(status)))
+				continue;
+			count++;
+			err = fn(names->name, dmu_mkdev(major(names->dev), minor(names->dev)),
+				 status, arg);
+		} while (next && !err);
 	}
 	dm_task_destroy(dmt);
-	return count;
+	return err < 0 ? err : count;
+}
+
+struct dev_list {
+	__u32 *devs;
+	int max, n;
+};
+
+static int add_dev(const char *name, __u32 dev, const char *status, void *arg)
+{
+	struct dev_list *l = arg;
+
+	(void)name; (void)status;
+	if (l->n < l->max)
+		l->devs[l->n++] = dev;
+	return 0;
+}
+
+int dmu_list_user_devs(__u32 *devs, int max)
+{
+	struct dev_list l = { .devs = devs, .max = max };
+	int err = dmu_for_each_user_dev(add_dev, &l);
+
+	return err < 0 ? err : l.n;
 }
 
 /* ---- maps -------------------------------------------------------------- */

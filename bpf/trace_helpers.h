@@ -146,6 +146,19 @@ int dmu_dev_resolve(const char *spec, __u32 *dev);
 /* dev_t of the live dm devices whose table has a "user" target; count or -errno */
 int dmu_list_user_devs(__u32 *devs, int max);
 
+/* the longest status line of a user target the helpers pass on */
+#define DMU_STATUS_MAX 512
+/* called per user device: its dm name, dev_t and status params; non-zero stops */
+typedef int (*dmu_user_dev_fn)(const char *name, __u32 dev, const char *status, void *arg);
+/*
+ * Calls fn for every dm device whose live table has a "user" target, with
+ * the status params of the first one (dmsetup status, after "user"); a
+ * device gone meanwhile is left out.  libdevmapper's log is silenced.
+ * Returns how many devices were found (up to where fn stopped), fn's
+ * negative return, or -errno if device-mapper cannot be asked.
+ */
+int dmu_for_each_user_dev(dmu_user_dev_fn fn, void *arg);
+
 /* ---- maps -------------------------------------------------------------- */
 
 /*
