@@ -28,7 +28,7 @@
 #   BENCH_BPF_RUNTIME  seconds each paired run is measured (4)
 #   BENCH_INFLIGHT_PAIRS  pairs of runs without/with dmuser-inflight polled, 0 for none (4)
 #   BENCH_BASE_REF  git ref of the base module for the module A/B pairs (none: no such pairs)
-#   BENCH_MODULE_PAIRS  pairs of runs with the base module / the module under test (4)
+#   BENCH_MODULE_PAIRS  pairs of runs with the base module / the module under test (12)
 #
 # Exit status: 0 when every path ran every job (a missed goal is reported, not an
 # error); 1 when a path or a job failed to run, or the guest failed; 2 on bad usage.
@@ -75,7 +75,7 @@ runtime=${BENCH_RUNTIME:-2} ramp=${BENCH_RAMP:-1} repeat=${BENCH_REPEAT:-3}
 threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-1G} mem=${BENCH_MEM:-3072}
 paths=${BENCH_PATHS:-$all_paths} jobs=${BENCH_JOBS:-$all_jobs} pairs=${BENCH_BPF_PAIRS:-8}
 bpf_runtime=${BENCH_BPF_RUNTIME:-4} ipairs=${BENCH_INFLIGHT_PAIRS:-4}
-base_ref=${BENCH_BASE_REF:-} mpairs=${BENCH_MODULE_PAIRS:-4}
+base_ref=${BENCH_BASE_REF:-} mpairs=${BENCH_MODULE_PAIRS:-12}
 
 usage_die() { vm_log "error: $*"; exit 2; }
 for v in runtime bpf_runtime repeat threads mem; do
