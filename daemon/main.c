@@ -9,7 +9,8 @@
  *   3. with --attach, the device attached: a "user" target
  *   4. metrics listener, if asked for; then PR_SET_IO_FLUSHER, mlockall
  *   5. the device created (the name must be free) with its table
- *      loaded, still suspended
+ *      loaded, still suspended; with --adopt, a device of that name
+ *      already there is attached instead (as in 3)
  *   6. one channel opened per worker, workers started
  *   7. the device resumed: I/O may flow now
  *   8. the ready file written, and systemd told READY=1 (sd_notify: a
@@ -70,7 +71,7 @@ struct daemon {
 	struct dmu_metrics_opts metrics_opts;
 	struct dmu_http *http;
 	char metrics_text[96];
-	bool created;		/* we created the device: remove it at exit */
+	bool created;		/* we created (or adopted) the device: remove it at exit */
 	bool ready_written;
 	int signal_fd;
 	int watchdog_ms;	/* WATCHDOG=1 every this often; -1: no watchdog */
@@ -215,6 +216,26 @@ static int open_channels(struct daemon *d)
 	return 0;
 }
 
+/*
+ * --adopt, when the name is taken: the device a dmuserd left when it died
+ * (SIGKILL, a crash; Restart= starts us again) is served as with --attach,
+ * and removed at exit as if we had created it.  Its table stays as it is.
+ * It is ours to remove only once our workers serve it: removing it before
+ * would wait for the requests it holds, which nobody would answer.
+ */
+static int adopt_device(struct daemon *d)
+{
+	dmu_info("device %s exists already (left by a dmuserd that stopped?); serving it (--adopt)",
+		 d->opt.name);
+	if (attach_device(d))
+		return -1;
+	if (open_channels(d) || dmu_pool_start(&d->pool))
+		return -1;
+	d->created = true;
+	/* A dmuserd that died between its create and its resume left it suspended. */
+	return dmu_device_resume(d->dev);
+}
+
 static int bring_up(struct daemon *d)
 {
 	if (!d->opt.attach) {
@@ -225,6 +246,8 @@ static int bring_up(struct daemon *d)
 			 .read_only = d->opt.read_only);
 		int err = dmu_device_create(d->opt.name, d->backend.base.size, &table, &d->dev);
 
+		if (err == -EEXIST && d->opt.adopt)
+			return adopt_device(d);
 		if (err == -EEXIST)
 			dmu_error("device %s already exists", d->opt.name);
 		if (err)

@@ -43,6 +43,10 @@ void dmu_usage(FILE *out)
 "  -a, --attach             serve a device that already exists (e.g. after a\n"
 "                           restart) instead of creating one; leave it in\n"
 "                           place at exit\n"
+"      --adopt              create the device or, if one of that name exists\n"
+"                           with a single \"user\" target (left by a dmuserd\n"
+"                           that died), serve that one instead; either way\n"
+"                           remove it at exit.  No effect with --attach\n"
 "  -R, --ready-file PATH    once the device is up and every worker is\n"
 "                           serving, write PATH (atomically) with lines\n"
 "                           pid=, name=, device=, control=, metrics=;\n"
@@ -157,7 +161,7 @@ int dmu_parse_size(const char *text, uint64_t *out)
 }
 
 enum { OPT_INJECT_DELAY = 256, OPT_NO_BATCH, OPT_RESIZE, OPT_QUEUE_DEPTH, OPT_TIMEOUT_MS,
-       OPT_RECOVERY_MS };
+       OPT_RECOVERY_MS, OPT_ADOPT };
 
 static const struct option long_options[] = {
 	{ "file",		required_argument, NULL, 'f' },
@@ -167,6 +171,7 @@ static const struct option long_options[] = {
 	{ "direct",		no_argument,       NULL, 'd' },
 	{ "read-only",		no_argument,       NULL, 'r' },
 	{ "attach",		no_argument,       NULL, 'a' },
+	{ "adopt",		no_argument,       NULL, OPT_ADOPT },
 	{ "ready-file",		required_argument, NULL, 'R' },
 	{ "metrics",		required_argument, NULL, 'm' },
 	{ "no-batch",		no_argument,       NULL, OPT_NO_BATCH },
@@ -272,6 +277,9 @@ static int parse_one(int opt, const char *arg, struct dmu_options *o)
 		return 0;
 	case 'a':
 		o->attach = true;
+		return 0;
+	case OPT_ADOPT:
+		o->adopt = true;
 		return 0;
 	case 'R':
 		o->ready_file = arg;

@@ -21,6 +21,7 @@ struct dmu_options {
 	bool direct;
 	bool read_only;
 	bool attach;
+	bool adopt;		/* create, or serve the device a dead dmuserd left */
 	const char *ready_file;
 	struct {
 		bool enabled;

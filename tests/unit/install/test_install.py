@@ -159,7 +159,7 @@ class Install(unittest.TestCase):
         with open(f"{top}/units/dmuserd@.service") as f:
             unit = f.read()
         self.assertIsNone(re.search(r"@[a-z]+@", unit), "a @substitution@ left in dmuserd@.service")
-        self.assertIn(f"ExecStart={top}/opt/sbin/dmuserd --name %i --config "
+        self.assertIn(f"ExecStart={top}/opt/sbin/dmuserd --name %i --adopt --config "
                       f"{top}/etc/dm-user/%i.conf\n", unit)
         self.assertIn(f"ConditionPathExists={top}/etc/dm-user/%i.conf\n", unit)
         self.assertIn("Type=notify\n", unit)
