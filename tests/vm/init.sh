@@ -13,6 +13,13 @@
 #  5. writes the exit status to /run/dmu-out/.dmu/status, saves dmesg, powers off.
 # Anything that goes wrong before step 5 powers off without a status file; the host
 # reports that as a guest failure and shows the console log.
+#
+# With `run.sh --systemd` (the file .dmu/systemd in the results share) it boots a
+# system instead: the root is an overlay, the host root (9p, read-only) under an
+# upper layer on the guest's disk /dev/vda (ext4, made by run.sh; it can outlive
+# the guest, for a second boot), and systemd runs as PID 1 (switch_root). The
+# unit dmu-test.service, written here into the overlay, runs
+# tests/vm/systemd-cmd.sh, which does steps 4 and 5 from inside that system.
 
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -36,12 +43,58 @@ while read -r m; do
 done </lib/dmu-modules/order
 
 mkdir -p "$R" /out /keep
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose,ro hostroot "$R" ||
-	fail "cannot mount the host root (9p tag hostroot)"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 dmuout /out ||
 	fail "cannot mount the results share (9p tag dmuout)"
 [ -r /out/.dmu/root ] || fail "/out/.dmu/root missing (run.sh writes it)"
 read -r DMU_ROOT </out/.dmu/root
+
+echo 30 >/proc/sys/kernel/hung_task_timeout_secs || fail "set hung_task_timeout_secs"
+echo 0 >/proc/sys/kernel/panic_on_warn || fail "set panic_on_warn"
+# Show warnings (and worse) on the console too, so a wedged guest leaves a trace.
+echo 5 >/proc/sys/kernel/printk
+# Tests write markers to /dev/kmsg; do not rate-limit them.
+echo on >/proc/sys/kernel/printk_devkmsg
+
+if [ -f /out/.dmu/systemd ]; then
+	# Not fatal: an alternative may not fit this CPU (crc32c-intel needs SSE4.2,
+	# which TCG's CPU lacks; crc32c_generic does it). A module that is needed
+	# and missing fails the mounts below.
+	while read -r m; do
+		insmod "/lib/dmu-modules/$m" 2>/dev/null || echo "dmu-init: note: insmod $m failed"
+	done </lib/dmu-modules/order-systemd
+	mkdir -p /lower /upperfs
+	mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose,ro hostroot /lower ||
+		fail "cannot mount the host root (9p tag hostroot)"
+	mount -t ext4 /dev/vda /upperfs || fail "cannot mount the overlay's disk /dev/vda"
+	mkdir -p /upperfs/upper /upperfs/work
+	mount -t overlay -o lowerdir=/lower,upperdir=/upperfs/upper,workdir=/upperfs/work \
+		overlay "$R" || fail "cannot mount the overlay root"
+	[ -f "$R$DMU_ROOT/tests/vm/systemd-cmd.sh" ] || fail "repo root $DMU_ROOT not visible in the guest"
+	# The host root may be a container's (a build machine): without this,
+	# systemd in the guest would see /.dockerenv, take itself for a container
+	# and skip what a container does not do (ConditionVirtualization=).
+	rm -f "$R/.dockerenv"
+	mkdir -p "$R/etc/systemd/system"
+	{
+		echo '# Written by tests/vm/init.sh (run.sh --systemd) at every boot.'
+		echo '[Unit]'
+		echo 'Description=dm-user test guest: the command of run.sh, then power off'
+		echo 'After=multi-user.target'
+		echo '[Service]'
+		echo 'Type=oneshot'
+		echo "ExecStart=/bin/bash $DMU_ROOT/tests/vm/systemd-cmd.sh"
+		echo 'StandardOutput=journal+console'
+		echo 'StandardError=journal+console'
+		echo 'TimeoutStartSec=infinity'
+	} >"$R/etc/systemd/system/dmu-test.service" || fail "write dmu-test.service"
+	umount /out # the unit mounts it again, on /run/dmu-out
+	# shellcheck disable=SC2093 # exec returns only when switch_root cannot run
+	exec switch_root "$R" /lib/systemd/systemd
+	fail "switch_root to systemd failed"
+fi
+
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose,ro hostroot "$R" ||
+	fail "cannot mount the host root (9p tag hostroot)"
 [ -f "$R$DMU_ROOT/tests/vm/init.sh" ] || fail "repo root $DMU_ROOT not visible in the guest"
 
 # Keep a handle on the repo before covering /tmp, /run and /var/tmp with tmpfs, in
@@ -88,12 +141,6 @@ EOF
 chmod 0755 /bin/dmu-modprobe
 echo /bin/dmu-modprobe >/proc/sys/kernel/modprobe || fail "set kernel.modprobe"
 
-echo 30 >/proc/sys/kernel/hung_task_timeout_secs || fail "set hung_task_timeout_secs"
-echo 0 >/proc/sys/kernel/panic_on_warn || fail "set panic_on_warn"
-# Show warnings (and worse) on the console too, so a wedged guest leaves a trace.
-echo 5 >/proc/sys/kernel/printk
-# Tests write markers to /dev/kmsg; do not rate-limit them.
-echo on >/proc/sys/kernel/printk_devkmsg
 # Loopback, for the metrics endpoints the tests scrape on 127.0.0.1.
 chroot "$R" /sbin/ip link set lo up || fail "ip link set lo up"
 

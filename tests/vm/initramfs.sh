@@ -6,7 +6,9 @@
 #
 # Contents: busybox (static), /init (= tests/vm/init.sh) and the modules needed to
 # mount the host root over 9p (virtio_pci, 9pnet_virtio, 9p and their dependencies,
-# as listed by `modprobe -S <kver> --show-depends`). Compressed modules (.ko.xz,
+# as listed by `modprobe -S <kver> --show-depends`), loaded by every guest; and
+# those that `run.sh --systemd` needs as well, for its overlay root over the host's
+# (virtio_blk, ext4, overlay), loaded only by such a guest. Compressed modules (.ko.xz,
 # .ko.zst, .ko.gz) are decompressed here, because busybox insmod loads the image with
 # init_module(2) and the kernel does not decompress that.
 #
@@ -40,18 +42,25 @@ if command -v ldd >/dev/null && ldd "$busybox" >/dev/null 2>&1; then
 fi
 
 # Modules to load, in dependency order, without duplicates. Built-ins are skipped.
-mods=()
+# list[i] names the load list (order, or order-systemd) of mods[i].
+mods=() list=()
 declare -A seen=()
-for want in virtio_pci 9pnet_virtio 9p; do
-	deps=$(modprobe -d "$modroot" -S "$kver" --show-depends "$want") ||
-		vm_die "modprobe -d $modroot -S $kver --show-depends $want failed"
-	while read -r kind path _; do
-		[[ $kind == insmod ]] || continue
-		[[ -n ${seen[$path]:-} ]] && continue
-		seen[$path]=1
-		mods+=("$path")
-	done <<<"$deps"
-done
+add_mods() { # LIST MODULE...
+	local l=$1 want deps kind path
+	shift
+	for want; do
+		deps=$(modprobe -d "$modroot" -S "$kver" --show-depends "$want") ||
+			vm_die "modprobe -d $modroot -S $kver --show-depends $want failed"
+		while read -r kind path _; do
+			[[ $kind == insmod ]] || continue
+			[[ -n ${seen[$path]:-} ]] && continue
+			seen[$path]=1
+			mods+=("$path") list+=("$l")
+		done <<<"$deps"
+	done
+}
+add_mods order virtio_pci 9pnet_virtio 9p
+add_mods order-systemd virtio_blk ext4 overlay
 
 self=$(realpath "${BASH_SOURCE[0]}")
 init=$(dirname "$self")/init.sh
@@ -69,7 +78,9 @@ mkdir -p "$stage"/{bin,dev,proc,sys,newroot,out,keep,lib/dmu-modules}
 cp "$busybox" "$stage/bin/busybox"
 install -m 0755 "$init" "$stage/init"
 : >"$stage/lib/dmu-modules/order" # empty when all of them are built in
-for path in "${mods[@]}"; do
+: >"$stage/lib/dmu-modules/order-systemd"
+for i in "${!mods[@]}"; do
+	path=${mods[i]}
 	name=$(basename "$path")
 	case $name in
 	*.ko.xz) xz -dc "$path" >"$stage/lib/dmu-modules/${name%.xz}" ;;
@@ -80,7 +91,7 @@ for path in "${mods[@]}"; do
 	esac
 	name=${name%.xz}
 	name=${name%.zst}
-	printf '%s\n' "${name%.gz}" >>"$stage/lib/dmu-modules/order"
+	printf '%s\n' "${name%.gz}" >>"$stage/lib/dmu-modules/${list[i]}"
 done
 
 mkdir -p "$(dirname "$out")"
@@ -89,4 +100,4 @@ tmp=$out.tmp.$$
 	gzip -6 -n >"$tmp"
 mv -f "$tmp" "$out"
 printf '%s\n' "$inputs" >"$out.inputs"
-vm_log "built $out ($(du -k "$out" | cut -f1) KiB, modules: $(tr '\n' ' ' <"$stage/lib/dmu-modules/order"))"
+vm_log "built $out ($(du -k "$out" | cut -f1) KiB, modules: $(tr '\n' ' ' <"$stage/lib/dmu-modules/order")+ for --systemd: $(tr '\n' ' ' <"$stage/lib/dmu-modules/order-systemd"))"
