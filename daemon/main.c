@@ -232,7 +232,11 @@ static int adopt_device(struct daemon *d)
 	if (open_channels(d) || dmu_pool_start(&d->pool))
 		return -1;
 	d->created = true;
-	/* A dmuserd that died between its create and its resume left it suspended. */
+	/*
+	 * A device left suspended (a dmuserd that died during a resize) serves
+	 * again.  One a dmuserd left between its create and its resume has no
+	 * live table: attach_device() refused it above.
+	 */
 	return dmu_device_resume(d->dev);
 }
 

@@ -4,7 +4,8 @@
 # SIGKILLed dmuserd left behind is refused by a new dmuserd without --adopt
 # ("already exists", exit 1), and served by one with it. A read issued while
 # no daemon runs waits in the recovery window and is answered by the adopter
-# with the data written before the kill; the adopter removes the device on
+# with the data written before the kill (the window, 120 s, is longer than a
+# slow guest takes to get there); the adopter removes the device on
 # SIGTERM, as one that created it.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -14,7 +15,7 @@ name=dmu-test-adopt
 dev=/dev/mapper/$name
 dmu_load
 truncate -s 64M "$tmp/backing"
-dmu_daemon_start "$name" "$tmp/backing" 64M --threads 2 --recovery-ms 30000 --adopt
+dmu_daemon_start "$name" "$tmp/backing" 64M --threads 2 --recovery-ms 120000 --adopt
 head -c 4M /dev/urandom >"$tmp/data"
 dd if="$tmp/data" of="$dev" bs=1M oflag=direct status=none || die "writing $dev failed"
 
@@ -40,7 +41,7 @@ dmu_daemon_start "$name" "$tmp/backing" 64M --threads 2 --adopt
 dmu_wait "$reader" 30 || die "the read waiting in the recovery window failed"
 cmp "$tmp/data" "$tmp/back" || die "the adopter read back other data"
 assert_eq "$(field 8)" 0 "failed requests"
-assert_eq "$(dmsetup table "$name")" "0 131072 user 0 131072 $name 2 recovery_ms 30000" "the adopted device's table"
+assert_eq "$(dmsetup table "$name")" "0 131072 user 0 131072 $name 2 recovery_ms 120000" "the adopted device's table"
 
 dmu_daemon_stop
 ! dmu_dm_exists "$name" || die "the --adopt daemon left the device at exit"
