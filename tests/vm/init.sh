@@ -48,7 +48,6 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 dmuout /out ||
 [ -r /out/.dmu/root ] || fail "/out/.dmu/root missing (run.sh writes it)"
 read -r DMU_ROOT </out/.dmu/root
 
-echo 30 >/proc/sys/kernel/hung_task_timeout_secs || fail "set hung_task_timeout_secs"
 echo 0 >/proc/sys/kernel/panic_on_warn || fail "set panic_on_warn"
 # Show warnings (and worse) on the console too, so a wedged guest leaves a trace.
 echo 5 >/proc/sys/kernel/printk
@@ -87,12 +86,16 @@ if [ -f /out/.dmu/systemd ]; then
 		echo 'StandardError=journal+console'
 		echo 'TimeoutStartSec=infinity'
 	} >"$R/etc/systemd/system/dmu-test.service" || fail "write dmu-test.service"
+	# kernel.hung_task_timeout_secs stays at the kernel's 120 s: on a busy
+	# TCG host a booting system's module loads (udev's, each patching kernel
+	# text under one mutex) have kept a task waiting for more than 30 s.
 	umount /out # the unit mounts it again, on /run/dmu-out
 	# shellcheck disable=SC2093 # exec returns only when switch_root cannot run
 	exec switch_root "$R" /lib/systemd/systemd
 	fail "switch_root to systemd failed"
 fi
 
+echo 30 >/proc/sys/kernel/hung_task_timeout_secs || fail "set hung_task_timeout_secs"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose,ro hostroot "$R" ||
 	fail "cannot mount the host root (9p tag hostroot)"
 [ -f "$R$DMU_ROOT/tests/vm/init.sh" ] || fail "repo root $DMU_ROOT not visible in the guest"
