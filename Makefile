@@ -16,6 +16,9 @@
 #                 and the module's source for DKMS (PREFIX, DESTDIR, sbindir,
 #                 libdir, mandir, unitdir, ...: see "install" below)
 #   make deb      the Debian packages (debian/), into build/deb/
+#   make check-pkg  make deb, then boot a guest with systemd as init, install
+#                 the packages, serve a device through dmuserd@.service,
+#                 reboot it, purge them (tests/pkg/); not part of check
 #
 # Kernels: every generic -amd64 /lib/modules/<version>/build that has a
 # matching /boot/vmlinuz-<version>.  Restrict with KVERS="<version> ...".
@@ -248,6 +251,11 @@ demo: deps-if-needed
 check-debug: debug-deps-if-needed
 	@$(ROOT)/tests/debug/check-debug.sh
 
+# The packaging test: the .debs installed and used on a guest that boots
+# like a server, twice (tests/pkg/run.sh); ends with "N passed, N failed, N skipped".
+check-pkg: deps-if-needed deb
+	@$(ROOT)/tests/pkg/run.sh
+
 # Goals are reported, not asserted: exits 0 unless a path or a job failed to run.
 bench: bench-deps-if-needed
 	@$(MAKE) -C $(ROOT) all
@@ -297,4 +305,4 @@ clean:
 	-$(MAKE) -C $(ROOT)/tests/unit/bpf clean
 	-$(MAKE) -C $(ROOT)/tests/unit/bench clean
 
-.PHONY: all deps deps-if-needed bench-deps bench-deps-if-needed pkg-deps pkg-deps-if-needed install install-dkms-src deb debug-deps debug-deps-if-needed check-debug modules daemon lib examples bpf tools unit lint sparse check soak demo bench clean
+.PHONY: all deps deps-if-needed bench-deps bench-deps-if-needed pkg-deps pkg-deps-if-needed install install-dkms-src deb check-pkg debug-deps debug-deps-if-needed check-debug modules daemon lib examples bpf tools unit lint sparse check soak demo bench clean
