@@ -120,7 +120,17 @@ install_boot() {
 		debs+=("$deb")
 	done
 
-	# 1. the packages; DKMS builds the module for this kernel in the postinst
+	# 1. the packages; DKMS builds the module for this kernel in the postinst.
+	# It would also build it for the "newest" kernel by /boot/config-*, which on
+	# the build machines is the PREEMPT_RT one installed for make check-debug:
+	# this machine has only the kernel it runs (its other kernels' configs are
+	# removed from this guest's overlay), or DKMS's build, the longest step here
+	# under TCG, would be done twice. (What DKMS runs, module/Makefile's dkms
+	# target, is what `make` builds build/kmod/<kver>/ with, for every kernel.)
+	local c
+	for c in /boot/config-*; do
+		[[ $c == "/boot/config-$kver" ]] || rm -f "$c"
+	done
 	tick
 	if ! DEBIAN_FRONTEND=noninteractive dpkg -i "${debs[@]}" >"$STATE/dpkg-i.log" 2>&1; then
 		cat "$STATE/dpkg-i.log"
@@ -266,6 +276,7 @@ reboot_boot() {
 	# Every file the packages had (dpkg -L before the purge) is gone; a
 	# directory may stay only when another package owns it.
 	while IFS= read -r f; do
+		[[ $f != /. ]] || continue # dpkg -L's first line
 		[[ -e $f || -L $f ]] || continue
 		if [[ -d $f && ! -L $f ]] && dpkg-query -S "$f" >/dev/null 2>&1; then
 			continue
