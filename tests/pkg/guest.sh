@@ -280,7 +280,9 @@ reboot_boot() {
 	while IFS= read -r f; do
 		[[ $f != /. ]] || continue # dpkg -L's first line
 		[[ -e $f || -L $f ]] || continue
-		if [[ -d $f && ! -L $f ]] && dpkg-query -S "$f" >/dev/null 2>&1; then
+		# a directory another package owns, or one a symlink of the system
+		# stands for (/lib on merged /usr: dpkg -L lists it, nobody owns it)
+		if [[ -d $f ]] && { [[ -L $f ]] || dpkg-query -S "$f" >/dev/null 2>&1; }; then
 			continue
 		fi
 		left+=("$f")
