@@ -2,7 +2,7 @@
 # shellcheck source-path=SCRIPTDIR
 # The packaging test (make check-pkg): a guest that boots like a server.
 #
-#   tests/pkg/run.sh [--kernel KVER] [-v]
+#   tests/pkg/run.sh [--kernel KVER] [--smp N] [-v]
 #
 # Boots KVER (default 6.12) twice with systemd as PID 1 (tests/vm/run.sh
 # --systemd), on one disk that holds the overlay's upper layer, so that the
@@ -25,12 +25,13 @@ set -euo pipefail
 # shellcheck source=../vm/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../vm/common.sh"
 
-kernel=6.12 verbose=()
+kernel=6.12 verbose=() smp=2
 while (($#)); do
 	case $1 in
 	--kernel) kernel=${2:?}; shift 2 ;;
+	--smp) smp=${2:?}; shift 2 ;;
 	-v | --verbose) verbose=(-v); shift ;;
-	*) echo "usage: $0 [--kernel KVER] [-v]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--kernel KVER] [--smp N] [-v]" >&2; exit 2 ;;
 	esac
 done
 kver=$(vm_resolve_kernel "$kernel")
@@ -50,7 +51,7 @@ boot() {
 	mkdir -p "$out"
 	start=$(vm_now)
 	set +e
-	"$DMU_ROOT/tests/vm/run.sh" --systemd --disk "$disk" --kernel "$kver" --timeout "$timeout" \
+	"$DMU_ROOT/tests/vm/run.sh" --systemd --disk "$disk" --kernel "$kver" --smp "$smp" --timeout "$timeout" \
 		--out "$out" -q ${verbose[@]+"${verbose[@]}"} -- tests/pkg/guest.sh "$name" >"$out/output.txt" 2>&1
 	rc=$?
 	set -e
