@@ -1,6 +1,6 @@
 #!/bin/bash
-# Runs every test: host unit suites, then the VM suite on each kernel, and
-# beside them the packaging test.
+# Runs every test: the VM suite on each kernel and the packaging test, and
+# while their guests run, the host's unit suites.
 # Prints each suite's own lines, then one closing line
 # "N passed, N failed, N skipped" summed over all of them (one count per
 # test; a skipped test is never a pass), and exits non-zero if anything
@@ -34,11 +34,14 @@
 # overlap well even on two cores.  Their output is shown one suite after the
 # other.
 #
-# The packaging test (tests/pkg/run.sh, what make check-pkg runs) starts
-# first, beside the unit suites, which leave a core idle: make deb, then its
-# two systemd boots of the 6.12 kernel, one vCPU like the suites' guests.
-# Its output (make deb's in build/check/deb.log) is shown after theirs, as
-# suite "pkg". --filter and --soak leave it out: they pick VM tests.
+# The packaging test (tests/pkg/run.sh, what make check-pkg runs) runs
+# beside them: make deb, then its two systemd boots of the 6.12 kernel, one
+# vCPU like the suites' guests. Its output (make deb's in
+# build/check/deb.log) is shown after theirs, as suite "pkg". --filter and
+# --soak leave it out: they pick VM tests.
+#
+# All of these start first; the host's unit suites run while the guests
+# boot and are shown first.
 #
 # --soak runs the VM tests that have soak-sized counts (those that call
 # dmu_scale) at those counts.  Every other test does exactly the same work in
@@ -119,13 +122,6 @@ if [[ -z $filter ]]; then
 	pkg_pid=$!
 fi
 
-for mk in "$root"/tests/unit/Makefile "$root"/tests/unit/*/Makefile; do
-	[[ -f $mk ]] || continue
-	dir=$(dirname "$mk")
-	name=${dir#"$root"/tests/}
-	run_suite "${name//\//-}" make -s -C "$dir" check
-done
-
 if ((${#kernels[@]} == 0)); then
 	mapfile -t kernels < <(. "$root/tests/vm/common.sh" && vm_kernels)
 fi
@@ -151,6 +147,14 @@ for k in "${kernels[@]}"; do
 	"$root"/tests/vm/suite.sh --kernel "$k" --smp "$smp" "${args[@]}" >"$log_dir/vm-$k.run" 2>&1 &
 	pids+=($!)
 done
+
+for mk in "$root"/tests/unit/Makefile "$root"/tests/unit/*/Makefile; do
+	[[ -f $mk ]] || continue
+	dir=$(dirname "$mk")
+	name=${dir#"$root"/tests/}
+	run_suite "${name//\//-}" make -s -C "$dir" check
+done
+
 for i in "${!kernels[@]}"; do
 	rc=0
 	wait "${pids[$i]}" || rc=$?

@@ -259,9 +259,15 @@ reboot_boot() {
 	check "modprobe -r dm-user (nothing holds it)" modprobe -r dm-user
 	rm -f "$CONF" "$IMG"
 
-	# purge: nothing of the packages, nor of DKMS's build, is left
+	# purge: nothing of the packages, nor of DKMS's build, is left. apt is
+	# pointed at an empty list directory: a purge needs only dpkg's status,
+	# and parsing the host's 19 MB of package lists took 9 s under TCG.
+	local lists
+	lists=$(mktemp -d)
+	mkdir -p "$lists/partial"
 	tick
-	if ! DEBIAN_FRONTEND=noninteractive apt-get purge -y "${DEBS[@]}" >"$STATE/purge.log" 2>&1; then
+	if ! DEBIAN_FRONTEND=noninteractive apt-get -o Dir::State::Lists="$lists" purge -y "${DEBS[@]}" \
+		>"$STATE/purge.log" 2>&1; then
 		cat "$STATE/purge.log"
 		fail "apt-get purge ${DEBS[*]}"
 	fi
