@@ -1,6 +1,5 @@
 #!/bin/bash
-# Runs every test: the VM suite on each kernel and the packaging test, and
-# while their guests run, the host's unit suites.
+# Runs every test: host unit suites, then the VM suite on each kernel.
 # Prints each suite's own lines, then one closing line
 # "N passed, N failed, N skipped" summed over all of them (one count per
 # test; a skipped test is never a pass), and exits non-zero if anything
@@ -33,15 +32,6 @@
 # test is waiting (timeouts, recovery windows, paced I/O), so two guests
 # overlap well even on two cores.  Their output is shown one suite after the
 # other.
-#
-# The packaging test (tests/pkg/run.sh, what make check-pkg runs) runs
-# beside them: make deb, then its two systemd boots of the 6.12 kernel, one
-# vCPU like the suites' guests. Its output (make deb's in
-# build/check/deb.log) is shown after theirs, as suite "pkg". --filter and
-# --soak leave it out: they pick VM tests.
-#
-# All of these start first; the host's unit suites run while the guests
-# boot and are shown first.
 #
 # --soak runs the VM tests that have soak-sized counts (those that call
 # dmu_scale) at those counts.  Every other test does exactly the same work in
@@ -83,6 +73,13 @@ run_suite() {
 	((rc == 0 && f == 0)) || suites_failed+=("$name")
 }
 
+for mk in "$root"/tests/unit/Makefile "$root"/tests/unit/*/Makefile; do
+	[[ -f $mk ]] || continue
+	dir=$(dirname "$mk")
+	name=${dir#"$root"/tests/}
+	run_suite "${name//\//-}" make -s -C "$dir" check
+done
+
 # Split the arguments: kernels here, everything else to every suite.
 kernels=() args=() soak=0 filter=""
 while (($#)); do
@@ -106,22 +103,6 @@ if ((soak)); then
 	echo "soak: $scaled"
 fi
 [[ -z $filter ]] || args+=(--filter "$filter")
-smp=${DMU_VM_SMP:-$((soak ? 2 : 1))}
-
-pkg_pid=""
-if [[ -z $filter ]]; then
-	{
-		if make -s -C "$root" deb >"$log_dir/deb.log" 2>&1; then
-			"$root"/tests/pkg/run.sh --smp "$smp"
-		else
-			echo "make deb failed (log: $log_dir/deb.log); its end:"
-			tail -n 20 "$log_dir/deb.log"
-			exit 1
-		fi
-	} >"$log_dir/pkg.run" 2>&1 &
-	pkg_pid=$!
-fi
-
 if ((${#kernels[@]} == 0)); then
 	mapfile -t kernels < <(. "$root/tests/vm/common.sh" && vm_kernels)
 fi
@@ -141,32 +122,19 @@ for want in "${missing_kernels[@]}"; do
 	suites_failed+=("kernel-$want")
 done
 
+smp=${DMU_VM_SMP:-$((soak ? 2 : 1))}
 echo "guests: ${#kernels[@]}, $smp vCPU(s) each"
 pids=()
 for k in "${kernels[@]}"; do
 	"$root"/tests/vm/suite.sh --kernel "$k" --smp "$smp" "${args[@]}" >"$log_dir/vm-$k.run" 2>&1 &
 	pids+=($!)
 done
-
-for mk in "$root"/tests/unit/Makefile "$root"/tests/unit/*/Makefile; do
-	[[ -f $mk ]] || continue
-	dir=$(dirname "$mk")
-	name=${dir#"$root"/tests/}
-	run_suite "${name//\//-}" make -s -C "$dir" check
-done
-
 for i in "${!kernels[@]}"; do
 	rc=0
 	wait "${pids[$i]}" || rc=$?
 	# shellcheck disable=SC2016 # $1, $2 are bash -c's
 	run_suite "vm-${kernels[$i]}" bash -c 'cat "$1"; exit "$2"' _ "$log_dir/vm-${kernels[$i]}.run" "$rc"
 done
-if [[ -n $pkg_pid ]]; then
-	rc=0
-	wait "$pkg_pid" || rc=$?
-	# shellcheck disable=SC2016 # $1, $2 are bash -c's
-	run_suite pkg bash -c 'cat "$1"; exit "$2"' _ "$log_dir/pkg.run" "$rc"
-fi
 
 echo
 if ((${#suites_failed[@]})); then
