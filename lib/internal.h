@@ -248,6 +248,7 @@ struct render_info {
 	const char *version;
 	const char *name;
 	const char *backing_file;
+	const char *backend;
 	const char *control_path;
 	uint64_t size_bytes;
 	unsigned threads;

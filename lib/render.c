@@ -203,7 +203,7 @@ static json_t *render_json(const struct metrics_snapshot *s,
 	for (unsigned i = 0; i < STATUS_COUNT; i++)
 		json_object_set_new(replies, dmu__status_name(i), json_u64(s->replies[i]));
 
-	return json_pack("{s:s, s:{s:s, s:o, s:b, s:s, s:s, s:b}, s:i, s:f,"
+	return json_pack("{s:s, s:{s:s, s:o, s:b, s:s, s:s, s:s, s:b}, s:i, s:f,"
 			 " s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 		"version", info->version,
 		"device",
@@ -211,6 +211,7 @@ static json_t *render_json(const struct metrics_snapshot *s,
 			"size_bytes", json_u64(info->size_bytes),
 			"read_only", info->read_only,
 			"backing_file", info->backing_file,
+			"backend", info->backend,
 			"control_path", info->control_path,
 			"direct", info->direct,
 		"threads", (int)info->threads,
@@ -416,11 +417,14 @@ int dmu__kernel_status_prom(FILE *out, const struct kernel_status_series *series
 static int render_prometheus(const struct metrics_snapshot *s,
 			  const struct render_info *info, FILE *out)
 {
-	dmu__prom_family(out, "dmuser_info", "gauge", "Daemon version and device name; always 1.");
+	dmu__prom_family(out, "dmuser_info", "gauge",
+			 "Daemon version, device name and backend; always 1.");
 	fputs("dmuser_info{version=\"", out);
 	dmu__prom_label_value(out, info->version);
 	fputs("\",device=\"", out);
 	dmu__prom_label_value(out, info->name);
+	fputs("\",backend=\"", out);
+	dmu__prom_label_value(out, info->backend);
 	fputs("\"} 1\n", out);
 
 	gauge(out, "dmuser_device_size_bytes", "Size of the device.", (double)info->size_bytes);
@@ -540,6 +544,7 @@ int dmu__render(struct dmu_device *dev, enum dmu_metrics_format format,
 		.version = o.version ? o.version : dmu_version(),
 		.name = dev->name,
 		.backing_file = o.backing_file && *o.backing_file ? o.backing_file : "-",
+		.backend = o.backend && *o.backend ? o.backend : "-",
 		.control_path = dev->control_path,
 		.size_bytes = dmu_device_size(dev),
 		.threads = snap.channels,

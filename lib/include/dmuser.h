@@ -23,7 +23,8 @@
  * every default.  Every exported symbol starts with dmu_ and carries the
  * symbol version of the release that added it (DMUSER_1.0, DMUSER_1.1);
  * 1.2 added no function, only members at the end of struct
- * dmu_target_status.  The soname is libdmuser.so.1.
+ * dmu_target_status; 1.3 likewise `backend` at the end of struct
+ * dmu_metrics_opts.  The soname is libdmuser.so.1.
  *
  * Thread safety is stated per function.  In short: device calls may be
  * made from any thread (libdevmapper calls are serialised inside); a
@@ -44,7 +45,7 @@ extern "C" {
 #endif
 
 #define DMU_VERSION_MAJOR 1
-#define DMU_VERSION_MINOR 2
+#define DMU_VERSION_MINOR 3
 #define DMU_VERSION_PATCH 0
 
 #if defined(__GNUC__)
@@ -496,6 +497,11 @@ struct dmu_metrics_opts {
 	const char *version;		/* "version", dmuser_info{version}; default: the library's */
 	const char *backing_file;	/* "device.backing_file": what the backend serves; default "-" */
 	bool direct;			/* "device.direct" */
+	/*
+	 * Since 1.3: "device.backend" and dmuser_info{backend}, the kind of
+	 * storage ("file", "nbd"); default "-".
+	 */
+	const char *backend;
 };
 
 /*

@@ -487,7 +487,7 @@ static const char *const status_words = "channels 2 queued 0 in_flight 1 errors=
 
 TEST(render_prometheus_counters_and_names)
 {
-	DMU_OPTS(dmu_metrics_opts, o, .version = "9.8.7");
+	DMU_OPTS(dmu_metrics_opts, o, .version = "9.8.7", .backend = "nbd");
 	struct two t;
 
 	attachable("dev\"0", status_words);
@@ -508,7 +508,7 @@ TEST(render_prometheus_counters_and_names)
 	CHECK(sample(text, "dmuser_device_size_bytes") == DEV_SIZE);
 	CHECK(sample(text, "dmuser_threads") == 2);
 	CHECK(sample(text, "dmuser_uptime_seconds") == 40000.5);
-	CHECK(sample(text, "dmuser_info{version=\"9.8.7\",device=\"dev\\\"0\"}") == 1);
+	CHECK(sample(text, "dmuser_info{version=\"9.8.7\",device=\"dev\\\"0\",backend=\"nbd\"}") == 1);
 	CHECK(sample(text, "dmuser_kernel_status_up") == 1);
 	CHECK(sample(text, "dmuser_kernel_channels") == 2);
 	CHECK(sample(text, "dmuser_kernel_in_flight_requests") == 1);
@@ -880,7 +880,7 @@ TEST(render_status_line_parsing)
 TEST(render_json_shape)
 {
 	DMU_OPTS(dmu_metrics_opts, o, .version = "9.8.7", .backing_file = "/tmp/backing",
-		 .direct = true);
+		 .direct = true, .backend = "file");
 	struct two t;
 	uint64_t n[BUCKETS];
 
@@ -896,6 +896,7 @@ TEST(render_json_shape)
 	CHECK(json_is_false(json_object_get(dev, "read_only")));
 	CHECK(json_is_true(json_object_get(dev, "direct")));
 	CHECK_STR(json_string_value(json_object_get(dev, "backing_file")), "/tmp/backing");
+	CHECK_STR(json_string_value(json_object_get(dev, "backend")), "file");
 	CHECK_STR(json_string_value(json_object_get(dev, "control_path")), "/dev/dm-user/dev0");
 	CHECK_EQ(json_integer_value(json_object_get(doc, "threads")), 2);
 	CHECK(json_real_value(json_object_get(doc, "uptime_seconds")) == 40000.5);
@@ -935,6 +936,7 @@ TEST(render_json_shape)
 	CHECK(json_is_true(json_object_get(json_object_get(doc, "device"), "read_only")));
 	CHECK(json_is_false(json_object_get(json_object_get(doc, "device"), "direct")));
 	CHECK_STR(json_string_value(json_object_get(json_object_get(doc, "device"), "backing_file")), "-");
+	CHECK_STR(json_string_value(json_object_get(json_object_get(doc, "device"), "backend")), "-");
 	json_decref(doc);
 	CHECK_EQ(dmu_device_free(ro), 0);
 }
