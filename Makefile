@@ -43,7 +43,7 @@ DEPS := make gcc clang llvm pkg-config git \
 	linux-image-amd64 linux-headers-amd64 \
 	linux-image-6.12-amd64 linux-headers-6.12-amd64 \
 	qemu-system-x86 busybox-static kmod xz-utils zstd cpio dwarves \
-	dmsetup libdevmapper-dev libjansson-dev libmicrohttpd-dev libudev-dev libsystemd-dev \
+	dmsetup libdevmapper-dev libjansson-dev libmicrohttpd-dev libudev-dev libsystemd-dev libnbd-dev nbdkit \
 	systemtap-sdt-dev liburing-dev abigail-tools man-db mandoc bsdextrautils shellcheck \
 	libbpf-dev bpftool bpftrace libncurses-dev \
 	fio e2fsprogs util-linux strace procps psmisc iproute2 curl jq \
@@ -51,7 +51,7 @@ DEPS := make gcc clang llvm pkg-config git \
 	prometheus chromium fonts-dejavu-core gnuplot-nox
 
 # What only `make bench` needs, installed by it (not by make check).
-BENCH_DEPS := nbdkit nbd-client linux-perf
+BENCH_DEPS := nbd-client linux-perf
 
 # What only `make check-debug` needs: the source and tools to build its kernel,
 # and Debian's PREEMPT_RT kernel with headers.

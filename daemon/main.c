@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * dmuserd: serve a dm-user device from a file.
+ * dmuserd: serve a dm-user device from a file or an NBD export.
  *
  * Start-up, in this order, so that a failure at any step leaves nothing
  * behind and no request ever waits for a thread that is not there yet:
  *   1. signals routed to a signalfd
- *   2. backing file opened (and grown to --size)
+ *   2. backend opened (--backend: a file, grown to --size; or one NBD
+ *      connection per worker)
  *   3. with --attach, the device attached: a "user" target
  *   4. metrics listener, if asked for; then PR_SET_IO_FLUSHER, mlockall
  *   5. the device created (the name must be free) with its table
@@ -23,7 +24,7 @@
  *
  * The device, its channels, the wire protocol, the metrics and their HTTP
  * endpoint are libdmuser's (<dmuser.h>, linked statically); dmuserd adds
- * the file backend, its callbacks (ops.c), the worker pool, the options,
+ * the backends (backend.c, the table of schemes), their callbacks (ops.c), the worker pool, the options,
  * the signals and the ready file.
  */
 #include <dmuser.h>
@@ -40,6 +41,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "backend_file.h"
 #include "log.h"
 #include "options.h"
@@ -64,7 +66,7 @@ extern const char dmu_web_index_html[], dmu_web_index_html_end[];
 
 struct daemon {
 	struct dmu_options opt;
-	struct dmu_file_backend backend;
+	struct dmu_backend *backend;
 	struct dmu_pool pool;
 	struct dmu_device *dev;
 	_Atomic(struct dmu_device *) metrics_dev;	/* what /metrics renders, once there */
@@ -120,16 +122,22 @@ static void setup_memory(void)
 
 /* ---- 2 and 3. the backing file, and the device with --attach ---------- */
 
+/* 0, or the exit status: a URI the backend finds bad is a usage error. */
 static int open_backend(struct daemon *d)
 {
-	struct dmu_file_open_args args = {
+	struct dmu_backend_args args = {
+		.uri = d->opt.backend,
 		.path = d->opt.file,
 		.size = d->opt.size,
+		.workers = d->opt.threads,
 		.direct = d->opt.direct,
 		.read_only = d->opt.read_only,
 	};
+	int err = d->opt.type->open(&args, &d->backend);
 
-	return dmu_file_backend_open(&d->backend, &args);
+	if (err)
+		d->backend = NULL;
+	return err == -2 ? EXIT_USAGE : err ? EXIT_RUNTIME : 0;
 }
 
 /* --attach: the device's own size, control name and read-only state rule. */
@@ -146,13 +154,14 @@ static int attach_device(struct daemon *d)
 			  (unsigned long long)dev_size);
 		return -1;
 	}
-	if (dev_size > d->backend.base.size) {
+	if (dev_size > d->backend->size) {
 		dmu_error("device %s is %llu bytes but %s only %llu",
-			  d->opt.name, (unsigned long long)dev_size, d->opt.file,
-			  (unsigned long long)d->backend.base.size);
+			  d->opt.name, (unsigned long long)dev_size, d->opt.backend,
+			  (unsigned long long)d->backend->size);
 		return -1;
 	}
-	d->backend.base.size = dev_size;
+	for (unsigned i = 0; i < d->opt.threads; i++)
+		dmu_backend_for_worker(d->backend, i)->size = dev_size;
 	if (dmu_device_read_only(d->dev) && !d->opt.read_only) {
 		dmu_info("device %s is read-only; refusing writes", d->opt.name);
 		d->opt.read_only = true;
@@ -177,8 +186,9 @@ static int start_metrics(struct daemon *d)
 	d->metrics_opts = (struct dmu_metrics_opts){
 		.sz = sizeof(d->metrics_opts),
 		.version = DMUSERD_VERSION,
-		.backing_file = d->opt.file,
+		.backing_file = d->opt.file ? d->opt.file : d->opt.backend,
 		.direct = d->opt.direct,
+		.backend = d->opt.type->name,
 	};
 	if (!d->opt.metrics.enabled)
 		return 0;
@@ -199,20 +209,28 @@ static int start_metrics(struct daemon *d)
 
 static int open_channels(struct daemon *d)
 {
+	const struct dmu_backend_async_ops *async = d->backend->ops->async;
+	/*
+	 * An asynchronous backend: async->depth slots of the device's
+	 * largest request each (buffer_size 0), since an asynchronous
+	 * channel answers a larger one with an error.
+	 */
 	DMU_OPTS(dmu_channel_opts, o,
 		 .batch = d->opt.no_batch ? DMU_BATCH_OFF : DMU_BATCH_AUTO,
-		 .buffer_size = WORKER_BUFFER,
-		 .mem_align = d->backend.base.mem_align,
+		 .buffer_size = async ? 0 : WORKER_BUFFER,
+		 .async_depth = async ? async->depth : 0,
+		 .mem_align = d->backend->mem_align,
 		 .no_io_flusher = true);	/* setup_memory() did it for the process */
 	struct dmu_serve_ctx ctx = {
-		.backend = &d->backend.base,
 		.inject_delay_us = d->opt.inject_delay_us,
 		.read_only = d->opt.read_only,
 	};
 
-	for (unsigned i = 0; i < d->opt.threads; i++)
+	for (unsigned i = 0; i < d->opt.threads; i++) {
+		ctx.backend = dmu_backend_for_worker(d->backend, i);
 		if (dmu_worker_open(&d->pool.workers[i], d->dev, &o, &ctx))
 			return -1;
+	}
 	return 0;
 }
 
@@ -248,7 +266,7 @@ static int bring_up(struct daemon *d)
 			 .timeout_ms = d->opt.timeout_ms,
 			 .recovery_ms = d->opt.recovery_ms,
 			 .read_only = d->opt.read_only);
-		int err = dmu_device_create(d->opt.name, d->backend.base.size, &table, &d->dev);
+		int err = dmu_device_create(d->opt.name, d->backend->size, &table, &d->dev);
 
 		if (err == -EEXIST && d->opt.adopt)
 			return adopt_device(d);
@@ -294,7 +312,7 @@ static void notify_ready(struct daemon *d)
 {
 	uint64_t usec = 0;
 
-	sd_notifyf(0, "READY=1\nSTATUS=serving %s on " MAPPER_DIR "/%s", d->opt.file,
+	sd_notifyf(0, "READY=1\nSTATUS=serving %s on " MAPPER_DIR "/%s", d->opt.backend,
 		   d->opt.name);
 	d->watchdog_ms = -1;
 	if (sd_watchdog_enabled(0, &usec) > 0 && usec) {
@@ -416,7 +434,7 @@ static int run(struct daemon *d)
 	int status = KEEP_RUNNING;
 
 	dmu_info("serving %s on " MAPPER_DIR "/%s (%llu bytes, %u thread%s)%s%s",
-		 d->opt.file, d->opt.name, (unsigned long long)d->backend.base.size,
+		 d->opt.backend, d->opt.name, (unsigned long long)d->backend->size,
 		 d->opt.threads, d->opt.threads == 1 ? "" : "s",
 		 d->http ? ", metrics on " : "", d->metrics_text);
 	while (status == KEEP_RUNNING) {
@@ -518,8 +536,10 @@ int main(int argc, char **argv)
 		return resize(&d.opt);
 	if (setup_signals(&d))
 		return EXIT_RUNTIME;
-	if (open_backend(&d))
-		return EXIT_RUNTIME;
+	status = open_backend(&d);
+	if (status)
+		return status;
+	status = EXIT_RUNTIME;
 	if (dmu_pool_init(&d.pool, d.opt.threads))
 		return EXIT_RUNTIME;
 
@@ -540,7 +560,8 @@ int main(int argc, char **argv)
 		unlink(d.opt.ready_file);
 	if (d.dev)
 		dmu_device_free(d.dev);
-	dmu_file_backend_close(&d.backend);
+	if (d.backend)
+		d.opt.type->close(d.backend);
 	dmu_pool_free(&d.pool);
 	dmu_options_free(&d.opt);
 	return status;

@@ -81,3 +81,20 @@ const struct dmu_ops dmu_serve_ops = {
 	.secure_erase = op_secure_erase,
 	.probe_size = op_probe_size,
 };
+
+/* ---- an asynchronous backend (backend.h) ------------------------------- */
+
+static int op_submit(void *arg, struct dmu_req *req)
+{
+	struct dmu_backend *b = enter(arg);
+	unsigned type = dmu_req_type(req);
+
+	if (refused(arg) && type != DMU_REQ_READ && type != DMU_REQ_FLUSH)
+		return -EROFS;
+	return b->ops->async->submit(b, req);
+}
+
+const struct dmu_async_ops dmu_serve_async_ops = {
+	.sz = sizeof(struct dmu_async_ops),
+	.submit = op_submit,
+};

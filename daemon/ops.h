@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * dmuserd's callbacks for libdmuser's blocking loop (struct dmu_ops): each
+ * dmuserd's callbacks for libdmuser's blocking loop (struct dmu_ops), and
+ * for its asynchronous API (struct dmu_async_ops, an asynchronous backend): each
  * hands the request to the backend (backend.h), after what only dmuserd
  * adds: --inject-delay-us, --read-only on a device whose table is not
  * read-only (--attach), and a count of the calls, by which a worker tells
@@ -25,5 +26,7 @@ struct dmu_serve_ctx {
 
 /* Pass a struct dmu_serve_ctx as the argument; one per serving thread. */
 extern const struct dmu_ops dmu_serve_ops;
+/* The same for an asynchronous backend (backend->ops->async): its submit. */
+extern const struct dmu_async_ops dmu_serve_async_ops;
 
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 
+#include "backend.h"
 #include "log.h"
 #include "version.h"
 
@@ -19,26 +20,34 @@
 void dmu_usage(FILE *out)
 {
 	fputs(
-"Usage: dmuserd --file PATH --name NAME [options]\n"
+"Usage: dmuserd --backend URI --name NAME [options]\n"
+"       dmuserd --file PATH --name NAME [options]\n"
 "       dmuserd --name NAME --resize BYTES [--file PATH]\n"
 "\n"
-"Serve the device-mapper device /dev/mapper/NAME (target \"user\") from the\n"
-"backing file PATH.  The daemon creates the device, answers its requests\n"
+"Serve the device-mapper device /dev/mapper/NAME (target \"user\") from a\n"
+"backend: a file, or an NBD server's export.  The daemon creates the device, answers its requests\n"
 "through /dev/dm-user/NAME and removes the device on SIGINT or SIGTERM.\n"
 "SIGHUP does not stop it: it re-reads the device's table and logs it.\n"
 "\n"
 "Required:\n"
-"  -f, --file PATH          backing file (or block device); it must exist\n"
+"  -b, --backend URI        what serves the data, by the URI's scheme:\n"
+"                             file:PATH  a file or block device, as --file\n"
+"                             nbd://HOST[:PORT]/EXPORT,\n"
+"                             nbd+unix:///EXPORT?socket=PATH  an NBD export\n"
+"                               (libnbd; one connection per thread)\n"
+"  -f, --file PATH          the same as --backend file:PATH; the file (or\n"
+"                           block device) must exist.  One of the two.\n"
 "  -n, --name NAME          name of the dm device and of its control device\n"
 "\n"
 "Options:\n"
 "  -s, --size BYTES         device size; suffixes K, M, G, T (powers of 1024).\n"
-"                           Default: the file's size.  A larger size grows\n"
-"                           the file (ftruncate); a smaller one exposes only\n"
-"                           the start of it.  Must be a multiple of 512.\n"
+"                           Default: the file's (or export's) size.  A larger\n"
+"                           size grows a file (ftruncate; an export cannot\n"
+"                           grow); a smaller one exposes only the start of\n"
+"                           it.  Must be a multiple of 512.\n"
 "  -t, --threads N          worker threads, each with its own channel\n"
 "                           (default 1, at most 256)\n"
-"  -d, --direct             open the backing file with O_DIRECT\n"
+"  -d, --direct             open the backing file with O_DIRECT (file only)\n"
 "  -r, --read-only          create a read-only device; writes get an error\n"
 "  -a, --attach             serve a device that already exists (e.g. after a\n"
 "                           restart) instead of creating one; leave it in\n"
@@ -164,6 +173,7 @@ enum { OPT_INJECT_DELAY = 256, OPT_NO_BATCH, OPT_RESIZE, OPT_QUEUE_DEPTH, OPT_TI
        OPT_RECOVERY_MS, OPT_ADOPT };
 
 static const struct option long_options[] = {
+	{ "backend",		required_argument, NULL, 'b' },
 	{ "file",		required_argument, NULL, 'f' },
 	{ "name",		required_argument, NULL, 'n' },
 	{ "size",		required_argument, NULL, 's' },
@@ -241,6 +251,9 @@ static int parse_table_opt(int opt, const char *arg, struct dmu_options *o)
 static int parse_one(int opt, const char *arg, struct dmu_options *o)
 {
 	switch (opt) {
+	case 'b':
+		o->backend = arg;
+		return 0;
 	case 'f':
 		o->file = arg;
 		return 0;
@@ -435,7 +448,7 @@ static int parse_config(const char *path, struct dmu_options *o, unsigned *servi
 			dmu_error("%s:%u: in option '%s'", path, lineno, key);
 			return -1;
 		}
-		*serving += lo->val != 'f' && lo->val != 'n';
+		*serving += lo->val != 'f' && lo->val != 'b' && lo->val != 'n';
 	}
 	return 0;
 }
@@ -457,7 +470,7 @@ enum dmu_parse_result dmu_options_parse(int argc, char **argv,
 	optind = 1;
 	opterr = 0;	/* we print our own messages */
 
-	while ((opt = getopt_long(argc, argv, ":f:n:s:t:draR:m:c:hV",
+	while ((opt = getopt_long(argc, argv, ":b:f:n:s:t:draR:m:c:hV",
 				  long_options, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
@@ -479,16 +492,39 @@ enum dmu_parse_result dmu_options_parse(int argc, char **argv,
 		default:
 			if (parse_one(opt, optarg, o))
 				return DMU_PARSE_ERROR;
-			serving += opt != 'f' && opt != 'n' && opt != OPT_RESIZE;
+			serving += opt != 'f' && opt != 'b' && opt != 'n' && opt != OPT_RESIZE;
 		}
 	}
 	if (optind < argc) {
 		dmu_error("unexpected argument '%s' (see --help)", argv[optind]);
 		return DMU_PARSE_ERROR;
 	}
+	if (o->backend && o->file) {
+		dmu_error("--file and --backend both name the backend; give one (--file PATH is --backend file:PATH)");
+		return DMU_PARSE_ERROR;
+	}
+	if (o->backend) {
+		o->type = dmu_backend_find(o->backend);
+		if (!o->type)
+			return DMU_PARSE_ERROR;
+		if (!strcmp(o->type->name, "file"))
+			o->file = o->backend + strlen("file:");
+		if (o->file && !*o->file) {
+			dmu_error("invalid --backend '%s': expected file:PATH", o->backend);
+			return DMU_PARSE_ERROR;
+		}
+	} else if (o->file) {
+		o->backend = o->file;	/* shown as given; the type says file */
+		o->type = dmu_backend_find("file:");
+	}
 	if (o->resize) {
 		if (!o->name || serving) {
 			dmu_error("--resize takes --name and, optionally, --file, nothing else (see --help)");
+			return DMU_PARSE_ERROR;
+		}
+		if (o->backend && !o->file) {
+			dmu_error("--resize grows only a file backend; %s cannot grow (resize the export, then run --resize without --backend)",
+				  o->backend);
 			return DMU_PARSE_ERROR;
 		}
 		return DMU_PARSE_OK;
@@ -497,8 +533,8 @@ enum dmu_parse_result dmu_options_parse(int argc, char **argv,
 		dmu_error("--queue-depth, --timeout-ms and --recovery-ms set up the table of a new device; --attach keeps the table it finds (change it with dmsetup message)");
 		return DMU_PARSE_ERROR;
 	}
-	if (!o->file || !o->name) {
-		dmu_error("--file and --name are required (see --help)");
+	if (!o->backend || !o->name) {
+		dmu_error("--backend (or --file) and --name are required (see --help)");
 		return DMU_PARSE_ERROR;
 	}
 	return DMU_PARSE_OK;

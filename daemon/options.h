@@ -13,7 +13,17 @@
 
 #define DMU_MAX_THREADS 256
 
+struct dmu_backend_type;
+
 struct dmu_options {
+	/*
+	 * The backend: --backend URI, or --file PATH (= file:PATH).  After
+	 * parsing, backend is the URI ("file:PATH" for --file), type its line
+	 * of the table of schemes, and file the path for the file backend
+	 * (NULL for another).
+	 */
+	const char *backend;
+	const struct dmu_backend_type *type;
 	const char *file;
 	const char *name;
 	uint64_t size;		/* bytes; 0 = the backing file's size */

@@ -2,6 +2,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,13 +54,47 @@ static enum dmu_worker_exit reopen(struct dmu_worker *w)
 	return DMU_WORKER_FAILED;
 }
 
+/*
+ * An asynchronous backend's loop: dmu_channel_process() when the channel
+ * has work, the backend's notify when its descriptor is ready; the
+ * backend's completions (dmu_req_complete) make the channel's pollfd
+ * readable.  Returns as dmu_channel_run() does.
+ */
+static int run_async(struct dmu_worker *w)
+{
+	struct dmu_backend *b = w->ctx.backend;
+	const struct dmu_backend_async_ops *a = b->ops->async;
+
+	for (;;) {
+		int r = dmu_channel_process(w->channel, &dmu_serve_async_ops, &w->ctx);
+		struct pollfd p[2] = {
+			{ .fd = dmu_channel_pollfd(w->channel), .events = POLLIN },
+			{ .fd = -1 },
+		};
+
+		if (r == DMU_STOPPED)
+			return 0;
+		if (r)
+			return r;
+		p[1].fd = a->poll_fd(b, &p[1].events);
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (p[1].fd >= 0 && p[1].revents)
+			a->notify(b, p[1].revents);
+	}
+}
+
 static enum dmu_worker_exit serve(struct dmu_worker *w)
 {
 	unsigned broken = 0;
 
 	while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
 		unsigned long calls = w->ctx.calls;
-		int err = dmu_channel_run(w->channel, &dmu_serve_ops, &w->ctx);
+		int err = w->ctx.backend->ops->async ? run_async(w) :
+			  dmu_channel_run(w->channel, &dmu_serve_ops, &w->ctx);
 		enum dmu_worker_exit e;
 
 		if (err == 0)

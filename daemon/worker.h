@@ -2,8 +2,11 @@
 /*
  * Worker threads.  Each owns one libdmuser channel (its own open of the
  * control device) and serves it with dmu_channel_run() and dmuserd's
- * callbacks (ops.h) until the target is destroyed (-ENOTBLK) or main asks
- * it to stop.  Workers share nothing on the request path.
+ * callbacks (ops.h), or, for an asynchronous backend (backend.h), with
+ * dmu_channel_process() and the backend's own descriptor in one poll(),
+ * until the target is destroyed (-ENOTBLK) or main asks it to stop.
+ * Workers share nothing on the request path: each serves its own backend
+ * instance (dmu_backend_for_worker), given in its ctx.
  *
  * Stopping: main sets *stop and calls dmu_worker_interrupt(), which is
  * dmu_channel_stop(): the library's loop, idle or not, returns once the
