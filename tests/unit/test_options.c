@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "backend.h"
 #include "options.h"
 #include "test.h"
 
@@ -150,6 +151,40 @@ TEST(options_usage_errors)
 			t_fail(__FILE__, __LINE__, "case %u accepted", i);
 }
 
+TEST(options_backend_uri_chooses_the_backend)
+{
+	struct dmu_options o;
+	const char *file_uri[] = { "--backend", "file:/tmp/f", "-n", "d0", NULL };
+	const char *file_opt[] = { "-f", "/tmp/f", "-n", "d0", NULL };
+	const char *nbd[] = { "-b", "nbd+unix:///e?socket=/run/s", "-n", "d0", "-t", "2", NULL };
+
+	REQUIRE_EQ(parse(&o, file_uri), DMU_PARSE_OK);
+	REQUIRE(o.type != NULL);
+	CHECK_STR(o.type->name, "file");
+	CHECK_STR(o.file, "/tmp/f");
+	REQUIRE_EQ(parse(&o, file_opt), DMU_PARSE_OK);	/* --file: the same */
+	REQUIRE(o.type != NULL);
+	CHECK_STR(o.type->name, "file");
+	CHECK_STR(o.file, "/tmp/f");
+	REQUIRE_EQ(parse(&o, nbd), DMU_PARSE_OK);
+	REQUIRE(o.type != NULL);
+	CHECK_STR(o.type->name, "nbd");
+	CHECK_STR(o.backend, "nbd+unix:///e?socket=/run/s");
+	CHECK(o.file == NULL);
+
+	static const char *const bad[][8] = {
+		{ "--backend", "file:/tmp/f", "--file", "/tmp/f", "-n", "d0", NULL },	/* both */
+		{ "--backend", "rbd:pool/image", "-n", "d0", NULL },	/* not built */
+		{ "--backend", "ftp://h/x", "-n", "d0", NULL },
+		{ "--backend", "/tmp/f", "-n", "d0", NULL },		/* no scheme */
+		{ "--backend", "file:", "-n", "d0", NULL },
+		{ "--backend", "nbd://h/e", "-n", "d0", "--resize", "1G", NULL },
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (parse(&o, bad[i]) != DMU_PARSE_ERROR)
+			t_fail(__FILE__, __LINE__, "backend case %u accepted", i);
+}
+
 TEST(options_table_options)
 {
 	struct dmu_options o;
@@ -216,7 +251,7 @@ TEST(options_resize_is_a_command_of_its_own)
 TEST(options_help_documents_every_option)
 {
 	static const char *const flags[] = {
-		"--file", "--name", "--size", "--threads", "--direct", "--read-only",
+		"--backend", "--file", "--name", "--size", "--threads", "--direct", "--read-only",
 		"--attach", "--ready-file", "--metrics", "--no-batch",
 		"--inject-delay-us", "--resize", "--help", "--version",
 		"--queue-depth", "--timeout-ms", "--recovery-ms", "--config",

@@ -1,0 +1,602 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The NBD backend (daemon/backend_nbd.c) against a real NBD server: nbdkit
+ * (Debian's nbdkit) with the memory plugin and the log filter, on a unix
+ * socket in a temporary directory.  The test binds and listens on the
+ * socket itself and hands it to nbdkit by socket activation (LISTEN_FDS),
+ * so it accepts connections before nbdkit has even started: no waiting
+ * for the server.  Requests go through a dmuserd worker (worker.c, the
+ * asynchronous loop) from a fake kernel (a SOCK_SEQPACKET socketpair, as
+ * in test_serve.c), and the log filter's file says which NBD commands,
+ * with which flags, the server saw.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/dm-user.h>
+
+#include "backend.h"
+#include "backend_nbd.h"
+#include "log.h"
+#include "serve.h"
+#include "test.h"
+
+#define SRV_SIZE (1024 * 1024)
+#define CAP (64 * 1024)
+#define MSG sizeof(struct dm_user_message)
+
+struct srv {
+	pid_t pid;
+	char dir[128], sock[192], log[192], uri[256];
+};
+
+/*
+ * nbdkit -f --filter=log [--filter=F ...] PLUGIN [KEY=VALUE ...], logging
+ * to s->log, on a socket we listen on.  extra: the --filter= words, then
+ * their KEY=VALUE parameters.  plugin: its name and parameters; NULL: the
+ * memory plugin, 1 MiB.
+ */
+static void srv_start_plugin(struct srv *s, const char *const *extra,
+			     const char *const *plugin)
+{
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	const char *argv[32];
+	unsigned n = 0;
+	int fd;
+
+	if (access("/usr/sbin/nbdkit", X_OK) && access("/usr/bin/nbdkit", X_OK))
+		SKIP("nbdkit is not installed (Debian package nbdkit)");
+	snprintf(s->dir, sizeof(s->dir), "%s/dmu-nbd-XXXXXX", tmp);
+	REQUIRE(mkdtemp(s->dir) != NULL);
+	snprintf(s->sock, sizeof(s->sock), "%s/sock", s->dir);
+	snprintf(s->log, sizeof(s->log), "logfile=%s/log", s->dir);
+	snprintf(s->uri, sizeof(s->uri), "nbd+unix:///?socket=%s", s->sock);
+	REQUIRE(strlen(s->sock) < sizeof(a.sun_path));
+	strcpy(a.sun_path, s->sock);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	REQUIRE(fd >= 0);
+	REQUIRE(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	REQUIRE(listen(fd, 16) == 0);
+
+	argv[n++] = "nbdkit";
+	argv[n++] = "-f";
+	argv[n++] = "--exit-with-parent";
+	argv[n++] = "--filter=log";
+	for (const char *const *e = extra; e && *e; e++)
+		if (!strncmp(*e, "--", 2))
+			argv[n++] = *e;
+	if (!plugin) {
+		argv[n++] = "memory";
+		argv[n++] = "size=1M";
+	}
+	for (; plugin && *plugin; plugin++)
+		argv[n++] = *plugin;
+	argv[n++] = s->log;
+	for (const char *const *e = extra; e && *e; e++)
+		if (strncmp(*e, "--", 2))
+			argv[n++] = *e;
+	argv[n] = NULL;
+
+	s->pid = fork();
+	REQUIRE(s->pid >= 0);
+	if (s->pid == 0) {
+		char pid[16];
+
+		if (fd == 3)
+			fcntl(3, F_SETFD, 0);	/* keep it across exec */
+		else
+			dup2(fd, 3);		/* without CLOEXEC */
+		snprintf(pid, sizeof(pid), "%d", (int)getpid());
+		setenv("LISTEN_PID", pid, 1);
+		setenv("LISTEN_FDS", "1", 1);
+		execvp("nbdkit", (char **)argv);
+		_exit(127);
+	}
+	close(fd);
+	memmove(s->log, s->log + strlen("logfile="), strlen(s->log) - strlen("logfile=") + 1);
+}
+
+static void srv_start(struct srv *s, const char *const *extra)
+{
+	srv_start_plugin(s, extra, NULL);
+}
+
+/* Kill the server (SIGKILL: no goodbye to its clients) and wait for it. */
+static void srv_kill(struct srv *s)
+{
+	if (s->pid > 0) {
+		kill(s->pid, SIGKILL);
+		waitpid(s->pid, NULL, 0);
+		s->pid = 0;
+	}
+}
+
+static void srv_remove(struct srv *s)
+{
+	srv_kill(s);
+	unlink(s->log);
+	unlink(s->sock);
+	rmdir(s->dir);
+}
+
+/* The log filter's lines that contain every one of the words. */
+static unsigned log_count(struct srv *s, const char *w1, const char *w2, const char *w3)
+{
+	FILE *f = fopen(s->log, "r");
+	char line[1024];
+	unsigned n = 0;
+
+	REQUIRE(f != NULL);
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, w1) && (!w2 || strstr(line, w2)) && (!w3 || strstr(line, w3)) &&
+		     !strstr(line, "return=");
+	fclose(f);
+	return n;
+}
+
+/* ---- a worker serving the backend, behind a fake kernel ---------------- */
+
+struct rig {
+	struct srv srv;
+	const struct dmu_backend_type *type;
+	struct dmu_backend *b;
+	struct dmu_device *dev;
+	struct dmu_pool pool;
+	int kernel;
+	/* what each seq asked for, to frame the replies (a READ's carries data) */
+	uint64_t req_type[64], req_len[64];
+};
+
+static void rig_start_plugin(struct rig *r, const char *const *filters,
+			     const char *const *plugin)
+{
+	int sv[2];
+
+	memset(r, 0, sizeof(*r));
+	srv_start_plugin(&r->srv, filters, plugin);
+	r->type = dmu_backend_find(r->srv.uri);
+	REQUIRE(r->type != NULL);
+	CHECK_STR(r->type->name, "nbd");
+
+	struct dmu_backend_args a = { .uri = r->srv.uri, .workers = 1 };
+	REQUIRE_EQ(r->type->open(&a, &r->b), 0);
+	REQUIRE_EQ(r->b->size, SRV_SIZE);
+	REQUIRE(r->b->ops->async != NULL);
+
+	DMU_OPTS(dmu_channel_opts, o, .buffer_size = CAP, .no_io_flusher = true,
+		 .async_depth = r->b->ops->async->depth);
+	struct dmu_serve_ctx ctx = { .backend = dmu_backend_for_worker(r->b, 0) };
+
+	REQUIRE(dmu_device_new("nbd0", r->b->size, NULL, &r->dev) == 0);
+	REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+	r->kernel = sv[0];
+	REQUIRE(dmu_pool_init(&r->pool, 1) == 0);
+	REQUIRE(dmu_worker_open_fd(&r->pool.workers[0], r->dev, sv[1], &o, &ctx) == 0);
+	REQUIRE(dmu_pool_start(&r->pool) == 0);
+}
+
+static void rig_start(struct rig *r, const char *const *filters)
+{
+	rig_start_plugin(r, filters, NULL);
+}
+
+static void rig_stop(struct rig *r)
+{
+	dmu_pool_join(&r->pool);
+	CHECK_EQ(atomic_load(&r->pool.workers[0].exit), DMU_WORKER_STOPPED);
+	dmu_pool_free(&r->pool);
+	CHECK_EQ(dmu_device_free(r->dev), 0);
+	r->type->close(r->b);
+	close(r->kernel);
+	srv_remove(&r->srv);
+}
+
+static void send_req(struct rig *r, uint64_t seq, uint64_t type, uint64_t flags,
+		     uint64_t off, uint64_t len, const void *payload)
+{
+	static unsigned char rec[MSG + CAP];
+	struct dm_user_message m = { seq, type, flags, off / 512, len };
+	size_t plen = payload ? (size_t)len : 0;
+
+	REQUIRE(seq < 64);
+	r->req_type[seq] = type;
+	r->req_len[seq] = len;
+	memcpy(rec, &m, MSG);
+	if (plen)
+		memcpy(rec + MSG, payload, plen);
+	REQUIRE(send(r->kernel, rec, MSG + plen, 0) == (ssize_t)(MSG + plen));
+}
+
+/*
+ * Collect n replies (several may share a record: the library's writev),
+ * their status into status[seq] and a READ's data into data[seq].
+ */
+static void collect(struct rig *r, unsigned n, uint64_t *status, unsigned char (*data)[CAP])
+{
+	static unsigned char rec[64 * (MSG + CAP)];
+
+	while (n) {
+		ssize_t got = recv(r->kernel, rec, sizeof(rec), 0);
+		size_t at = 0;
+
+		REQUIRE(got >= (ssize_t)MSG);
+		while (at + MSG <= (size_t)got) {
+			struct dm_user_message m;
+
+			memcpy(&m, rec + at, MSG);
+			at += MSG;
+			REQUIRE(m.seq < 64);
+			status[m.seq] = m.type;
+			if (r->req_type[m.seq] == DM_USER_REQ_MAP_READ && m.type == DM_USER_RESP_SUCCESS) {
+				REQUIRE(at + r->req_len[m.seq] <= (size_t)got);
+				if (data)
+					memcpy(data[m.seq], rec + at, (size_t)r->req_len[m.seq]);
+				at += (size_t)r->req_len[m.seq];
+			}
+			REQUIRE(n > 0);
+			n--;
+		}
+		REQUIRE_EQ(at, (size_t)got);
+	}
+}
+
+/* One request, its reply's status; a READ's data into data. */
+static uint64_t round_trip(struct rig *r, uint64_t seq, uint64_t type, uint64_t flags,
+			   uint64_t off, uint64_t len, const void *payload, void *data)
+{
+	static uint64_t status[64];
+	static unsigned char buf[64][CAP];
+
+	status[seq] = 99;
+	send_req(r, seq, type, flags, off, len, payload);
+	collect(r, 1, status, buf);
+	if (data)
+		memcpy(data, buf[seq], (size_t)len);
+	return status[seq];
+}
+
+static void pattern(unsigned char *p, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (unsigned char)(i * 31 + seed * 7 + 1);
+}
+
+/* ---- the tests ---------------------------------------------------------- */
+
+TEST(nbd_scheme_table)
+{
+	const struct dmu_backend_type *t;
+
+	t = dmu_backend_find("file:/tmp/x");
+	REQUIRE(t != NULL);
+	CHECK_STR(t->name, "file");
+	t = dmu_backend_find("nbd://localhost/e");
+	REQUIRE(t != NULL);
+	CHECK_STR(t->name, "nbd");
+	t = dmu_backend_find("nbd+unix:///e?socket=/run/s");
+	REQUIRE(t != NULL);
+	CHECK_STR(t->name, "nbd");
+	CHECK(dmu_backend_find("rbd:pool/image") == NULL);	/* not built */
+	CHECK(dmu_backend_find("nbdx://h/e") == NULL);
+	CHECK(dmu_backend_find("/tmp/x") == NULL);
+	CHECK(dmu_backend_find("") == NULL);
+}
+
+/* What a call printed to stderr. */
+static void capture_start(int *saved, char *path, size_t len)
+{
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	int fd;
+
+	snprintf(path, len, "%s/dmu-nbd-err-XXXXXX", tmp);
+	fd = mkstemp(path);
+	REQUIRE(fd >= 0);
+	*saved = dup(2);
+	dup2(fd, 2);
+	close(fd);
+	dmu_log_set_quiet(0);
+}
+
+static char *capture_end(int saved, const char *path)
+{
+	static char text[4096];
+	FILE *f;
+	size_t n;
+
+	dup2(saved, 2);
+	close(saved);
+	f = fopen(path, "r");
+	REQUIRE(f != NULL);
+	n = fread(text, 1, sizeof(text) - 1, f);
+	text[n] = '\0';
+	fclose(f);
+	unlink(path);
+	return text;
+}
+
+TEST(nbd_rbd_and_unknown_schemes_are_refused_by_name)
+{
+	char path[256];
+	int saved;
+
+	capture_start(&saved, path, sizeof(path));
+	CHECK(dmu_backend_find("rbd:pool/image") == NULL);
+	CHECK(dmu_backend_find("ftp://x/y") == NULL);
+	char *text = capture_end(saved, path);
+
+	CHECK(strstr(text, "'rbd:pool/image': rbd backend not built") != NULL);
+	CHECK(strstr(text, "'ftp://x/y'") != NULL);
+}
+
+/* A URI libnbd cannot parse: a usage error (-2) naming the URI, no connection tried. */
+TEST(nbd_bad_uri_is_a_usage_error_naming_it)
+{
+	static const char *const bad[] = {
+		"nbd+unix:///export",		/* no socket= */
+		"nbd://[zz/export",		/* not a URI */
+	};
+	char path[256];
+	int saved;
+
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct dmu_backend_args a = { .uri = bad[i], .workers = 2 };
+		struct dmu_backend *b = NULL;
+		const struct dmu_backend_type *t = dmu_backend_find(bad[i]);
+
+		REQUIRE(t != NULL);
+		capture_start(&saved, path, sizeof(path));
+		int err = t->open(&a, &b);
+		char *text = capture_end(saved, path);
+
+		CHECK_EQ(err, -2);
+		if (!strstr(text, "invalid --backend") || !strstr(text, bad[i]))
+			t_fail(__FILE__, __LINE__, "the message for %s: %s", bad[i], text);
+	}
+}
+
+/* No server on the socket: a runtime error (-1) that says so. */
+TEST(nbd_no_server_is_an_error_at_open)
+{
+	struct dmu_backend_args a = { .uri = "nbd+unix:///?socket=/nonexistent/dmu.sock",
+				      .workers = 1 };
+	struct dmu_backend *b = NULL;
+	char path[256];
+	int saved;
+
+	capture_start(&saved, path, sizeof(path));
+	int err = dmu_nbd_backend_open(&a, &b);
+	char *text = capture_end(saved, path);
+
+	CHECK_EQ(err, -1);
+	CHECK(strstr(text, "cannot connect to --backend nbd+unix:///?socket=/nonexistent/dmu.sock") != NULL);
+}
+
+TEST(nbd_size_comes_from_the_export)
+{
+	struct srv s;
+	struct dmu_backend *b;
+	struct dmu_backend_args a = { .workers = 3 };
+
+	srv_start(&s, NULL);
+	a.uri = s.uri;
+	REQUIRE_EQ(dmu_nbd_backend_open(&a, &b), 0);
+	CHECK_EQ(b->size, SRV_SIZE);
+	/* one connection per worker, each its own instance */
+	CHECK(dmu_backend_for_worker(b, 0) == b);
+	CHECK(dmu_backend_for_worker(b, 1) != b);
+	CHECK(dmu_backend_for_worker(b, 2) != dmu_backend_for_worker(b, 1));
+	dmu_nbd_backend_close(b);
+
+	a.size = 512 * 1024;		/* a smaller --size exposes the start */
+	REQUIRE_EQ(dmu_nbd_backend_open(&a, &b), 0);
+	CHECK_EQ(b->size, 512 * 1024);
+	dmu_nbd_backend_close(b);
+	a.size = 2 * SRV_SIZE;		/* an export cannot grow */
+	CHECK_EQ(dmu_nbd_backend_open(&a, &b), -1);
+	a.size = 0;
+	a.direct = true;		/* --direct is the file backend's */
+	CHECK_EQ(dmu_nbd_backend_open(&a, &b), -2);
+	srv_remove(&s);
+}
+
+TEST(nbd_write_read_round_trip)
+{
+	static unsigned char p[CAP], back[CAP];
+	struct rig r;
+
+	rig_start(&r, NULL);
+	pattern(p, sizeof(p), 1);
+	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 4096, CAP, p, NULL),
+		 DM_USER_RESP_SUCCESS);
+	CHECK_EQ(round_trip(&r, 2, DM_USER_REQ_MAP_READ, 0, 4096, CAP, NULL, back),
+		 DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(back, p, sizeof(p)) == 0);
+	/* the last sector of the device */
+	CHECK_EQ(round_trip(&r, 3, DM_USER_REQ_MAP_WRITE, 0, SRV_SIZE - 512, 512, p + 7, NULL),
+		 DM_USER_RESP_SUCCESS);
+	CHECK_EQ(round_trip(&r, 4, DM_USER_REQ_MAP_READ, 0, SRV_SIZE - 512, 512, NULL, back),
+		 DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(back, p + 7, 512) == 0);
+	CHECK_EQ(log_count(&r.srv, "Write ", "count=0x10000", NULL), 1);
+	CHECK_EQ(log_count(&r.srv, "Read ", "count=0x10000", NULL), 1);
+	rig_stop(&r);
+}
+
+/* Many requests in flight on one connection, each answered with its own data. */
+TEST(nbd_many_requests_in_flight)
+{
+	static unsigned char p[16][CAP], data[64][CAP];
+	uint64_t status[64];
+	struct rig r;
+
+	rig_start(&r, NULL);
+	for (unsigned i = 0; i < 16; i++) {
+		pattern(p[i], 8192, i + 10);
+		send_req(&r, i, DM_USER_REQ_MAP_WRITE, 0, (uint64_t)i * 8192, 8192, p[i]);
+	}
+	memset(status, 0xff, sizeof(status));
+	collect(&r, 16, status, NULL);
+	for (unsigned i = 0; i < 16; i++)
+		CHECK_EQ(status[i], DM_USER_RESP_SUCCESS);
+	/* read them back in reverse, all at once */
+	for (unsigned i = 0; i < 16; i++)
+		send_req(&r, 20 + i, DM_USER_REQ_MAP_READ, 0, (uint64_t)(15 - i) * 8192, 8192, NULL);
+	collect(&r, 16, status, data);
+	for (unsigned i = 0; i < 16; i++) {
+		CHECK_EQ(status[20 + i], DM_USER_RESP_SUCCESS);
+		if (memcmp(data[20 + i], p[15 - i], 8192))
+			t_fail(__FILE__, __LINE__, "read %u: not the data of write %u", 20 + i, 15 - i);
+	}
+	rig_stop(&r);
+}
+
+/* FLUSH, PREFLUSH and FUA reach the server as NBD_CMD_FLUSH and the FUA flag. */
+TEST(nbd_flush_and_fua_reach_the_server)
+{
+	static unsigned char p[4096];
+	struct rig r;
+
+	rig_start(&r, NULL);
+	pattern(p, sizeof(p), 3);
+	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_FLUSH, 0, 0, 0, NULL, NULL),
+		 DM_USER_RESP_SUCCESS);
+	CHECK_EQ(log_count(&r.srv, "Flush ", NULL, NULL), 1);
+	CHECK_EQ(round_trip(&r, 2, DM_USER_REQ_MAP_WRITE, DM_USER_REQ_MAP_FLAG_FUA, 0, 4096, p,
+			    NULL), DM_USER_RESP_SUCCESS);
+	CHECK_EQ(log_count(&r.srv, "Write ", "fua=1", NULL), 1);
+	CHECK_EQ(log_count(&r.srv, "Flush ", NULL, NULL), 1);	/* FUA is native: no flush */
+	CHECK_EQ(round_trip(&r, 3, DM_USER_REQ_MAP_WRITE, DM_USER_REQ_MAP_FLAG_PREFLUSH, 8192,
+			    4096, p, NULL), DM_USER_RESP_SUCCESS);
+	CHECK_EQ(log_count(&r.srv, "Flush ", NULL, NULL), 2);
+	CHECK_EQ(log_count(&r.srv, "Write ", "fua=0", NULL), 1);
+	rig_stop(&r);
+}
+
+/*
+ * A server with flush but without FUA: the write, then NBD_CMD_FLUSH once
+ * it is answered.  (nbdkit 1.32's fua filter has no fuamode=none: the
+ * eval plugin, a file in its $tmpdir, says can_fua none.)
+ */
+TEST(nbd_fua_without_server_fua_is_write_then_flush)
+{
+	static const char *const plugin[] = {
+		"eval",
+		"get_size=truncate -s 1M $tmpdir/disk; echo 1048576",
+		"pread=dd if=$tmpdir/disk skip=$4 count=$3 iflag=skip_bytes,count_bytes status=none",
+		"pwrite=dd of=$tmpdir/disk seek=$4 conv=notrunc oflag=seek_bytes status=none",
+		"can_write=exit 0", "can_flush=exit 0", "flush=exit 0", "can_fua=echo none",
+		NULL,
+	};
+	static unsigned char p[4096], back[4096];
+	struct rig r;
+
+	rig_start_plugin(&r, NULL, plugin);
+	pattern(p, sizeof(p), 4);
+	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, DM_USER_REQ_MAP_FLAG_FUA, 0, 4096, p,
+			    NULL), DM_USER_RESP_SUCCESS);
+	CHECK_EQ(log_count(&r.srv, "Write ", "fua=0", NULL), 1);
+	CHECK_EQ(log_count(&r.srv, "Write ", "fua=1", NULL), 0);
+	CHECK_EQ(log_count(&r.srv, "Flush ", NULL, NULL), 1);
+	CHECK_EQ(round_trip(&r, 2, DM_USER_REQ_MAP_READ, 0, 0, 4096, NULL, back),
+		 DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(back, p, sizeof(p)) == 0);
+	rig_stop(&r);
+}
+
+/* DISCARD is NBD_CMD_TRIM; WRITE_ZEROES is NBD_CMD_WRITE_ZEROES, NO_HOLE with NOUNMAP. */
+TEST(nbd_discard_and_write_zeroes_map_to_trim_and_zero)
+{
+	static unsigned char p[CAP], back[CAP], zero[CAP];
+	struct rig r;
+
+	rig_start(&r, NULL);
+	pattern(p, sizeof(p), 5);
+	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 0, CAP, p, NULL),
+		 DM_USER_RESP_SUCCESS);
+	CHECK_EQ(round_trip(&r, 2, DM_USER_REQ_MAP_DISCARD, 0, 0, 8192, NULL, NULL),
+		 DM_USER_RESP_SUCCESS);
+	CHECK_EQ(log_count(&r.srv, "Trim ", "offset=0x0 ", "count=0x2000"), 1);
+	CHECK_EQ(round_trip(&r, 3, DM_USER_REQ_MAP_WRITE_ZEROES, 0, 8192, 8192, NULL, NULL),
+		 DM_USER_RESP_SUCCESS);
+	CHECK_EQ(log_count(&r.srv, "Zero ", "offset=0x2000", " trim=1 "), 1);
+	CHECK_EQ(round_trip(&r, 4, DM_USER_REQ_MAP_WRITE_ZEROES, DM_USER_REQ_MAP_FLAG_NOUNMAP,
+			    16384, 8192, NULL, NULL), DM_USER_RESP_SUCCESS);
+	CHECK_EQ(log_count(&r.srv, "Zero ", "offset=0x4000", " trim=0 "), 1);
+	/* the memory plugin's trim zeroes: all three ranges read back as zeroes */
+	CHECK_EQ(round_trip(&r, 5, DM_USER_REQ_MAP_READ, 0, 0, CAP, NULL, back),
+		 DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(back, zero, 24576) == 0);
+	CHECK(memcmp(back + 24576, p + 24576, CAP - 24576) == 0);
+	CHECK_EQ(log_count(&r.srv, "Write ", NULL, NULL), 1);	/* none to emulate */
+	rig_stop(&r);
+}
+
+/* A server without WRITE_ZEROES: zeroes written, as the file backend does. */
+TEST(nbd_write_zeroes_without_server_zero_writes_zeroes)
+{
+	static const char *const filters[] = { "--filter=nozero", "zeromode=none", NULL };
+	static unsigned char p[CAP], back[CAP], zero[CAP];
+	struct rig r;
+
+	rig_start(&r, filters);
+	pattern(p, sizeof(p), 6);
+	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 0, CAP, p, NULL),
+		 DM_USER_RESP_SUCCESS);
+	CHECK_EQ(round_trip(&r, 2, DM_USER_REQ_MAP_WRITE_ZEROES, 0, 4096, 8192, NULL, NULL),
+		 DM_USER_RESP_SUCCESS);
+	CHECK_EQ(log_count(&r.srv, "Zero ", NULL, NULL), 0);
+	CHECK_EQ(log_count(&r.srv, "Write ", "offset=0x1000", "count=0x2000"), 1);
+	CHECK_EQ(round_trip(&r, 3, DM_USER_REQ_MAP_READ, 0, 0, CAP, NULL, back),
+		 DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(back, p, 4096) == 0);
+	CHECK(memcmp(back + 4096, zero, 8192) == 0);
+	CHECK(memcmp(back + 12288, p + 12288, CAP - 12288) == 0);
+	rig_stop(&r);
+}
+
+/*
+ * The server killed: the requests after it fail with ERROR at once (no
+ * hang: the test's alarm would end it), the reason is logged once, and
+ * the worker still stops cleanly.
+ */
+TEST(nbd_server_gone_is_an_error_not_a_hang)
+{
+	static unsigned char p[4096];
+	uint64_t status[64];
+	char path[256];
+	struct rig r;
+	int saved;
+
+	rig_start(&r, NULL);
+	pattern(p, sizeof(p), 7);
+	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 0, 4096, p, NULL),
+		 DM_USER_RESP_SUCCESS);
+	capture_start(&saved, path, sizeof(path));
+	srv_kill(&r.srv);
+	for (unsigned i = 0; i < 8; i++)
+		send_req(&r, 10 + i, i % 2 ? DM_USER_REQ_MAP_READ : DM_USER_REQ_MAP_WRITE, 0, 0,
+			 4096, i % 2 ? NULL : p);
+	memset(status, 0xff, sizeof(status));
+	collect(&r, 8, status, NULL);
+	CHECK_EQ(round_trip(&r, 20, DM_USER_REQ_MAP_FLUSH, 0, 0, 0, NULL, NULL),
+		 DM_USER_RESP_ERROR);
+	dmu_pool_join(&r.pool);		/* the worker stops, it does not hang */
+	char *text = capture_end(saved, path);
+
+	for (unsigned i = 0; i < 8; i++)
+		CHECK_EQ(status[10 + i], DM_USER_RESP_ERROR);
+	if (!strstr(text, "nbd: connection 0 to ") || !strstr(text, r.srv.uri) ||
+	    !strstr(text, "lost"))
+		t_fail(__FILE__, __LINE__, "no message about the lost server: \"%s\"", text);
+	CHECK(strstr(strstr(text, "lost") + 1, "lost") == NULL);	/* once */
+	rig_stop(&r);
+}
