@@ -143,6 +143,23 @@ static unsigned log_count(struct srv *s, const char *w1, const char *w2, const c
 	return n;
 }
 
+/* The number (from 1) of the first log line with both words; 0: none. */
+static unsigned log_line(struct srv *s, const char *w1, const char *w2)
+{
+	FILE *f = fopen(s->log, "r");
+	char line[1024];
+	unsigned n = 0, found = 0;
+
+	REQUIRE(f != NULL);
+	while (!found && fgets(line, sizeof(line), f)) {
+		n++;
+		if (strstr(line, w1) && strstr(line, w2))
+			found = n;
+	}
+	fclose(f);
+	return found;
+}
+
 /* ---- a worker serving the backend, behind a fake kernel ---------------- */
 
 struct rig {
@@ -478,6 +495,10 @@ TEST(nbd_flush_and_fua_reach_the_server)
 			    4096, p, NULL), DM_USER_RESP_SUCCESS);
 	CHECK_EQ(log_count(&r.srv, "Flush ", NULL, NULL), 2);
 	CHECK_EQ(log_count(&r.srv, "Write ", "fua=0", NULL), 1);
+	/* the PREFLUSH's flush was answered before the write went out */
+	unsigned flushed = log_line(&r.srv, "...Flush id=3 ", "return=0");
+	unsigned written = log_line(&r.srv, "Write id=4 ", "offset=0x2000");
+	CHECK(flushed > 0 && written > flushed);
 	rig_stop(&r);
 }
 
