@@ -1,0 +1,113 @@
+#!/bin/bash
+# timeout: 900
+# soak-timeout: 2400
+# dmuserd --backend nbd+unix:// against an nbdkit memory server on a unix
+# socket inside the guest (nbdkit's log filter records each NBD command):
+#  - dd of random data onto /dev/mapper with O_DIRECT, read back, cmp;
+#  - fio --verify=crc32c at iodepth 32 with two worker threads (two NBD
+#    connections, 32 requests in flight on each);
+#  - O_DSYNC writes reach the server as writes with FUA, an fsync of the
+#    device as FLUSH, blkdiscard as TRIM, blkdiscard -z as WRITE_ZEROES
+#    without trim (NOUNMAP: NO_HOLE);
+#  - the metrics say backend "nbd" (JSON device.backend, dmuser_info{backend});
+#  - the server killed under I/O: the writer gets EIO within seconds, not a
+#    hang; dmuserd says the connection was lost and still stops on SIGTERM,
+#    removing the device.
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+command -v nbdkit >/dev/null || skip "nbdkit is not installed (Debian package nbdkit)"
+tmp=$(dmu_tmpdir)
+size=$(dmu_scale 64M 512M)
+name=dmu-test-nbd
+dev=/dev/mapper/$name
+MiB=$((1024 * 1024))
+ip link set lo up # the metrics listen on 127.0.0.1
+dmu_load
+
+# ---- the server ------------------------------------------------------------
+dmu_bg nbdkit -f -U "$tmp/nbd.sock" --filter=log memory size="$size" logfile="$tmp/nbd.log"
+nbd_pid=$DMU_BG_PID
+wait_for_path "$tmp/nbd.sock" 30 || die "nbdkit did not create its socket"
+uri="nbd+unix:///?socket=$tmp/nbd.sock"
+
+# NBD commands of a kind (Write, Flush, Trim, Zero) in the log, with every word given
+nbd_cmds() {
+	local kind=$1
+	shift
+	awk -v k=" $kind id=" -v w="$*" '
+		BEGIN { n = split(w, ws, " ") }
+		index($0, k) && !index($0, "return=") {
+			for (i = 1; i <= n; i++) if (!index($0, ws[i])) next
+			c++
+		}
+		END { print c + 0 }' "$tmp/nbd.log"
+}
+
+# ---- dmuserd ---------------------------------------------------------------
+log "dmuserd --backend $uri, 2 threads"
+dmu_bg "$DMU_DAEMON" --backend "$uri" --name "$name" --threads 2 --metrics 0 \
+	--ready-file "$tmp/ready" 2>"$tmp/dmuserd.err"
+daemon=$DMU_BG_PID
+wait_until 30 _dmu_daemon_up_or_dead "$tmp/ready" "$daemon" ||
+	die "dmuserd did not write its ready file within 30 s"
+[[ -e $tmp/ready ]] || die "dmuserd exited before it was ready: $(cat "$tmp/dmuserd.err")"
+[[ -b $dev ]] || die "$dev is not a block device"
+assert_eq "$(blockdev --getsize64 "$dev")" "$((${size%M} * MiB))" "size of $dev (the export's)"
+url=http://127.0.0.1:$(sed -n 's/^metrics=127\.0\.0\.1://p' "$tmp/ready")/metrics
+
+log "dd + cmp: 8 MiB of random data, O_DIRECT"
+head -c $((8 * MiB)) /dev/urandom >"$tmp/data"
+dd if="$tmp/data" of="$dev" bs=1M oflag=direct status=none
+dd if="$dev" of="$tmp/back" bs=1M count=8 iflag=direct status=none
+cmp "$tmp/data" "$tmp/back" || die "the data read back differ from those written"
+
+log "fio verify, iodepth 32"
+fio --name=nbd-verify --filename="$dev" --rw=randwrite \
+	--bssplit=4k/40:8k/10:16k/15:32k/10:64k/10:128k/15 --size="$size" \
+	--iodepth=32 --ioengine=libaio --direct=1 \
+	--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
+	--output-format=json --output="$tmp/fio.json" ||
+	die "fio verify failed: $(cat "$tmp/fio.json")"
+read -r err written verified <<<"$(jq -r '.jobs[0] | "\(.error) \(.write.io_bytes) \(.read.io_bytes)"' "$tmp/fio.json")"
+assert_eq "$err" 0 "fio error"
+((written > 0 && verified == written)) || die "verified $verified bytes of $written written"
+
+log "FUA, flush, discard, write-zeroes at the server"
+fua0=$(nbd_cmds Write fua=1)
+dd if="$tmp/data" of="$dev" bs=4k count=16 oflag=direct,dsync status=none
+fua=$(($(nbd_cmds Write fua=1) - fua0))
+log "writes with FUA at the server: $fua"
+((fua >= 16)) || die "16 O_DSYNC writes made $fua FUA writes at the server"
+flush0=$(nbd_cmds Flush)
+python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDWR); os.fsync(fd)' "$dev"
+(($(nbd_cmds Flush) > flush0)) || die "an fsync of $dev sent no FLUSH"
+blkdiscard -o "$MiB" -l $((4 * MiB)) "$dev"
+(($(nbd_cmds Trim) >= 1)) || die "blkdiscard sent no TRIM: $(tail -5 "$tmp/nbd.log")"
+blkdiscard -z -o $((8 * MiB)) -l "$MiB" "$dev"
+(($(nbd_cmds Zero trim=0) >= 1)) || die "blkdiscard -z sent no WRITE_ZEROES without trim"
+cmp -n "$MiB" <(dd if="$dev" bs=1M skip=8 count=1 iflag=direct status=none) /dev/zero ||
+	die "the range blkdiscard -z zeroed does not read back as zeroes"
+
+log "metrics: the backend label"
+assert_eq "$(curl -sf "$url" | jq -r .device.backend)" nbd "JSON device.backend"
+curl -sf "$url?format=prometheus" | grep -q "^dmuser_info{.*backend=\"nbd\"} 1$" ||
+	die "no dmuser_info{backend=\"nbd\"}: $(curl -sf "$url?format=prometheus" | grep dmuser_info)"
+
+log "the server killed under I/O"
+dmu_bg dd if=/dev/zero of="$dev" bs=64k count=100000 oflag=direct status=none
+writer=$DMU_BG_PID
+wait_until 30 grep -q ' Write id=' "$tmp/nbd.log" || die "no write reached the server"
+kill -KILL "$nbd_pid"
+rc=0
+dmu_wait "$writer" 60 || rc=$?
+((rc != 124)) || die "the writer still runs 60 s after the server was killed (a hang)"
+((rc != 0)) || die "the writer succeeded although the server was killed"
+log "the writer ended with status $rc"
+grep -q "nbd: connection [0-9]* to $uri lost" "$tmp/dmuserd.err" ||
+	die "dmuserd did not say the connection was lost: $(cat "$tmp/dmuserd.err")"
+dmu_running "$daemon" || die "dmuserd exited when the server went"
+dmu_daemon_stop "$daemon"
+! dmu_dm_exists "$name" || die "$name still exists after dmuserd stopped"
+
+dmu_unload
