@@ -250,8 +250,10 @@ static int nbd_submit(struct dmu_backend *b, struct dmu_req *req)
 		s->how = H_WRITE;
 		break;
 	case DMU_REQ_FLUSH:
+		/* the kernel's flushes carry PREFLUSH too: one NBD_CMD_FLUSH */
 		s->how = H_NONE;
 		s->end = s->next;
+		s->preflush = false;
 		s->postflush = nb->can_flush;
 		break;
 	case DMU_REQ_DISCARD:
@@ -444,7 +446,7 @@ void dmu_nbd_backend_close(struct dmu_backend *b)
 	for (unsigned i = 0; i < nb->n; i++)
 		if (nb->conns[i].h) {
 			/* a clean NBD_CMD_DISC where the connection is up; no wait */
-			nbd_shutdown(nb->conns[i].h, 0);
+			nbd_shutdown(nb->conns[i].h, LIBNBD_SHUTDOWN_ABANDON_PENDING);
 			nbd_close(nb->conns[i].h);
 		}
 	free(nb->conns);

@@ -484,8 +484,9 @@ TEST(nbd_flush_and_fua_reach_the_server)
 
 	rig_start(&r, NULL);
 	pattern(p, sizeof(p), 3);
-	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_FLUSH, 0, 0, 0, NULL, NULL),
-		 DM_USER_RESP_SUCCESS);
+	/* a flush, as the kernel sends it: FLUSH with the PREFLUSH flag */
+	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_FLUSH, DM_USER_REQ_MAP_FLAG_PREFLUSH, 0, 0,
+			    NULL, NULL), DM_USER_RESP_SUCCESS);
 	CHECK_EQ(log_count(&r.srv, "Flush ", NULL, NULL), 1);
 	CHECK_EQ(round_trip(&r, 2, DM_USER_REQ_MAP_WRITE, DM_USER_REQ_MAP_FLAG_FUA, 0, 4096, p,
 			    NULL), DM_USER_RESP_SUCCESS);
