@@ -294,10 +294,12 @@ dmu_dmesg_since() {
 
 dmu_cleanup() {
 	local pid name
+	# Newest first: a client goes before the server it uses (nbdkit does not
+	# exit on SIGTERM while a client is still connected).
 	if [[ -f $_DMU_STATE/pids ]]; then
 		while read -r pid; do
 			[[ -n $pid ]] && { dmu_stop "$pid" 10 || true; }
-		done <"$_DMU_STATE/pids"
+		done < <(tac "$_DMU_STATE/pids")
 	fi
 	while IFS= read -r name; do
 		[[ -n $name ]] || continue
