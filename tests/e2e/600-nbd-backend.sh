@@ -7,8 +7,16 @@
 #  - fio --verify=crc32c at iodepth 32 with two worker threads (two NBD
 #    connections, 32 requests in flight on each);
 #  - O_DSYNC writes reach the server as writes with FUA, an fsync of the
-#    device as FLUSH, blkdiscard as TRIM, blkdiscard -z as WRITE_ZEROES
-#    without trim (NOUNMAP: NO_HOLE);
+#    device as FLUSH, blkdiscard as TRIM;
+#  - blkdiscard -z (BLKZEROOUT) reaches the server as plain writes covering
+#    the range, and no NBD_CMD_WRITE_ZEROES: dm-user does not advertise
+#    write-zeroes (write_zeroes_max_bytes is 0, module/README.md: dm cannot for
+#    a target without an underlying device), so the block layer writes pages
+#    of zeroes instead.  The daemon's WRITE_ZEROES mapping (NO_HOLE for
+#    NOUNMAP) is covered by tests/unit/test_backend_nbd.c, not here;
+#  - dmuserd stops on SIGTERM while the server still serves (exit 0, device
+#    removed, nbdkit sees the connections close): nbdkit does not exit on
+#    SIGTERM while a client is connected, so the client must go first;
 #  - the metrics say backend "nbd" (JSON device.backend, dmuser_info{backend});
 #  - the server killed under I/O: the writer gets EIO within seconds, not a
 #    hang; dmuserd says the connection was lost and still stops on SIGTERM,
@@ -43,6 +51,25 @@ nbd_cmds() {
 		}
 		END { print c + 0 }' "$tmp/nbd.log"
 }
+
+# Bytes that NBD Write commands after log line FROM wrote inside [LO, LO+LEN)
+# (a write reaching outside the range does not count)
+nbd_written_in() {
+	local from=$1 lo=$2 len=$3 off cnt sum=0
+	while read -r off cnt; do
+		if ((off >= lo && off + cnt <= lo + len)); then
+			sum=$((sum + cnt))
+		fi
+	done < <(awk -v n="$from" 'NR > n && index($0, " Write id=") {
+		o = c = ""
+		for (i = 1; i <= NF; i++) {
+			if ($i ~ /^offset=/) o = substr($i, 8)
+			if ($i ~ /^count=/) c = substr($i, 7)
+		}
+		print o, c }' "$tmp/nbd.log")
+	echo "$sum"
+}
+nbd_log_tail() { printf '\nlast lines of nbdkit log:\n'; tail -n 12 "$tmp/nbd.log"; }
 
 # ---- dmuserd ---------------------------------------------------------------
 log "dmuserd --backend $uri, 2 threads"
@@ -84,8 +111,16 @@ python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDWR); os.fsync(fd)' 
 (($(nbd_cmds Flush) > flush0)) || die "an fsync of $dev sent no FLUSH"
 blkdiscard -o "$MiB" -l $((4 * MiB)) "$dev"
 (($(nbd_cmds Trim) >= 1)) || die "blkdiscard sent no TRIM: $(tail -5 "$tmp/nbd.log")"
+queue=/sys/dev/block/$((16#$(stat -c %t "$dev")))":"$((16#$(stat -c %T "$dev")))/queue
+assert_eq "$(cat "$queue/write_zeroes_max_bytes")" 0 \
+	"$queue/write_zeroes_max_bytes (dm-user does not advertise write-zeroes)"
+zero0=$(nbd_cmds Zero)
+line0=$(wc -l <"$tmp/nbd.log")
 blkdiscard -z -o $((8 * MiB)) -l "$MiB" "$dev"
-(($(nbd_cmds Zero trim=0) >= 1)) || die "blkdiscard -z sent no WRITE_ZEROES without trim"
+zw=$(nbd_written_in "$line0" $((8 * MiB)) "$MiB")
+log "blkdiscard -z of 1 MiB: $zw bytes of Write in its range at the server"
+assert_eq "$zw" "$MiB" "bytes written at the server in the range blkdiscard -z zeroed$(nbd_log_tail)"
+assert_eq "$(nbd_cmds Zero)" "$zero0" "WRITE_ZEROES commands after blkdiscard -z (write-zeroes is not advertised)$(nbd_log_tail)"
 cmp -n "$MiB" <(dd if="$dev" bs=1M skip=8 count=1 iflag=direct status=none) /dev/zero ||
 	die "the range blkdiscard -z zeroed does not read back as zeroes"
 
@@ -93,6 +128,25 @@ log "metrics: the backend label"
 assert_eq "$(curl -sf "$url" | jq -r .device.backend)" nbd "JSON device.backend"
 curl -sf "$url?format=prometheus" | grep -q "^dmuser_info{.*backend=\"nbd\"} 1$" ||
 	die "no dmuser_info{backend=\"nbd\"}: $(curl -sf "$url?format=prometheus" | grep dmuser_info)"
+
+log "dmuserd stops on SIGTERM while the server serves"
+dmu_daemon_stop "$daemon"
+! dmu_dm_exists "$name" || die "$name still exists after dmuserd stopped"
+nbd_all_closed() {
+	local conn disc
+	conn=$(grep -c ' Connect export=' "$tmp/nbd.log" || true)
+	disc=$(grep -c ' Disconnect ' "$tmp/nbd.log" || true)
+	((conn >= 2 && disc == conn))
+}
+wait_until 10 nbd_all_closed ||
+	die "nbdkit still has dmuserd's connections open after it stopped$(nbd_log_tail)"
+rm -f "$tmp/ready"
+dmu_bg "$DMU_DAEMON" --backend "$uri" --name "$name" --threads 2 --metrics 0 \
+	--ready-file "$tmp/ready" 2>"$tmp/dmuserd.err"
+daemon=$DMU_BG_PID
+wait_until 30 _dmu_daemon_up_or_dead "$tmp/ready" "$daemon" ||
+	die "dmuserd did not write its ready file within 30 s (restart)"
+[[ -e $tmp/ready ]] || die "dmuserd exited before it was ready (restart): $(cat "$tmp/dmuserd.err")"
 
 log "the server killed under I/O"
 dmu_bg dd if=/dev/zero of="$dev" bs=64k count=100000 oflag=direct status=none
