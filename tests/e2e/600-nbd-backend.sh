@@ -132,8 +132,11 @@ cmp -n "$MiB" <(dd if="$dev" bs=1M skip=8 count=1 iflag=direct status=none) /dev
 
 log "metrics: the backend label"
 assert_eq "$(curl -sf "$url" | jq -r .device.backend)" nbd "JSON device.backend"
-curl -sf "$url?format=prometheus" | grep -q "^dmuser_info{.*backend=\"nbd\"} 1$" ||
-	die "no dmuser_info{backend=\"nbd\"}: $(curl -sf "$url?format=prometheus" | grep dmuser_info)"
+# read whole, then matched: with pipefail, "curl | grep -q" fails whenever grep
+# exits at its match before curl has written the rest (SIGPIPE)
+prom=$(curl -sf "$url?format=prometheus") || die "GET $url?format=prometheus failed"
+grep -q "^dmuser_info{.*backend=\"nbd\"} 1$" <<<"$prom" ||
+	die "no dmuser_info{backend=\"nbd\"}: $(grep dmuser_info <<<"$prom")"
 
 log "dmuserd stops on SIGTERM while the server serves"
 dmu_daemon_stop "$daemon"
