@@ -27,6 +27,9 @@
 #   results/NAME.out     the test's stdout+stderr
 #   results/NAME.dmesg   the kernel log lines written during the test
 #   results/NAME.why     why it failed (exit status, offending dmesg lines, leftovers)
+#   cpu.txt              "name wall_s cpu_s": the guest's busy CPU time while the
+#                        test ran (from /proc/stat; under TCG, the host's CPU time
+#                        for the guest), to find what make check's budget goes on
 # Exit status: 0 if every test passed, 1 otherwise.
 set -euo pipefail
 
@@ -164,6 +167,15 @@ test_timeout() {
 	echo "$((tmo * ${DMU_TIMEOUT_SCALE:-1}))"
 }
 
+# busy_ticks: the guest's CPU time so far, all CPUs, in USER_HZ ticks (idle
+# and iowait left out)
+busy_ticks() {
+	local user nice sys irq softirq steal
+	read -r _ user nice sys _ _ irq softirq steal _ </proc/stat
+	echo $((user + nice + sys + irq + softirq + steal))
+}
+hz=$(getconf CLK_TCK)
+
 # Boot messages are not judged, but kept.
 dmesg --read-clear >"$res/boot.dmesg" 2>&1 || true
 ((${#tests[@]} == 0)) || mkdir -p "${tests[@]/#//tmp/dmu-suite/}"
@@ -182,6 +194,7 @@ for n in "${tests[@]}"; do
 	locks0=$(debug_locks)
 	export TMPDIR=/tmp/dmu-suite/$n
 	start=$SECONDS
+	busy0=$(busy_ticks)
 
 	# timeout(1) puts itself and the test in a new process group: $! is its id.
 	set +e
@@ -230,6 +243,8 @@ for n in "${tests[@]}"; do
 	fi
 
 	secs=$((SECONDS - start))
+	busy1=$(busy_ticks)
+	printf '%s %s %s\n' "$name" "$secs" "$(((busy1 - busy0) / hz))" >>"$DMU_OUT/cpu.txt"
 	if [[ -n $reasons ]]; then
 		printf '%s' "$reasons" >"$why"
 		failed=$((failed + 1))
