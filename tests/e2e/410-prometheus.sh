@@ -20,8 +20,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$DMU_ROOT/dashboards/tests/lib.sh"
 
-[[ $DMU_KVER != 6.12.*+deb12-amd64 ]] ||
-	skip "kernel-independent (Prometheus over the exporter's and dmuserd's metrics, whose numbers 400 checks here); runs on 6.1 and in the debug lane"
+dmu_kernel_independent "Prometheus over the exporter's and dmuserd's metrics, whose numbers 400 checks here"
 
 obs_require prometheus promtool fio jq curl python3
 tmp=$(dmu_tmpdir)

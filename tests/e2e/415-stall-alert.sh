@@ -22,8 +22,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$DMU_ROOT/dashboards/tests/lib.sh"
 
-[[ $DMU_KVER != 6.12.*+deb12-amd64 ]] ||
-	skip "kernel-independent (Prometheus' alert over the exporter's stall count, which 097's status fields check here); runs on 6.1 and in the debug lane"
+dmu_kernel_independent "Prometheus' alert over the exporter's stall count, which 097's status fields check here"
 
 obs_require prometheus promtool jq curl python3
 tmp=$(dmu_tmpdir)

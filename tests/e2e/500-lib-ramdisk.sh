@@ -6,6 +6,7 @@
 # example exits 0.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
+dmu_kernel_independent "libdmuser and its examples over the protocol, which 030, 170 and 200 check with dmuserd here"
 
 tmp=$(dmu_tmpdir)
 name=dmu-test-ram

@@ -8,6 +8,7 @@
 # library's USDT probes fire exactly once per request; SIGTERM removes the device.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
+dmu_kernel_independent "libdmuser and its examples over the protocol, which 030, 170 and 200 check with dmuserd here"
 
 tmp=$(dmu_tmpdir)
 name=dmu-test-null

@@ -18,6 +18,7 @@
 # so that the kills, 200 completions apart, all fall inside it.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
+dmu_kernel_independent "libdmuser and its examples over the protocol, which 030, 170 and 200 check with dmuserd here"
 
 tmp=$(dmu_tmpdir)
 name=dmu-test-uring-kill

@@ -28,8 +28,7 @@
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[[ $DMU_KVER != 6.12.*+deb12-amd64 ]] ||
-	skip "kernel-independent (dmuserd's NBD backend; the kernel's side is the file backend's); runs on 6.1 and in the debug lane"
+dmu_kernel_independent "dmuserd's NBD backend; the kernel's side is the file backend's"
 command -v nbdkit >/dev/null || skip "nbdkit is not installed (Debian package nbdkit)"
 tmp=$(dmu_tmpdir)
 size=$(dmu_scale 64M 512M)

@@ -98,6 +98,17 @@ skip() {
 	exit "$DMU_SKIP_STATUS"
 }
 
+# dmu_kernel_independent WHAT: a test whose subject does not depend on the
+# kernel (WHAT says why: the kernel-facing part is checked on every kernel by
+# other tests) runs on one of Debian's stock kernels, 6.1, and on every kernel
+# of the debug lane; on the stock 6.12 it is skipped with that reason.  make
+# check waits for the slower of its guests, and running such a test twice
+# only costs CPU time (tests/README.md, "Where the time goes").
+dmu_kernel_independent() {
+	[[ $DMU_KVER != 6.12.*+deb12-amd64 ]] ||
+		skip "kernel-independent ($*); runs on 6.1 and in the debug lane"
+}
+
 assert_eq() {
 	(($# == 3)) || die "assert_eq wants ACTUAL EXPECTED MSG, got $# args"
 	[[ $1 == "$2" ]] || die "$3: expected '$2', got '$1'"
