@@ -77,9 +77,10 @@ one_round() {
 	bpf_tool_ready "$tmp/wr.json" "$wr"
 
 	# device B is busy while A's requests are counted (not while the tools attach
-	# and detach: see the note on text patching at the top)
+	# and detach: see the note on text patching at the top); paced, so that it
+	# does not take the emulated CPU from A's load
 	dmu_bg fio --name=bg --filename="$dev_b" --ioengine=libaio --direct=1 --bs=4k --rw=randread \
-		--iodepth=4 --time_based --runtime=600 --output=/dev/null
+		--iodepth=4 --rate_iops=500 --time_based --runtime=600 --output=/dev/null
 	bg_pid=$DMU_BG_PID
 	b0=$(b_reads)
 	wait_until 60 b_busy "$b0" || die "no I/O on $b 60 s after fio started"

@@ -159,7 +159,7 @@ run_group() {
 	done
 }
 
-group=5
+group=6
 n=0
 for load in load timeouts stalls; do
 	scripts=()
