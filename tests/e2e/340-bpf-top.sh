@@ -39,10 +39,8 @@ dm_stat() { awk '{ print $1, $5, $11 }' "$stat_file"; }
 fio_going() { local s; read -ra s <"$stat_file"; ((s[0] + s[4] > 0)); }
 
 log "fio randrw 4k iodepth 4 on $a"
-# paced (unpaced it did 2,500 to 5,000 requests a second and kept the emulated
-# CPU busy, slowing every tool start)
 dmu_bg fio --name=top --filename="/dev/mapper/$a" --ioengine=libaio --direct=1 --bs=4k \
-	--rw=randrw --iodepth=4 --rate_iops=1000,1000 --time_based --runtime=600 --output=/dev/null
+	--rw=randrw --iodepth=4 --time_based --runtime=600 --output=/dev/null
 fio_pid=$DMU_BG_PID
 wait_until 60 fio_going || die "fio completed no I/O on $a in 60 s"
 
