@@ -480,8 +480,8 @@ run_pair() {
 stats_on() {
 	local was
 	was=$(sysctl -n kernel.bpf_stats_enabled)
-	sysctl -q -w kernel.bpf_stats_enabled=1
-	undo+=("sysctl -q -w kernel.bpf_stats_enabled=$was")
+	sysctl -w kernel.bpf_stats_enabled=1
+	undo+=("sysctl -w kernel.bpf_stats_enabled=$was")
 }
 
 # The programs of bpftool list $2 (JSON) whose ids list $1 lacks, with their
