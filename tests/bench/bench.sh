@@ -4,7 +4,8 @@
 # run the same fio jobs on one tmpfs-backed file through every path (the file,
 # loop, nbd + nbdkit, dm-user at 1 and N daemon threads, dm-user with the BPF
 # collectors attached), then, on one dm-user device, BENCH_BPF_PAIRS pairs of
-# randread-4k-qd32 runs without and with the BPF collectors (their paired cost),
+# randread-4k-qd32 runs without and with the BPF collectors (their cost in CPU
+# time, from kernel.bpf_stats_enabled and /proc/stat, and in IOPS),
 # and, on another, BENCH_INFLIGHT_PAIRS pairs without and with bpf/dmuser-inflight
 # polled 10 times a second (the in-flight table's paired cost), and, with
 # BENCH_BASE_REF set, BENCH_MODULE_PAIRS pairs with the module of that git ref (A,
@@ -58,7 +59,7 @@ kver=$(if [[ -n $kernel ]]; then vm_resolve_kernel "$kernel"; else vm_kernels | 
 for b in daemon/dmuserd bpf/dmuser-lat bpf/dmuser-top bpf/dmuser-inflight; do
 	[[ -x $DMU_ROOT/$b ]] || vm_die "$b not built (run make)"
 done
-for c in fio nbdkit nbd-client gnuplot python3 perf; do
+for c in fio nbdkit nbd-client gnuplot python3 perf bpftool jq; do
 	command -v "$c" >/dev/null || vm_die "$c not found (run make deps)"
 done
 
@@ -122,12 +123,13 @@ if [[ -n $base_ref && " $paths " == *" dmuser-N "* && " $jobs " == *" randread-4
 fi
 
 # Boot and module load take ~30 s; each path set-up and teardown up to ~20 s, as
-# does each start of the collectors (every other pair run); the poller of the
-# in-flight pairs starts in a few seconds at most.
+# does each start of the collectors (every other pair run), whose runs also take
+# three bpftool listings; the poller of the in-flight pairs starts in a few
+# seconds at most.
 runs=$((repeat * ${#path_list[@]}))
 if [[ -z $timeout ]]; then
 	timeout=$((120 + runs * (${#job_list[@]} * (runtime + ramp + 2) + 20)))
-	((pair_runs == 0)) || timeout=$((timeout + 20 + pair_runs * (bpf_runtime + ramp + 2 + 10)))
+	((pair_runs == 0)) || timeout=$((timeout + 20 + pair_runs * (bpf_runtime + ramp + 2 + 15)))
 	((ipair_runs == 0)) || timeout=$((timeout + 20 + ipair_runs * (bpf_runtime + ramp + 2 + 5)))
 	# each module run also unloads and loads the module and sets a device up
 	((mpair_runs == 0)) || timeout=$((timeout + 20 + mpair_runs * (bpf_runtime + ramp + 2 + 25)))

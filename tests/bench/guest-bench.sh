@@ -12,7 +12,10 @@
 # runs BENCH_BPF_PAIRS pairs of times (BENCH_BPF_RUNTIME seconds each), without
 # ("off") and with ("on") dmuser-lat and dmuser-top attached, in ABBA order (pair 1
 # off then on, pair 2 on then off, ...), so drift within the pairs cancels.  In the
-# pairs fio runs on vCPU 0 and dmuserd's threads on vCPU 1, in both modes.
+# pairs fio runs on vCPU 0 and dmuserd's threads on vCPU 1, in both modes. Each
+# pair run also records the guest's busy CPU time and the device's I/Os over its
+# fio run, and each "on" run, with kernel.bpf_stats_enabled=1, the run time and
+# run count of the collectors' BPF programs over it (their cost in CPU time).
 #
 # Then, the same way, the in-flight table's cost (when BENCH_INFLIGHT_PAIRS > 0,
 # dmuser-N is in BENCH_PATHS and randread-4k-qd32 in BENCH_JOBS): on a new dmuser-N
@@ -51,6 +54,15 @@
 #                                   failed) and printed <lines> request lines in all
 #                                   (before that run's ipair line)
 #   ipairs ok|failed <message>      as "pairs", for the in-flight pairs' device
+#   pcpu <p> off|on <busy> <ios>    that BPF pair run's busy CPU time over its fio
+#                                   run, in USER_HZ ticks (meta bpf_pairs_clk_tck)
+#                                   over all CPUs (/proc/stat user+nice+system+irq+
+#                                   softirq+steal), and the reads+writes the dm
+#                                   device completed meanwhile; before its pair line
+#   pbpf <p> <id> <name> <ns> <cnt> the "on" run of BPF pair p: one of the
+#                                   collectors' BPF programs (bpftool's id and name),
+#                                   its run_time_ns and run_cnt over the fio run
+#                                   (kernel.bpf_stats_enabled=1); before its pcpu line
 #   mpair <p> base|head ok|failed <fio json file> <message>
 #                                   one run of module pair p, in the order run
 #   mcpu <p> base|head <busy> <ios> that run's busy CPU time over its fio run, in
@@ -64,7 +76,10 @@
 #                                   them
 # plus fio/<rep>-<path>.json (fio's output) and logs/<rep>-<path>.log, and for the
 # pairs fio/pair-<p>-<off|on>.json, logs/pair-<p>-<off|on>.log and logs/pairs.log
-# (the shared device's set-up and teardown); for the in-flight pairs the same with
+# (the shared device's set-up and teardown), and for their "on" runs
+# logs/pair-<p>-on.progs-{pre,before,after}.json (bpftool -j prog show before the
+# collectors start, right before fio, right after it) and logs/pair-<p>-on.progs.tsv
+# (the pbpf lines' fields); for the in-flight pairs the same with
 # ipair/ipairs, and logs/ipair-<p>-on.inflight.txt (every poll's output) and
 # logs/ipair-<p>-on.polls (the poller's counts); for the module pairs the same
 # with mpair/mpairs (each run's log has its module swap and device set-up).
@@ -139,6 +154,10 @@ else
 	meta bpf_pairs_order "$pair_job on one dmuser-N device, without (off) and with (on) both collectors; ABBA: odd pairs off then on, even pairs on then off"
 	meta bpf_pairs_runtime_s "$pair_runtime"
 	meta bpf_pairs_cpus "fio on vCPU 0, dmuserd on vCPU 1"
+	meta bpf_pairs_clk_tck "$(getconf CLK_TCK)"
+	meta bpf_pairs_cpu "/proc/stat cpu line, all vCPUs: user+nice+system+irq+softirq+steal, over each fio run"
+	meta bpf_pairs_stats "kernel.bpf_stats_enabled=1 around each on run (was $(sysctl -n kernel.bpf_stats_enabled)); bpftool -j prog show right before and after fio"
+	meta bpf_pairs_progs "the programs bpftool lists right before fio and did not list before the collectors started"
 fi
 # The in-flight table's paired cost: the same job, and dmuser-N alone.
 ipairs_skipped=""
@@ -415,12 +434,70 @@ run_pairs() {
 
 # One run of pair $1 on the shared device: fio's $pair_job alone, with both
 # collectors attached when $2 is "on" (started as for dmuser-N-bpf); they stop,
-# and must exit 0, when the run ends.
+# and must exit 0, when the run ends. Both modes: the busy CPU time (steal
+# included) and the device's I/Os over the fio run on a pcpu line. "on" also:
+# kernel.bpf_stats_enabled=1 from before the collectors start until after they
+# stop (then its old value again), and the run time and run count of each of the
+# collectors' BPF programs over the fio run on pbpf lines (before the pcpu line);
+# the collectors' programs are those that bpftool lists right before fio and did
+# not list before the collectors started.
 run_pair() {
+	local logs=$out/logs/pair-$1-$2 busy0 busy1 ios0 ios1 dev n
 	undo=() # the shared device is run_pairs's to tear down
 	trap 'rc=$?; teardown || rc=1; exit $rc' EXIT
-	if [[ $2 == on ]]; then start_collectors "$out/logs/pair-$1-on"; fi
+	dev=$(dev_sysfs "$target")
+	if [[ $2 == on ]]; then
+		stats_on
+		bpftool -j prog show >"$logs.progs-pre.json"
+		start_collectors "$logs"
+		bpftool -j prog show >"$logs.progs-before.json"
+	fi
+	busy0=$(cpu_busy steal)
+	ios0=$(dev_ios "$dev")
 	run_fio "$out/fio/pair-$1-$2.json" "$pair_job"
+	busy1=$(cpu_busy steal)
+	ios1=$(dev_ios "$dev")
+	echo "busy CPU $((busy1 - busy0)) ticks (steal included), $((ios1 - ios0)) I/Os completed on $target ($dev) during fio"
+	if [[ $2 == on ]]; then
+		bpftool -j prog show >"$logs.progs-after.json"
+		prog_deltas "$logs.progs-pre.json" "$logs.progs-before.json" "$logs.progs-after.json" \
+			>"$logs.progs.tsv"
+		n=$(wc -l <"$logs.progs.tsv")
+		((n > 0)) || { echo "no BPF program of the collectors in bpftool's lists"; return 1; }
+		echo "the collectors' BPF programs over fio (id, name, run_time_ns, run_cnt):"
+		cat "$logs.progs.tsv"
+		awk '{ c += $4 } END { exit !(c > 0) }' "$logs.progs.tsv" ||
+			{ echo "the collectors' BPF programs did not run during fio (run_cnt 0: no bpf_stats?)"; return 1; }
+		sed "s/^/pbpf\t$1\t/" "$logs.progs.tsv" >>"$manifest"
+	fi
+	printf 'pcpu\t%s\t%s\t%s\t%s\n' "$1" "$2" $((busy1 - busy0)) $((ios1 - ios0)) >>"$manifest"
+}
+
+# kernel.bpf_stats_enabled=1 (BPF programs' run_time_ns and run_cnt), its old
+# value again on undo (after the collectors' stops: undo runs backwards). Set
+# only while no program of ours is attached and no fio runs (it is a static key:
+# see the README on patching under TCG).
+stats_on() {
+	local was
+	was=$(sysctl -n kernel.bpf_stats_enabled)
+	sysctl -w kernel.bpf_stats_enabled=1
+	undo+=("sysctl -w kernel.bpf_stats_enabled=$was")
+}
+
+# The programs of bpftool list $2 (JSON) whose ids list $1 lacks, with their
+# run_time_ns and run_cnt in list $3 minus those in $2 (bpftool leaves both out
+# while run_time_ns is 0): "id<TAB>name<TAB>ns<TAB>cnt" per program, in id order.
+# A program gone by $3 fails (the collectors hold theirs until they stop).
+prog_deltas() {
+	jq -r --slurpfile pre "$1" --slurpfile before "$2" '
+		($pre[0] | map(.id)) as $old
+		| (map({key: (.id | tostring), value: .}) | from_entries) as $after
+		| $before[0][] | select(.id as $i | $old | index($i) | not)
+		| . as $b | ($after[$b.id | tostring]
+			// error("BPF program \($b.id) (\($b.name // "?")) is gone after fio")) as $a
+		| [$b.id, ($b.name // "?"),
+		   (($a.run_time_ns // 0) - ($b.run_time_ns // 0)),
+		   (($a.run_cnt // 0) - ($b.run_cnt // 0))] | @tsv' "$3"
 }
 
 # One run of in-flight pair $1 on the shared device: fio's $pair_job alone, with
@@ -496,9 +573,7 @@ run_mpair() {
 	swap_module "$ko"
 	setup_dmuser_threads "$threads"
 	taskset -a -p -c 1 "$DMU_DAEMON_PID" >/dev/null
-	# /dev/mapper/NAME is a node, not a link, without udev: its sysfs by number
-	dev=/sys/dev/block/$((16#$(stat -L -c %t "$target"))):$((16#$(stat -L -c %T "$target")))
-	[[ -r $dev/stat ]] || { echo "no $dev/stat for $target"; return 1; }
+	dev=$(dev_sysfs "$target")
 	busy0=$(cpu_busy)
 	ios0=$(dev_ios "$dev")
 	run_fio "$out/fio/mpair-$1-$2.json" "$pair_job"
@@ -509,12 +584,22 @@ run_mpair() {
 }
 
 # The busy CPU time of all CPUs so far, in USER_HZ ticks: user, nice, system, irq
-# and softirq of /proc/stat's cpu line (not idle, iowait, steal, guest).
+# and softirq of /proc/stat's cpu line (not idle, iowait, steal, guest); with $1
+# "steal", steal too (as tests/vm/guest-suite.sh's busy_ticks).
 cpu_busy() {
-	local cpu user nice system irq softirq _
-	read -r cpu user nice system _ _ irq softirq _ </proc/stat
+	local cpu user nice system irq softirq steal _
+	read -r cpu user nice system _ _ irq softirq steal _ </proc/stat
 	[[ $cpu == cpu ]] || { echo "unexpected /proc/stat: $cpu" >&2; return 1; }
-	echo $((user + nice + system + irq + softirq))
+	[[ ${1:-} == steal ]] || steal=0
+	echo $((user + nice + system + irq + softirq + steal))
+}
+# The sysfs directory of block device $1 (/dev/mapper/NAME is a node, not a
+# link, without udev: found by its numbers); fails without a stat file there.
+dev_sysfs() {
+	local dev
+	dev=/sys/dev/block/$((16#$(stat -L -c %t "$1"))):$((16#$(stat -L -c %T "$1")))
+	[[ -r $dev/stat ]] || { echo "no $dev/stat for $1" >&2; return 1; }
+	echo "$dev"
 }
 # Reads plus writes completed so far on the block device of sysfs directory $1
 # (fields 1 and 5 of its stat).
