@@ -149,6 +149,7 @@
 #include <linux/device-mapper.h>
 #include <linux/fs.h>
 #include <linux/kref.h>
+#include <linux/list_sort.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/percpu.h>
@@ -746,24 +747,36 @@ static void dmu_wake_all_locked(struct dmu_target *t)
 		wake_up_all(&cs->ch[i]->rd_wait);
 }
 
+static int dmu_seq_cmp(void *priv, const struct list_head *a,
+		       const struct list_head *b)
+{
+	return list_entry(a, struct dmu_msg, node)->hdr.seq >
+	       list_entry(b, struct dmu_msg, node)->hdr.seq;
+}
+
 /*
  * Puts messages back on the backlog, in seq order, ahead of everything
  * mapped since: those a channel held (@held: they count as requeued) or
- * had queued.  Called with target->lock held.
+ * had queued.  @list is in no particular order (a sent list is in the
+ * order its daemon read them): a merge sort, then one merge into the
+ * backlog (in seq order), which stops where the last of them goes:
+ * O(n log n) for n messages, plus the backlog ahead of them.  Called with
+ * target->lock held; list_sort() allocates nothing.
  */
 static void dmu_requeue_locked(struct dmu_target *t, struct list_head *list,
 			       bool held)
 {
-	struct dmu_msg *m, *tmp, *pos;
+	struct list_head *pos = t->backlog.next;
+	struct dmu_msg *m, *tmp;
 
-	list_for_each_entry_safe_reverse(m, tmp, list, node) {
-		list_del(&m->node);
+	list_sort(NULL, list, dmu_seq_cmp);
+	list_for_each_entry_safe(m, tmp, list, node) {
 		dmu_msg_reset(m);
-		/* Find the first queued message with a larger seq. */
-		list_for_each_entry(pos, &t->backlog, node)
-			if (pos->hdr.seq > m->hdr.seq)
-				break;
-		list_add_tail(&m->node, &pos->node);
+		/* Past the queued messages with a smaller seq. */
+		while (pos != &t->backlog &&
+		       list_entry(pos, struct dmu_msg, node)->hdr.seq < m->hdr.seq)
+			pos = pos->next;
+		list_move_tail(&m->node, pos);
 		if (held) {
 			dmu_hwm(&t->hwm_queued,
 				atomic_inc_return(&t->nr_queued));
