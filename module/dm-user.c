@@ -42,12 +42,14 @@
  *                channel that left service), waiting for a daemon to read it
  *      READING   taken by a read() on a channel: channel->rd_cur when a
  *                daemon has its header but not all of its payload yet
- *      SENT      on channel->sent: fully read, waiting for the reply
+ *      SENT      on channel->sent (in the order it was read) and in
+ *                channel->seqs (by seq): fully read, waiting for the reply
  *      REPLYING  channel->wr_cur: the reply header arrived, its payload is
  *                still being copied in
  *
- *    A channel's queue and sent list change under channel->lock, the
- *    backlog under target->lock.  Whoever takes a message off a list or out
+ *    A channel's queue, sent list and seqs change under channel->lock
+ *    (seqs also under its own xa_lock, inside it), the backlog under
+ *    target->lock.  Whoever takes a message off a list or out
  *    of a slot owns it, and only its owner ends the BIO.  A READING or
  *    REPLYING message is owned by the read() or write() copying it, which
  *    holds the channel's rd_lock or wr_lock, never a spinlock, while it
@@ -56,19 +58,35 @@
  *    under channel->lock, which orders them.
  *
  *    A request's age counts from map(): timeout_ms, whenever it was set,
- *    ends a request older than that in any of these states.  A channel
- *    remembers the requests that timed out after it read them (an xarray
- *    by seq), so a late reply is accepted, never a protocol error.
+ *    ends a request older than that in any of these states.
+ *
+ *    channel->seqs, an xarray indexed by seq, is how a reply finds its
+ *    request in O(1) (xarray height: at most 11 levels of 64 slots for a
+ *    64-bit seq), and how the timeout work finds the expired SENT messages
+ *    without visiting the others (in seq order, marked DMU_XA_SENT; see
+ *    dmu_expire_sent()).  An entry is one of: a SENT message (marked); a
+ *    reserved slot (reads as NULL), taken by the read() that took the
+ *    message, before it copies anything, so that the message enters the
+ *    index under channel->lock with no allocation there; or a value, the
+ *    record of a request that timed out after this channel read it (a
+ *    READ's len, else 0), so that its late reply is accepted, never a
+ *    protocol error.  The entry goes with the message: erased when a reply
+ *    takes it, or when the channel leaves service with it (a requeue or a
+ *    failure), turned into a record when it times out (a store over an
+ *    entry, which allocates nothing), released when a read() puts it back.
+ *    Records live until their late reply or the channel's release; the
+ *    xarray is destroyed with the channel.
  *
  * The data path takes no lock that all channels share.  map() puts a BIO on
  * one channel's queue (round robin) under that channel's lock; a read()
  * takes from its own queue and, when that is empty (or it reads batches),
  * from the other channels' (so a busy or stuck reader does not hold
- * requests back while another waits); a write() finds the request under its
- * channel's lock.  Counters are atomics.  A read() sleeps on its own
- * channel's wait queue, and map() wakes one sleeping reader, the chosen
- * channel's or another that will take the request over, unless a reader it
- * woke is still coming (see dmu_reader_wake()).  target->lock guards the
+ * requests back while another waits); a write() finds the request by seq
+ * in its channel's seqs, under that channel's lock.  Counters are atomics.
+ * A read() sleeps on its own channel's wait queue, and map() wakes one
+ * sleeping reader, the chosen channel's or another that will take the
+ * request over, unless a reader it woke is still coming (see
+ * dmu_reader_wake()).  target->lock guards the
  * backlog, the channel set and list, the live arguments and the target's
  * state (orphaned, recovering, suspending, dead): what changes when a
  * daemon comes or goes, not per request.
@@ -80,15 +98,17 @@
  *  3. channel->rd_lock, channel->wr_lock (never both)
  *  4. target->lock (a spinlock: map() takes no sleeping lock)
  *  5. channel->lock (a spinlock; never two channels' at once)
- *  6. channel->expired's xa_lock
+ *  6. channel->seqs's xa_lock (alone, in read()'s reservation)
  *
  * The timeout work, under target->lock, may trylock a channel's rd_lock or
  * wr_lock; a trylock never waits, so it takes no part in this order.
  *
  * Memory: map() and the paths that end requests (a reply, a refusal, a
  * release, the timeout and recovery work, presuspend) allocate nothing they
- * would wait for.  The work runs on dmu_wq, a WQ_MEM_RECLAIM workqueue, so it
- * makes progress when reclaim is waiting on this very device.
+ * would wait for.  Only read() allocates, and under no spinlock: the
+ * xarray nodes of its reservations (GFP_NOIO; see dmu_reserve_seqs()).
+ * The work runs on dmu_wq, a WQ_MEM_RECLAIM workqueue, so it makes progress
+ * when reclaim is waiting on this very device.
  *
  * Device-mapper suspends a device, and waits for every BIO it has mapped,
  * before it calls the destructor, so no message exists when the last dtr
@@ -129,6 +149,7 @@
 #include <linux/device-mapper.h>
 #include <linux/fs.h>
 #include <linux/kref.h>
+#include <linux/list_sort.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/percpu.h>
@@ -293,9 +314,18 @@ struct dmu_channel {
 	size_t reply_pos;
 	u64 drain;			/* late reply payload bytes to discard */
 	bool broken;			/* protocol error: the channel is refused */
-	/* Requests that timed out after this channel read them, by seq. */
-	struct xarray expired;		/* value: a READ's len, else 0 */
+	/*
+	 * The requests this channel has read and not seen answered, by seq
+	 * (see the comment at the top): a SENT message (marked DMU_XA_SENT),
+	 * a reserved slot for one its read() has taken and not finished
+	 * copying, or a value, for one that timed out after it was read: a
+	 * READ's len, else 0.
+	 */
+	struct xarray seqs;
 };
+
+/* The mark of a SENT message in channel->seqs: the timeout work's walk. */
+#define DMU_XA_SENT	XA_MARK_0
 
 /* Control names in use, so a duplicate fails in ctr, not in sysfs. */
 static LIST_HEAD(dmu_targets);
@@ -717,24 +747,36 @@ static void dmu_wake_all_locked(struct dmu_target *t)
 		wake_up_all(&cs->ch[i]->rd_wait);
 }
 
+static int dmu_seq_cmp(void *priv, const struct list_head *a,
+		       const struct list_head *b)
+{
+	return list_entry(a, struct dmu_msg, node)->hdr.seq >
+	       list_entry(b, struct dmu_msg, node)->hdr.seq;
+}
+
 /*
  * Puts messages back on the backlog, in seq order, ahead of everything
  * mapped since: those a channel held (@held: they count as requeued) or
- * had queued.  Called with target->lock held.
+ * had queued.  @list is in no particular order (a sent list is in the
+ * order its daemon read them): a merge sort, then one merge into the
+ * backlog (in seq order), which stops where the last of them goes:
+ * O(n log n) for n messages, plus the backlog ahead of them.  Called with
+ * target->lock held; list_sort() allocates nothing.
  */
 static void dmu_requeue_locked(struct dmu_target *t, struct list_head *list,
 			       bool held)
 {
-	struct dmu_msg *m, *tmp, *pos;
+	struct list_head *pos = t->backlog.next;
+	struct dmu_msg *m, *tmp;
 
-	list_for_each_entry_safe_reverse(m, tmp, list, node) {
-		list_del(&m->node);
+	list_sort(NULL, list, dmu_seq_cmp);
+	list_for_each_entry_safe(m, tmp, list, node) {
 		dmu_msg_reset(m);
-		/* Find the first queued message with a larger seq. */
-		list_for_each_entry(pos, &t->backlog, node)
-			if (pos->hdr.seq > m->hdr.seq)
-				break;
-		list_add_tail(&m->node, &pos->node);
+		/* Past the queued messages with a smaller seq. */
+		while (pos != &t->backlog &&
+		       list_entry(pos, struct dmu_msg, node)->hdr.seq < m->hdr.seq)
+			pos = pos->next;
+		list_move_tail(&m->node, pos);
 		if (held) {
 			dmu_hwm(&t->hwm_queued,
 				atomic_inc_return(&t->nr_queued));
@@ -792,32 +834,23 @@ static bool dmu_expired(const struct dmu_msg *m, unsigned long tmo)
 }
 
 /*
- * Remembers a request that timed out after @c read it, so that its late
- * reply is accepted (a READ's data discarded) rather than refused, however
- * many others timed out since.  Called with @c's lock held from the timeout
- * work, which must neither sleep nor wait for memory, so the record is
- * allocated without waiting; without it a late reply to this request is
- * refused, and the log says why.  The record lives until that reply or the
- * channel's release.  (Where unsigned long is 32 bits, seqs 2^32 apart
- * share a record.)
+ * What channel->seqs keeps of a request that timed out after the channel
+ * read it, so that its late reply is accepted (a READ's data discarded)
+ * rather than refused, however many others timed out since: the bytes of
+ * data that reply may carry.  The record lives until that reply or the
+ * channel's release.
  */
-static void dmu_remember_expired(struct dmu_channel *c, struct dmu_msg *m)
+static void *dmu_expired_entry(const struct dmu_msg *m)
 {
-	u64 len = m->hdr.type == DM_USER_REQ_MAP_READ ? m->hdr.len : 0;
-
-	if (xa_is_err(xa_store(&c->expired, (unsigned long)m->hdr.seq,
-			       xa_mk_value(len), GFP_NOWAIT | __GFP_NOWARN)))
-		DMERR_LIMIT("%s: channel %u: cannot keep timed-out seq %llu: late reply refused",
-			    c->t->ctl_name, c->id, m->hdr.seq);
+	return xa_mk_value(m->hdr.type == DM_USER_REQ_MAP_READ ? m->hdr.len : 0);
 }
 
 /*
- * Moves the messages of @from older than @tmo to @to and returns how many.
- * @c is the channel that read them, or NULL for a queue.
+ * Moves the messages of queue @from older than @tmo to @to and returns how
+ * many.
  */
 static unsigned int dmu_collect_expired(struct list_head *from,
 					struct list_head *to,
-					struct dmu_channel *c,
 					unsigned long tmo)
 {
 	struct dmu_msg *m, *tmp;
@@ -825,13 +858,41 @@ static unsigned int dmu_collect_expired(struct list_head *from,
 
 	list_for_each_entry_safe(m, tmp, from, node) {
 		if (dmu_expired(m, tmo)) {
-			if (c)
-				dmu_remember_expired(c, m);
 			list_move_tail(&m->node, to);
 			n++;
 		}
 	}
 	return n;
+}
+
+/*
+ * Moves @c's SENT messages older than @tmo to @to, each replaced in
+ * c->seqs by its record for a late reply.  The walk is bounded: it visits
+ * the SENT messages (the marked entries, skipping the records) in seq
+ * order and stops at the first one that is not expired, because a higher
+ * seq was mapped no earlier, with one exception: map() stamps a request's
+ * age before it takes its seq, and may wait for queue_depth in between, so
+ * a request that waited (or was preempted there) can have a higher seq
+ * than one mapped after it; it then ends when that one has ended or
+ * expired, which is at most that wait later: no later than timeout_ms after
+ * it took its seq.  Replacing an
+ * entry never allocates.  Called with @c's lock held.
+ */
+static void dmu_expire_sent(struct dmu_channel *c, struct list_head *to,
+			    unsigned long tmo)
+{
+	XA_STATE(xas, &c->seqs, 0);
+	struct dmu_msg *m;
+
+	xas_lock(&xas);
+	xas_for_each_marked(&xas, m, ULONG_MAX, DMU_XA_SENT) {
+		if (!dmu_expired(m, tmo))
+			break;
+		xas_clear_mark(&xas, DMU_XA_SENT);
+		xas_store(&xas, dmu_expired_entry(m));
+		list_move_tail(&m->node, to);
+	}
+	xas_unlock(&xas);
 }
 
 /*
@@ -859,7 +920,9 @@ static void dmu_expire_current(struct dmu_channel *c, unsigned long tmo,
 			c->gone = m->hdr;
 			WRITE_ONCE(c->gone_pos, m->pos);
 			WRITE_ONCE(c->gone_len, dmu_bytes_to_user(m));
-			dmu_remember_expired(c, m);
+			/* Into its reserved slot: allocates nothing. */
+			xa_store(&c->seqs, (unsigned long)m->hdr.seq,
+				 dmu_expired_entry(m), GFP_NOWAIT);
 			list_add_tail(&m->node, to);
 		}
 		spin_unlock(&c->lock);
@@ -961,12 +1024,11 @@ static void dmu_work(struct work_struct *work)
 	}
 	if (t->args.timeout_ms) {
 		tmo = msecs_to_jiffies(t->args.timeout_ms);
-		queued = dmu_collect_expired(&t->backlog, &expired, NULL, tmo);
+		queued = dmu_collect_expired(&t->backlog, &expired, tmo);
 		list_for_each_entry(c, &t->channels, node) {
 			spin_lock(&c->lock);
-			queued += dmu_collect_expired(&c->queue, &expired,
-						      NULL, tmo);
-			dmu_collect_expired(&c->sent, &expired, c, tmo);
+			queued += dmu_collect_expired(&c->queue, &expired, tmo);
+			dmu_expire_sent(c, &expired, tmo);
 			spin_unlock(&c->lock);
 			dmu_expire_current(c, tmo, &expired);
 		}
@@ -1029,7 +1091,7 @@ static int dev_open(struct inode *inode, struct file *file)
 	init_waitqueue_head(&c->rd_wait);
 	mutex_init(&c->rd_lock);
 	mutex_init(&c->wr_lock);
-	xa_init(&c->expired);
+	xa_init(&c->seqs);
 
 	/* Room in the set for one more; it grows here and only here. */
 	spin_lock(&t->lock);
@@ -1096,6 +1158,7 @@ static void dmu_detach_locked(struct dmu_channel *c, bool closing,
 {
 	struct dmu_target *t = c->t;
 	bool was_in_service = !c->detached;
+	struct dmu_msg *m;
 	LIST_HEAD(unread);
 	LIST_HEAD(held);
 
@@ -1106,8 +1169,12 @@ static void dmu_detach_locked(struct dmu_channel *c, bool closing,
 	c->detached = true;
 	dmu_looked(c);
 	list_splice_tail_init(&c->queue, &unread);
+	/* Their replies are no longer expected here: erasing frees only. */
+	list_for_each_entry(m, &c->sent, node)
+		xa_erase(&c->seqs, (unsigned long)m->hdr.seq);
 	list_splice_tail_init(&c->sent, &held);
 	if (closing && c->rd_cur) {
+		xa_erase(&c->seqs, (unsigned long)c->rd_cur->hdr.seq);
 		list_add_tail(&c->rd_cur->node, &held);
 		WRITE_ONCE(c->rd_cur, NULL);
 	}
@@ -1154,7 +1221,7 @@ static int dev_release(struct inode *inode, struct file *file)
 	spin_unlock(&t->lock);
 
 	dmu_end_list(t, &failed, BLK_STS_IOERR, DM_USER_END_CLOSED);
-	xa_destroy(&c->expired);
+	xa_destroy(&c->seqs);
 	mutex_destroy(&c->rd_lock);
 	mutex_destroy(&c->wr_lock);
 	call_rcu(&c->rcu, dmu_channel_free_rcu);
@@ -1361,6 +1428,51 @@ static bool dmu_gone_left(struct dmu_channel *c)
 }
 
 /*
+ * Reserves a slot in c->seqs for each message a read() has taken, before
+ * any of it is copied, so that it becomes SENT under c->lock without an
+ * allocation there.  This runs in the daemon's own read(), which holds only
+ * rd_lock and may sleep (its copy to user memory may fault in pages), so
+ * it may wait for memory; GFP_NOIO, since the I/O reclaim would start
+ * could be this device's.  On failure no slot is left reserved and the
+ * read() copies nothing more: the messages go back on the queue.  (Where
+ * unsigned long is 32 bits, a seq 2^32 from one still outstanding finds its
+ * slot taken, and fails the same way.)
+ */
+static int dmu_reserve_seqs(struct dmu_channel *c, struct list_head *list)
+{
+	struct dmu_msg *m;
+	int err;
+
+	list_for_each_entry(m, list, node) {
+		/* A NULL entry reserves the slot. */
+		err = xa_insert(&c->seqs, (unsigned long)m->hdr.seq, NULL,
+				GFP_NOIO | __GFP_NOWARN);
+		if (err)
+			goto undo;
+	}
+	return 0;
+undo:
+	list_for_each_entry_continue_reverse(m, list, node)
+		xa_release(&c->seqs, (unsigned long)m->hdr.seq);
+	DMERR_LIMIT("%s: channel %u: cannot index the requests read: %d",
+		    c->t->ctl_name, c->id, err);
+	return -ENOMEM;
+}
+
+/* @m is SENT: into its reserved slot, marked.  Called with @c's lock held. */
+static void dmu_index_sent(struct dmu_channel *c, struct dmu_msg *m)
+{
+	XA_STATE(xas, &c->seqs, (unsigned long)m->hdr.seq);
+
+	xas_lock(&xas);
+	xas_store(&xas, m);
+	/* The slot was reserved: the store allocates nothing, and cannot fail. */
+	if (!WARN_ON_ONCE(xas_error(&xas)))
+		xas_set_mark(&xas, DMU_XA_SENT);
+	xas_unlock(&xas);
+}
+
+/*
  * read(): one request per call, header first, then a WRITE's payload.  A
  * short buffer gets the rest of the same request on the next call, as the
  * original protocol allows.  With DM_USER_CHANNEL_BATCH, as many more whole
@@ -1377,6 +1489,7 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 	LIST_HEAD(done);
 	unsigned int back = 0;
 	ssize_t r;
+	int err = 0;
 
 	if (!iov_iter_count(to))
 		return 0;
@@ -1420,6 +1533,9 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 		if (batch && iov_iter_count(to))
 			dmu_take(c, &reading, iov_iter_count(to), false, true);
 	}
+	err = dmu_reserve_seqs(c, &reading);
+	if (err)
+		goto sent;
 	list_for_each_entry_safe(m, tmp, &reading, node) {
 		size_t n = dmu_copy_out(m, to);
 
@@ -1445,9 +1561,13 @@ sent:
 	if (!list_empty(&done) || !list_empty(&reading)) {
 		list_for_each_entry(m, &reading, node) {
 			dmu_msg_reset(m);
+			/* None, if the reservation failed: a no-op then. */
+			xa_release(&c->seqs, (unsigned long)m->hdr.seq);
 			back++;
 		}
 		spin_lock(&c->lock);
+		list_for_each_entry(m, &done, node)
+			dmu_index_sent(c, m);
 		list_splice_tail(&done, &c->sent);
 		list_splice(&reading, &c->queue);
 		spin_unlock(&c->lock);
@@ -1457,43 +1577,55 @@ sent:
 		dmu_wake_reader(t, NULL);
 	}
 	if (!r)
-		r = -EFAULT;
+		r = err ?: -EFAULT;
 out:
 	mutex_unlock(&c->rd_lock);
 	return r;
 }
 
-static struct dmu_msg *dmu_find_sent(struct dmu_channel *c, u64 seq)
+/*
+ * Finds what c->reply answers, by its seq, in c->seqs: a SENT message,
+ * which it takes (its caller owns it), or the record of one that timed out
+ * after this channel read it (see dmu_expired_entry()), which it forgets.
+ * Returns the entry, or NULL when the channel expects no such reply (a slot
+ * reserved by a read() under way reads as NULL too).  Called with wr_lock
+ * held.
+ */
+static void *dmu_find_reply(struct dmu_channel *c)
 {
-	struct dmu_msg *m, *found = NULL;
+	XA_STATE(xas, &c->seqs, (unsigned long)c->reply.seq);
+	struct dmu_msg *m;
+	void *e;
 
 	spin_lock(&c->lock);
-	list_for_each_entry(m, &c->sent, node) {
-		if (m->hdr.seq == seq) {
+	xas_lock(&xas);
+	e = xas_load(&xas);
+	if (xa_is_zero(e) || (e && !xa_is_value(e) &&
+			      ((struct dmu_msg *)e)->hdr.seq != c->reply.seq)) {
+		/* Reserved, or (32-bit) another seq with the same index. */
+		e = NULL;
+	} else if (e) {
+		xas_store(&xas, NULL);
+		if (!xa_is_value(e)) {
+			m = e;
 			list_del_init(&m->node);
-			found = m;
-			break;
 		}
 	}
+	xas_unlock(&xas);
 	spin_unlock(&c->lock);
-	return found;
+	return e;
 }
 
 /*
  * A reply to a request that timed out after this channel read it is late,
- * not wrong: it is accepted, and a READ's data are discarded.  Called with
- * wr_lock held.
+ * not wrong: it is accepted, and a READ's data are discarded.  @e is the
+ * request's record in c->seqs.  Called with wr_lock held.
  */
-static bool dmu_late_reply(struct dmu_channel *c)
+static void dmu_late_reply(struct dmu_channel *c, void *e)
 {
-	void *e = xa_erase(&c->expired, (unsigned long)c->reply.seq);
-
-	if (!e)
-		return false;
 	if (c->reply.type == DM_USER_RESP_SUCCESS)
 		c->drain = xa_to_value(e);
 	trace_dm_user_write(c->t->dev, c->reply.seq, c->reply.type);
-	return true;
 }
 
 /* Ends a REPLYING message with the daemon's status. */
@@ -1550,6 +1682,7 @@ static ssize_t dev_write(struct kiocb *iocb, struct iov_iter *from)
 
 	while (iov_iter_count(from)) {
 		struct dmu_msg *m = c->wr_cur;
+		void *e;
 
 		if (c->drain) {
 			n = iov_iter_count(from);
@@ -1571,10 +1704,11 @@ static ssize_t dev_write(struct kiocb *iocb, struct iov_iter *from)
 				break;
 			c->reply_pos = 0;
 
-			m = dmu_find_sent(c, c->reply.seq);
-			if (!m && dmu_late_reply(c)) {
+			e = dmu_find_reply(c);
+			if (xa_is_value(e)) {
+				dmu_late_reply(c, e);
 				continue;
-			} else if (!m) {
+			} else if (!e) {
 				dmu_refuse(c, c->reply.seq < (u64)atomic64_read(&t->next_seq) ?
 					   "reply to a request not outstanding on this channel" :
 					   "reply to a request never issued",
@@ -1582,6 +1716,7 @@ static ssize_t dev_write(struct kiocb *iocb, struct iov_iter *from)
 				done = done > n ? done - n : -EINVAL;
 				goto out;
 			}
+			m = e;
 			if (m->map_ns)
 				m->reply_ns = ktime_get_ns();
 			trace_dm_user_write(t->dev, m->hdr.seq, c->reply.type);

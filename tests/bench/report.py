@@ -35,6 +35,7 @@ failed (the report is still written and says which); 2 on bad input.
 """
 
 import argparse
+import collections
 import json
 import math
 import os
@@ -276,16 +277,25 @@ def collect(runs, paths, jobs, repeat, load_fio):
                              "message": run["message"] or "failed"})
             continue
         try:
-            by_name = {j["jobname"]: j for j in load_fio(run).get("jobs", [])}
+            fio_jobs = load_fio(run).get("jobs", [])
         except (OSError, ValueError, BadInput) as e:
             run["status"] = "failed"
             failures.append({"rep": run["rep"], "path": run["path"], "job": None,
                              "message": f"fio output: {e}"})
             continue
+        by_name = {j["jobname"]: j for j in fio_jobs}
+        count = collections.Counter(j["jobname"] for j in fio_jobs)
         for job in jobs:
             if job not in by_name:
                 failures.append({"rep": run["rep"], "path": run["path"], "job": job,
                                  "message": "not in fio's output"})
+                continue
+            if count[job] > 1:
+                # numjobs without group_reporting: one entry per process, and
+                # any one of them would be a fraction of the job's IOPS.
+                failures.append({"rep": run["rep"], "path": run["path"], "job": job,
+                                 "message": f"{count[job]} entries in fio's output"
+                                            " (numjobs without group_reporting)"})
                 continue
             m = job_metrics(by_name[job])
             if m["error"]:

@@ -280,6 +280,50 @@ class MissingPaths(unittest.TestCase):
         self.assertEqual(sorted(f["job"] for f in failures), JOBS)
         self.assertEqual(runs[0]["jobs"], {})
 
+    DEEP = ["randread-4k-qd256", "randread-4k-16j-qd32"]
+
+    def test_deep_queue_jobs_reported_like_the_others(self):
+        # The 16-job job as fio reports it with group_reporting: one entry, the
+        # group's IOPS.
+        res = results_from({p: [100, 110, 120] for p in PATHS}, jobs=JOBS + self.DEEP)
+        self.assertEqual(res["failures"], [])
+        for job in self.DEEP:
+            self.assertEqual(res["summary"][job]["dmuser-N"]["iops"]["median"], 110)
+            md = report.render_md(res)
+            self.assertIn(f"## {job}\n", md)
+            self.assertIn("| dmuser-N | 110 | 100–120 |", md)
+
+    def test_job_reported_per_process_is_a_failure(self):
+        # numjobs without group_reporting: 16 entries of one name, each a
+        # sixteenth of the job; none of them may stand for the job.
+        meta, notes, runs, *_ = report.load_manifest(
+            manifest(["loop"], ["randread-4k-16j-qd32"], 1, [(1, "loop", "ok", "")]))
+        out = {"jobs": [fio_job("randread-4k-16j-qd32", riops=5) for _ in range(16)]}
+        runs, failures = report.collect(runs, ["loop"], ["randread-4k-16j-qd32"], 1,
+                                         lambda r: out)
+        self.assertEqual([(f["job"], f["message"]) for f in failures],
+                         [("randread-4k-16j-qd32",
+                           "16 entries in fio's output (numjobs without group_reporting)")])
+        self.assertEqual(runs[0]["jobs"], {})
+
+    def test_jobs_file_has_the_deep_jobs_and_groups_every_multi_job(self):
+        path = os.path.join(HERE, "..", "..", "bench", "jobs.fio")
+        sections, cur = {}, None
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("[") and line.endswith("]"):
+                    cur = sections.setdefault(line[1:-1], {})
+                elif cur is not None and "=" in line and not line.startswith(";"):
+                    k, v = line.split("=", 1)
+                    cur[k] = v
+        self.assertEqual(sections["randread-4k-qd256"].get("iodepth"), "256")
+        deep = sections["randread-4k-16j-qd32"]
+        self.assertEqual((deep.get("numjobs"), deep.get("iodepth")), ("16", "32"))
+        for name, opts in sections.items():
+            if int(opts.get("numjobs", "1")) > 1:
+                self.assertEqual(opts.get("group_reporting"), "1", name)
+
 
 class PairedBpfCost(unittest.TestCase):
     # Costs 2%, 4%, 1%, 10%, 3%: median 3%, min 1%, max 10%.
