@@ -1,0 +1,113 @@
+#!/bin/bash
+# timeout: 900
+# soak-timeout: 3600
+# dmuserd with the NBD backend killed with SIGKILL under I/O, 3 times (20 in
+# `make soak`), and each time a new dmuserd --attach to the same device and
+# the same export, within the target's recovery window: no acknowledged
+# write is lost.
+#  - the server: nbdkit's memory plugin on a unix socket; the delay filter
+#    holds each write 20 ms, so that requests are in flight in dmuserd (and at
+#    the server) when it is killed: the test waits for the metrics to show
+#    requests read and not answered before each kill;
+#  - the writes of known content: 64 KiB chunks of random data, each with
+#    O_DIRECT|O_DSYNC (dd), one after the other, each chunk's number logged
+#    once dd returned 0 (acknowledged); afterwards every chunk logged reads
+#    back equal;
+#  - meanwhile fio --verify=crc32c writes (paced: 100 IOPS, so that the kills
+#    land in its write phase) and verifies another part of the device: no I/O
+#    error, no verify error;
+#  - the target counts no failed request, and at least one request was
+#    requeued (a kill found some in flight).
+# Kernel-independent (the kernel's side of a daemon killed and replaced is
+# 200-daemon-kill9's, on every kernel): runs on 6.1 and in the debug lane.
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+dmu_kernel_independent "dmuserd's NBD backend under kill -9; the kernel's side is 200's"
+command -v nbdkit >/dev/null || skip "nbdkit is not installed (Debian package nbdkit)"
+tmp=$(dmu_tmpdir)
+name=dmu-test-nbdkill
+dev=/dev/mapper/$name
+kills=$(dmu_scale 3 20)
+MiB=$((1024 * 1024))
+chunk=$((64 * 1024))
+chunks=256 # 16 MiB at 32 MiB, after fio's 32 MiB
+ip link set lo up # the metrics listen on 127.0.0.1
+dmu_load
+
+dmu_bg nbdkit -f -U "$tmp/nbd.sock" --filter=delay memory size=64M wdelay=20ms
+wait_for_path "$tmp/nbd.sock" 30 || die "nbdkit did not create its socket"
+uri="nbd+unix:///?socket=$tmp/nbd.sock"
+
+daemon_start() {
+	rm -f "$tmp/ready"
+	dmu_bg "$DMU_DAEMON" --backend "$uri" --name "$name" --threads 2 --metrics 0 \
+		--ready-file "$tmp/ready" "$@" 2>>"$tmp/dmuserd.err"
+	DMU_DAEMON_PID=$DMU_BG_PID
+	wait_until 30 _dmu_daemon_up_or_dead "$tmp/ready" "$DMU_DAEMON_PID" ||
+		die "dmuserd did not write its ready file within 30 s"
+	[[ -e $tmp/ready ]] || die "dmuserd exited before it was ready: $(cat "$tmp/dmuserd.err")"
+}
+daemon_start --recovery-ms 30000
+assert_eq "$(blockdev --getsize64 "$dev")" $((64 * MiB)) "size of $dev"
+
+field() { dmsetup status "$name" | awk -v n="$1" '{ print $n }'; }
+# requests the running dmuserd read and has not answered (its JSON metrics)
+held() {
+	local port
+	port=$(sed -n 's/^metrics=127\.0\.0\.1://p' "$tmp/ready")
+	(($(curl -sf "http://127.0.0.1:$port/metrics" | jq '.in_flight') > 0))
+}
+
+head -c $((chunks * chunk)) /dev/urandom >"$tmp/data"
+: >"$tmp/acked"
+writer() {
+	local i
+	for ((i = 0; i < chunks; i++)); do
+		dd if="$tmp/data" of="$dev" bs="$chunk" skip="$i" seek=$((32 * 16 + i)) count=1 \
+			oflag=direct,dsync conv=notrunc status=none || return 1
+		echo "$i" >>"$tmp/acked"
+	done
+}
+dmu_bg writer
+writer_pid=$DMU_BG_PID
+dmu_bg fio --name=nbd-kill9 --filename="$dev" --rw=randwrite --bssplit=4k/50:32k/30:128k/20 \
+	--size=32M --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=100 --verify=crc32c \
+	--do_verify=1 --verify_fatal=1 --verify_state_save=0 --output="$tmp/fio.out"
+fio_pid=$DMU_BG_PID
+
+requeued0=$(field 10)
+for ((i = 1; i <= kills; i++)); do
+	wait_until 60 held || die "kill $i: dmuserd holds no request: $(dmsetup status "$name")"
+	before=$(field 10)
+	kill -KILL "$DMU_DAEMON_PID"
+	wait "$DMU_DAEMON_PID" 2>/dev/null || true
+	log "kill $i: requeued $(($(field 10) - before)) requests; $(wc -l <"$tmp/acked") chunks acknowledged"
+	daemon_start --attach
+done
+rc=0
+dmu_wait "$writer_pid" 300 || rc=$?
+assert_eq "$rc" 0 "the writer of known chunks (status; 124: still running after 300 s)"
+rc=0
+dmu_wait "$fio_pid" 300 || rc=$?
+assert_eq "$rc" 0 "fio (status; 124: still running after 300 s): $(cat "$tmp/fio.out")"
+grep -q "err= 0" "$tmp/fio.out" || die "fio reported errors: $(cat "$tmp/fio.out")"
+
+acked=$(wc -l <"$tmp/acked")
+assert_eq "$acked" "$chunks" "chunks acknowledged"
+log "checking the $acked acknowledged chunks"
+dd if="$dev" of="$tmp/back" bs="$MiB" skip=32 count=16 iflag=direct status=none
+while read -r i; do
+	cmp -s -n "$chunk" -i $((i * chunk)):$((i * chunk)) "$tmp/data" "$tmp/back" ||
+		die "chunk $i, acknowledged before a kill or after, reads back different"
+done <"$tmp/acked"
+
+status=$(dmsetup status "$name")
+log "status: $status"
+read -r _ _ _ _ _ _ _ errors _ requeues _ <<<"$status"
+assert_eq "$errors" 0 "failed requests"
+((requeues > requeued0)) || die "no kill found a request in flight (requeues $requeues): the test tested nothing"
+dmu_daemon_stop
+# An --attach daemon leaves the device in place.
+dmsetup remove --noudevsync "$name"
+dmu_unload
