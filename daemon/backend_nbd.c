@@ -281,6 +281,12 @@ static void advance(struct nbd_slot *s)
 		if (s->err || s->stage == ST_POSTFLUSH) {
 			struct dmu_req *req = s->req;
 
+			if (s->err && window_ms(s->c) && is_dead(s->c->h)) {
+				/* the handle died inside a call that issued fine */
+				lose(s->c);
+				return;
+			}
+
 			s->req = NULL;
 			dmu_req_complete(req, s->err);
 			return;
