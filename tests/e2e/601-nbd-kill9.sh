@@ -6,9 +6,10 @@
 # the same export, within the target's recovery window: no acknowledged
 # write is lost.
 #  - the server: nbdkit's memory plugin on a unix socket; the delay filter
-#    holds each write 20 ms, so that requests are in flight in dmuserd (and at
-#    the server) when it is killed: the test waits for the metrics to show
-#    requests read and not answered before each kill;
+#    holds each write 500 ms, so that requests are in flight in dmuserd (and
+#    at the server) when it is killed: the test waits for the metrics to show
+#    requests read and not answered, and kills at once (with 20 ms, 3 kills
+#    requeued nothing: under TCG the requests were answered before the kill);
 #  - the writes of known content: 64 KiB chunks of random data, each with
 #    O_DIRECT|O_DSYNC (dd), one after the other, each chunk's number logged
 #    once dd returned 0 (acknowledged); afterwards every chunk logged reads
@@ -31,11 +32,11 @@ dev=/dev/mapper/$name
 kills=$(dmu_scale 3 20)
 MiB=$((1024 * 1024))
 chunk=$((64 * 1024))
-chunks=256 # 16 MiB at 32 MiB, after fio's 32 MiB
+chunks=64 # 4 MiB at 32 MiB, after fio's 16 MiB
 ip link set lo up # the metrics listen on 127.0.0.1
 dmu_load
 
-dmu_bg nbdkit -f -U "$tmp/nbd.sock" --filter=delay memory size=64M wdelay=20ms
+dmu_bg nbdkit -f -U "$tmp/nbd.sock" --filter=delay memory size=64M wdelay=500ms
 wait_for_path "$tmp/nbd.sock" 30 || die "nbdkit did not create its socket"
 uri="nbd+unix:///?socket=$tmp/nbd.sock"
 
@@ -72,14 +73,14 @@ writer() {
 dmu_bg writer
 writer_pid=$DMU_BG_PID
 dmu_bg fio --name=nbd-kill9 --filename="$dev" --rw=randwrite --bssplit=4k/50:32k/30:128k/20 \
-	--size=32M --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=100 --verify=crc32c \
+	--size=16M --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=100 --verify=crc32c \
 	--do_verify=1 --verify_fatal=1 --verify_state_save=0 --output="$tmp/fio.out"
 fio_pid=$DMU_BG_PID
 
 requeued0=$(field 10)
 for ((i = 1; i <= kills; i++)); do
-	wait_until 60 held || die "kill $i: dmuserd holds no request: $(dmsetup status "$name")"
 	before=$(field 10)
+	wait_until 60 held || die "kill $i: dmuserd holds no request: $(dmsetup status "$name")"
 	kill -KILL "$DMU_DAEMON_PID"
 	wait "$DMU_DAEMON_PID" 2>/dev/null || true
 	log "kill $i: requeued $(($(field 10) - before)) requests; $(wc -l <"$tmp/acked") chunks acknowledged"
@@ -96,7 +97,7 @@ grep -q "err= 0" "$tmp/fio.out" || die "fio reported errors: $(cat "$tmp/fio.out
 acked=$(wc -l <"$tmp/acked")
 assert_eq "$acked" "$chunks" "chunks acknowledged"
 log "checking the $acked acknowledged chunks"
-dd if="$dev" of="$tmp/back" bs="$MiB" skip=32 count=16 iflag=direct status=none
+dd if="$dev" of="$tmp/back" bs="$MiB" skip=32 count=4 iflag=direct status=none
 while read -r i; do
 	cmp -s -n "$chunk" -i $((i * chunk)):$((i * chunk)) "$tmp/data" "$tmp/back" ||
 		die "chunk $i, acknowledged before a kill or after, reads back different"
