@@ -5,15 +5,15 @@
 # `make soak`), and each time a new dmuserd --attach to the same device and
 # the same export, within the target's recovery window: no acknowledged
 # write is lost.
-#  - the server: nbdkit's memory plugin on a unix socket.  Before each kill
-#    the test stops it (SIGSTOP), so that dmuserd's requests stay in flight,
-#    waits until dmuserd's metrics show requests read and not answered, kills
-#    dmuserd, and lets the server go on (SIGCONT: it answers a closed
-#    connection).  Every kill must requeue requests.  (Holding the writes with
-#    nbdkit's delay filter instead: 20 ms was too short for the kills to find
-#    any under TCG, and at 500 ms nbdkit 1.32 aborted, "raw_send_socket:
-#    Assertion `sock >= 0' failed", after the delay filter saw the connection
-#    close.);
+#  - the server: qemu-nbd (Debian's qemu-utils) on a unix socket, serving a
+#    raw file.  Before each kill the test stops it (SIGSTOP), so that
+#    dmuserd's requests stay in flight, waits until dmuserd's metrics show
+#    requests read and not answered, kills dmuserd, and lets the server go on
+#    (SIGCONT: it answers a closed connection).  Every kill must requeue
+#    requests.  Not nbdkit: nbdkit 1.32 (bookworm) aborts ("raw_send_socket:
+#    Assertion `sock >= 0' failed") when a client dies with several requests
+#    in flight, as here (seen with SIGSTOP and with the delay filter holding
+#    the writes);
 #  - the writes of known content: 64 KiB chunks of random data, each with
 #    O_DIRECT|O_DSYNC (dd), one after the other, each chunk's number logged
 #    once dd returned 0 (acknowledged); afterwards every chunk logged reads
@@ -28,7 +28,7 @@
 . "$(dirname "$0")/lib.sh"
 
 dmu_kernel_independent "dmuserd's NBD backend under kill -9; the kernel's side is 200's"
-command -v nbdkit >/dev/null || skip "nbdkit is not installed (Debian package nbdkit)"
+command -v qemu-nbd >/dev/null || skip "qemu-nbd is not installed (Debian package qemu-utils)"
 tmp=$(dmu_tmpdir)
 name=dmu-test-nbdkill
 dev=/dev/mapper/$name
@@ -39,9 +39,11 @@ chunks=128 # 8 MiB at 32 MiB, after fio's 16 MiB
 ip link set lo up # the metrics listen on 127.0.0.1
 dmu_load
 
-dmu_bg nbdkit -f -U "$tmp/nbd.sock" memory size=64M
+truncate -s 64M "$tmp/disk.raw"
+# -t: stays up after a client goes; --shared: two dmuserds' connections at once
+dmu_bg qemu-nbd -f raw -t --shared=8 --socket="$tmp/nbd.sock" "$tmp/disk.raw"
 nbd_pid=$DMU_BG_PID
-wait_for_path "$tmp/nbd.sock" 30 || die "nbdkit did not create its socket"
+wait_for_path "$tmp/nbd.sock" 30 || die "qemu-nbd did not create its socket"
 uri="nbd+unix:///?socket=$tmp/nbd.sock"
 
 daemon_start() {
