@@ -22,7 +22,7 @@
 . "$(dirname "$0")/lib.sh"
 
 dmu_kernel_independent "dmuserd's NBD backend against qemu-nbd; the kernel's side is the file backend's"
-command -v qemu-nbd >/dev/null || skip "qemu-nbd is not installed (Debian package qemu-utils)"
+command -v qemu-nbd >/dev/null || die "qemu-nbd is not installed: Debian package qemu-utils (make deps)"
 tmp=$(dmu_tmpdir)
 name=dmu-test-qnbd
 dev=/dev/mapper/$name
