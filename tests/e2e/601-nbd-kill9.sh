@@ -17,7 +17,7 @@
 #  - the writes of known content: 64 KiB chunks of random data, each with
 #    O_DIRECT|O_DSYNC (dd), one after the other, each chunk's number logged
 #    once dd returned 0 (acknowledged); afterwards every chunk logged reads
-#    back equal;
+#    back equal, through the device and in the server's file;
 #  - meanwhile fio --verify=crc32c writes (paced: 50 IOPS, so that the kills
 #    land in its write phase) and verifies another part of the device: no I/O
 #    error, no verify error;
@@ -35,7 +35,9 @@ dev=/dev/mapper/$name
 kills=$(dmu_scale 3 20)
 MiB=$((1024 * 1024))
 chunk=$((64 * 1024))
-chunks=64 # 4 MiB at 32 MiB, after fio's 16 MiB (outlasting the kills, done in ~10 s under TCG)
+# 4 MiB (32 in soak) at 32 MiB, after fio's 16 MiB, outlasting the kills (3 take
+# ~10 s under TCG)
+chunks=$(dmu_scale 64 512)
 ip link set lo up # the metrics listen on 127.0.0.1
 dmu_load
 
@@ -106,10 +108,14 @@ grep -q "err= 0" "$tmp/fio.out" || die "fio reported errors: $(cat "$tmp/fio.out
 acked=$(wc -l <"$tmp/acked")
 assert_eq "$acked" "$chunks" "chunks acknowledged"
 log "checking the $acked acknowledged chunks"
-dd if="$dev" of="$tmp/back" bs="$MiB" skip=32 count=4 iflag=direct status=none
+dd if="$dev" of="$tmp/back" bs="$MiB" skip=32 count=$((chunks / 16)) iflag=direct status=none
+# and in the server's file (qemu-nbd writes it with pwrite: the page cache has it)
+dd if="$tmp/disk.raw" of="$tmp/back.raw" bs="$MiB" skip=32 count=$((chunks / 16)) status=none
 while read -r i; do
 	cmp -s -n "$chunk" -i $((i * chunk)):$((i * chunk)) "$tmp/data" "$tmp/back" ||
 		die "chunk $i, acknowledged before a kill or after, reads back different"
+	cmp -s -n "$chunk" -i $((i * chunk)):$((i * chunk)) "$tmp/data" "$tmp/back.raw" ||
+		die "chunk $i, acknowledged, is not in the server's file"
 done <"$tmp/acked"
 
 status=$(dmsetup status "$name")
