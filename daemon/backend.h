@@ -48,6 +48,21 @@ struct dmu_backend_async_ops {
 	int (*poll_fd)(struct dmu_backend *b, short *events);
 	/* The descriptor is ready (revents from poll): make progress. */
 	void (*notify)(struct dmu_backend *b, short revents);
+	/*
+	 * Optional (NULL: -1): how long the loop may wait, in ms, before
+	 * calling notify with revents 0 (a timer: the NBD backend's
+	 * reconnect backoff and window); -1: no limit.  Asked after poll_fd.
+	 */
+	int (*timeout_ms)(struct dmu_backend *b);
+};
+
+/* A backend's own counters (the metrics' "backend" object); all 0 for a file. */
+struct dmu_backend_counters {
+	uint64_t reconnects;		/* connections re-established */
+	uint64_t reconnect_attempts;	/* attempts to (re-)establish one, successful or not */
+	uint64_t requests_replayed;	/* held requests started again on a new connection */
+	uint64_t requests_failed;	/* held requests failed with EIO: no connection in the window */
+	uint64_t disconnected;		/* connections down now (a gauge) */
 };
 
 struct dmu_backend_ops {
@@ -82,6 +97,13 @@ struct dmu_backend_ops {
 	struct dmu_backend *(*worker)(struct dmu_backend *b, unsigned index);
 	/* Optional: the asynchronous interface (above). */
 	const struct dmu_backend_async_ops *async;
+	/*
+	 * Optional: how long requests wait for a lost server to come back
+	 * (ms; 0: they fail at once).  Any thread, at any time.
+	 */
+	void (*set_reconnect_ms)(struct dmu_backend *b, uint32_t ms);
+	/* Optional (NULL: all 0): the counters, summed over workers.  Any thread. */
+	void (*counters)(struct dmu_backend *b, struct dmu_backend_counters *c);
 };
 
 struct dmu_backend {

@@ -43,6 +43,7 @@
 
 #include "backend.h"
 #include "backend_file.h"
+#include "backend_metrics.h"
 #include "log.h"
 #include "options.h"
 #include "ready.h"
@@ -177,8 +178,22 @@ static int render_metrics(void *arg, enum dmu_metrics_format format, char **buf,
 {
 	struct daemon *d = arg;
 	struct dmu_device *dev = atomic_load(&d->metrics_dev);
+	struct dmu_backend_counters c = { 0 };
+	int err;
 
-	return dev ? dmu_metrics_render(dev, format, &d->metrics_opts, buf, len) : -EAGAIN;
+	if (!dev)
+		return -EAGAIN;
+	err = dmu_metrics_render(dev, format, &d->metrics_opts, buf, len);
+	if (err)
+		return err;
+	if (d->backend->ops->counters)
+		d->backend->ops->counters(d->backend, &c);
+	err = dmu_backend_metrics_add(&c, format, buf, len);
+	if (err) {
+		free(*buf);
+		*buf = NULL;
+	}
+	return err;
 }
 
 static int start_metrics(struct daemon *d)
@@ -207,9 +222,41 @@ static int start_metrics(struct daemon *d)
 
 /* ---- 5 to 7. device and workers ---------------------------------------- */
 
+/*
+ * The NBD backend's reconnect window: --reconnect-ms, or else the table's
+ * recovery_ms, read from the live table (the one dmuserd created, or the
+ * one it attached to).  Again at each SIGHUP, which follows a
+ * `dmsetup message NAME 0 recovery_ms MS`.
+ */
+static void set_reconnect_window(struct dmu_backend *b, const struct dmu_device *dev,
+				 const struct dmu_options *o)
+{
+	char table[320];
+	const char *at;
+	unsigned long ms = 0;
+
+	if (!b->ops->set_reconnect_ms)
+		return;
+	if (o->reconnect_ms_set) {
+		ms = o->reconnect_ms;
+	} else if (dmu_device_table(dev, table, sizeof(table)) == 0) {
+		/* "<start> <sectors> <control> [<n> <key> <value> ...]" */
+		at = strstr(table, " recovery_ms ");
+		if (at)
+			ms = strtoul(at + strlen(" recovery_ms "), NULL, 10);
+	}
+	if (ms > UINT32_MAX)
+		ms = UINT32_MAX;
+	b->ops->set_reconnect_ms(b, (uint32_t)ms);
+	dmu_info("nbd: a lost server is waited for %lu ms (%s)", ms,
+		 o->reconnect_ms_set ? "--reconnect-ms" : "the table's recovery_ms");
+}
+
 static int open_channels(struct daemon *d)
 {
 	const struct dmu_backend_async_ops *async = d->backend->ops->async;
+
+	set_reconnect_window(d->backend, d->dev, &d->opt);
 	/*
 	 * An asynchronous backend: async->depth slots of the device's
 	 * largest request each (buffer_size 0), since an asynchronous
@@ -377,6 +424,7 @@ static void on_hangup(struct daemon *d)
 		 d->opt.name, table, (unsigned long long)size,
 		 dmu_device_read_only(d->dev) ? ", read-only" : "",
 		 (unsigned long long)size, dmu_pool_running(&d->pool), d->opt.threads, status);
+	set_reconnect_window(d->backend, d->dev, &d->opt);
 }
 
 /* A signal: returns KEEP_RUNNING, or the exit status. */

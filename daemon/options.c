@@ -73,6 +73,9 @@ void dmu_usage(FILE *out)
 "                           (--attach) instead of failing (default 0)\n"
 "                           These three set up the table of a device dmuserd\n"
 "                           creates; they cannot be combined with --attach.\n"
+"      --reconnect-ms MS    NBD backend: how long requests wait for a lost\n"
+"                           server to come back (reconnecting) before they\n"
+"                           fail with EIO (default: the table's recovery_ms)\n"
 "      --no-batch           read one request at a time, even where the kernel\n"
 "                           could return several per read() (DM_USER_CHANNEL_BATCH)\n"
 "      --resize BYTES       do not serve: resize the device NAME, which a\n"
@@ -170,7 +173,7 @@ int dmu_parse_size(const char *text, uint64_t *out)
 }
 
 enum { OPT_INJECT_DELAY = 256, OPT_NO_BATCH, OPT_RESIZE, OPT_QUEUE_DEPTH, OPT_TIMEOUT_MS,
-       OPT_RECOVERY_MS, OPT_ADOPT };
+       OPT_RECOVERY_MS, OPT_ADOPT, OPT_RECONNECT_MS };
 
 static const struct option long_options[] = {
 	{ "backend",		required_argument, NULL, 'b' },
@@ -188,6 +191,7 @@ static const struct option long_options[] = {
 	{ "queue-depth",	required_argument, NULL, OPT_QUEUE_DEPTH },
 	{ "timeout-ms",		required_argument, NULL, OPT_TIMEOUT_MS },
 	{ "recovery-ms",	required_argument, NULL, OPT_RECOVERY_MS },
+	{ "reconnect-ms",	required_argument, NULL, OPT_RECONNECT_MS },
 	{ "inject-delay-us",	required_argument, NULL, OPT_INJECT_DELAY },
 	{ "resize",		required_argument, NULL, OPT_RESIZE },
 	{ "config",		required_argument, NULL, 'c' },
@@ -318,6 +322,13 @@ static int parse_one(int opt, const char *arg, struct dmu_options *o)
 	case OPT_TIMEOUT_MS:
 	case OPT_RECOVERY_MS:
 		return parse_table_opt(opt, arg, o);
+	case OPT_RECONNECT_MS:
+		if (parse_unsigned(arg, UINT32_MAX, &o->reconnect_ms)) {
+			dmu_error("invalid --reconnect-ms '%s': expected 0 to %u", arg, UINT32_MAX);
+			return -1;
+		}
+		o->reconnect_ms_set = true;
+		return 0;
 	case OPT_INJECT_DELAY:
 		if (parse_unsigned(arg, 60UL * 1000 * 1000, &o->inject_delay_us)) {
 			dmu_error("invalid --inject-delay-us '%s': expected 0 to 60000000", arg);
@@ -535,6 +546,11 @@ enum dmu_parse_result dmu_options_parse(int argc, char **argv,
 	}
 	if (!o->backend || !o->name) {
 		dmu_error("--backend (or --file) and --name are required (see --help)");
+		return DMU_PARSE_ERROR;
+	}
+	if (o->reconnect_ms_set && strcmp(o->type->name, "nbd")) {
+		dmu_error("--reconnect-ms is for the NBD backend: a %s backend has no server to reconnect to",
+			  o->type->name);
 		return DMU_PARSE_ERROR;
 	}
 	return DMU_PARSE_OK;

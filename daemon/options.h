@@ -49,6 +49,13 @@ struct dmu_options {
 	uint32_t recovery_ms;
 	unsigned table_opts;	/* how many of the three were given */
 	/*
+	 * --reconnect-ms: how long the NBD backend holds requests while it
+	 * reconnects to a lost server; unset: the table's recovery_ms (at
+	 * start-up, and again at each SIGHUP).
+	 */
+	unsigned reconnect_ms;
+	bool reconnect_ms_set;
+	/*
 	 * --resize BYTES: no daemon, a one-shot command: grow --file (if
 	 * given) and reload the live table of --name with this size.
 	 */

@@ -77,13 +77,18 @@ static int run_async(struct dmu_worker *w)
 		if (r)
 			return r;
 		p[1].fd = a->poll_fd(b, &p[1].events);
-		if (poll(p, 2, -1) < 0) {
+		int timeout = a->timeout_ms ? a->timeout_ms(b) : -1;
+		int n = poll(p, 2, timeout);
+
+		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
 		if (p[1].fd >= 0 && p[1].revents)
 			a->notify(b, p[1].revents);
+		else if (n == 0 && timeout >= 0)
+			a->notify(b, 0);	/* the backend's timer */
 	}
 }
 

@@ -12,6 +12,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/dm-user.h>
@@ -44,24 +47,41 @@ struct srv {
  * their KEY=VALUE parameters.  plugin: its name and parameters; NULL: the
  * memory plugin, 1 MiB.
  */
+static void srv_spawn(struct srv *s, const char *const *extra, const char *const *plugin);
+
 static void srv_start_plugin(struct srv *s, const char *const *extra,
 			     const char *const *plugin)
 {
 	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	const char *argv[32];
-	unsigned n = 0;
-	int fd;
+	struct sockaddr_un a;
 
 	if (access("/usr/sbin/nbdkit", X_OK) && access("/usr/bin/nbdkit", X_OK))
 		SKIP("nbdkit is not installed (Debian package nbdkit)");
 	snprintf(s->dir, sizeof(s->dir), "%s/dmu-nbd-XXXXXX", tmp);
 	REQUIRE(mkdtemp(s->dir) != NULL);
 	snprintf(s->sock, sizeof(s->sock), "%s/sock", s->dir);
-	snprintf(s->log, sizeof(s->log), "logfile=%s/log", s->dir);
+	snprintf(s->log, sizeof(s->log), "%s/log", s->dir);
 	snprintf(s->uri, sizeof(s->uri), "nbd+unix:///?socket=%s", s->sock);
 	REQUIRE(strlen(s->sock) < sizeof(a.sun_path));
+	srv_spawn(s, extra, plugin);
+}
+
+/*
+ * Listen on s->sock (a new socket: a killed server's is gone) and start
+ * nbdkit on it.  Again after srv_kill(): a server restarted at the same
+ * address, as an administrator would.
+ */
+static void srv_spawn(struct srv *s, const char *const *extra, const char *const *plugin)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	char logfile[256];
+	const char *argv[32];
+	unsigned n = 0;
+	int fd;
+
+	snprintf(logfile, sizeof(logfile), "logfile=%s", s->log);
 	strcpy(a.sun_path, s->sock);
+	unlink(s->sock);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	REQUIRE(fd >= 0);
 	REQUIRE(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
@@ -80,7 +100,7 @@ static void srv_start_plugin(struct srv *s, const char *const *extra,
 	}
 	for (; plugin && *plugin; plugin++)
 		argv[n++] = *plugin;
-	argv[n++] = s->log;
+	argv[n++] = logfile;
 	for (const char *const *e = extra; e && *e; e++)
 		if (strncmp(*e, "--", 2))
 			argv[n++] = *e;
@@ -102,7 +122,6 @@ static void srv_start_plugin(struct srv *s, const char *const *extra,
 		_exit(127);
 	}
 	close(fd);
-	memmove(s->log, s->log + strlen("logfile="), strlen(s->log) - strlen("logfile=") + 1);
 }
 
 static void srv_start(struct srv *s, const char *const *extra)
@@ -675,4 +694,296 @@ TEST(nbd_server_gone_is_an_error_not_a_hang)
 		t_fail(__FILE__, __LINE__, "no message about the lost server: \"%s\"", text);
 	CHECK(strstr(strstr(text, "lost") + 1, "lost") == NULL);	/* once */
 	rig_stop(&r);
+}
+
+/* ---- reconnecting within the window ------------------------------------ */
+
+static uint64_t mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/*
+ * A server whose data outlives it: nbdkit's file plugin on a 1 MiB file
+ * in the server's directory, so a restarted server serves the same bytes.
+ */
+struct file_rig {
+	struct rig r;
+	char file[256], arg[272];
+	const char *plugin[3];
+};
+
+static void file_rig_start(struct file_rig *f, uint32_t reconnect_ms)
+{
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	int fd;
+
+	snprintf(f->file, sizeof(f->file), "%s/dmu-nbd-disk-XXXXXX", tmp);
+	fd = mkstemp(f->file);
+	REQUIRE(fd >= 0);
+	REQUIRE(ftruncate(fd, SRV_SIZE) == 0);
+	close(fd);
+	snprintf(f->arg, sizeof(f->arg), "file=%s", f->file);
+	f->plugin[0] = "file";
+	f->plugin[1] = f->arg;
+	f->plugin[2] = NULL;
+	rig_start_plugin(&f->r, NULL, f->plugin);
+	REQUIRE(f->r.b->ops->set_reconnect_ms != NULL);
+	REQUIRE(f->r.b->ops->counters != NULL);
+	f->r.b->ops->set_reconnect_ms(f->r.b, reconnect_ms);
+}
+
+static void file_rig_restart(struct file_rig *f)
+{
+	srv_spawn(&f->r.srv, NULL, f->plugin);
+}
+
+static void file_rig_stop(struct file_rig *f)
+{
+	rig_stop(&f->r);
+	unlink(f->file);
+}
+
+/* len bytes at off of the backing file itself, as the server left it. */
+static void file_read(const struct file_rig *f, void *buf, size_t len, off_t off)
+{
+	int fd = open(f->file, O_RDONLY);
+
+	REQUIRE(fd >= 0);
+	REQUIRE(pread(fd, buf, len, off) == (ssize_t)len);
+	close(fd);
+}
+
+static struct dmu_backend_counters counters(struct rig *r)
+{
+	struct dmu_backend_counters c;
+
+	r->b->ops->counters(r->b, &c);
+	return c;
+}
+
+/* Wait (deadline: ms) until pred holds for the backend's counters. */
+static bool wait_counters(struct rig *r, bool (*pred)(const struct dmu_backend_counters *),
+			  unsigned ms)
+{
+	uint64_t end = mono_ms() + ms;
+
+	for (;;) {
+		struct dmu_backend_counters c = counters(r);
+
+		if (pred(&c))
+			return true;
+		if (mono_ms() >= end)
+			return false;
+		poll(NULL, 0, 5);	/* the worker thread moves; we look again */
+	}
+}
+
+static bool one_down(const struct dmu_backend_counters *c)
+{
+	return c->disconnected == 1;
+}
+
+static bool reconnected(const struct dmu_backend_counters *c)
+{
+	return c->reconnects >= 1 && c->disconnected == 0;
+}
+
+/* No reply is waiting on the fake kernel now. */
+static bool no_reply(struct rig *r)
+{
+	struct pollfd p = { .fd = r->kernel, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 0;
+}
+
+/*
+ * The server killed and started again (same file, same socket) within the
+ * window: the requests sent while it was away are held, not failed, then
+ * answered SUCCESS on the new connection; what was written before and
+ * during the outage reads back, from the device and from the file.
+ */
+TEST(nbd_reconnect_within_window_loses_nothing)
+{
+	static unsigned char p1[8192], p2[8192], back[8192], disk[8192];
+	static unsigned char data[64][CAP];
+	uint64_t status[64];
+	struct file_rig f;
+	char path[256];
+	int saved;
+
+	file_rig_start(&f, 10000);
+	pattern(p1, sizeof(p1), 11);
+	pattern(p2, sizeof(p2), 12);
+	CHECK_EQ(round_trip(&f.r, 1, DM_USER_REQ_MAP_WRITE, 0, 0, sizeof(p1), p1, NULL),
+		 DM_USER_RESP_SUCCESS);
+	capture_start(&saved, path, sizeof(path));
+	srv_kill(&f.r.srv);
+	/* the worker sees EOF and holds; then requests arrive while it is down */
+	REQUIRE(wait_counters(&f.r, one_down, 5000));
+	send_req(&f.r, 2, DM_USER_REQ_MAP_WRITE, 0, 65536, sizeof(p2), p2);
+	send_req(&f.r, 3, DM_USER_REQ_MAP_READ, 0, 0, sizeof(p1), NULL);
+	send_req(&f.r, 4, DM_USER_REQ_MAP_FLUSH, DM_USER_REQ_MAP_FLAG_PREFLUSH, 0, 0, NULL);
+	CHECK(no_reply(&f.r));
+	CHECK_EQ(counters(&f.r).reconnects, 0);
+	file_rig_restart(&f);
+	memset(status, 0xff, sizeof(status));
+	collect(&f.r, 3, status, data);
+	CHECK_EQ(status[2], DM_USER_RESP_SUCCESS);
+	CHECK_EQ(status[3], DM_USER_RESP_SUCCESS);
+	CHECK_EQ(status[4], DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(data[3], p1, sizeof(p1)) == 0);
+	CHECK_EQ(round_trip(&f.r, 5, DM_USER_REQ_MAP_READ, 0, 65536, sizeof(p2), NULL, back),
+		 DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(back, p2, sizeof(p2)) == 0);
+	file_read(&f, disk, sizeof(disk), 0);
+	CHECK(memcmp(disk, p1, sizeof(p1)) == 0);
+	file_read(&f, disk, sizeof(disk), 65536);
+	CHECK(memcmp(disk, p2, sizeof(p2)) == 0);
+
+	struct dmu_backend_counters c = counters(&f.r);
+
+	CHECK_EQ(c.reconnects, 1);
+	CHECK(c.reconnect_attempts >= 1);
+	CHECK_EQ(c.requests_replayed, 3);
+	CHECK_EQ(c.requests_failed, 0);
+	CHECK_EQ(c.disconnected, 0);
+	dmu_pool_join(&f.r.pool);
+	char *text = capture_end(saved, path);
+
+	if (!strstr(text, "lost") || !strstr(text, "reconnecting for up to 10000 ms") ||
+	    !strstr(text, "back after") || !strstr(text, "replaying 3 requests"))
+		t_fail(__FILE__, __LINE__, "no messages about the reconnect: \"%s\"", text);
+	CHECK(strstr(text, "EIO") == NULL);
+	file_rig_stop(&f);
+}
+
+/*
+ * Also a server killed with requests in flight (held in the server by the
+ * delay filter): they are replayed, and the write lands.
+ */
+TEST(nbd_reconnect_replays_requests_in_flight)
+{
+	static const char *const filters[] = { "--filter=delay", "wdelay=10", NULL };
+	static unsigned char p[CAP], back[CAP];
+	uint64_t status[64];
+	struct rig r;
+
+	rig_start(&r, filters);	/* memory plugin: a restart loses the data, */
+	r.b->ops->set_reconnect_ms(r.b, 10000);	/* but not the requests */
+	pattern(p, sizeof(p), 21);
+	send_req(&r, 1, DM_USER_REQ_MAP_WRITE, DM_USER_REQ_MAP_FLAG_FUA, 0, CAP, p);
+	/* the write reached the server, which sits on it for 10 s */
+	uint64_t end = mono_ms() + 5000;
+
+	while (!log_count(&r.srv, "Write ", NULL, NULL) && mono_ms() < end)
+		poll(NULL, 0, 5);
+	REQUIRE(log_count(&r.srv, "Write ", NULL, NULL) >= 1);
+	srv_kill(&r.srv);
+	CHECK(no_reply(&r));
+	static const char *const plain[] = { NULL };
+	srv_spawn(&r.srv, plain, NULL);
+	memset(status, 0xff, sizeof(status));
+	collect(&r, 1, status, NULL);
+	CHECK_EQ(status[1], DM_USER_RESP_SUCCESS);
+	CHECK_EQ(round_trip(&r, 2, DM_USER_REQ_MAP_READ, 0, 0, CAP, NULL, back),
+		 DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(back, p, CAP) == 0);
+	CHECK_EQ(counters(&r).requests_replayed, 1);
+	rig_stop(&r);
+}
+
+/*
+ * The server away longer than the window: the held requests fail with
+ * EIO once the window has passed (not before, not much later), the
+ * reason is logged, a request after that fails at once; the failed write
+ * is never sent to the server that comes back later; and once it is
+ * back, requests are served again.
+ */
+TEST(nbd_reconnect_window_passes_eio_never_replayed)
+{
+	static unsigned char p1[4096], p2[4096], back[4096], disk[4096];
+	const unsigned window = 300, slack = 700;
+	uint64_t status[64], t0, t1;
+	struct file_rig f;
+	char path[256];
+	int saved;
+
+	file_rig_start(&f, window);
+	pattern(p1, sizeof(p1), 31);
+	pattern(p2, sizeof(p2), 32);
+	CHECK_EQ(round_trip(&f.r, 1, DM_USER_REQ_MAP_WRITE, 0, 0, sizeof(p1), p1, NULL),
+		 DM_USER_RESP_SUCCESS);
+	capture_start(&saved, path, sizeof(path));
+	t0 = mono_ms();
+	srv_kill(&f.r.srv);
+	send_req(&f.r, 2, DM_USER_REQ_MAP_WRITE, 0, 0, sizeof(p2), p2);
+	send_req(&f.r, 3, DM_USER_REQ_MAP_READ, 0, 0, sizeof(p1), NULL);
+	memset(status, 0xff, sizeof(status));
+	collect(&f.r, 2, status, NULL);
+	t1 = mono_ms();
+	CHECK_EQ(status[2], DM_USER_RESP_ERROR);
+	CHECK_EQ(status[3], DM_USER_RESP_ERROR);
+	if (t1 - t0 < window || t1 - t0 > window + slack)
+		t_fail(__FILE__, __LINE__, "held requests failed after %" PRIu64 " ms, not in [%u, %u]",
+		       t1 - t0, window, window + slack);
+	/* after the window, at once (the alarm would catch a hang) */
+	t0 = mono_ms();
+	CHECK_EQ(round_trip(&f.r, 4, DM_USER_REQ_MAP_WRITE, 0, 0, sizeof(p2), p2, NULL),
+		 DM_USER_RESP_ERROR);
+	CHECK(mono_ms() - t0 < 200);
+	CHECK_EQ(counters(&f.r).requests_failed, 2);
+	CHECK_EQ(counters(&f.r).disconnected, 1);
+
+	/* back later: served again; the failed writes never reach it */
+	file_rig_restart(&f);
+	REQUIRE(wait_counters(&f.r, reconnected, 5000));
+	CHECK_EQ(round_trip(&f.r, 5, DM_USER_REQ_MAP_READ, 0, 0, sizeof(back), NULL, back),
+		 DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(back, p1, sizeof(p1)) == 0);
+	file_read(&f, disk, sizeof(disk), 0);
+	CHECK(memcmp(disk, p1, sizeof(p1)) == 0);
+	CHECK_EQ(counters(&f.r).requests_replayed, 0);
+	dmu_pool_join(&f.r.pool);
+	char *text = capture_end(saved, path);
+
+	if (!strstr(text, "not back within 300 ms") || !strstr(text, "2 held requests fail with EIO"))
+		t_fail(__FILE__, __LINE__, "no message about the window: \"%s\"", text);
+	file_rig_stop(&f);
+}
+
+/*
+ * Attempts are logged once per second at most: a server away for 1.5 s
+ * under a 10 ms-to-1 s backoff makes several attempts, and at most two
+ * "reconnect attempt" lines.
+ */
+TEST(nbd_reconnect_attempts_logged_at_most_once_a_second)
+{
+	static unsigned char p[4096];
+	uint64_t status[64];
+	struct file_rig f;
+	char path[256];
+	int saved;
+
+	file_rig_start(&f, 1500);
+	pattern(p, sizeof(p), 41);
+	capture_start(&saved, path, sizeof(path));
+	srv_kill(&f.r.srv);
+	send_req(&f.r, 1, DM_USER_REQ_MAP_WRITE, 0, 0, sizeof(p), p);
+	memset(status, 0xff, sizeof(status));
+	collect(&f.r, 1, status, NULL);
+	CHECK_EQ(status[1], DM_USER_RESP_ERROR);
+	dmu_pool_join(&f.r.pool);
+	char *text = capture_end(saved, path);
+	unsigned lines = 0;
+
+	for (const char *t = text; (t = strstr(t, "reconnect attempt")); t++)
+		lines++;
+	CHECK(counters(&f.r).reconnect_attempts >= 5);
+	CHECK(lines >= 1);
+	CHECK(lines <= 2);
+	file_rig_stop(&f);
 }

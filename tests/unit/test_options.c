@@ -219,6 +219,35 @@ TEST(options_table_options)
 			t_fail(__FILE__, __LINE__, "table option case %u accepted", i);
 }
 
+TEST(options_reconnect_ms)
+{
+	struct dmu_options o;
+	const char *nbd[] = { "--backend", "nbd://h/e", "-n", "d0", "--reconnect-ms", "2500", NULL };
+	const char *attach[] = { "--backend", "nbd://h/e", "-n", "d0", "--attach",
+				 "--reconnect-ms", "0", NULL };
+	const char *none[] = { "--backend", "nbd://h/e", "-n", "d0", NULL };
+
+	REQUIRE_EQ(parse(&o, nbd), DMU_PARSE_OK);
+	CHECK_EQ(o.reconnect_ms, 2500);
+	CHECK(o.reconnect_ms_set);
+	/* not a table option: fine with --attach; 0 is a value, not "unset" */
+	REQUIRE_EQ(parse(&o, attach), DMU_PARSE_OK);
+	CHECK_EQ(o.reconnect_ms, 0);
+	CHECK(o.reconnect_ms_set);
+	REQUIRE_EQ(parse(&o, none), DMU_PARSE_OK);
+	CHECK(!o.reconnect_ms_set);	/* the table's recovery_ms decides */
+
+	static const char *const bad[][8] = {
+		{ "-f", "/tmp/f", "-n", "d0", "--reconnect-ms", "100", NULL },	/* no server */
+		{ "--backend", "nbd://h/e", "-n", "d0", "--reconnect-ms", "1s", NULL },
+		{ "--backend", "nbd://h/e", "-n", "d0", "--reconnect-ms", "4294967296", NULL },
+		{ "--backend", "nbd://h/e", "-n", "d0", "--reconnect-ms", NULL },
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (parse(&o, bad[i]) != DMU_PARSE_ERROR)
+			t_fail(__FILE__, __LINE__, "reconnect-ms case %u accepted", i);
+}
+
 TEST(options_resize_is_a_command_of_its_own)
 {
 	struct dmu_options o;
@@ -254,7 +283,7 @@ TEST(options_help_documents_every_option)
 		"--backend", "--file", "--name", "--size", "--threads", "--direct", "--read-only",
 		"--attach", "--ready-file", "--metrics", "--no-batch",
 		"--inject-delay-us", "--resize", "--help", "--version",
-		"--queue-depth", "--timeout-ms", "--recovery-ms", "--config",
+		"--queue-depth", "--timeout-ms", "--recovery-ms", "--reconnect-ms", "--config",
 	};
 	char *text = NULL;
 	size_t len = 0;

@@ -1,0 +1,158 @@
+#!/bin/bash
+# timeout: 900
+# soak-timeout: 3600
+# dmuserd with the NBD backend killed with SIGKILL under I/O, 3 times (20 in
+# `make soak`), and each time a new dmuserd --attach to the same device and
+# the same export, within the target's recovery window: no acknowledged
+# write is lost.
+#  - the server: qemu-nbd (Debian's qemu-utils) on a unix socket, serving a
+#    raw file.  Before each kill the test stops it (SIGSTOP), so that
+#    dmuserd's requests stay in flight, waits until dmuserd's metrics show
+#    requests read and not answered, kills dmuserd, and lets the server go on
+#    (SIGCONT: it answers a closed connection).  Every kill must requeue
+#    requests.  Not nbdkit: nbdkit 1.32 (bookworm) aborts ("raw_send_socket:
+#    Assertion `sock >= 0' failed") when a client dies with several requests
+#    in flight, as here (seen with SIGSTOP and with the delay filter holding
+#    the writes);
+#  - the writes of known content: 64 KiB chunks, written over and over with
+#    other random bytes each round, one write at a time with O_DIRECT|O_DSYNC,
+#    each logged once acknowledged, until the kills are done; afterwards each
+#    chunk reads back as its last acknowledged write, through the device and
+#    in the server's file;
+#  - meanwhile fio --verify=crc32c writes (paced: 50 IOPS, so that the kills
+#    land in its write phase) and verifies another part of the device: no I/O
+#    error, no verify error;
+#  - the target counts no failed request.
+# Kernel-independent (the kernel's side of a daemon killed and replaced is
+# 200-daemon-kill9's, on every kernel): runs on 6.1 and in the debug lane.
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+dmu_kernel_independent "dmuserd's NBD backend under kill -9; the kernel's side is 200's"
+command -v qemu-nbd >/dev/null || die "qemu-nbd is not installed: Debian package qemu-utils (make deps)"
+tmp=$(dmu_tmpdir)
+name=dmu-test-nbdkill
+dev=/dev/mapper/$name
+kills=$(dmu_scale 3 20)
+MiB=$((1024 * 1024))
+chunk=$((64 * 1024))
+chunks=64 # 4 MiB at 32 MiB, after fio's 8 MiB
+ip link set lo up # the metrics listen on 127.0.0.1
+dmu_load
+
+truncate -s 64M "$tmp/disk.raw"
+# -t: stays up after a client goes; --shared: two dmuserds' connections at once
+dmu_bg qemu-nbd -f raw -t --shared=8 --socket="$tmp/nbd.sock" "$tmp/disk.raw"
+nbd_pid=$DMU_BG_PID
+wait_for_path "$tmp/nbd.sock" 30 || die "qemu-nbd did not create its socket"
+uri="nbd+unix:///?socket=$tmp/nbd.sock"
+
+daemon_start() {
+	rm -f "$tmp/ready"
+	dmu_bg "$DMU_DAEMON" --backend "$uri" --name "$name" --threads 2 --metrics 0 \
+		--ready-file "$tmp/ready" "$@" 2>>"$tmp/dmuserd.err"
+	DMU_DAEMON_PID=$DMU_BG_PID
+	wait_until 30 _dmu_daemon_up_or_dead "$tmp/ready" "$DMU_DAEMON_PID" ||
+		die "dmuserd did not write its ready file within 30 s"
+	[[ -e $tmp/ready ]] || die "dmuserd exited before it was ready: $(cat "$tmp/dmuserd.err")"
+}
+daemon_start --recovery-ms 30000
+assert_eq "$(blockdev --getsize64 "$dev")" $((64 * MiB)) "size of $dev"
+
+field() { dmsetup status "$name" | awk -v n="$1" '{ print $n }'; }
+# requests the running dmuserd read and has not answered (its JSON metrics)
+held() {
+	local port
+	port=$(sed -n 's/^metrics=127\.0\.0\.1://p' "$tmp/ready")
+	(($(curl -sf "http://127.0.0.1:$port/metrics" | jq '.in_flight') > 0))
+}
+
+head -c $(((chunks + 1) * chunk)) /dev/urandom >"$tmp/data"
+: >"$tmp/acked"
+# One process (a dd per chunk spent ~1.3 s starting under TCG): write k goes to
+# chunk k % chunks with data block k % (chunks + 1), so that each round writes
+# other bytes; "chunk block" is logged once pwrite returned (acknowledged, with
+# O_DSYNC). Until $tmp/stop exists; an error ends it with a traceback, status 1.
+# shellcheck disable=SC2016 # python, not shell
+writer_py='
+import mmap, os, sys
+dev, data, acked, stop = sys.argv[1:5]
+n, size = int(sys.argv[5]), int(sys.argv[6])
+blocks = open(data, "rb").read()
+fd = os.open(dev, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
+buf = mmap.mmap(-1, size)  # page-aligned, as O_DIRECT wants
+k = 0
+with open(acked, "a", buffering=1) as log:
+    while not os.path.exists(stop):
+        i, b = k % n, k % (n + 1)
+        buf[:] = blocks[b * size:(b + 1) * size]
+        os.pwrite(fd, buf, (32 << 20) + i * size)
+        log.write("%d %d\n" % (i, b))
+        k += 1
+'
+dmu_bg python3 -c "$writer_py" "$dev" "$tmp/data" "$tmp/acked" "$tmp/stop" "$chunks" "$chunk"
+writer_pid=$DMU_BG_PID
+dmu_bg fio --name=nbd-kill9 --filename="$dev" --rw=randwrite --bssplit=4k/50:32k/30:128k/20 \
+	--size=8M --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=50 --verify=crc32c \
+	--do_verify=1 --verify_fatal=1 --verify_state_save=0 --output="$tmp/fio.out"
+fio_pid=$DMU_BG_PID
+
+for ((i = 1; i <= kills; i++)); do
+	before=$(field 10)
+	kill -STOP "$nbd_pid"
+	wait_until 60 held || die "kill $i: dmuserd holds no request: $(dmsetup status "$name")"
+	kill -KILL "$DMU_DAEMON_PID"
+	wait "$DMU_DAEMON_PID" 2>/dev/null || true
+	kill -CONT "$nbd_pid"
+	requeued=$(($(field 10) - before))
+	log "kill $i: requeued $requeued requests; $(wc -l <"$tmp/acked") chunks acknowledged"
+	((requeued > 0)) || die "kill $i: no request was requeued: $(dmsetup status "$name")"
+	daemon_start --attach
+done
+touch "$tmp/stop"
+log "kills done; waiting for the writer and fio"
+rc=0
+dmu_wait "$writer_pid" 300 || rc=$?
+assert_eq "$rc" 0 "the writer of known chunks (status; 124: still running after 300 s)"
+rc=0
+dmu_wait "$fio_pid" 300 || rc=$?
+assert_eq "$rc" 0 "fio (status; 124: still running after 300 s): $(cat "$tmp/fio.out")"
+grep -q "err= 0" "$tmp/fio.out" || die "fio reported errors: $(cat "$tmp/fio.out")"
+
+acked=$(wc -l <"$tmp/acked")
+((acked >= chunks)) || die "only $acked writes of known chunks acknowledged, fewer than the $chunks chunks"
+log "checking the last of $acked acknowledged writes to each of the $chunks chunks"
+dd if="$dev" of="$tmp/back" bs="$MiB" skip=32 count=$((chunks / 16)) iflag=direct status=none
+# and in the server's file (qemu-nbd writes it with pwrite: the page cache has it)
+dd if="$tmp/disk.raw" of="$tmp/back.raw" bs="$MiB" skip=32 count=$((chunks / 16)) status=none
+# one process: a cmp per chunk spent 50 s forking under TCG
+# shellcheck disable=SC2016 # python, not shell
+check_py='
+import sys
+data, acked, n, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+blocks = open(data, "rb").read()
+last = {}
+for line in open(acked):
+    i, b = map(int, line.split())
+    last[i] = b
+bad = 0
+for where in sys.argv[5:]:
+    got = open(where, "rb").read()
+    for i in range(n):
+        b = last[i]
+        if got[i * size:(i + 1) * size] != blocks[b * size:(b + 1) * size]:
+            print("%s: chunk %d is not its last acknowledged write (block %d)" % (where, i, b))
+            bad += 1
+sys.exit(1 if bad else 0)
+'
+python3 -c "$check_py" "$tmp/data" "$tmp/acked" "$chunks" "$chunk" "$tmp/back" "$tmp/back.raw" ||
+	die "acknowledged writes lost (back: through the device; back.raw: the server's file)"
+
+status=$(dmsetup status "$name")
+log "status: $status"
+read -r _ _ _ _ _ _ _ errors _ <<<"$status"
+assert_eq "$errors" 0 "failed requests"
+dmu_daemon_stop
+# An --attach daemon leaves the device in place.
+dmsetup remove --noudevsync "$name"
+dmu_unload
