@@ -28,7 +28,7 @@
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-dmu_kernel_independent "dmuserd's NBD backend under kill -9; the kernel's side is 200's"
+dmu_kernel_independent --on 6.12 "dmuserd's NBD backend under kill -9; the kernel's side is 200's"
 command -v qemu-nbd >/dev/null || die "qemu-nbd is not installed: Debian package qemu-utils (make deps)"
 tmp=$(dmu_tmpdir)
 name=dmu-test-nbdkill

@@ -98,15 +98,26 @@ skip() {
 	exit "$DMU_SKIP_STATUS"
 }
 
-# dmu_kernel_independent WHAT: a test whose subject does not depend on the
-# kernel (WHAT says why: the kernel-facing part is checked on every kernel by
-# other tests) runs on one of Debian's stock kernels, 6.1, and on every kernel
-# of the debug lane; on the stock 6.12 it is skipped with that reason.  make
-# check waits for the slower of its guests, and running such a test twice
-# only costs CPU time (tests/README.md, "Where the time goes").
+# dmu_kernel_independent [--on 6.12] WHAT: a test whose subject does not
+# depend on the kernel (WHAT says why: the kernel-facing part is checked on
+# every kernel by other tests) runs on one of Debian's stock kernels, 6.1 (or
+# the one --on names), and on every kernel of the debug lane; on the other
+# stock kernel it is skipped with that reason.  make check waits for the
+# slower of its two guests, and running such a test twice only costs CPU time
+# (tests/README.md says which tests, on which kernel).
 dmu_kernel_independent() {
-	[[ $DMU_KVER != 6.12.*+deb12-amd64 ]] ||
-		skip "kernel-independent ($*); runs on 6.1 and in the debug lane"
+	local on=6.1 stock=""
+	if [[ $1 == --on ]]; then
+		on=$2
+		shift 2
+	fi
+	case $DMU_KVER in
+	6.1.*-rt-amd64) ;;
+	6.1.*-amd64) stock=6.1 ;;
+	6.12.*+deb12-amd64) stock=6.12 ;;
+	esac
+	[[ -z $stock || $stock == "$on" ]] ||
+		skip "kernel-independent ($*); runs on $on and in the debug lane"
 }
 
 assert_eq() {
