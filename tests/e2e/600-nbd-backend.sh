@@ -78,15 +78,16 @@ nbd_log_tail() { printf '\nlast lines of nbdkit log:\n'; tail -n 12 "$tmp/nbd.lo
 
 # ---- dmuserd ---------------------------------------------------------------
 log "dmuserd --backend $uri, 2 threads"
-dmu_bg "$DMU_DAEMON" --backend "$uri" --name "$name" --threads 2 --metrics 0 \
-	--ready-file "$tmp/ready" 2>"$tmp/dmuserd.err"
-daemon=$DMU_BG_PID
-wait_until 30 _dmu_daemon_up_or_dead "$tmp/ready" "$daemon" ||
-	die "dmuserd did not write its ready file within 30 s"
-[[ -e $tmp/ready ]] || die "dmuserd exited before it was ready: $(cat "$tmp/dmuserd.err")"
+DMU_DAEMON_ERR=$tmp/dmuserd.err
+daemon_start() {
+	: >"$DMU_DAEMON_ERR"
+	dmu_daemon_run "$name" --backend "$uri" --threads 2 --metrics 0
+	daemon=$DMU_DAEMON_PID
+}
+daemon_start
 [[ -b $dev ]] || die "$dev is not a block device"
 assert_eq "$(blockdev --getsize64 "$dev")" "$((${size%M} * MiB))" "size of $dev (the export's)"
-url=http://127.0.0.1:$(sed -n 's/^metrics=127\.0\.0\.1://p' "$tmp/ready")/metrics
+url=http://127.0.0.1:$(sed -n 's/^metrics=127\.0\.0\.1://p' "$DMU_DAEMON_READY")/metrics
 
 log "dd + cmp: 8 MiB of random data, O_DIRECT"
 head -c $((8 * MiB)) /dev/urandom >"$tmp/data"
@@ -148,13 +149,7 @@ nbd_all_closed() {
 }
 wait_until 10 nbd_all_closed ||
 	die "nbdkit still has dmuserd's connections open after it stopped$(nbd_log_tail)"
-rm -f "$tmp/ready"
-dmu_bg "$DMU_DAEMON" --backend "$uri" --name "$name" --threads 2 --metrics 0 \
-	--ready-file "$tmp/ready" 2>"$tmp/dmuserd.err"
-daemon=$DMU_BG_PID
-wait_until 30 _dmu_daemon_up_or_dead "$tmp/ready" "$daemon" ||
-	die "dmuserd did not write its ready file within 30 s (restart)"
-[[ -e $tmp/ready ]] || die "dmuserd exited before it was ready (restart): $(cat "$tmp/dmuserd.err")"
+daemon_start
 
 log "the server killed under I/O"
 dmu_bg dd if=/dev/zero of="$dev" bs=64k count=100000 oflag=direct status=none

@@ -47,15 +47,8 @@ nbd_pid=$DMU_BG_PID
 wait_for_path "$tmp/nbd.sock" 30 || die "qemu-nbd did not create its socket"
 uri="nbd+unix:///?socket=$tmp/nbd.sock"
 
-daemon_start() {
-	rm -f "$tmp/ready"
-	dmu_bg "$DMU_DAEMON" --backend "$uri" --name "$name" --threads 2 --metrics 0 \
-		--ready-file "$tmp/ready" "$@" 2>>"$tmp/dmuserd.err"
-	DMU_DAEMON_PID=$DMU_BG_PID
-	wait_until 30 _dmu_daemon_up_or_dead "$tmp/ready" "$DMU_DAEMON_PID" ||
-		die "dmuserd did not write its ready file within 30 s"
-	[[ -e $tmp/ready ]] || die "dmuserd exited before it was ready: $(cat "$tmp/dmuserd.err")"
-}
+DMU_DAEMON_ERR=$tmp/dmuserd.err
+daemon_start() { dmu_daemon_run "$name" --backend "$uri" --threads 2 --metrics 0 "$@"; }
 daemon_start --recovery-ms 30000
 assert_eq "$(blockdev --getsize64 "$dev")" $((64 * MiB)) "size of $dev"
 
@@ -63,7 +56,7 @@ field() { dmsetup status "$name" | awk -v n="$1" '{ print $n }'; }
 # requests the running dmuserd read and has not answered (its JSON metrics)
 held() {
 	local port
-	port=$(sed -n 's/^metrics=127\.0\.0\.1://p' "$tmp/ready")
+	port=$(sed -n 's/^metrics=127\.0\.0\.1://p' "$DMU_DAEMON_READY")
 	(($(curl -sf "http://127.0.0.1:$port/metrics" | jq '.in_flight') > 0))
 }
 

@@ -49,16 +49,13 @@ qemu_kill() {
 qemu_cmds() { grep -c "Decoding type: .* ($1)" "$tmp/qemu-nbd.log" || true; }
 qemu_start
 
-dmu_bg "$DMU_DAEMON" --backend "$uri" --name "$name" --threads 2 --metrics 0 \
-	--recovery-ms 30000 --ready-file "$tmp/ready" 2>"$tmp/dmuserd.err"
-daemon=$DMU_BG_PID
-wait_until 30 _dmu_daemon_up_or_dead "$tmp/ready" "$daemon" ||
-	die "dmuserd did not write its ready file within 30 s"
-[[ -e $tmp/ready ]] || die "dmuserd exited before it was ready: $(cat "$tmp/dmuserd.err")"
+DMU_DAEMON_ERR=$tmp/dmuserd.err
+dmu_daemon_run "$name" --backend "$uri" --threads 2 --metrics 0 --recovery-ms 30000
+daemon=$DMU_DAEMON_PID
 assert_eq "$(blockdev --getsize64 "$dev")" $((64 * MiB)) "size of $dev (the export's)"
 grep -q "nbd: a lost server is waited for 30000 ms (the table's recovery_ms)" "$tmp/dmuserd.err" ||
 	die "dmuserd did not take its reconnect window from the table: $(cat "$tmp/dmuserd.err")"
-url=http://127.0.0.1:$(sed -n 's/^metrics=127\.0\.0\.1://p' "$tmp/ready")/metrics
+url=http://127.0.0.1:$(sed -n 's/^metrics=127\.0\.0\.1://p' "$DMU_DAEMON_READY")/metrics
 
 log "dd + cmp: 8 MiB of random data, O_DIRECT"
 head -c $((8 * MiB)) /dev/urandom >"$tmp/data"

@@ -250,24 +250,40 @@ dmu_wait() {
 
 DMU_DAEMON_PID="" DMU_DAEMON_READY=""
 _dmu_daemon_up_or_dead() { [[ -e $1 ]] || ! _dmu_running "$2"; }
-dmu_daemon_start() {
-	(($# >= 3)) || die "dmu_daemon_start NAME FILE SIZE [ARGS...]"
-	local name=$1 file=$2 size=$3 ready
-	shift 3
+# dmu_daemon_run NAME [ARGS...]: dmuserd --name NAME with a ready file
+# ($DMU_DAEMON_READY) and ARGS, in the background ($DMU_DAEMON_PID); returns
+# once it is ready, dies if it is not within 30 s or exits first.  With
+# DMU_DAEMON_ERR set, its stderr is appended to that file (and shown if it
+# exits before it is ready).
+dmu_daemon_run() {
+	(($# >= 1)) || die "dmu_daemon_run NAME [ARGS...]"
+	local name=$1 ready rc=0
+	shift
 	[[ -x $DMU_DAEMON ]] || die "daemon not built: $DMU_DAEMON"
 	mkdir -p "$_DMU_STATE"
 	ready=$_DMU_STATE/ready.$name
 	DMU_DAEMON_READY=$ready
 	rm -f "$ready"
-	dmu_bg "$DMU_DAEMON" --file "$file" --name "$name" --size "$size" --ready-file "$ready" "$@"
+	if [[ -n ${DMU_DAEMON_ERR:-} ]]; then
+		dmu_bg "$DMU_DAEMON" --name "$name" --ready-file "$ready" "$@" 2>>"$DMU_DAEMON_ERR"
+	else
+		dmu_bg "$DMU_DAEMON" --name "$name" --ready-file "$ready" "$@"
+	fi
 	DMU_DAEMON_PID=$DMU_BG_PID
 	wait_until 30 _dmu_daemon_up_or_dead "$ready" "$DMU_DAEMON_PID" ||
 		die "$DMU_DAEMON did not write its ready file within 30 s"
 	if [[ ! -e $ready ]]; then
-		local rc=0
 		wait "$DMU_DAEMON_PID" || rc=$?
-		die "$DMU_DAEMON exited with status $rc before it was ready"
+		die "$DMU_DAEMON exited with status $rc before it was ready${DMU_DAEMON_ERR:+: $(cat "$DMU_DAEMON_ERR")}"
 	fi
+}
+
+# dmu_daemon_start NAME FILE SIZE [ARGS...]: dmu_daemon_run serving FILE
+dmu_daemon_start() {
+	(($# >= 3)) || die "dmu_daemon_start NAME FILE SIZE [ARGS...]"
+	local name=$1 file=$2 size=$3
+	shift 3
+	dmu_daemon_run "$name" --file "$file" --size "$size" "$@"
 }
 
 # shellcheck disable=SC2120 # the pid is optional
