@@ -287,6 +287,8 @@ static void advance(struct nbd_slot *s)
 				return;
 			}
 
+			if (s->err)
+				report_lost(s->c);	/* if that is why */
 			s->req = NULL;
 			dmu_req_complete(req, s->err);
 			return;
@@ -616,8 +618,15 @@ static int nbd_poll_fd(struct dmu_backend *b, short *events)
 	if (c->state == C_DOWN)
 		return -1;
 	if (c->state == C_UP && is_dead(c->h)) {
+		/*
+		 * Noticed here first: libnbd can find the socket dead while
+		 * it sends a new command, which then fails with ENOTCONN
+		 * although its call returned a cookie.
+		 */
 		if (window_ms(c))
-			lose(c);	/* noticed here first: hold, and retry at once */
+			lose(c);	/* hold, and retry at once */
+		else
+			report_lost(c);
 		return -1;
 	}
 	dir = nbd_aio_get_direction(c->h);
@@ -643,8 +652,7 @@ static void nbd_notify(struct dmu_backend *b, short revents)
 		lose(c);	/* before drain() could answer its requests ERROR */
 		return;
 	}
-	if (err)
-		report_lost(c);
+	report_lost(c);	/* if the handle died, whether or not notify said so */
 	drain(c);
 }
 

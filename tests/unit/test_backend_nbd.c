@@ -696,6 +696,105 @@ TEST(nbd_server_gone_is_an_error_not_a_hang)
 	rig_stop(&r);
 }
 
+/*
+ * The server killed while a write is in flight (the delay filter holds
+ * it): the write fails with ERROR, and the loss is logged once, whichever
+ * of dmuserd's calls into libnbd finds the socket dead.
+ */
+TEST(nbd_server_gone_mid_request_is_reported)
+{
+	static const char *const filters[] = { "--filter=delay", "wdelay=30", NULL };
+	static unsigned char p[4096];
+	uint64_t status[64];
+	char path[256];
+	struct rig r;
+	int saved;
+
+	rig_start(&r, filters);
+	pattern(p, sizeof(p), 8);
+	capture_start(&saved, path, sizeof(path));
+	send_req(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 0, 4096, p);
+	for (unsigned i = 0; i < 3000 && !log_count(&r.srv, "Write ", NULL, NULL); i++)
+		usleep(10000);	/* polled: the log is the only sign it arrived */
+	CHECK_EQ(log_count(&r.srv, "Write ", NULL, NULL), 1);
+	srv_kill(&r.srv);
+	memset(status, 0xff, sizeof(status));
+	collect(&r, 1, status, NULL);
+	CHECK_EQ(status[1], DM_USER_RESP_ERROR);
+	send_req(&r, 2, DM_USER_REQ_MAP_WRITE, 0, 0, 4096, p);
+	collect(&r, 1, status, NULL);
+	CHECK_EQ(status[2], DM_USER_RESP_ERROR);
+	dmu_pool_join(&r.pool);
+	char *text = capture_end(saved, path);
+
+	if (!strstr(text, "nbd: connection 0 to ") || !strstr(text, "lost"))
+		t_fail(__FILE__, __LINE__, "no message about the lost server: \"%s\"", text);
+	else
+		CHECK(strstr(strstr(text, "lost") + 1, "lost") == NULL);	/* once */
+	rig_stop(&r);
+}
+
+/*
+ * The worker parked in a signal handler until this pipe is written: the
+ * server's hangup and a new request then wait for it together, and the
+ * worker takes the request first (its loop's order), so libnbd finds the
+ * socket dead while it sends the command, not while it reads.
+ */
+static int park_pipe[2], parked_pipe[2];
+
+static void park(int sig)
+{
+	char c;
+
+	(void)sig;
+	if (write(parked_pipe[1], "p", 1) != 1)
+		abort();
+	while (read(park_pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+}
+
+/* The server lost between two requests, noticed first by the next one. */
+TEST(nbd_server_gone_found_by_a_send_is_reported)
+{
+	struct sigaction sa = { .sa_handler = park }, old;
+	static unsigned char p[4096];
+	uint64_t status[64];
+	char path[256];
+	struct rig r;
+	int saved;
+
+	char c;
+
+	REQUIRE(pipe(park_pipe) == 0 && pipe(parked_pipe) == 0);
+	REQUIRE(sigaction(SIGUSR1, &sa, &old) == 0);	/* no SA_RESTART: poll ends EINTR */
+	rig_start(&r, NULL);
+	pattern(p, sizeof(p), 9);
+	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 0, 4096, p, NULL),
+		 DM_USER_RESP_SUCCESS);
+	capture_start(&saved, path, sizeof(path));
+	REQUIRE(pthread_kill(r.pool.workers[0].thread, SIGUSR1) == 0);
+	REQUIRE(read(parked_pipe[0], &c, 1) == 1);	/* in the handler */
+	srv_kill(&r.srv);
+	send_req(&r, 2, DM_USER_REQ_MAP_WRITE, 0, 0, 4096, p);
+	REQUIRE(write(park_pipe[1], "x", 1) == 1);
+	memset(status, 0xff, sizeof(status));
+	collect(&r, 1, status, NULL);
+	CHECK_EQ(status[2], DM_USER_RESP_ERROR);
+	dmu_pool_join(&r.pool);
+	char *text = capture_end(saved, path);
+
+	if (!strstr(text, "nbd: connection 0 to ") || !strstr(text, "lost"))
+		t_fail(__FILE__, __LINE__, "no message about the lost server: \"%s\"", text);
+	else
+		CHECK(strstr(strstr(text, "lost") + 1, "lost") == NULL);	/* once */
+	rig_stop(&r);
+	sigaction(SIGUSR1, &old, NULL);
+	close(park_pipe[0]);
+	close(park_pipe[1]);
+	close(parked_pipe[0]);
+	close(parked_pipe[1]);
+}
+
 /* ---- reconnecting within the window ------------------------------------ */
 
 static uint64_t mono_ms(void)
