@@ -67,7 +67,7 @@ daemon=$DMU_BG_PID
 wait_for_path "$tmp/ready" 30 || die "dmuserd --attach did not start"
 
 fio --name=verify --filename="$dev" --rw=randwrite --bssplit=4k/50:16k/25:64k/25 \
-	--size=32M --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=300 \
+	--size=32M --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=,600 \
 	--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
 	--output-format=json --output="$tmp/fio.json" &
 fio_pid=$!

@@ -213,11 +213,15 @@ exact() {
 	die "$1: $2 is $3, not $4 (fio: ${fio_r} reads, ${fio_w} writes; the kernel skipped $m program run(s)):
 $(head -60 "$tmp/$1.out")"
 }
+# fio's reads and writes per load, asked of jq once per load, not per script
+declare -A ios_of
+for f in "${fio_of[@]}"; do
+	[[ -n ${ios_of[$f]:-} ]] || ios_of[$f]="$(bpf_fio_ios "$f" read) $(bpf_fio_ios "$f" write)"
+done
 for bt in "$BPF_DIR"/oneliners/*.bt; do
 	base=$(basename "$bt")
 	out=$tmp/$base.out
-	fio_r=$(bpf_fio_ios "${fio_of[$base]}" read)
-	fio_w=$(bpf_fio_ios "${fio_of[$base]}" write)
+	read -r fio_r fio_w <<<"${ios_of[${fio_of[$base]}]}"
 	t=$((fio_r + fio_w))
 	case $base in
 	dmu-ops.bt)

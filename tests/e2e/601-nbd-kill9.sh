@@ -19,12 +19,14 @@
 #    each logged once acknowledged, until the kills are done; afterwards each
 #    chunk reads back as its last acknowledged write, through the device and
 #    in the server's file;
-#  - meanwhile fio --verify=crc32c writes (paced: 50 IOPS, so that the kills
-#    land in its write phase) and verifies another part of the device: no I/O
-#    error, no verify error;
+#  - meanwhile fio --verify=crc32c writes (paced: 50 IOPS of its smallest
+#    block, 4 KiB, so 200 KiB/s: 25 s for 5 MiB, times DMU_TIMEOUT_SCALE on the
+#    debug lane's slower kernels; the kills take about 13 s on a stock one) and
+#    verifies another part of the device: it is still writing when the kills
+#    are done, then no I/O error, no verify error;
 #  - the target counts no failed request.
 # Kernel-independent (the kernel's side of a daemon killed and replaced is
-# 200-daemon-kill9's, on every kernel): runs on 6.1 and in the debug lane.
+# 200-daemon-kill9's, on every kernel): runs on 6.12 and in the debug lane.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -36,7 +38,7 @@ dev=/dev/mapper/$name
 kills=$(dmu_scale 3 20)
 MiB=$((1024 * 1024))
 chunk=$((64 * 1024))
-chunks=64 # 4 MiB at 32 MiB, after fio's 8 MiB
+chunks=64 # 4 MiB at 32 MiB, after fio's 5 MiB (15 MiB on the debug lane)
 ip link set lo up # the metrics listen on 127.0.0.1
 dmu_load
 
@@ -86,7 +88,7 @@ with open(acked, "a", buffering=1) as log:
 dmu_bg python3 -c "$writer_py" "$dev" "$tmp/data" "$tmp/acked" "$tmp/stop" "$chunks" "$chunk"
 writer_pid=$DMU_BG_PID
 dmu_bg fio --name=nbd-kill9 --filename="$dev" --rw=randwrite --bssplit=4k/50:32k/30:128k/20 \
-	--size=8M --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=50 --verify=crc32c \
+	--size=$((5 * ${DMU_TIMEOUT_SCALE:-1}))M --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=,50 --verify=crc32c \
 	--do_verify=1 --verify_fatal=1 --verify_state_save=0 --output="$tmp/fio.out"
 fio_pid=$DMU_BG_PID
 
@@ -102,6 +104,7 @@ for ((i = 1; i <= kills; i++)); do
 	((requeued > 0)) || die "kill $i: no request was requeued: $(dmsetup status "$name")"
 	daemon_start --attach
 done
+dmu_running "$fio_pid" || die "fio ended before the kills were done: they did not all land in its writes"
 touch "$tmp/stop"
 log "kills done; waiting for the writer and fio"
 rc=0
@@ -111,6 +114,7 @@ rc=0
 dmu_wait "$fio_pid" 300 || rc=$?
 assert_eq "$rc" 0 "fio (status; 124: still running after 300 s): $(cat "$tmp/fio.out")"
 grep -q "err= 0" "$tmp/fio.out" || die "fio reported errors: $(cat "$tmp/fio.out")"
+log "fio: $(grep -E '^ *(READ|WRITE):' "$tmp/fio.out" | tr -s ' ' | tr '\n' ';')"
 
 acked=$(wc -l <"$tmp/acked")
 ((acked >= chunks)) || die "only $acked writes of known chunks acknowledged, fewer than the $chunks chunks"

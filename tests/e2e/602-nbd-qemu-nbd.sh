@@ -72,8 +72,9 @@ fio_verify() {
 		--output-format=json --output="$tmp/fio.json"
 }
 fio_ok() {
-	local err written verified
-	read -r err written verified <<<"$(jq -r '.jobs[0] | "\(.error) \(.write.io_bytes) \(.read.io_bytes)"' "$tmp/fio.json")"
+	local err written verified wms rms
+	read -r err written verified wms rms <<<"$(jq -r '.jobs[0] | "\(.error) \(.write.io_bytes) \(.read.io_bytes) \(.write.runtime) \(.read.runtime)"' "$tmp/fio.json")"
+	log "$1: writes $wms ms, verifying reads $rms ms"
 	assert_eq "$err" 0 "fio error ($1)"
 	((written > 0 && verified == written)) || die "$1: verified $verified bytes of $written written"
 }
@@ -87,7 +88,10 @@ python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDWR); os.fsync(fd)' 
 (($(qemu_cmds flush) > flush0)) || die "an fsync of $dev sent no FLUSH: $(tail -5 "$tmp/qemu-nbd.log")"
 
 log "qemu-nbd killed under fio and started again within the window"
-dmu_bg fio_verify --rate_iops=200
+# Paced (fio paces by its smallest block, 4 KiB: about 3 MB/s, 10 s of writes),
+# so that the kill, 50 writes in, and the restart fall inside its writes; it
+# had been 200 (41 s of writes, most of them after the restart, idle).
+dmu_bg fio_verify --rate_iops=,800
 fio_pid=$DMU_BG_PID
 writes=$(qemu_cmds write)
 more_writes() { (($(qemu_cmds write) > writes + 50)); }
