@@ -23,7 +23,8 @@
 # Environment (see tests/bench/README.md):
 #   BENCH_RUNTIME  seconds of each fio job (2)     BENCH_RAMP     ramp seconds (1)
 #   BENCH_REPEAT   repetitions, >= 1 (3)           BENCH_THREADS  N of dmuser-N (4)
-#   BENCH_PATHS    paths to run (all)              BENCH_JOBS     jobs to run (all)
+#   BENCH_SET      a set of paths: local (the default) or nbd (path_sets below)
+#   BENCH_PATHS    paths to run (BENCH_SET's)      BENCH_JOBS     jobs to run (all)
 #   BENCH_SIZE     backing file size (1G)          BENCH_MEM      guest MiB (3072)
 #   BENCH_BPF_PAIRS  pairs of runs without/with the BPF collectors, 0 for none (8)
 #   BENCH_BPF_RUNTIME  seconds each paired run is measured (4)
@@ -38,7 +39,15 @@ set -euo pipefail
 # shellcheck source=../vm/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../vm/common.sh"
 
-all_paths="file loop nbd dmuser-1 dmuser-N dmuser-N-bpf dmuser-uring"
+all_paths="file loop nbd dmuser-1 dmuser-N dmuser-N-bpf dmuser-uring dmuser-nbd"
+# The sets of paths BENCH_SET names (BENCH_PATHS, if given, wins):
+#   local   the default: dm-user on a local file against the file, loop and nbd
+#   nbd     one NBD export (nbdkit's file plugin on the same file) through the
+#           kernel's nbd client and through dmuserd's NBD backend
+declare -A path_sets=(
+	[local]="file loop nbd dmuser-1 dmuser-N dmuser-N-bpf dmuser-uring"
+	[nbd]="nbd dmuser-nbd"
+)
 all_jobs=$(sed -n 's/^\[\(.*\)\]$/\1/p' "$DMU_ROOT/tests/bench/jobs.fio" | grep -vx global | paste -sd' ')
 
 kernel="" out=$DMU_ROOT/build/bench timeout="" profile=0
@@ -72,9 +81,12 @@ if ((profile)); then
 		-- tests/bench/guest-profile.sh
 fi
 
+set_name=${BENCH_SET:-local}
+[[ -n ${path_sets[$set_name]:-} ]] ||
+	{ vm_log "error: unknown BENCH_SET '$set_name' (known: ${!path_sets[*]})"; exit 2; }
 runtime=${BENCH_RUNTIME:-2} ramp=${BENCH_RAMP:-1} repeat=${BENCH_REPEAT:-3}
 threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-1G} mem=${BENCH_MEM:-3072}
-paths=${BENCH_PATHS:-$all_paths} jobs=${BENCH_JOBS:-$all_jobs} pairs=${BENCH_BPF_PAIRS:-8}
+paths=${BENCH_PATHS:-${path_sets[$set_name]}} jobs=${BENCH_JOBS:-$all_jobs} pairs=${BENCH_BPF_PAIRS:-8}
 bpf_runtime=${BENCH_BPF_RUNTIME:-4} ipairs=${BENCH_INFLIGHT_PAIRS:-4}
 base_ref=${BENCH_BASE_REF:-} mpairs=${BENCH_MODULE_PAIRS:-12}
 

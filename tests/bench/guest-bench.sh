@@ -268,6 +268,24 @@ setup_nbd() {
 }
 nbd_connected() { (($(cat "/sys/block/${1#/dev/}/size") > 0)); }
 
+# dmuserd's NBD backend (libnbd, asynchronous) on the nbd path's export: the
+# same nbdkit file plugin on a unix socket, and one connection (--threads 1:
+# one libnbd handle per worker), as nbd-client has.
+setup_dmuser-nbd() {
+	local sock=$tmp/nbd.sock
+	rm -f "$sock"
+	dmu_bg nbdkit --foreground --unix "$sock" file file="$file"
+	undo+=("dmu_stop $DMU_BG_PID")
+	wait_for_path "$sock" 30 || return 1
+	dmu_daemon_run "$name" --backend "nbd+unix:///?socket=$sock" --threads 1 --metrics 0
+	undo+=("dmu_daemon_stop $DMU_DAEMON_PID")
+	metrics_url=http://$(sed -n 's/^metrics=//p' "$DMU_DAEMON_READY")/metrics
+	target=/dev/mapper/$name
+	wait_for_path "$target" 10 || dmsetup mknodes "$name"
+	[[ -b $target ]] || { echo "$target is not a block device"; return 1; }
+	note dmuser-nbd server "nbdkit file plugin, unix socket; dmuserd --backend nbd+unix, 1 thread, 1 connection"
+}
+
 # dmuserd on the file, with $1 worker threads.
 setup_dmuser_threads() {
 	dmu_daemon_start "$name" "$file" "$bytes" --threads "$1" --metrics 0

@@ -51,6 +51,11 @@ BASELINE = "loop"
 # The paths of the goals. dmuser-N is dmuserd at N threads.
 DMU, DMU_1, DMU_BPF, NBD = "dmuser-N", "dmuser-1", "dmuser-N-bpf", "nbd"
 GOAL_JOB = "randread-4k-qd32"
+# The remote backends' goals (BENCH_SET=nbd): dmuserd's NBD backend against the
+# kernel's nbd client on the same export, at least REMOTE_MIN on each of these jobs.
+DMU_NBD = "dmuser-nbd"
+REMOTE_JOBS = ("randread-4k-qd32", "randwrite-4k-qd32")
+REMOTE_MIN = 1.0
 QD1_JOBS = ("randread-4k-qd1", "randwrite-4k-qd1")
 # The BPF goals: the collectors' BPF program time per request (ns), and its share
 # of the CPU time per request. BPF_COST_MAX: the IOPS view's reference (its goal
@@ -543,11 +548,32 @@ def goals(summary, paired=None, meta=None):
         return {"goal": what, "value": s["median"], "threshold": threshold, "fmt": fmt,
                 "verdict": "PASS" if ok else "FAIL", "detail": detail}
 
-    return [ratio_goal(DMU, BASELINE, 0.8), ratio_goal(DMU, NBD, 3.0),
-            bpf_goal("bpf_ns_per_req", BPF_NS_MAX, "BPF time per request", "{:.0f} ns",
-                     f"{BPF_NS_MAX / 1000:g} µs"),
-            bpf_goal("bpf_share", BPF_SHARE_MAX, "BPF time as a share of the CPU time per request",
-                     "{:.2%}", f"{BPF_SHARE_MAX:.0%}")]
+    res = [ratio_goal(DMU, BASELINE, 0.8), ratio_goal(DMU, NBD, 3.0),
+           bpf_goal("bpf_ns_per_req", BPF_NS_MAX, "BPF time per request", "{:.0f} ns",
+                    f"{BPF_NS_MAX / 1000:g} µs"),
+           bpf_goal("bpf_share", BPF_SHARE_MAX, "BPF time as a share of the CPU time per request",
+                    "{:.2%}", f"{BPF_SHARE_MAX:.0%}")]
+    return res + remote_goals(summary)
+
+
+def remote_goals(summary):
+    """dmuserd's NBD backend against the kernel's nbd client, per REMOTE_JOBS job:
+    only when the run had the dmuser-nbd path (BENCH_SET=nbd)."""
+    if not any(DMU_NBD in paths for paths in summary.values()):
+        return []
+    res = []
+    for job in REMOTE_JOBS:
+        a, b = _median_iops(summary, job, DMU_NBD), _median_iops(summary, job, NBD)
+        r = ratio(a, b)
+        gone = [p for p, v in ((DMU_NBD, a), (NBD, b)) if v is None]
+        detail = (f"not measured: no {job} result for {', '.join(gone)}" if gone else
+                  f"{DMU_NBD} {a:.0f} IOPS, {NBD} {b:.0f} IOPS (one nbdkit export, one connection each)")
+        res.append({"goal": f"{job}: {DMU_NBD} / {NBD} >= {REMOTE_MIN:g}", "value": r,
+                    "threshold": REMOTE_MIN, "fmt": "{:.2f}",
+                    "verdict": "N/A" if r is None else
+                    ("PASS" if round(r, 9) >= REMOTE_MIN else "FAIL"),
+                    "detail": detail})
+    return res
 
 
 def bpf_iops_view(summary, paired=None):

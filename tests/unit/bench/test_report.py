@@ -233,6 +233,41 @@ class Summary(unittest.TestCase):
         self.assertEqual(results_from(self.IOPS)["failures"], [])
 
 
+class RemoteGoals(unittest.TestCase):
+    """BENCH_SET=nbd: dmuserd's NBD backend against the kernel's nbd client."""
+    JOBS = ["randread-4k-qd32", "randwrite-4k-qd32"]
+    PATHS = ["nbd", "dmuser-nbd"]
+
+    def remote(self, res):
+        return [g for g in res["goals"] if "dmuser-nbd / nbd" in g["goal"]]
+
+    def test_one_goal_per_job_at_or_above_1_passes(self):
+        res = results_from({"nbd": [10, 11, 9], "dmuser-nbd": [12, 13, 11]},
+                           paths=self.PATHS, jobs=self.JOBS)
+        gs = self.remote(res)
+        self.assertEqual([g["goal"] for g in gs], ["randread-4k-qd32: dmuser-nbd / nbd >= 1",
+                                                   "randwrite-4k-qd32: dmuser-nbd / nbd >= 1"])
+        self.assertEqual([g["verdict"] for g in gs], ["PASS", "PASS"])
+        self.assertAlmostEqual(gs[0]["value"], 12 / 10)    # the medians
+
+    def test_equal_passes_below_fails(self):
+        res = results_from({"nbd": [10] * 3, "dmuser-nbd": [10] * 3}, paths=self.PATHS, jobs=self.JOBS)
+        self.assertEqual([g["verdict"] for g in self.remote(res)], ["PASS", "PASS"])
+        res = results_from({"nbd": [10] * 3, "dmuser-nbd": [9.9] * 3}, paths=self.PATHS, jobs=self.JOBS)
+        self.assertEqual([g["verdict"] for g in self.remote(res)], ["FAIL", "FAIL"])
+
+    def test_a_job_not_run_is_not_measured(self):
+        res = results_from({"nbd": [10] * 3, "dmuser-nbd": [12] * 3}, paths=self.PATHS,
+                           jobs=["randread-4k-qd32"])
+        gs = self.remote(res)
+        self.assertEqual([g["verdict"] for g in gs], ["PASS", "N/A"])
+        self.assertIn("not measured: no randwrite-4k-qd32 result", gs[1]["detail"])
+
+    def test_no_remote_goal_without_the_path(self):
+        res = results_from(Summary.IOPS)
+        self.assertEqual(self.remote(res), [])
+
+
 class MissingPaths(unittest.TestCase):
     def test_path_not_requested_gives_na_not_fail(self):
         paths = ["file", "loop", "dmuser-N"]
