@@ -3,7 +3,9 @@
 # `make bench`: boot ONE guest on the newest installed kernel (or --kernel KVER),
 # run the same fio jobs on one tmpfs-backed file through every path (the file,
 # loop, nbd + nbdkit, dm-user at 1 and N daemon threads, dm-user with the BPF
-# collectors attached), then, on one dm-user device, BENCH_BPF_PAIRS pairs of
+# collectors attached), then the stages pass (BENCH_STAGES: per PATH:JOB, the path
+# set up afresh and that job run once with bpf/dmuser-lat -p <daemon> -S all
+# --json attached: where the time goes), then, on one dm-user device, BENCH_BPF_PAIRS pairs of
 # randread-4k-qd32 runs without and with the BPF collectors (their cost in CPU
 # time, from kernel.bpf_stats_enabled and /proc/stat, and in IOPS),
 # and, on another, BENCH_INFLIGHT_PAIRS pairs without and with bpf/dmuser-inflight
@@ -26,6 +28,9 @@
 #   BENCH_SET      a set of paths: local (the default) or nbd (path_sets below)
 #   BENCH_PATHS    paths to run (BENCH_SET's)      BENCH_JOBS     jobs to run (all)
 #   BENCH_SIZE     backing file size (1G)          BENCH_MEM      guest MiB (3072)
+#   BENCH_STAGES   PATH:JOB entries of the stages pass, space-separated; "" for none
+#                  (local: dmuser-1:randread-4k-qd1 dmuser-1:randwrite-4k-qd1;
+#                  nbd: dmuser-nbd:randread-4k-qd32 dmuser-nbd:randwrite-4k-qd32)
 #   BENCH_BPF_PAIRS  pairs of runs without/with the BPF collectors, 0 for none (8)
 #   BENCH_BPF_RUNTIME  seconds each paired run is measured (4)
 #   BENCH_INFLIGHT_PAIRS  pairs of runs without/with dmuser-inflight polled, 0 for none (4)
@@ -48,6 +53,16 @@ declare -A path_sets=(
 	[local]="file loop nbd dmuser-1 dmuser-N dmuser-N-bpf dmuser-uring"
 	[nbd]="nbd dmuser-nbd"
 )
+# The stages pass's entries (PATH:JOB) of each set, when BENCH_STAGES is unset:
+# iodepth 1 for the local set (#19: where dm-user's latency goes next to loop's),
+# the remote goals' jobs for nbd (#17).
+declare -A stage_sets=(
+	[local]="dmuser-1:randread-4k-qd1 dmuser-1:randwrite-4k-qd1"
+	[nbd]="dmuser-nbd:randread-4k-qd32 dmuser-nbd:randwrite-4k-qd32"
+)
+# The paths whose daemon has libdmuser's USDT probes (dmuser-lat -p): dmuserd,
+# and examples/dmu-passthrough.
+stage_paths="dmuser-1 dmuser-N dmuser-nbd dmuser-uring"
 all_jobs=$(sed -n 's/^\[\(.*\)\]$/\1/p' "$DMU_ROOT/tests/bench/jobs.fio" | grep -vx global | paste -sd' ')
 
 kernel="" out=$DMU_ROOT/build/bench timeout="" profile=0
@@ -89,6 +104,7 @@ threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-1G} mem=${BENCH_MEM:-3072}
 paths=${BENCH_PATHS:-${path_sets[$set_name]}} jobs=${BENCH_JOBS:-$all_jobs} pairs=${BENCH_BPF_PAIRS:-8}
 bpf_runtime=${BENCH_BPF_RUNTIME:-4} ipairs=${BENCH_INFLIGHT_PAIRS:-4}
 base_ref=${BENCH_BASE_REF:-} mpairs=${BENCH_MODULE_PAIRS:-12}
+stages=${BENCH_STAGES-${stage_sets[$set_name]}}
 
 usage_die() { vm_log "error: $*"; exit 2; }
 for v in runtime bpf_runtime repeat threads mem; do
@@ -107,7 +123,7 @@ check_names() {
 	shift 2
 	(($#)) || usage_die "BENCH_${what^^} is empty"
 	for n in "$@"; do
-		[[ $known == *" $n "* ]] || usage_die "unknown $what '$n' (known: $2)"
+		[[ $known == *" $n "* ]] || usage_die "unknown $what '$n' (known:$known)"
 	done
 }
 # shellcheck disable=SC2086 # word splitting of the lists is intended
@@ -116,6 +132,23 @@ check_names paths "$all_paths" $paths
 check_names jobs "$all_jobs" $jobs
 read -r -a path_list <<<"$paths"
 read -r -a job_list <<<"$jobs"
+# BENCH_STAGES: PATH:JOB entries, PATH one with USDT probes, JOB known, no
+# duplicates; those whose path or job does not run are skipped in the guest.
+read -r -a stage_list <<<"$stages"
+stage_runs=0
+declare -A stage_seen=()
+for e in "${stage_list[@]}"; do
+	[[ $e =~ ^([^:]+):([^:]+)$ ]] || usage_die "BENCH_STAGES entry '$e' is not PATH:JOB"
+	[[ " $stage_paths " == *" ${BASH_REMATCH[1]} "* ]] ||
+		usage_die "BENCH_STAGES entry '$e': path '${BASH_REMATCH[1]}' has no daemon with libdmuser's probes (known: $stage_paths)"
+	[[ " $all_jobs " == *" ${BASH_REMATCH[2]} "* ]] ||
+		usage_die "BENCH_STAGES entry '$e': unknown job '${BASH_REMATCH[2]}' (known: $all_jobs)"
+	[[ -z ${stage_seen[$e]:-} ]] || usage_die "BENCH_STAGES has '$e' twice"
+	stage_seen[$e]=1
+	if [[ " $paths " == *" ${BASH_REMATCH[1]} "* && " $jobs " == *" ${BASH_REMATCH[2]} "* ]]; then
+		stage_runs=$((stage_runs + 1))
+	fi
+done
 
 # The guest runs the pairs only with both dmuser-N paths and their job.
 pair_runs=0
@@ -141,6 +174,8 @@ fi
 runs=$((repeat * ${#path_list[@]}))
 if [[ -z $timeout ]]; then
 	timeout=$((120 + runs * (${#job_list[@]} * (runtime + ramp + 2) + 20)))
+	# each stages run: a path set-up and teardown, dmuser-lat's load and attach, one job
+	timeout=$((timeout + stage_runs * (runtime + ramp + 2 + 20 + 15)))
 	((pair_runs == 0)) || timeout=$((timeout + 20 + pair_runs * (bpf_runtime + ramp + 2 + 15)))
 	((ipair_runs == 0)) || timeout=$((timeout + 20 + ipair_runs * (bpf_runtime + ramp + 2 + 5)))
 	# each module run also unloads and loads the module and sets a device up
@@ -178,13 +213,14 @@ fi
 guest=$out/guest
 rm -rf "$guest"
 mkdir -p "$guest"
-vm_log "$kver: ${#path_list[@]} paths x ${#job_list[@]} jobs x $repeat repetitions, then $((pair_runs / 2)) BPF, $((ipair_runs / 2)) in-flight and $((mpair_runs / 2)) module pairs of ${bpf_runtime}+${ramp} s, ${runtime}+${ramp} s per job (guest timeout ${timeout} s)"
+vm_log "$kver: ${#path_list[@]} paths x ${#job_list[@]} jobs x $repeat repetitions, $stage_runs stages runs, then $((pair_runs / 2)) BPF, $((ipair_runs / 2)) in-flight and $((mpair_runs / 2)) module pairs of ${bpf_runtime}+${ramp} s, ${runtime}+${ramp} s per job (guest timeout ${timeout} s)"
 rc=0
 "$DMU_ROOT/tests/vm/run.sh" -v --kernel "$kver" --smp 2 --mem "$mem" --timeout "$timeout" \
 	--out "$guest" \
 	--env "BENCH_RUNTIME=$runtime" --env "BENCH_RAMP=$ramp" --env "BENCH_REPEAT=$repeat" \
 	--env "BENCH_THREADS=$threads" --env "BENCH_SIZE=$size" \
 	--env "BENCH_PATHS=$paths" --env "BENCH_JOBS=$jobs" --env "BENCH_BPF_PAIRS=$pairs" \
+	--env "BENCH_STAGES=$stages" \
 	--env "BENCH_BPF_RUNTIME=$bpf_runtime" --env "BENCH_INFLIGHT_PAIRS=$ipairs" \
 	--env "BENCH_MODULE_PAIRS=$mpairs" --env "BENCH_BASE_REF=$base_ref" "${base_env[@]}" \
 	-- tests/bench/guest-bench.sh || rc=$?

@@ -6,6 +6,15 @@
 # rep 2, ...), and each repetition starts one path further along the list, so slow
 # drift of the shared host and position effects fall on every path alike.
 #
+# Then the stages pass (BENCH_STAGES, space-separated PATH:JOB entries; empty for
+# none): for each entry whose PATH is in BENCH_PATHS and JOB in BENCH_JOBS (else a
+# meta stages_skipped line says why not), PATH is set up afresh, `bpf/dmuser-lat
+# -p <daemon pid> -S all --json -d dmu-bench` is attached (libdmuser's USDT
+# stages of that daemon), that one fio job runs (same section, runtime and ramp
+# as in the repetitions), dmuser-lat is stopped with SIGINT (it then prints its
+# one JSON object) and the path is torn down. A failed stages run is on its
+# stage line; it does not change the exit status.
+#
 # Then the paired measurement of the BPF collectors' cost (when BENCH_BPF_PAIRS > 0,
 # dmuser-N and dmuser-N-bpf are both in BENCH_PATHS and randread-4k-qd32 is in
 # BENCH_JOBS): dmuser-N is set up once, and on that one device randread-4k-qd32
@@ -43,6 +52,10 @@
 #   meta <key> <value>              the run's parameters and environment
 #   note <path> <key> <value>       what a path really used (O_DIRECT, loop dio, ...)
 #   run <rep> <path> ok|failed <fio json file> <message>
+#   stage <path> <job> ok|failed <json file> <message>
+#                                   one run of the stages pass: <json file> is
+#                                   stages/<path>-<job>.json, dmuser-lat's JSON
+#                                   (its fio's is fio/stage-<path>-<job>.json)
 #   pair <p> off|on ok|failed <fio json file> <message>
 #                                   one run of pair p, in the order run
 #   pairs ok|failed <message>       the pairs' shared dmuser-N device: whether its
@@ -74,7 +87,10 @@
 #   mpairs ok|failed <message>      the module pairs as a whole: whether the
 #                                   module under test ($DMU_KO) was loaded again after
 #                                   them
-# plus fio/<rep>-<path>.json (fio's output) and logs/<rep>-<path>.log, and for the
+# plus fio/<rep>-<path>.json (fio's output) and logs/<rep>-<path>.log; for the
+# stages pass stages/<path>-<job>.json, fio/stage-<path>-<job>.json,
+# logs/stage-<path>-<job>.log and logs/stage-<path>-<job>.lat.err (dmuser-lat's
+# stderr); for the
 # pairs fio/pair-<p>-<off|on>.json, logs/pair-<p>-<off|on>.log and logs/pairs.log
 # (the shared device's set-up and teardown), and for their "on" runs
 # logs/pair-<p>-on.progs-{pre,before,after}.json (bpftool -j prog show before the
@@ -86,7 +102,8 @@
 #
 # Environment (set by bench.sh): BENCH_RUNTIME, BENCH_RAMP (seconds), BENCH_REPEAT,
 # BENCH_PATHS, BENCH_JOBS (space-separated), BENCH_THREADS (N of dmuser-N),
-# BENCH_SIZE (file size, fallocate syntax), BENCH_BPF_PAIRS (pairs, 0 for none),
+# BENCH_SIZE (file size, fallocate syntax), BENCH_STAGES (PATH:JOB entries of the
+# stages pass, may be empty), BENCH_BPF_PAIRS (pairs, 0 for none),
 # BENCH_BPF_RUNTIME (seconds of each paired run, BPF and in-flight alike),
 # BENCH_INFLIGHT_PAIRS (in-flight pairs, 0 for none), BENCH_MODULE_PAIRS (module
 # pairs, 0 for none), BENCH_BASE_REF (empty: no module pairs), BENCH_BASE_KO (its
@@ -105,7 +122,7 @@ jobfile=$DMU_ROOT/tests/bench/jobs.fio
 name=dmu-bench
 out=${DMU_OUT:?}
 manifest=$out/manifest.tsv
-mkdir -p "$out/fio" "$out/logs"
+mkdir -p "$out/fio" "$out/logs" "$out/stages"
 : >"$manifest"
 
 meta() { printf 'meta\t%s\t%s\n' "$1" "$2" >>"$manifest"; }
@@ -134,6 +151,26 @@ meta jobs "${jobs[*]}"
 meta order "interleaved: repetition r runs every path, starting at path index (r-1) mod ${#paths[@]}"
 meta aslr "off for fio (setarch -R)"
 meta clocksource "$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+
+# The stages pass: the entries of BENCH_STAGES whose path and job run here.
+read -r -a stage_entries <<<"${BENCH_STAGES:-}"
+stages=() stages_skipped=()
+for e in "${stage_entries[@]}"; do
+	if [[ " ${paths[*]} " != *" ${e%%:*} "* ]]; then
+		stages_skipped+=("$e (BENCH_PATHS lacks ${e%%:*})")
+	elif [[ " ${jobs[*]} " != *" ${e#*:} "* ]]; then
+		stages_skipped+=("$e (BENCH_JOBS lacks ${e#*:})")
+	else
+		stages+=("$e")
+	fi
+done
+meta stages "${stages[*]}"
+if ((${#stages_skipped[@]} > 0)); then
+	printf -v e '%s; ' "${stages_skipped[@]}"
+	meta stages_skipped "${e%; }"
+fi
+((${#stage_entries[@]} > 0)) || meta stages_skipped "BENCH_STAGES is empty"
+meta stages_how "bpf/dmuser-lat -p <daemon pid> -S all --json -d $name over one fio of the job on the path set up afresh; stopped with SIGINT"
 
 # The paired measurement of the collectors' cost: its job, and why it may not run.
 pair_job=randread-4k-qd32
@@ -217,6 +254,8 @@ modprobe nbd || die "modprobe nbd failed"
 
 undo=()
 target="" direct=1 metrics_url=""
+# the pid of the path's daemon (libdmuser's USDT probes: the stages pass), if any
+daemon_pid=""
 
 teardown() {
 	local i rc=0
@@ -279,6 +318,7 @@ setup_dmuser-nbd() {
 	wait_for_path "$sock" 30 || return 1
 	dmu_daemon_run "$name" --backend "nbd+unix:///?socket=$sock" --threads 1 --metrics 0
 	undo+=("dmu_daemon_stop $DMU_DAEMON_PID")
+	daemon_pid=$DMU_DAEMON_PID
 	metrics_url=http://$(sed -n 's/^metrics=//p' "$DMU_DAEMON_READY")/metrics
 	target=/dev/mapper/$name
 	wait_for_path "$target" 10 || dmsetup mknodes "$name"
@@ -290,6 +330,7 @@ setup_dmuser-nbd() {
 setup_dmuser_threads() {
 	dmu_daemon_start "$name" "$file" "$bytes" --threads "$1" --metrics 0
 	undo+=("dmu_daemon_stop $DMU_DAEMON_PID")
+	daemon_pid=$DMU_DAEMON_PID
 	metrics_url=http://$(sed -n 's/^metrics=//p' "$DMU_DAEMON_READY")/metrics
 	target=/dev/mapper/$name
 	wait_for_path "$target" 10 || dmsetup mknodes "$name"
@@ -311,6 +352,7 @@ setup_dmuser-uring() {
 	file_takes_direct || { echo "the file refuses O_DIRECT, which dmu-passthrough needs"; return 1; }
 	dmu_bg "$DMU_ROOT/examples/dmu-passthrough" -q 64 "$name" "$file"
 	undo+=("uring_stop $DMU_BG_PID")
+	daemon_pid=$DMU_BG_PID
 	target=/dev/mapper/$name
 	wait_for_path "$target" 30 || { echo "dmu-passthrough did not create $target"; return 1; }
 	note dmuser-uring server "examples/dmu-passthrough -q 64: async API, io_uring, O_DIRECT, 1 thread"
@@ -386,21 +428,21 @@ last_line() {
 # run_logged "KIND A B" BASE CMD...: runs CMD in a background subshell (errexit
 # applies there, and CMD's EXIT trap tears down) with its output in logs/BASE.log,
 # then appends "KIND<TAB>A<TAB>B<TAB>ok|failed<TAB>fio/BASE.json<TAB>message" to
-# the manifest. On failure it prints the log to the console (fd 3) and sets failed=1.
+# the manifest (another file than fio/BASE.json with rl_json=FILE set). On failure it prints the log to the console (fd 3) and sets failed=1.
 # (Its locals are seen by CMD: none may shadow a global such as $name.)
 run_logged() {
 	local rl_fields=${1// /$'\t'} rl_label=$1 rl_base=$2 rl_rc=0
-	local rl_log=$out/logs/$rl_base.log
+	local rl_log=$out/logs/$rl_base.log rl_file=${rl_json:-fio/$2.json}
 	shift 2
 	"$@" >"$rl_log" 2>&1 &
 	wait $! || rl_rc=$?
 	if ((rl_rc == 0)); then
-		printf '%s\tok\tfio/%s.json\t\n' "$rl_fields" "$rl_base" >>"$manifest"
+		printf '%s\tok\t%s\t\n' "$rl_fields" "$rl_file" >>"$manifest"
 	else
 		failed=1
 		log "$rl_label FAILED (exit $rl_rc):" >&3
 		sed 's/^/    /' "$rl_log" >&3
-		printf '%s\tfailed\tfio/%s.json\t%s\n' "$rl_fields" "$rl_base" \
+		printf '%s\tfailed\t%s\t%s\n' "$rl_fields" "$rl_file" \
 			"exit $rl_rc: $(last_line "$rl_log")" >>"$manifest"
 	fi
 }
@@ -413,6 +455,53 @@ run_one() {
 	"setup_$path"
 	run_fio "$out/fio/$rep-$path.json" "${jobs[@]}"
 	[[ -z $metrics_url ]] || note_batching
+}
+
+# ---- the stages pass: where the time goes ----------------------------------------
+
+# One stages run (in a background subshell, run_logged): $path set up afresh,
+# dmuser-lat -p <its daemon> -S all --json on the device, fio's job $job alone,
+# dmuser-lat stopped with SIGINT (its JSON to stages/$path-$job.json, which must
+# have a latency array), the path torn down.
+run_stage() {
+	local base=$path-$job lat_pid
+	lat_stopped=0
+	trap 'rc=$?; teardown || rc=1; exit $rc' EXIT
+	"setup_$path"
+	[[ -n $daemon_pid ]] || { echo "path $path has no daemon with libdmuser's USDT probes"; return 1; }
+	dmu_bg "$DMU_ROOT/bpf/dmuser-lat" -p "$daemon_pid" -S all --json -d "$name" \
+		>"$out/stages/$base.json" 2>"$out/logs/stage-$base.lat.err"
+	lat_pid=$DMU_BG_PID
+	undo+=("((lat_stopped)) || stage_lat_stop $lat_pid")
+	# with --json its banner goes to stderr, after the USDT probes are attached
+	wait_until 60 lat_started "$out/logs/stage-$base.lat.err" "$lat_pid" ||
+		{ echo "dmuser-lat did not attach within 60 s"; return 1; }
+	dmu_running "$lat_pid" ||
+		{ echo "dmuser-lat exited before fio: $(cat "$out/logs/stage-$base.lat.err")"; return 1; }
+	cat "$out/logs/stage-$base.lat.err"
+	run_fio "$out/fio/stage-$base.json" "$job"
+	stage_lat_stop "$lat_pid"
+	cat "$out/logs/stage-$base.lat.err"
+	jq -e '.latency | type == "array" and length > 0' "$out/stages/$base.json" >/dev/null ||
+		{ echo "dmuser-lat's output has no stage: $(head -c 300 "$out/stages/$base.json")"; return 1; }
+	echo "dmuser-lat's stages: $(jq -c '[.latency[] | {stage, count, p50, p99}], .requests' "$out/stages/$base.json")"
+}
+lat_started() { grep -qs 'Tracing dm-user request latency' "$1" || ! dmu_running "$2"; }
+# SIGINT to dmuser-lat $1 (it prints its JSON then); fails unless it exits 0
+# within 30 s (then SIGTERM and SIGKILL).
+stage_lat_stop() {
+	local rc=0
+	# shellcheck disable=SC2034 # read by run_stage's undo command
+	lat_stopped=1
+	kill -INT "$1" 2>/dev/null || true
+	dmu_wait "$1" 30 || rc=$?
+	if ((rc == 124)); then
+		echo "dmuser-lat ignored SIGINT for 30 s"
+		dmu_stop "$1" 5 || true
+	elif ((rc != 0)); then
+		echo "dmuser-lat exited $rc"
+	fi
+	return "$rc"
 }
 
 # ---- the paired measurements: the collectors' and the in-flight table's cost ----
@@ -688,6 +777,16 @@ for ((rep = 1; rep <= repeat; rep++)); do
 		run_logged "run $rep $path" "$rep-$path" run_one
 	done
 done
+
+# The stages pass: a failed run is on its stage line and leaves the exit status.
+paths_failed=$failed
+for e in "${stages[@]}"; do
+	path=${e%%:*} job=${e#*:}
+	log "stages: $path $job (dmuser-lat -S all -p)"
+	rl_json=stages/$path-$job.json run_logged "stage $path $job" "stage-$path-$job" run_stage
+done
+((${#stages[@]} > 0)) || log "stages: not run (${BENCH_STAGES:+none of BENCH_STAGES runs here}${BENCH_STAGES:-BENCH_STAGES is empty})"
+failed=$paths_failed
 
 run_series pair "$pairs" "BPF cost" collectors "$pairs_skipped"
 run_series ipair "$ipairs" "In-flight table cost" "dmuser-inflight poller" "$ipairs_skipped"
