@@ -30,6 +30,12 @@ test (B, "head"), swapped between runs, each on a device of its own: cost = 1 -
 head / base IOPS, and the change of guest CPU time per request, head / base - 1
 (reported, no goal).
 
+Where the time goes: the stages pass of the guest (BENCH_STAGES) ran one job on a
+path with `bpf/dmuser-lat -p <daemon> -S all --json` attached; each run's stages
+(requests, p50, p99 and mean = sum_ns / count) are a table in results.md, in the
+pipeline's order, and in results.json ("stages"). A failed stages run is said
+there and on stderr; it does not change the exit status.
+
 Exit status: 0 when every requested path ran every job; 1 when a run or a job
 failed (the report is still written and says which); 2 on bad input.
 """
@@ -57,6 +63,12 @@ DMU_NBD = "dmuser-nbd"
 REMOTE_JOBS = ("randread-4k-qd32", "randwrite-4k-qd32")
 REMOTE_MIN = 1.0
 QD1_JOBS = ("randread-4k-qd1", "randwrite-4k-qd1")
+# dmuser-lat's stages in the order a request goes through them: the kernel's
+# (queue, daemon, total) and, with -p, libdmuser's (queue, handoff, pickup,
+# backend, reply, total); any other stage after these.
+STAGE_ORDER = ("queue", "handoff", "pickup", "backend", "reply", "daemon", "total")
+STAGES_REF = "Where the time goes"
+STAGES_TITLE = STAGES_REF + " (dmuser-lat -S all)"
 # The BPF goals: the collectors' BPF program time per request (ns), and its share
 # of the CPU time per request. BPF_COST_MAX: the IOPS view's reference (its goal
 # before the CPU-time goals; now informational).
@@ -191,6 +203,8 @@ def load_manifest(text):
         elif f[0] == "run" and len(f) == 6 and _count(f[1]) and f[3] in ("ok", "failed"):
             runs.append({"rep": int(f[1]), "path": f[2], "status": f[3],
                          "file": f[4], "message": f[5]})
+        elif _stage_line(f):
+            pass  # load_stages's
         elif not any(_parse_pair_line(s, pairs, polls, f, lineno)
                      for s, (pairs, polls) in series.items()):
             raise BadInput(f"manifest line {lineno}: cannot parse {line!r}")
@@ -205,6 +219,84 @@ def load_manifest(text):
             if s.bpf_line and r["mode"] == s.modes[1] and ("bpf", r["pair"]) in polls:
                 r["bpf"] = polls[("bpf", r["pair"])]
     return (meta, notes, runs) + tuple(series[s][0] for s in SERIES)
+
+
+def _stage_line(f):
+    """The fields of a `stage <path> <job> ok|failed <json file> <message>` line
+    as a dict, or None if f is not one."""
+    if f[0] == "stage" and len(f) == 6 and f[1] and f[2] and f[3] in ("ok", "failed"):
+        return {"path": f[1], "job": f[2], "status": f[3], "file": f[4], "message": f[5]}
+    return None
+
+
+def load_stages(text):
+    """The stages pass's runs of manifest.tsv, in order (load_manifest checks the
+    rest of the lines): [{"path", "job", "status", "file", "message"}]."""
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        st = _stage_line(line.split("\t"))
+        if st is None:
+            continue
+        if any(o["path"] == st["path"] and o["job"] == st["job"] for o in out):
+            raise BadInput(f"manifest line {lineno}: stage {st['path']} {st['job']} recorded twice")
+        out.append(st)
+    return out
+
+
+def parse_stages_json(text):
+    """dmuser-lat --json's output (one JSON object per line; the last is taken:
+    without an interval it prints one, at SIGINT) as {"unit", "stages": [{"stage",
+    "count", "p50_us", "p99_us", "mean_us", "sum_ns"}] in STAGE_ORDER, "requests"}.
+    p50/p99 are dmuser-lat's estimates, in µs whatever its unit; mean_us is
+    sum_ns / count (None without sum_ns: the kernel's stages have none)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise BadInput("dmuser-lat printed nothing")
+    try:
+        doc = json.loads(lines[-1])
+    except ValueError as e:
+        raise BadInput(f"dmuser-lat's output is not JSON: {e}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("latency"), list):
+        raise BadInput("dmuser-lat's output has no latency array")
+    scale = {"usecs": 1.0, "msecs": 1000.0}.get(doc.get("unit"))
+    if scale is None:
+        raise BadInput(f"dmuser-lat's unit is {doc.get('unit')!r}, not usecs or msecs")
+    stages = []
+    for e in doc["latency"]:
+        name = e.get("stage")
+        if not isinstance(name, str) or not isinstance(e.get("count"), int):
+            raise BadInput(f"dmuser-lat's latency entry lacks a stage or a count: {e!r}")
+        if "op" in e or "device" in e:
+            raise BadInput("dmuser-lat's output is per op or per device (-O, -D): not one"
+                           " histogram per stage")
+        if any(st["stage"] == name for st in stages):
+            raise BadInput(f"dmuser-lat's output has stage {name!r} twice")
+        count, sum_ns = e["count"], e.get("sum_ns")
+        stages.append({"stage": name, "count": count,
+                       "p50_us": None if e.get("p50") is None else e["p50"] * scale,
+                       "p99_us": None if e.get("p99") is None else e["p99"] * scale,
+                       "sum_ns": sum_ns,
+                       "mean_us": sum_ns / count / 1000.0 if sum_ns is not None and count else None})
+    rank = {n: i for i, n in enumerate(STAGE_ORDER)}
+    stages.sort(key=lambda st: rank.get(st["stage"], len(STAGE_ORDER)))  # stable: others keep theirs
+    return {"unit": doc["unit"], "stages": stages, "requests": doc.get("requests")}
+
+
+def collect_stages(entries, load_text):
+    """Each stages run with its stages (parse_stages_json of load_text(run)), or
+    "error": why it has none (the run failed, its JSON is missing or bad)."""
+    out = []
+    for st in entries:
+        st = dict(st)
+        if st["status"] != "ok":
+            st["error"] = st["message"] or "failed"
+        else:
+            try:
+                st.update(parse_stages_json(load_text(st)))
+            except (OSError, BadInput) as e:
+                st["error"] = f"{st['file']}: {e}"
+        out.append(st)
+    return out
 
 
 def requested_pairs(meta, series=BPF):
@@ -568,7 +660,7 @@ def remote_goals(summary):
         gone = [p for p, v in ((DMU_NBD, a), (NBD, b)) if v is None]
         detail = (f"not measured: no {job} result for {', '.join(gone)}" if gone else
                   f"{DMU_NBD} {a:.0f} IOPS, {NBD} {b:.0f} IOPS (one nbdkit export, one connection each)")
-        res.append({"goal": f"{job}: {DMU_NBD} / {NBD} >= {REMOTE_MIN:g}", "value": r,
+        res.append({"goal": f"{job}: {DMU_NBD} / {NBD} >= {REMOTE_MIN:g}", "job": job, "value": r,
                     "threshold": REMOTE_MIN, "fmt": "{:.2f}",
                     "verdict": "N/A" if r is None else
                     ("PASS" if round(r, 9) >= REMOTE_MIN else "FAIL"),
@@ -626,14 +718,22 @@ def clk_tck(meta, series=MODULE):
     return int(v) if _count(v) else None
 
 
-def build_results(meta, notes, runs, failures, paths, jobs, pairs=None, ipairs=None, mpairs=None):
+def build_results(meta, notes, runs, failures, paths, jobs, pairs=None, ipairs=None, mpairs=None,
+                  stages=None):
     """pairs, ipairs, mpairs: load_manifest's paired BPF, in-flight and module runs
-    after collect_pairs (None: none)."""
+    after collect_pairs (None: none); stages: the stages runs after collect_stages.
+    A FAILed remote goal whose job has a stages run on dmuser-nbd points to it."""
     summary = summarize(runs, paths, jobs)
+    stages = stages or []
     pairs = pairs or {"runs": [], "device": None}
     ipairs = ipairs or {"runs": [], "device": None}
     mpairs = mpairs or {"runs": [], "device": None}
     paired = paired_cost(pairs["runs"], requested_pairs(meta), clk_tck=clk_tck(meta, BPF))
+    gl = goals(summary, paired, meta)
+    for g in gl:
+        if g["verdict"] == "FAIL" and g.get("job") and any(
+                st["path"] == DMU_NBD and st["job"] == g["job"] for st in stages):
+            g["detail"] += f"; see {STAGES_REF} ({DMU_NBD} {g['job']})"
     return {
         "emulated": True,
         "emulated_note": EMULATED,
@@ -644,7 +744,7 @@ def build_results(meta, notes, runs, failures, paths, jobs, pairs=None, ipairs=N
         "runs": runs,
         "failures": failures,
         "summary": summary,
-        "goals": goals(summary, paired, meta),
+        "goals": gl,
         "bpf_iops_view": bpf_iops_view(summary, paired),
         "bpf_cost": bpf_costs(summary, jobs),
         "pair_runs": pairs["runs"],
@@ -657,6 +757,7 @@ def build_results(meta, notes, runs, failures, paths, jobs, pairs=None, ipairs=N
         "module_pairs_device": mpairs["device"],
         "module_cost_paired": paired_cost(mpairs["runs"], requested_pairs(meta, MODULE),
                                           series=MODULE, clk_tck=clk_tck(meta)),
+        "stages": stages,
     }
 
 
@@ -774,6 +875,39 @@ def render_paired(res, series=BPF):
     return lines
 
 
+def render_stages(res):
+    """The section "Where the time goes": a table per stages run (empty when the
+    guest ran none and said nothing)."""
+    m, runs = res["meta"], res.get("stages") or []
+    skipped = m.get("stages_skipped")
+    if not runs and not skipped:
+        return []
+    lines = ["## " + STAGES_TITLE, "",
+             "Each run: the path set up afresh, one fio of the job with `bpf/dmuser-lat -p <daemon"
+             " pid> -S all --json` on the device (libdmuser's USDT stages of that daemon), stopped"
+             " with SIGINT after fio. Stages in the order a request goes through them (queue +"
+             " handoff + pickup + backend + reply = total, per request); p50/p99 are dmuser-lat's"
+             " estimates from its log2 buckets, mean = sum_ns / requests (exact). Ramp included.", ""]
+    if skipped:
+        lines += [f"Not run: {skipped}.", ""]
+    for st in runs:
+        lines += [f"### {st['path']} {st['job']}", ""]
+        if "error" in st:
+            lines += [f"FAILED (not in the exit status): {st['error']}", ""]
+            continue
+        lines += ["| stage | requests | p50 µs | p99 µs | mean µs |", "|---|---:|---:|---:|---:|"]
+        for s in st["stages"]:
+            lines.append(f"| {s['stage']} | {s['count']} | {_num(s['p50_us'], '{:.1f}')} |"
+                         f" {_num(s['p99_us'], '{:.1f}')} | {_num(s['mean_us'], '{:.1f}')} |")
+        rq = st.get("requests")
+        if isinstance(rq, dict) and "completed" in rq:
+            lines.append("")
+            lines.append(f"Requests: {rq['completed']} completed, " + ", ".join(
+                f"{k.replace('_', ' ')} {v}" for k, v in rq.items() if k != "completed") + ".")
+        lines.append("")
+    return lines
+
+
 def render_md(res):
     m = res["meta"]
     lines = ["# dm-user benchmark", "",
@@ -840,6 +974,11 @@ def render_md(res):
                       _spread_num(e and e["clat_p99_us"], fmt="{:.1f}")]
         lines.append(f"| {path} | " + " | ".join(cells) + " |")
     lines.append("")
+    qd1 = [f"{st['path']} {st['job']}" for st in res.get("stages") or []
+           if st["job"] in QD1_JOBS and "error" not in st]
+    if qd1:
+        lines += [f"Per stage at iodepth 1: see {STAGES_REF} ({', '.join(qd1)}).", ""]
+    lines += render_stages(res)
     if res["failures"]:
         lines += ["## Failed runs", ""]
         for f in res["failures"]:
@@ -934,7 +1073,9 @@ def main(argv):
     args = ap.parse_args(argv)
     try:
         with open(os.path.join(args.guest, "manifest.tsv")) as f:
-            meta, notes, runs, pairs, ipairs, mpairs = load_manifest(f.read())
+            text = f.read()
+        meta, notes, runs, pairs, ipairs, mpairs = load_manifest(text)
+        stage_runs = load_stages(text)
         for kv in args.meta:
             k, sep, v = kv.partition("=")
             if not sep:
@@ -959,7 +1100,12 @@ def main(argv):
     failures += collect_pairs(pairs, n_pairs, load_fio)
     failures += collect_pairs(ipairs, n_ipairs, load_fio, series=INFLIGHT)
     failures += collect_pairs(mpairs, n_mpairs, load_fio, series=MODULE)
-    res = build_results(meta, notes, runs, failures, paths, jobs, pairs, ipairs, mpairs)
+    def load_text(run):
+        with open(os.path.join(args.guest, run["file"])) as f:
+            return f.read()
+
+    stages = collect_stages(stage_runs, load_text)
+    res = build_results(meta, notes, runs, failures, paths, jobs, pairs, ipairs, mpairs, stages)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
@@ -969,6 +1115,10 @@ def main(argv):
     write_png(res, args.out)
     for fl in failures:
         print(f"report.py: {failure_label(fl)} failed: {fl['message']}", file=sys.stderr)
+    for st in stages:
+        if "error" in st:
+            print(f"report.py: stages {st['path']} {st['job']} failed (exit status unchanged):"
+                  f" {st['error']}", file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -1049,6 +1049,200 @@ class Rendering(unittest.TestCase):
                 self.assertIn(where, err.getvalue())
 
 
+STAGES_FIXTURE = os.path.join(HERE, "dmuser-lat-stages.json")
+PIPELINE = ["queue", "handoff", "pickup", "backend", "reply", "total"]
+
+
+def stages_doc():
+    """The fixture: the JSON of `dmuser-lat -p PID -S all --json` from the stages
+    run dmuser-nbd randread-4k-qd32 of a make bench (BENCH_SET=nbd, 6.12 guest,
+    2026-12-06), each stage's buckets trimmed to its first three non-empty ones."""
+    with open(STAGES_FIXTURE) as f:
+        return json.loads(f.read())
+
+
+def stage_line(path, job, status="ok", msg=""):
+    return f"stage\t{path}\t{job}\t{status}\tstages/{path}-{job}.json\t{msg}"
+
+
+class Stages(unittest.TestCase):
+    """The stages pass: dmuser-lat -S all per PATH:JOB ("Where the time goes")."""
+
+    def test_parses_the_real_output_in_pipeline_order(self):
+        doc = stages_doc()
+        got = report.parse_stages_json(json.dumps(doc) + "\n")
+        self.assertEqual([s["stage"] for s in got["stages"]], PIPELINE)
+        raw = {e["stage"]: e for e in doc["latency"]}
+        for s in got["stages"]:
+            e = raw[s["stage"]]
+            self.assertEqual(s["count"], e["count"])
+            self.assertEqual(s["p50_us"], e["p50"])
+            self.assertEqual(s["p99_us"], e["p99"])
+            self.assertAlmostEqual(s["mean_us"], e["sum_ns"] / e["count"] / 1000)
+        self.assertEqual(got["requests"], doc["requests"])
+        self.assertEqual(got["unit"], "usecs")
+
+    def test_order_is_the_pipelines_whatever_the_input(self):
+        doc = stages_doc()
+        doc["latency"].reverse()
+        got = report.parse_stages_json(json.dumps(doc))
+        self.assertEqual([s["stage"] for s in got["stages"]], PIPELINE)
+        # the kernel's stages (no -p): queue, daemon, total; no sum_ns, so no mean
+        kdoc = {"unit": "usecs", "latency": [
+            {"stage": n, "count": 4, "p50": 1.0, "p99": 2.0, "buckets": []}
+            for n in ("total", "daemon", "queue")]}
+        got = report.parse_stages_json(json.dumps(kdoc))
+        self.assertEqual([s["stage"] for s in got["stages"]], ["queue", "daemon", "total"])
+        self.assertIsNone(got["stages"][0]["mean_us"])
+        # a stage the report does not know goes last
+        kdoc["latency"].insert(0, {"stage": "zzz", "count": 1, "p50": 1.0, "p99": 1.0})
+        got = report.parse_stages_json(json.dumps(kdoc))
+        self.assertEqual([s["stage"] for s in got["stages"]], ["queue", "daemon", "total", "zzz"])
+
+    def test_units_empty_stages_and_the_last_object(self):
+        doc = stages_doc()
+        doc["unit"] = "msecs"
+        for e in doc["latency"]:
+            if e["stage"] == "backend":
+                e["p50"], e["p99"] = 0.5, None
+            if e["stage"] == "reply":
+                e["count"] = 0
+        older = dict(doc, latency=[])
+        got = report.parse_stages_json(json.dumps(older) + "\n" + json.dumps(doc) + "\n\n")
+        backend = next(s for s in got["stages"] if s["stage"] == "backend")
+        self.assertEqual(backend["p50_us"], 500.0)
+        self.assertIsNone(backend["p99_us"])
+        reply = next(s for s in got["stages"] if s["stage"] == "reply")
+        self.assertIsNone(reply["mean_us"])   # no request: no mean, no division by 0
+
+    def test_bad_output_is_refused(self):
+        doc = stages_doc()
+        per_op = json.loads(json.dumps(doc))
+        per_op["latency"][0]["op"] = "read"
+        twice = json.loads(json.dumps(doc))
+        twice["latency"].append(twice["latency"][0])
+        for text, why in (("", "printed nothing"), ("Tracing...\n", "not JSON"),
+                          ('{"unit":"usecs"}', "no latency"),
+                          (json.dumps(dict(doc, unit="nsecs")), "unit"),
+                          (json.dumps(per_op), "per op"), (json.dumps(twice), "twice")):
+            with self.assertRaises(report.BadInput) as cm:
+                report.parse_stages_json(text)
+            self.assertIn(why, str(cm.exception))
+
+    def test_manifest_lines(self):
+        text = (manifest(runs=[]) + stage_line("dmuser-1", "randread-4k-qd1") + "\n"
+                + stage_line("dmuser-1", "randwrite-4k-qd1", "failed", "exit 1: boom") + "\n")
+        meta, _, runs, *_ = report.load_manifest(text)   # accepted, not runs
+        self.assertEqual(runs, [])
+        st = report.load_stages(text)
+        self.assertEqual([(s["path"], s["job"], s["status"]) for s in st],
+                         [("dmuser-1", "randread-4k-qd1", "ok"), ("dmuser-1", "randwrite-4k-qd1", "failed")])
+        self.assertEqual(st[0]["file"], "stages/dmuser-1-randread-4k-qd1.json")
+        with self.assertRaises(report.BadInput):
+            report.load_stages(text + stage_line("dmuser-1", "randread-4k-qd1") + "\n")
+        with self.assertRaises(report.BadInput):
+            report.load_manifest(manifest(runs=[]) + "stage\tdmuser-1\trandread-4k-qd1\tok\n")
+
+    def test_collect_marks_failed_and_missing(self):
+        entries = [{"path": "dmuser-1", "job": "randread-4k-qd1", "status": "ok",
+                    "file": "stages/a.json", "message": ""},
+                   {"path": "dmuser-1", "job": "randwrite-4k-qd1", "status": "failed",
+                    "file": "stages/b.json", "message": "exit 1: dmuser-lat did not attach"},
+                   {"path": "dmuser-N", "job": "randread-4k-qd1", "status": "ok",
+                    "file": "stages/c.json", "message": ""}]
+        texts = {"stages/a.json": json.dumps(stages_doc())}
+
+        def load(run):
+            if run["file"] not in texts:
+                raise FileNotFoundError(2, "No such file", run["file"])
+            return texts[run["file"]]
+        got = report.collect_stages(entries, load)
+        self.assertNotIn("error", got[0])
+        self.assertEqual([s["stage"] for s in got[0]["stages"]], PIPELINE)
+        self.assertEqual(got[1]["error"], "exit 1: dmuser-lat did not attach")
+        self.assertIn("stages/c.json", got[2]["error"])
+        self.assertIn("No such file", got[2]["error"])
+
+    def results(self, stages, iops=None, paths=PATHS, jobs=JOBS, meta_extra=""):
+        runs = [(1, p, "ok", "") for p in paths]
+        text = manifest(paths, jobs, 1, runs) + meta_extra
+        meta, notes, mruns, *_ = report.load_manifest(text)
+        mruns, failures = report.collect(mruns, paths, jobs, 1,
+                                         lambda r: fio_out({j: (iops or {}).get(r["path"], 10) for j in jobs}))
+        docs = {f"stages/{p}-{j}.json": json.dumps(stages_doc()) for p, j, *_ in stages}
+        entries = report.load_stages(text + "".join(stage_line(*st) + "\n" for st in stages))
+        st = report.collect_stages(entries, lambda r: docs[r["file"]])
+        return report.build_results(meta, notes, mruns, failures, paths, jobs, stages=st)
+
+    def test_rendered_tables(self):
+        res = self.results([("dmuser-1", "randread-4k-qd1"),
+                            ("dmuser-1", "randwrite-4k-qd1", "failed", "exit 1: boom")],
+                           jobs=["randread-4k-qd1", "randwrite-4k-qd1"])
+        md = report.render_md(res)
+        sec = md[md.index("## Where the time goes (dmuser-lat -S all)"):]
+        self.assertIn("### dmuser-1 randread-4k-qd1\n\n| stage | requests | p50 µs | p99 µs | mean µs |", sec)
+        rows = [ln for ln in sec.split("### dmuser-1 randwrite")[0].splitlines()
+                if ln.startswith("| ") and not ln.startswith("| stage")]
+        self.assertEqual([r.split(" | ")[0][2:] for r in rows], PIPELINE)
+        e = next(e for e in stages_doc()["latency"] if e["stage"] == "backend")
+        self.assertIn(f"| backend | {e['count']} | {e['p50']:.1f} | {e['p99']:.1f} |"
+                      f" {e['sum_ns'] / e['count'] / 1000:.1f} |", sec)
+        self.assertIn(f"Requests: {stages_doc()['requests']['completed']} completed, observed", sec)
+        self.assertIn("### dmuser-1 randwrite-4k-qd1\n\nFAILED (not in the exit status): exit 1: boom", sec)
+        self.assertNotIn("## Failed runs", md)
+        # the iodepth-1 table points to the qd1 run that has stages
+        self.assertIn("Per stage at iodepth 1: see Where the time goes (dmuser-1 randread-4k-qd1).", md)
+        self.assertLess(md.index("iodepth 1 latency per path"), md.index("Per stage at iodepth 1"))
+        self.assertEqual([s["stage"] for s in res["stages"][0]["stages"]], PIPELINE)
+        json.dumps(res)   # results.json holds it
+
+    def test_no_section_without_runs_but_the_reason_when_skipped(self):
+        md = report.render_md(self.results([]))
+        self.assertNotIn("Where the time goes", md)
+        md = report.render_md(self.results([], meta_extra="meta\tstages_skipped\tBENCH_STAGES is empty\n"))
+        self.assertIn("## Where the time goes (dmuser-lat -S all)", md)
+        self.assertIn("Not run: BENCH_STAGES is empty.", md)
+        self.assertNotIn("Per stage at iodepth 1", md)
+
+    def test_a_failed_remote_goal_points_to_its_stages(self):
+        jobs, paths = RemoteGoals.JOBS, RemoteGoals.PATHS
+        res = self.results([("dmuser-nbd", "randread-4k-qd32")], {"nbd": 10, "dmuser-nbd": 9},
+                           paths=paths, jobs=jobs)
+        gs = [g for g in res["goals"] if "dmuser-nbd / nbd" in g["goal"]]
+        self.assertEqual([g["verdict"] for g in gs], ["FAIL", "FAIL"])
+        self.assertIn("see Where the time goes (dmuser-nbd randread-4k-qd32)", gs[0]["detail"])
+        self.assertNotIn("Where the time goes", gs[1]["detail"])    # no stages run for it
+        res = self.results([("dmuser-nbd", "randread-4k-qd32")], {"nbd": 10, "dmuser-nbd": 11},
+                           paths=paths, jobs=jobs)
+        gs = [g for g in res["goals"] if "dmuser-nbd / nbd" in g["goal"]]
+        self.assertEqual(gs[0]["verdict"], "PASS")
+        self.assertNotIn("Where the time goes", gs[0]["detail"])
+
+    def test_main_a_failed_stages_run_keeps_exit_0(self):
+        with tempfile.TemporaryDirectory() as d:
+            guest, out = os.path.join(d, "guest"), os.path.join(d, "out")
+            os.makedirs(os.path.join(guest, "fio"))
+            os.makedirs(os.path.join(guest, "stages"))
+            with open(os.path.join(guest, "manifest.tsv"), "w") as f:
+                f.write(manifest(["dmuser-1"], JOBS, 1, [(1, "dmuser-1", "ok", "")])
+                        + stage_line("dmuser-1", "randread-4k-qd1") + "\n"
+                        + stage_line("dmuser-1", "randread-4k-qd32", "failed", "exit 1: no") + "\n")
+            with open(os.path.join(guest, "fio", "1-dmuser-1.json"), "w") as f:
+                json.dump(fio_out({j: 100 for j in JOBS}), f)
+            with open(os.path.join(guest, "stages", "dmuser-1-randread-4k-qd1.json"), "w") as f:
+                f.write(json.dumps(stages_doc()) + "\n")
+            with contextlib.redirect_stderr(io.StringIO()) as err:
+                self.assertEqual(report.main(["--guest", guest, "--out", out]), 0)
+            self.assertIn("stages dmuser-1 randread-4k-qd32 failed (exit status unchanged): exit 1: no",
+                          err.getvalue())
+            with open(os.path.join(out, "results.json")) as f:
+                res = json.load(f)
+            self.assertEqual([s["stage"] for s in res["stages"][0]["stages"]], PIPELINE)
+            self.assertEqual(res["stages"][1]["error"], "exit 1: no")
+            with open(os.path.join(out, "results.md")) as f:
+                self.assertIn("### dmuser-1 randread-4k-qd1", f.read())
+
+
 def main(argv):
     return unitrun.run(sys.modules[__name__], argv[1] if len(argv) > 1 else None)
 
