@@ -889,7 +889,7 @@ def render_stages(res):
              " handoff + pickup + backend + reply = total, per request); p50/p99 are dmuser-lat's"
              " estimates from its log2 buckets, mean = sum_ns / requests (exact). Ramp included.", ""]
     if skipped:
-        lines += [f"Not run: {skipped}.", ""]
+        lines += [f"{'Skipped' if runs else 'Not run'}: {skipped}.", ""]
     for st in runs:
         lines += [f"### {st['path']} {st['job']}", ""]
         if "error" in st:

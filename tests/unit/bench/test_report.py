@@ -1190,6 +1190,9 @@ class Stages(unittest.TestCase):
         self.assertIn(f"Requests: {stages_doc()['requests']['completed']} completed, observed", sec)
         self.assertIn("### dmuser-1 randwrite-4k-qd1\n\nFAILED (not in the exit status): exit 1: boom", sec)
         self.assertNotIn("## Failed runs", md)
+        res = self.results([("dmuser-1", "randread-4k-qd1")],
+                           meta_extra="meta\tstages_skipped\tdmuser-N:randread-4k-qd32 (BENCH_JOBS lacks it)\n")
+        self.assertIn("Skipped: dmuser-N:randread-4k-qd32 (BENCH_JOBS lacks it).", report.render_md(res))
         # the iodepth-1 table points to the qd1 run that has stages
         self.assertIn("Per stage at iodepth 1: see Where the time goes (dmuser-1 randread-4k-qd1).", md)
         self.assertLess(md.index("iodepth 1 latency per path"), md.index("Per stage at iodepth 1"))
