@@ -78,7 +78,8 @@
  *    xarray is destroyed with the channel.
  *
  * The data path takes no lock that all channels share.  map() puts a BIO on
- * one channel's queue (round robin) under that channel's lock; a read()
+ * one channel's queue under that channel's lock: a busy reader's, else the
+ * last reader's, else the next in turn (see "Readers busy" below); a read()
  * takes from its own queue and, when that is empty (or it reads batches),
  * from the other channels' (so a busy or stuck reader does not hold
  * requests back while another waits); a write() finds the request by seq
@@ -240,7 +241,7 @@ struct dmu_target {
 	struct dmu_chanset __rcu *chans;	/* channels in service */
 	struct list_head channels;	/* every open channel, refused ones too */
 	struct list_head backlog;	/* QUEUED on no channel, oldest first */
-	unsigned int __percpu *rotor;	/* map()'s round robin */
+	unsigned int __percpu *rotor;	/* map()'s turn among the channels */
 	wait_queue_head_t space_wait;	/* map() waiting for queue_depth */
 	atomic64_t next_seq;
 	atomic_t nr_queued;		/* QUEUED */
@@ -249,6 +250,7 @@ struct dmu_target {
 	unsigned long coming_since;	/* jiffies of the latest such wakeup */
 	unsigned int nr_channels;	/* in service: chans->nr */
 	u32 next_channel_id;
+	u32 hot_id;			/* channel whose reader took last */
 	bool dead;			/* the last table's dtr has run */
 	bool orphaned;			/* no daemon: map() fails at once */
 	bool recovering;		/* no daemon, inside recovery_ms */
@@ -300,6 +302,18 @@ struct dmu_channel {
 	wait_queue_head_t rd_wait;	/* its readers and pollers */
 	bool detached;			/* out of service: map() must pick another */
 	atomic_t coming;		/* a reader woken has not looked yet */
+	/*
+	 * The thread that reads this channel (the first one that took a
+	 * message; a reference, put when the channel is freed), and whether
+	 * it is busy: it took messages and has not waited since (see "Readers
+	 * busy" above).  A second
+	 * thread reading the channel makes it shared: then it is never
+	 * counted on (see dmu_reader_busy()).
+	 */
+	struct task_struct *reader;
+	bool reader_shared;
+	bool busy;
+	unsigned long busy_since;	/* jiffies: when it took them */
 	u64 flags;			/* DM_USER_CHANNEL_* */
 	struct rcu_head rcu;
 	struct mutex rd_lock;		/* serialises read() on this file */
@@ -657,9 +671,25 @@ static void dmu_end_list(struct dmu_target *t, struct list_head *list,
  * else and went back to userspace.  A reader that has not looked within
  * DMU_COMING_JIFFIES (starved of CPU) is no longer waited for.
  *
+ * Readers "busy".  A reader that took messages is busy with them until it
+ * waits again (dmu_idle(): in read() or poll(), on the wait queue).  While
+ * it is busy, on a CPU or runnable (not blocked in its backend, a disk or a
+ * server), and took within DMU_COMING_JIFFIES, it will come back soon and
+ * take what was queued meanwhile (all of it, on a batched channel): map()
+ * queues on its channel and wakes nobody (dmu_pick_channel(),
+ * dmu_reader_busy()).  When none is, map() wakes the reader that took last
+ * (t->hot_id), so that a light load keeps to one daemon thread instead of
+ * waking each in turn: on a machine with few CPUs every extra thread woken
+ * costs a context switch, which is what made more daemon threads slower
+ * than one.  More readers join when the busy ones block, fall behind (a
+ * channel without batches: more than one message queued), or stay busy
+ * past the bound; and through dmu_hand_off().
+ *
  * The counter pairs two barriers: dmu_looked() drops it and then reads the
  * queues, dmu_wake_reader() queues and then reads it; so either the reader
  * sees the message, or the waker sees nobody coming and wakes a reader.
+ * The busy flag pairs the same way: dmu_idle() clears it, on the wait
+ * queue, and then the reader looks; map() queues and then reads it.
  */
 #define DMU_COMING_JIFFIES	2
 
@@ -693,6 +723,55 @@ static void dmu_looked(struct dmu_channel *c)
 	}
 }
 
+/*
+ * @c's reader is about to wait (in read() or poll()): it is no longer busy,
+ * and looks at the queues once more.  The barrier pairs with the one in
+ * dmu_wake_reader(): either the reader sees the message, or map() sees it
+ * not busy (and waiting: this runs after it is on the wait queue).
+ */
+static void dmu_idle(struct dmu_channel *c)
+{
+	if (READ_ONCE(c->busy)) {
+		WRITE_ONCE(c->busy, false);
+		/* Not busy before the look; see above. */
+		smp_mb();
+	}
+}
+
+/* After a take that returns messages: @c's reader is busy with them. */
+static void dmu_reader_took(struct dmu_channel *c)
+{
+	if (!c->reader)
+		c->reader = get_task_struct(current);
+	else if (c->reader != current)
+		WRITE_ONCE(c->reader_shared, true);
+	WRITE_ONCE(c->busy_since, jiffies);
+	WRITE_ONCE(c->busy, true);
+	WRITE_ONCE(c->t->hot_id, c->id);
+}
+
+/*
+ * @c's reader is busy with messages it took (within DMU_COMING_JIFFIES), on
+ * a CPU or runnable, not blocked: it will look again soon and take what was
+ * queued since, so nobody else need be woken for it.  A reader blocked in
+ * its backend (a disk, a server) is not counted on.  Lockless, a heuristic:
+ * a reader that blocks just after leaves what it was given to the next
+ * map() that finds it blocked (which wakes another reader, who takes over
+ * the whole queue on a batched channel) or to its own return.
+ */
+static bool dmu_reader_busy(struct dmu_channel *c)
+{
+	struct task_struct *p = READ_ONCE(c->reader);
+
+	if (!READ_ONCE(c->busy) || !p || READ_ONCE(c->reader_shared) ||
+	    !task_is_running(p) ||
+	    !time_before(jiffies, READ_ONCE(c->busy_since) + DMU_COMING_JIFFIES))
+		return false;
+	/* A batch takes all that is queued; else one per read(). */
+	return (READ_ONCE(c->flags) & DM_USER_CHANNEL_BATCH) ||
+	       atomic_read(&c->t->nr_queued) <= 1;
+}
+
 static bool dmu_reader_coming(struct dmu_target *t)
 {
 	return atomic_read(&t->nr_coming) &&
@@ -723,6 +802,8 @@ static void dmu_wake_reader(struct dmu_target *t, struct dmu_channel *first)
 		wake_up(&first->rd_wait);
 		return;
 	}
+	if (first && dmu_reader_busy(first))
+		return;
 	rcu_read_lock();
 	cs = rcu_dereference(t->chans);
 	nr = dmu_chans_nr(cs);
@@ -1139,8 +1220,11 @@ static int dev_open(struct inode *inode, struct file *file)
 
 static void dmu_channel_free_rcu(struct rcu_head *rcu)
 {
-	kmem_cache_free(dmu_channel_cache,
-			container_of(rcu, struct dmu_channel, rcu));
+	struct dmu_channel *c = container_of(rcu, struct dmu_channel, rcu);
+
+	if (c->reader)
+		put_task_struct(c->reader);
+	kmem_cache_free(dmu_channel_cache, c);
 }
 
 /*
@@ -1346,6 +1430,7 @@ static int dmu_wait_readable(struct dmu_channel *c)
 	w.wq.func = dmu_reader_wake;
 	for (;;) {
 		prepare_to_wait_exclusive(&c->rd_wait, &w.wq, TASK_INTERRUPTIBLE);
+		dmu_idle(c);
 		dmu_looked(c);
 		if (dmu_readable(c))
 			break;
@@ -1558,6 +1643,8 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 	}
 
 sent:
+	if (!list_empty(&done))
+		dmu_reader_took(c);
 	if (!list_empty(&done) || !list_empty(&reading)) {
 		list_for_each_entry(m, &reading, node) {
 			dmu_msg_reset(m);
@@ -1752,6 +1839,7 @@ static __poll_t dev_poll(struct file *file, poll_table *wait)
 	__poll_t mask = EPOLLOUT | EPOLLWRNORM;
 
 	poll_wait(file, &c->rd_wait, wait);
+	dmu_idle(c);
 	if (READ_ONCE(c->broken))
 		return EPOLLERR;
 	if (READ_ONCE(t->dead))
@@ -2369,7 +2457,37 @@ static void dmu_start_clock(struct dmu_target *t)
 }
 
 /*
- * Queues @m on a channel in service, round robin; a channel that left
+ * The channel for a new message: one whose reader is busy and will take
+ * it without a wakeup (dmu_reader_busy()), else the one whose reader took
+ * last, if it sleeps (woken for it: the same thread, so that light load
+ * keeps to one), else another whose reader sleeps, else the next in turn.
+ * Under rcu_read_lock().
+ */
+static struct dmu_channel *dmu_pick_channel(struct dmu_target *t,
+					    struct dmu_chanset *cs,
+					    unsigned int nr)
+{
+	unsigned int start = this_cpu_inc_return(*t->rotor), i;
+	struct dmu_channel *c, *hot = NULL, *sleeping = NULL;
+	u32 hot_id = READ_ONCE(t->hot_id);
+
+	for (i = 0; i < nr; i++) {
+		c = dmu_chans_at(cs, (start + i) % nr);
+		if (dmu_reader_busy(c))
+			return c;
+		/* Lockless: dmu_wake_reader() looks again, after a barrier. */
+		if (!waitqueue_active(&c->rd_wait))
+			continue;
+		if (c->id == hot_id)
+			hot = c;
+		else if (!sleeping)
+			sleeping = c;
+	}
+	return hot ?: sleeping ?: dmu_chans_at(cs, start % nr);
+}
+
+/*
+ * Queues @m on a channel in service (dmu_pick_channel()); a channel that left
  * service meanwhile sends it to the next.  Returns false when none is.
  */
 static bool dmu_queue_on_channel(struct dmu_target *t, struct dmu_msg *m)
@@ -2386,7 +2504,7 @@ static bool dmu_queue_on_channel(struct dmu_target *t, struct dmu_msg *m)
 			rcu_read_unlock();
 			return false;
 		}
-		c = dmu_chans_at(cs, this_cpu_inc_return(*t->rotor) % nr);
+		c = dmu_pick_channel(t, cs, nr);
 		spin_lock(&c->lock);
 		if (!c->detached)
 			break;
