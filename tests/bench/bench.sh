@@ -28,6 +28,7 @@
 #   BENCH_SET      a set of paths: local (the default) or nbd (path_sets below)
 #   BENCH_PATHS    paths to run (BENCH_SET's)      BENCH_JOBS     jobs to run (all)
 #   BENCH_SIZE     backing file size (1G)          BENCH_MEM      guest MiB (3072)
+#   BENCH_SMP      the guest's vCPUs (2)
 #   BENCH_STAGES   PATH:JOB entries of the stages pass, space-separated; "" for none
 #                  (local: dmuser-1:randread-4k-qd1 dmuser-1:randwrite-4k-qd1;
 #                  nbd: dmuser-nbd:randread-4k-qd32 dmuser-nbd:randwrite-4k-qd32)
@@ -100,14 +101,14 @@ set_name=${BENCH_SET:-local}
 [[ -n ${path_sets[$set_name]:-} ]] ||
 	{ vm_log "error: unknown BENCH_SET '$set_name' (known: ${!path_sets[*]})"; exit 2; }
 runtime=${BENCH_RUNTIME:-2} ramp=${BENCH_RAMP:-1} repeat=${BENCH_REPEAT:-3}
-threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-1G} mem=${BENCH_MEM:-3072}
+threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-1G} mem=${BENCH_MEM:-3072} smp=${BENCH_SMP:-2}
 paths=${BENCH_PATHS:-${path_sets[$set_name]}} jobs=${BENCH_JOBS:-$all_jobs} pairs=${BENCH_BPF_PAIRS:-8}
 bpf_runtime=${BENCH_BPF_RUNTIME:-4} ipairs=${BENCH_INFLIGHT_PAIRS:-4}
 base_ref=${BENCH_BASE_REF:-} mpairs=${BENCH_MODULE_PAIRS:-12}
 stages=${BENCH_STAGES-${stage_sets[$set_name]}}
 
 usage_die() { vm_log "error: $*"; exit 2; }
-for v in runtime bpf_runtime repeat threads mem; do
+for v in runtime bpf_runtime repeat threads mem smp; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || usage_die "BENCH_${v^^} must be a positive integer, got '${!v}'"
 done
 [[ $ramp =~ ^[0-9]+$ ]] || usage_die "BENCH_RAMP must be a non-negative integer, got '$ramp'"
@@ -215,7 +216,7 @@ rm -rf "$guest"
 mkdir -p "$guest"
 vm_log "$kver: ${#path_list[@]} paths x ${#job_list[@]} jobs x $repeat repetitions, $stage_runs stages runs, then $((pair_runs / 2)) BPF, $((ipair_runs / 2)) in-flight and $((mpair_runs / 2)) module pairs of ${bpf_runtime}+${ramp} s, ${runtime}+${ramp} s per job (guest timeout ${timeout} s)"
 rc=0
-"$DMU_ROOT/tests/vm/run.sh" -v --kernel "$kver" --smp 2 --mem "$mem" --timeout "$timeout" \
+"$DMU_ROOT/tests/vm/run.sh" -v --kernel "$kver" --smp "$smp" --mem "$mem" --timeout "$timeout" \
 	--out "$guest" \
 	--env "BENCH_RUNTIME=$runtime" --env "BENCH_RAMP=$ramp" --env "BENCH_REPEAT=$repeat" \
 	--env "BENCH_THREADS=$threads" --env "BENCH_SIZE=$size" \
