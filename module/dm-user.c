@@ -314,6 +314,7 @@ struct dmu_channel {
 	bool reader_shared;
 	bool busy;
 	unsigned long busy_since;	/* jiffies: when it took them */
+	unsigned int last_take;		/* how many its last take took */
 	u64 flags;			/* DM_USER_CHANNEL_* */
 	struct rcu_head rcu;
 	struct mutex rd_lock;		/* serialises read() on this file */
@@ -674,16 +675,17 @@ static void dmu_end_list(struct dmu_target *t, struct list_head *list,
  * Readers "busy".  A reader that took messages is busy with them until it
  * waits again (dmu_idle(): in read() or poll(), on the wait queue).  While
  * it is busy, on a CPU or runnable (not blocked in its backend, a disk or a
- * server), and took within DMU_COMING_JIFFIES, it will come back soon and
+ * server), and took within DMU_COMING_JIFFIES or keeps up (no more queued
+ * than it took last), it will come back soon and
  * take what was queued meanwhile (all of it, on a batched channel): map()
  * queues on its channel and wakes nobody (dmu_pick_channel(),
  * dmu_reader_busy()).  When none is, map() wakes the reader that took last
  * (t->hot_id), so that a light load keeps to one daemon thread instead of
  * waking each in turn: on a machine with few CPUs every extra thread woken
  * costs a context switch, which is what made more daemon threads slower
- * than one.  More readers join when the busy ones block, fall behind (a
- * channel without batches: more than one message queued), or stay busy
- * past the bound; and through dmu_hand_off().
+ * than one.  More readers join when the busy ones block or fall behind (a
+ * channel without batches: more than one message queued; past the bound:
+ * more than the last take), and through dmu_hand_off().
  *
  * The counter pairs two barriers: dmu_looked() drops it and then reads the
  * queues, dmu_wake_reader() queues and then reads it; so either the reader
@@ -751,9 +753,11 @@ static void dmu_reader_took(struct dmu_channel *c)
 }
 
 /*
- * @c's reader is busy with messages it took (within DMU_COMING_JIFFIES), on
- * a CPU or runnable, not blocked: it will look again soon and take what was
- * queued since, so nobody else need be woken for it.  A reader blocked in
+ * @c's reader is busy with messages it took, on a CPU or runnable, not
+ * blocked: it will look again soon and take what was queued since, so
+ * nobody else need be woken for it: within DMU_COMING_JIFFIES of its take,
+ * and after that while no more are queued than its last take took (it
+ * keeps up: a slow kernel, costly requests).  A reader blocked in
  * its backend (a disk, a server) is not counted on.  Lockless, a heuristic:
  * a reader that blocks just after leaves what it was given to the next
  * map() that finds it blocked (which wakes another reader, who takes over
@@ -764,12 +768,14 @@ static bool dmu_reader_busy(struct dmu_channel *c)
 	struct task_struct *p = READ_ONCE(c->reader);
 
 	if (!READ_ONCE(c->busy) || !p || READ_ONCE(c->reader_shared) ||
-	    !task_is_running(p) ||
-	    !time_before(jiffies, READ_ONCE(c->busy_since) + DMU_COMING_JIFFIES))
+	    !task_is_running(p))
 		return false;
 	/* A batch takes all that is queued; else one per read(). */
-	return (READ_ONCE(c->flags) & DM_USER_CHANNEL_BATCH) ||
-	       atomic_read(&c->t->nr_queued) <= 1;
+	if (time_before(jiffies, READ_ONCE(c->busy_since) + DMU_COMING_JIFFIES))
+		return (READ_ONCE(c->flags) & DM_USER_CHANNEL_BATCH) ||
+		       atomic_read(&c->t->nr_queued) <= 1;
+	/* Longer (a slow kernel, a costly request): while it keeps up. */
+	return atomic_read(&c->t->nr_queued) <= READ_ONCE(c->last_take);
 }
 
 static bool dmu_reader_coming(struct dmu_target *t)
@@ -1388,6 +1394,7 @@ static int dmu_take(struct dmu_channel *c, struct list_head *to, size_t room,
 	}
 	if (!n)
 		return -EAGAIN;
+	WRITE_ONCE(c->last_take, n);
 	dmu_hwm(&t->hwm_in_flight,
 		dmu_in_flight(t, atomic_sub_return(n, &t->nr_queued)));
 	return n;

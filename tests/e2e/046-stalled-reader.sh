@@ -6,10 +6,14 @@
 # when it looks, takes one request and leaves others queued, it must wake
 # another reader before it goes back to userspace. Here channel A answers each
 # request 3 s after reading it (dmu-client --delay-ms), channel B answers at
-# once, and fio submits 8 reads in one io_submit(), so that they are all
-# queued before either reader runs (make check's guests have one vCPU). In the
-# rounds where A took one, the other 7 must complete long before A answers:
-# without the hand-off they wait for A, one every 3 s. Each request's time is
+# once, and fio submits 8 reads in one io_submit(), at a real-time priority
+# (chrt -f), so that they are all queued before either reader runs (make
+# check's guests have one vCPU; a woken reader would otherwise preempt fio
+# between two of them, see that A is away, and wake B itself). Each
+# round first makes A the reader that took last (one read served by A while B
+# is stopped), whom map() wakes first (module/README.md, Design): A takes one
+# of the 8, and the other 7 must complete long before A answers: without the
+# hand-off they wait for A, one every 3 s. Each request's time is
 # the module's own, total_ns of dm_user_complete: fio's completion times are
 # when it reaps, which can wait for the slowest.
 . "$(dirname "$0")/lib.sh"
@@ -45,8 +49,14 @@ echo 1 >"$tev/enable"
 held=0 rounds=0
 while ((held < want_held && rounds < max_rounds)); do
 	rounds=$((rounds + 1))
+	# A takes last: B stopped (out of its read()), one read for A alone
+	kill -STOP "$pid_b"
+	fio --name=prime --filename="$dev" --rw=randread --bs=4k --size=32M --number_ios=1 \
+		--ioengine=libaio --direct=1 --output="$tmp/prime.out" ||
+		die "round $rounds: the read for A failed: $(cat "$tmp/prime.out")"
+	kill -CONT "$pid_b"
 	: >"$trace"
-	fio --name=burst --filename="$dev" --rw=randread --bs=4k --size=32M --norandommap \
+	chrt -f 10 fio --name=burst --filename="$dev" --rw=randread --bs=4k --size=32M --norandommap \
 		--number_ios=8 --iodepth=8 --iodepth_batch_submit=8 --ioengine=libaio --direct=1 \
 		--output="$tmp/fio.out" || die "round $rounds: fio failed: $(cat "$tmp/fio.out")"
 	mapfile -t lat < <(sed -n 's/.* dm_user_complete: .* total_ns \([0-9]*\)$/\1/p' "$trace" | sort -n)
