@@ -16,7 +16,8 @@
  * Request -> librbd call:
  *   read          rbd_aio_read
  *   write         rbd_aio_write
- *   flush         rbd_aio_flush (librbd's cache and the OSDs' acks)
+ *   flush         rbd_aio_flush (librbd's cache is off, below: it waits
+ *                 for the writes in flight)
  *   PREFLUSH      rbd_aio_flush first, the request once it has finished
  *   FUA           RBD has no FUA: the command, then rbd_aio_flush
  *   discard       rbd_aio_discard (librbd's rbd_discard_granularity_bytes,
@@ -402,6 +403,8 @@ static int parse_uri(struct dmu_rbd_backend *rb, const char *uri)
 	q = strchr(rb->pool, '?');
 	if (q) {
 		*q++ = '\0';
+		if (!*q)
+			return -1;
 		for (char *kv = strtok(q, "&"); kv; kv = strtok(NULL, "&")) {
 			if (!strncmp(kv, "conf=", 5) && kv[5])
 				rb->conf = kv + 5;
@@ -492,7 +495,16 @@ static int connect_cluster(struct dmu_rbd_backend *rb, const struct dmu_backend_
 		return -1;
 	}
 	rados_conf_parse_env(rb->cluster, NULL);	/* CEPH_ARGS */
-	if (set_default(rb->cluster, "rados_osd_op_timeout", 0, OP_TIMEOUT_S) ||
+	/*
+	 * No librbd cache: its write-around mode (librbd 16's default)
+	 * answers a write before the OSDs have it, and when the OSDs then
+	 * fail it (a lost cluster) a later flush still succeeds (seen in
+	 * tests/unit's rbd_osd_killed test): a block device must not call
+	 * that durable.  The kernel's page cache is the cache; every write
+	 * is answered once the OSDs have it.
+	 */
+	if (rados_conf_set(rb->cluster, "rbd_cache", "false") ||
+	    set_default(rb->cluster, "rados_osd_op_timeout", 0, OP_TIMEOUT_S) ||
 	    set_default(rb->cluster, "rados_mon_op_timeout", 0, OP_TIMEOUT_S) ||
 	    set_default(rb->cluster, "client_mount_timeout", 300, MOUNT_TIMEOUT_S)) {
 		dmu_error("rbd: cannot set the timeouts");
