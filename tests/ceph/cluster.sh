@@ -65,10 +65,11 @@ until_ok() {
 }
 
 # mon_cmd ARGS...: ceph -c DIR/ceph.conf ARGS.  A command is retried (up to
-# 3 times) only when the mon answers EPERM: this mon, with auth none,
-# answers about 1 command in 12 so (seen with `ceph osd set noout` in a
-# loop: "Error EPERM: problem getting command descriptions from mon."),
-# nothing logged; any other failure fails at once.
+# 3 times) only when the mon answers EPERM: about 1 command in 12 is so
+# answered (seen with `ceph osd set noout` in a loop: "Error EPERM: problem
+# getting command descriptions from mon."; the OSD's own, logged: "'wrong
+# fsid': (1) Operation not permitted": a command sent before the client
+# has the mon's map); any other failure fails at once.
 mon_cmd() {
 	local out _
 	for _ in 1 2 3; do
@@ -119,6 +120,11 @@ osd pool default pgp num = 8
 mon allow pool size one = true
 mon allow pool delete = true
 osd crush chooseleaf type = 0
+# the OSD sends no mon commands of its own at start-up (cluster.sh places
+# it in the CRUSH map): a mon command right after connecting at times fails
+# "wrong fsid" (EPERM), and the OSD then exits
+osd crush update on start = false
+osd class update on start = false
 osd objectstore = memstore
 memstore device bytes = 2147483648
 run dir = $dir/run
@@ -147,6 +153,7 @@ EOF
 	# the OSD: an id from the mon, a memstore made, the daemon
 	until_ok "the mon answering" ceph -c "$conf" --connect-timeout 5 mon stat
 	mon_cmd osd new "$uuid" 0 || die "ceph osd new failed"
+	mon_cmd osd crush add osd.0 1 root=default host=localhost || die "ceph osd crush add failed"
 	mkdir -p "$dir/osd/osd.0"
 	ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$uuid" >>"$dir/log/mkfs.log" 2>&1 ||
 		die "ceph-osd --mkfs failed: $(tail -3 "$dir/log/mkfs.log")"
