@@ -159,20 +159,28 @@ static void image_create(const char *name)
  * EPERM: cluster.sh's mon (auth none) answers about 1 command in 12 so,
  * logging nothing (cluster.sh's mon_cmd); not the code under test.
  */
-static int mon_command_once(const char *json);
+static int mon_command_once(const char *json, char *out, size_t len);
 
-static int mon_command(const char *json)
+/* out: the reply (len bytes at most, NUL-terminated); NULL: not wanted */
+static int mon_command_out(const char *json, char *out, size_t len)
 {
 	int r = -EPERM;
 
 	for (unsigned i = 0; i < 3 && r == -EPERM; i++)
-		r = mon_command_once(json);
+		r = mon_command_once(json, out, len);
 	return r;
 }
 
-static int mon_command_once(const char *json)
+static int mon_command(const char *json)
+{
+	return mon_command_out(json, NULL, 0);
+}
+
+static int mon_command_once(const char *json, char *out, size_t len)
 {
 	const char *cmd[] = { json };
+	char *buf = NULL;
+	size_t buf_len = 0;
 	rados_t c;
 	int r;
 
@@ -186,7 +194,15 @@ static int mon_command_once(const char *json)
 	if (!r)
 		r = rados_connect(c);
 	if (!r)
-		r = rados_mon_command(c, cmd, 1, "", 0, NULL, NULL, NULL, NULL);
+		r = rados_mon_command(c, cmd, 1, "", 0, &buf, &buf_len, NULL, NULL);
+	if (!r && out && len) {
+		size_t n = buf_len < len - 1 ? buf_len : len - 1;
+
+		memcpy(out, buf ? buf : "", n);
+		out[n] = '\0';
+	}
+	if (buf)
+		rados_buffer_free(buf);
 	rados_shutdown(c);
 	return r;
 }
@@ -380,10 +396,10 @@ static double elapsed_s(const struct timespec *t0)
  * DIR/run/client.admin.PID.asok, `perf dump`): the "librbd-..." section's
  * value of key.
  */
-static uint64_t librbd_counter(const char *key)
+static uint64_t perf_counter(const char *section, const char *key)
 {
 	char cmd[800], line[4096];
-	bool in_librbd = false;
+	bool in_section = false;
 	uint64_t v = UINT64_MAX;
 	FILE *p;
 
@@ -397,15 +413,20 @@ static uint64_t librbd_counter(const char *key)
 		char want[80];
 
 		if (!strncmp(line, "    \"", 5))
-			in_librbd = !strncmp(line, "    \"librbd-", 12);
+			in_section = !strncmp(line + 5, section, strlen(section));
 		snprintf(want, sizeof(want), "        \"%s\": ", key);
-		if (in_librbd && !strncmp(line, want, strlen(want)))
+		if (in_section && !strncmp(line, want, strlen(want)))
 			v = strtoull(line + strlen(want), NULL, 10);
 	}
 	pclose(p);
 	if (v == UINT64_MAX)
-		t_fail(__FILE__, __LINE__, "no librbd counter %s in the perf dump", key);
+		t_fail(__FILE__, __LINE__, "no counter %s of %s in the perf dump", key, section);
 	return v;
+}
+
+static uint64_t librbd_counter(const char *key)
+{
+	return perf_counter("librbd-", key);
 }
 
 /* ---- the tests: no cluster needed --------------------------------------- */
@@ -635,6 +656,21 @@ TEST(rbd_replies_come_in_the_order_the_cluster_answers)
 	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 8 << 20, 4096, p, NULL),
 		 DM_USER_RESP_SUCCESS);
 	REQUIRE_EQ(mon_command("{\"prefix\": \"osd set\", \"key\": \"pause\"}"), 0);
+	/*
+	 * The pause is the client's (the Objecter holds ops while its OSD map
+	 * says so): wait until this process has the map with the flag, by
+	 * its epoch, before sending.
+	 */
+	char out[4096], *e;
+	uint64_t epoch;
+
+	REQUIRE_EQ(mon_command_out("{\"prefix\": \"osd stat\", \"format\": \"json\"}", out,
+				   sizeof(out)), 0);
+	e = strstr(out, "\"epoch\":");
+	REQUIRE(e != NULL);
+	epoch = strtoull(e + 8, NULL, 10);
+	for (int tries = 0; perf_counter("objecter", "map_epoch") < epoch; tries++)
+		REQUIRE(tries < 100);	/* each a `ceph --admin-daemon` run: ~0.2 s */
 	status[2] = status[3] = 99;
 	send_req(&r, 2, DM_USER_REQ_MAP_READ, 0, 8 << 20, 4096, NULL);
 	send_req(&r, 3, DM_USER_REQ_MAP_READ, 0, 12 << 20, 4096, NULL);
