@@ -301,8 +301,15 @@ static unsigned collect_order(struct rig *r, int n, uint64_t *status, unsigned c
 	unsigned got_n = 0;
 
 	while (n > 0) {
-		ssize_t got = recv(r->kernel, rec, sizeof(rec), 0);
+		ssize_t got;
 		size_t at = 0;
+
+		/* a reply missing says so, rather than the test's alarm */
+		if (!reply_within(r, 20000)) {
+			t_fail(__FILE__, __LINE__, "%d replies not there within 20 s", n);
+			t_abort();
+		}
+		got = recv(r->kernel, rec, sizeof(rec), 0);
 
 		REQUIRE(got >= (ssize_t)MSG);
 		while (at + MSG <= (size_t)got) {
