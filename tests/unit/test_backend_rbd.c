@@ -570,6 +570,28 @@ TEST(rbd_size_comes_from_the_image)
 	CHECK(strstr(text, "cannot open pool nopool") != NULL);
 }
 
+/* rbd:POOL/NAMESPACE/IMAGE: the image of that namespace, not the pool's default one. */
+TEST(rbd_namespace_in_the_uri)
+{
+	char uri[400], path[256];
+	struct dmu_backend *b;
+	struct dmu_backend_args a = { .uri = uri, .workers = 1 };
+	int saved;
+
+	cluster_up();
+	REQUIRE_EQ(run(RBD_CLI " -c %s namespace create rbd/ns1", conf), 0);
+	REQUIRE_EQ(run(RBD_CLI " -c %s create --size 2 rbd/ns1/nsimg", conf), 0);
+	snprintf(uri, sizeof(uri), "rbd:rbd/ns1/nsimg?conf=%s", conf);
+	REQUIRE_EQ(dmu_rbd_backend_open(&a, &b), 0);
+	CHECK_EQ(b->size, 2 << 20);
+	dmu_rbd_backend_close(b);
+	snprintf(uri, sizeof(uri), "rbd:rbd/nsimg?conf=%s", conf);	/* not in the default namespace */
+	capture_start(&saved, path, sizeof(path));
+	CHECK_EQ(dmu_rbd_backend_open(&a, &b), -1);
+	char *text = capture_end(saved, path);
+	CHECK(strstr(text, "cannot open image rbd/nsimg") != NULL);
+}
+
 TEST(rbd_write_read_round_trip)
 {
 	static unsigned char p[CAP], back[CAP];
