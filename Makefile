@@ -44,6 +44,7 @@ DEPS := make gcc clang llvm pkg-config git \
 	linux-image-6.12-amd64 linux-headers-6.12-amd64 \
 	qemu-system-x86 busybox-static kmod xz-utils zstd cpio dwarves \
 	dmsetup libdevmapper-dev libjansson-dev libmicrohttpd-dev libudev-dev libsystemd-dev libnbd-dev nbdkit qemu-utils \
+	librbd-dev ceph-mon ceph-osd ceph-common \
 	systemtap-sdt-dev liburing-dev abigail-tools man-db mandoc bsdextrautils shellcheck \
 	libbpf-dev bpftool bpftrace libncurses-dev \
 	fio e2fsprogs util-linux strace procps psmisc iproute2 curl jq \

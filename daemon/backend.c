@@ -12,6 +12,7 @@
 
 #include "backend_file.h"
 #include "backend_nbd.h"
+#include "backend_rbd.h"
 #include "log.h"
 
 /* ---- file: the file backend behind the table's interface --------------- */
@@ -63,7 +64,7 @@ static const char *const rbd_schemes[] = { "rbd", NULL };
 static const struct dmu_backend_type types[] = {
 	{ "file", file_schemes, file_open, file_close },
 	{ "nbd", nbd_schemes, dmu_nbd_backend_open, dmu_nbd_backend_close },
-	{ "rbd", rbd_schemes, NULL, NULL },	/* librbd: not yet */
+	{ "rbd", rbd_schemes, dmu_rbd_backend_open, dmu_rbd_backend_close },
 };
 
 const struct dmu_backend_type *dmu_backend_find(const char *uri)
@@ -82,7 +83,7 @@ const struct dmu_backend_type *dmu_backend_find(const char *uri)
 			}
 			return &types[t];
 		}
-	dmu_error("invalid --backend '%s': expected file:PATH, nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH",
+	dmu_error("invalid --backend '%s': expected file:PATH, nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH or rbd:POOL/IMAGE",
 		  uri);
 	return NULL;
 }

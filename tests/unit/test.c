@@ -122,6 +122,8 @@ int main(int argc, char **argv)
 			nfailed++;
 		}
 	}
+	if (test_suite_end)
+		test_suite_end();
 	printf("%u passed, %u failed, %u skipped\n", passed, nfailed, skipped);
 	return nfailed ? 1 : 0;
 }

@@ -82,4 +82,11 @@ void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
  */
 void test_quiet_logs(int verbose) __attribute__((weak));
 
+/*
+ * Defined by a suite that leaves something running across its tests (the
+ * RBD tests' Ceph cluster: test_backend_rbd.c), to stop it; the runner
+ * calls it once, after the last test, when it is there.
+ */
+void test_suite_end(void) __attribute__((weak));
+
 #endif

@@ -174,7 +174,7 @@ TEST(options_backend_uri_chooses_the_backend)
 
 	static const char *const bad[][8] = {
 		{ "--backend", "file:/tmp/f", "--file", "/tmp/f", "-n", "d0", NULL },	/* both */
-		{ "--backend", "rbd:pool/image", "-n", "d0", NULL },	/* not built */
+		{ "--backend", "rbd:pool/image", "-n", "d0", "--reconnect-ms", "100", NULL },	/* NBD's */
 		{ "--backend", "ftp://h/x", "-n", "d0", NULL },
 		{ "--backend", "/tmp/f", "-n", "d0", NULL },		/* no scheme */
 		{ "--backend", "file:", "-n", "d0", NULL },
