@@ -70,9 +70,10 @@ pid=$DMU_BG_PID
 wait_for_path "$dev" 30 || die "$dev did not appear: $(cat "$tmp/out")"
 dmsetup table "$name" | grep -q 'recovery_ms 30000' || die "no recovery_ms: $(dmsetup table "$name")"
 
-# Paced, so that every kill falls inside the run however fast the guest is.
+# The writes paced, so that every kill falls inside them however fast the
+# guest is; the verifying reads after them are not.
 fio --name=kill9 --filename="$dev" --rw=randwrite --bssplit=4k/50:32k/30:128k/20 \
-	--size=64M --loops="$(dmu_scale 1 8)" --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=400 \
+	--size=64M --loops="$(dmu_scale 1 8)" --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=,400 \
 	--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
 	--output-format=json --output="$tmp/fio.json" &
 fio_pid=$!

@@ -46,12 +46,15 @@ read -r maj min < <(dmsetup info -c --noheadings -o major,minor --separator ' ' 
 grep -qx "devt=$(((maj << 20) | min))" "$tmp/info" || die "devt is not major << 20 | minor"
 
 fio --name=resize --filename="$dev" --rw=randwrite --bs=16k --size=64M --iodepth=8 \
-	--ioengine=libaio --direct=1 --rate_iops=300 --runtime=30 --time_based \
+	--ioengine=libaio --direct=1 --rate_iops=300 --runtime=$((10 * ${DMU_TIMEOUT_SCALE:-1})) --time_based \
 	--verify=crc32c --do_verify=0 --output-format=json --output="$tmp/fio.json" &
 fio_pid=$!
 completed_past() { (($(dmsetup status "$name" | awk '{ print $7 }') >= $1)); }
 wait_until 120 completed_past 300 || die "no I/O"
 "$ctl" resize "$name" $((96 << 20)) || die "resize failed"
+# (10 s of fio, 30 s on the debug lane: the resize comes about 4 s in; it was
+# 30 s, 25 of them idle after the checks)
+kill -0 "$fio_pid" 2>/dev/null || die "fio had ended before the resize was done: it was not under load"
 assert_eq "$(blockdev --getsize64 "$dev")" $((96 << 20)) "size after the resize"
 table=$(dmsetup table "$name")
 log "table: $table"
