@@ -126,6 +126,9 @@ osd crush chooseleaf type = 0
 osd crush update on start = false
 osd class update on start = false
 osd objectstore = memstore
+# no erasure-code plugin preloaded (the pool is replicated): jerasure's
+# gf-complete dies of SIGILL on a TCG guest's CPU (qemu64)
+osd erasure code plugins =
 memstore device bytes = 2147483648
 run dir = $dir/run
 pid file = $dir/run/\$name.pid
