@@ -50,6 +50,16 @@
  * whichever mon and OSDs are up; a request fails only when it is not done
  * within the timeout.  No counters: librados keeps no count of
  * reconnections for us.
+ *
+ * Closing: rbd_close releases the image's exclusive lock and its watch,
+ * rados_shutdown ends the sessions; with the cluster gone each of those
+ * calls waits out the op timeout (a close took 15 s with a timeout of 5 s,
+ * tests/unit's rbd_osd_killed test), and a daemon asked to stop must stop.
+ * So the close runs on a thread of its own, which then frees the backend,
+ * and close() waits for it at most one op timeout: past that it logs that
+ * the lock is left to the image's next user (librbd breaks the lock of a
+ * client that no longer answers) and returns; the thread goes on until the
+ * process exits.
  */
 #include "backend_rbd.h"
 
@@ -64,6 +74,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <dmuser.h>
@@ -73,6 +84,7 @@
 #define DEPTH 32		/* requests in flight per worker */
 #define WAVE 8			/* calls of one request in flight at once */
 #define RANGE_CHUNK (1ull << 30)	/* discard, write_zeroes: at most this per call */
+#define CLOSE_WAIT_DEFAULT_S 30	/* close()'s wait when the op timeout is unknown */
 #define OP_TIMEOUT_S "30"	/* rados_osd_op_timeout, rados_mon_op_timeout */
 #define MOUNT_TIMEOUT_S "10"	/* client_mount_timeout: connecting */
 
@@ -591,13 +603,27 @@ fail:
 	return -1;
 }
 
-void dmu_rbd_backend_close(struct dmu_backend *b)
-{
+/* What the close thread and close() share; the last of the two frees it. */
+struct rbd_closing {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;	/* CLOCK_MONOTONIC */
+	bool done;
+	atomic_int refs;
 	struct dmu_rbd_backend *rb;
+};
 
-	if (!b)
+static void closing_put(struct rbd_closing *c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
-	rb = to_worker(b)->rb;
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+/* Close the image and the cluster handle, then free the backend. */
+static void rbd_close_all(struct dmu_rbd_backend *rb)
+{
 	/* rbd_close waits for the calls in flight: their callbacks run first */
 	if (rb->have_img)
 		rbd_close(rb->img);
@@ -622,4 +648,75 @@ void dmu_rbd_backend_close(struct dmu_backend *b)
 	free(rb->workers);
 	free(rb->pool);
 	free(rb);
+}
+
+static void *close_thread(void *arg)
+{
+	struct rbd_closing *c = arg;
+
+	rbd_close_all(c->rb);
+	pthread_mutex_lock(&c->lock);
+	c->done = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	closing_put(c);
+	return NULL;
+}
+
+void dmu_rbd_backend_close(struct dmu_backend *b)
+{
+	struct dmu_rbd_backend *rb;
+	struct rbd_closing *c;
+	pthread_condattr_t attr;
+	struct timespec until;
+	char *end;
+	double wait_s;
+	pthread_t t;
+	bool done;
+
+	if (!b)
+		return;
+	rb = to_worker(b)->rb;
+	if (!rb->connected) {
+		rbd_close_all(rb);	/* nothing to ask the cluster */
+		return;
+	}
+	wait_s = strtod(rb->op_timeout, &end);
+	if (end == rb->op_timeout || wait_s <= 0)
+		wait_s = CLOSE_WAIT_DEFAULT_S;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		rbd_close_all(rb);
+		return;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	c->rb = rb;
+	atomic_init(&c->refs, 2);
+	if (pthread_create(&t, NULL, close_thread, c)) {
+		free(c);
+		rbd_close_all(rb);
+		return;
+	}
+	pthread_detach(t);
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += (time_t)wait_s;
+	until.tv_nsec += (long)((wait_s - (double)(time_t)wait_s) * 1e9);
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->lock);
+	while (!c->done)
+		if (pthread_cond_timedwait(&c->cond, &c->lock, &until) == ETIMEDOUT)
+			break;
+	done = c->done;
+	pthread_mutex_unlock(&c->lock);
+	if (!done)
+		dmu_error("rbd: closing the image did not finish within %.0f s (the cluster does not answer): "
+			  "its exclusive lock is left for the image's next user to break", wait_s);
+	closing_put(c);
 }
