@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -39,6 +41,7 @@
 struct srv {
 	pid_t pid;
 	char dir[128], sock[192], log[192], uri[256];
+	int tcp_port;		/* > 0: TCP on 127.0.0.1 (srv_start_tcp), not s->sock */
 };
 
 /*
@@ -80,11 +83,23 @@ static void srv_spawn(struct srv *s, const char *const *extra, const char *const
 	int fd;
 
 	snprintf(logfile, sizeof(logfile), "logfile=%s", s->log);
-	strcpy(a.sun_path, s->sock);
-	unlink(s->sock);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	REQUIRE(fd >= 0);
-	REQUIRE(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	if (s->tcp_port) {
+		struct sockaddr_in in = { .sin_family = AF_INET,
+					  .sin_port = htons((uint16_t)s->tcp_port),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int one = 1;
+
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		REQUIRE(fd >= 0);
+		REQUIRE(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0);
+		REQUIRE(bind(fd, (struct sockaddr *)&in, sizeof(in)) == 0);
+	} else {
+		strcpy(a.sun_path, s->sock);
+		unlink(s->sock);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		REQUIRE(fd >= 0);
+		REQUIRE(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	}
 	REQUIRE(listen(fd, 16) == 0);
 
 	argv[n++] = "nbdkit";
@@ -194,13 +209,21 @@ struct rig {
 
 static bool rig_read_only;	/* the worker refuses changes (--read-only) */
 
+static void rig_attach(struct rig *r);
+
 static void rig_start_plugin(struct rig *r, const char *const *filters,
 			     const char *const *plugin)
 {
-	int sv[2];
-
 	memset(r, 0, sizeof(*r));
 	srv_start_plugin(&r->srv, filters, plugin);
+	rig_attach(r);
+}
+
+/* The backend opened on r->srv's URI, served by a worker behind a fake kernel. */
+static void rig_attach(struct rig *r)
+{
+	int sv[2];
+
 	r->type = dmu_backend_find(r->srv.uri);
 	REQUIRE(r->type != NULL);
 	CHECK_STR(r->type->name, "nbd");
@@ -991,6 +1014,64 @@ TEST(nbd_reconnect_replays_requests_in_flight)
 	CHECK_EQ(round_trip(&r, 2, DM_USER_REQ_MAP_READ, 0, 0, CAP, NULL, back),
 		 DM_USER_RESP_SUCCESS);
 	CHECK(memcmp(back, p, CAP) == 0);
+	CHECK_EQ(counters(&r).requests_replayed, 1);
+	rig_stop(&r);
+}
+
+/*
+ * nbd://HOST:PORT/ over TCP, the server on 127.0.0.1 in a network
+ * namespace of the test's own (its forked process: unshare, lo up): a
+ * round trip, then the server killed with a write held in it (the delay
+ * filter) and started again on the same port within the window: the
+ * write is replayed on the new TCP connection and lands, and the backend
+ * counts one reconnect.
+ */
+TEST(nbd_tcp_round_trip_and_reconnect)
+{
+	static const char *const filters[] = { "--filter=delay", "wdelay=10", NULL };
+	static const char *const plain[] = { NULL };
+	static unsigned char p[CAP], back[CAP];
+	uint64_t status[64];
+	struct rig r;
+
+	if (access("/usr/sbin/nbdkit", X_OK) && access("/usr/bin/nbdkit", X_OK))
+		SKIP("nbdkit is not installed (Debian package nbdkit)");
+	REQUIRE(unshare(CLONE_NEWNET) == 0);
+	REQUIRE_EQ(system("ip link set lo up"), 0);
+	/* the rig on TCP: a fixed port, free in a fresh namespace */
+	memset(&r, 0, sizeof(r));
+	r.srv.tcp_port = 10809;
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+
+	snprintf(r.srv.dir, sizeof(r.srv.dir), "%s/dmu-nbd-XXXXXX", tmp);
+	REQUIRE(mkdtemp(r.srv.dir) != NULL);
+	snprintf(r.srv.sock, sizeof(r.srv.sock), "%s/unused", r.srv.dir);
+	snprintf(r.srv.log, sizeof(r.srv.log), "%s/log", r.srv.dir);
+	snprintf(r.srv.uri, sizeof(r.srv.uri), "nbd://127.0.0.1:%d/", r.srv.tcp_port);
+	srv_spawn(&r.srv, filters, NULL);
+	rig_attach(&r);
+	CHECK_STR(dmu_backend_find(r.srv.uri)->name, "nbd");
+	r.b->ops->set_reconnect_ms(r.b, 10000);
+
+	pattern(p, sizeof(p), 31);
+	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_READ, 0, 0, CAP, NULL, back),
+		 DM_USER_RESP_SUCCESS);
+	send_req(&r, 2, DM_USER_REQ_MAP_WRITE, DM_USER_REQ_MAP_FLAG_FUA, 0, CAP, p);
+	uint64_t end = mono_ms() + 5000;
+
+	while (!log_count(&r.srv, "Write ", NULL, NULL) && mono_ms() < end)
+		poll(NULL, 0, 5);
+	REQUIRE(log_count(&r.srv, "Write ", NULL, NULL) >= 1);
+	srv_kill(&r.srv);
+	CHECK(no_reply(&r));
+	srv_spawn(&r.srv, plain, NULL);
+	memset(status, 0xff, sizeof(status));
+	collect(&r, 1, status, NULL);
+	CHECK_EQ(status[2], DM_USER_RESP_SUCCESS);
+	CHECK_EQ(round_trip(&r, 3, DM_USER_REQ_MAP_READ, 0, 0, CAP, NULL, back),
+		 DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(back, p, CAP) == 0);
+	CHECK_EQ(counters(&r).reconnects, 1);
 	CHECK_EQ(counters(&r).requests_replayed, 1);
 	rig_stop(&r);
 }
