@@ -64,28 +64,8 @@ held() {
 
 head -c $(((chunks + 1) * chunk)) /dev/urandom >"$tmp/data"
 : >"$tmp/acked"
-# One process (a dd per chunk spent ~1.3 s starting under TCG): write k goes to
-# chunk k % chunks with data block k % (chunks + 1), so that each round writes
-# other bytes; "chunk block" is logged once pwrite returned (acknowledged, with
-# O_DSYNC). Until $tmp/stop exists; an error ends it with a traceback, status 1.
-# shellcheck disable=SC2016 # python, not shell
-writer_py='
-import mmap, os, sys
-dev, data, acked, stop = sys.argv[1:5]
-n, size = int(sys.argv[5]), int(sys.argv[6])
-blocks = open(data, "rb").read()
-fd = os.open(dev, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
-buf = mmap.mmap(-1, size)  # page-aligned, as O_DIRECT wants
-k = 0
-with open(acked, "a", buffering=1) as log:
-    while not os.path.exists(stop):
-        i, b = k % n, k % (n + 1)
-        buf[:] = blocks[b * size:(b + 1) * size]
-        os.pwrite(fd, buf, (32 << 20) + i * size)
-        log.write("%d %d\n" % (i, b))
-        k += 1
-'
-dmu_bg python3 -c "$writer_py" "$dev" "$tmp/data" "$tmp/acked" "$tmp/stop" "$chunks" "$chunk"
+# the writes of known chunks, logged once acknowledged (tests/e2e/acked.py)
+dmu_bg "$DMU_ROOT/tests/e2e/acked.py" write "$dev" "$tmp/data" "$tmp/acked" "$tmp/stop" "$chunks" "$chunk" $((32 * MiB))
 writer_pid=$DMU_BG_PID
 dmu_bg fio --name=nbd-kill9 --filename="$dev" --rw=randwrite --bssplit=4k/50:32k/30:128k/20 \
 	--size=$((5 * ${DMU_TIMEOUT_SCALE:-1}))M --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=,50 --verify=crc32c \
@@ -122,27 +102,7 @@ log "checking the last of $acked acknowledged writes to each of the $chunks chun
 dd if="$dev" of="$tmp/back" bs="$MiB" skip=32 count=$((chunks / 16)) iflag=direct status=none
 # and in the server's file (qemu-nbd writes it with pwrite: the page cache has it)
 dd if="$tmp/disk.raw" of="$tmp/back.raw" bs="$MiB" skip=32 count=$((chunks / 16)) status=none
-# one process: a cmp per chunk spent 50 s forking under TCG
-# shellcheck disable=SC2016 # python, not shell
-check_py='
-import sys
-data, acked, n, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-blocks = open(data, "rb").read()
-last = {}
-for line in open(acked):
-    i, b = map(int, line.split())
-    last[i] = b
-bad = 0
-for where in sys.argv[5:]:
-    got = open(where, "rb").read()
-    for i in range(n):
-        b = last[i]
-        if got[i * size:(i + 1) * size] != blocks[b * size:(b + 1) * size]:
-            print("%s: chunk %d is not its last acknowledged write (block %d)" % (where, i, b))
-            bad += 1
-sys.exit(1 if bad else 0)
-'
-python3 -c "$check_py" "$tmp/data" "$tmp/acked" "$chunks" "$chunk" "$tmp/back" "$tmp/back.raw" ||
+"$DMU_ROOT/tests/e2e/acked.py" check "$tmp/data" "$tmp/acked" "$chunks" "$chunk" "$tmp/back" "$tmp/back.raw" ||
 	die "acknowledged writes lost (back: through the device; back.raw: the server's file)"
 
 status=$(dmsetup status "$name")

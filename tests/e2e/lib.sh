@@ -30,6 +30,9 @@
 #   dmu_bg CMD...                   start CMD in the background, remember it for
 #                                   cleanup; its pid is in DMU_BG_PID (call it
 #                                   directly, not inside $(...))
+#   dmu_at_exit CMD...              run CMD in dmu_cleanup, once the processes
+#                                   dmu_bg started are stopped (newest first;
+#                                   for servers that daemonize, e.g. Ceph's)
 #   dmu_running PID / dmu_not_running PID
 #                                   whether PID runs (an exited, unreaped child
 #                                   counts as not running); no die
@@ -50,6 +53,11 @@
 #   dmu_kmsg_mark                   write a unique marker to the kernel log, print it
 #   dmu_dmesg_since MARK            print kernel log lines after MARK
 #   dmu_scale NORMAL SOAK           print SOAK when DMU_SOAK=1, else NORMAL
+#   dmu_ext4_round_trip DEV DIR     mkfs.ext4 on DEV, a tree of files (generated,
+#                                   a symlink, an empty directory, the repo's
+#                                   module/ and daemon/) copied in, fsck.ext4 -fn
+#                                   clean, mounted again read-only, the tree
+#                                   compares equal (DIR: scratch space)
 
 set -euo pipefail
 set -o errtrace
@@ -294,6 +302,26 @@ dmu_daemon_stop() {
 	assert_eq "$rc" 0 "daemon (pid $pid) exit status after SIGTERM"
 }
 
+dmu_ext4_round_trip() {
+	local dev=$1 src=$2/src mnt=$2/mnt i
+	mkdir -p "$src/gen/empty" "$mnt"
+	for i in $(seq 1 24); do
+		head -c $(((i * i * 997) % (1 << 20) + i)) /dev/urandom >"$src/gen/file$i"
+	done
+	ln -s file1 "$src/gen/link"
+	cp -a "$DMU_ROOT/module" "$DMU_ROOT/daemon" "$src/"
+	mkfs.ext4 -q -F "$dev" || die "mkfs.ext4 failed"
+	mount -t ext4 "$dev" "$mnt" || die "mount failed"
+	cp -a "$src" "$mnt/tree"
+	umount "$mnt" || die "umount failed"
+	fsck.ext4 -fn "$dev" >"$2/fsck" 2>&1 || die "fsck.ext4 -fn found problems: $(cat "$2/fsck")"
+	mount -t ext4 -o ro "$dev" "$mnt" || die "second mount failed"
+	diff -r --no-dereference "$src" "$mnt/tree" >"$2/diff" 2>&1 ||
+		die "the tree differs after a remount: $(head -n 20 "$2/diff")"
+	umount "$mnt"
+	log "ext4: $(find "$src" | wc -l) entries, $(du -sh "$src" | cut -f1), equal after a remount"
+}
+
 # ---- an older module's tracepoint --------------------------------------------------
 
 # dmu_old_format CMD...: runs CMD in a private mount namespace where the
@@ -330,6 +358,13 @@ dmu_dmesg_since() {
 
 # ---- cleanup -------------------------------------------------------------------------
 
+_DMU_AT_EXIT=()
+dmu_at_exit() {
+	local q
+	printf -v q '%q ' "$@"
+	_DMU_AT_EXIT+=("$q")
+}
+
 dmu_cleanup() {
 	local pid name
 	# Newest first: a client goes before the server it uses (nbdkit does not
@@ -339,6 +374,11 @@ dmu_cleanup() {
 			[[ -n $pid ]] && { dmu_stop "$pid" 10 || true; }
 		done < <(tac "$_DMU_STATE/pids")
 	fi
+	local i
+	for ((i = ${#_DMU_AT_EXIT[@]} - 1; i >= 0; i--)); do
+		eval "${_DMU_AT_EXIT[i]}" || echo "$DMU_TEST: cleanup: '${_DMU_AT_EXIT[i]}' failed" >&2
+	done
+	_DMU_AT_EXIT=()
 	while IFS= read -r name; do
 		[[ -n $name ]] || continue
 		if [[ $name == dmu-test* ]] || dmsetup table "$name" 2>/dev/null | awk '$3 == "user" { f = 1 } END { exit !f }'; then
