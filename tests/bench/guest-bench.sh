@@ -6,6 +6,14 @@
 # rep 2, ...), and each repetition starts one path further along the list, so slow
 # drift of the shared host and position effects fall on every path alike.
 #
+# With an RBD path (krbd, rbd-nbd, dmuser-rbd: BENCH_SET=rbd) the paths serve one
+# RBD image instead of the file: before the repetitions, once, tests/ceph/cluster.sh
+# starts a one-mon one-OSD (memstore) cluster in a tmpfs directory, rbd/dmu-bench
+# of BENCH_SIZE is created (layering only) and written through with 4 MiB
+# sequential writes (checked: every object exists); each path maps or opens it
+# per repetition; the cluster is stopped after the last run. The file is made
+# only when a path other than those needs it.
+#
 # Then the stages pass (BENCH_STAGES, space-separated PATH:JOB entries; empty for
 # none): for each entry whose PATH is in BENCH_PATHS and JOB in BENCH_JOBS (else a
 # meta stages_skipped line says why not), PATH is set up afresh, `bpf/dmuser-lat
@@ -49,7 +57,9 @@
 # 41167 to 89266 IOPS over six runs with ASLR, 74147 to 81028 without.
 #
 # Writes to $DMU_OUT: manifest.tsv (tab-separated, read by tests/bench/report.py):
-#   meta <key> <value>              the run's parameters and environment
+#   meta <key> <value>              the run's parameters and environment (with an
+#                                   RBD path also ceph_start_s, ceph, rbd_fill_s,
+#                                   rbd_image, mem_avail_kib_after_fill, ceph_stopped)
 #   note <path> <key> <value>       what a path really used (O_DIRECT, loop dio, ...)
 #   run <rep> <path> ok|failed <fio json file> <message>
 #   stage <path> <job> ok|failed <json file> <message>
@@ -87,7 +97,8 @@
 #   mpairs ok|failed <message>      the module pairs as a whole: whether the
 #                                   module under test ($DMU_KO) was loaded again after
 #                                   them
-# plus fio/<rep>-<path>.json (fio's output) and logs/<rep>-<path>.log; for the
+# plus fio/<rep>-<path>.json (fio's output) and logs/<rep>-<path>.log (with an RBD
+# path also logs/ceph-start.log and logs/rbd-fill.log); for the
 # stages pass stages/<path>-<job>.json, fio/stage-<path>-<job>.json,
 # logs/stage-<path>-<job>.log and logs/stage-<path>-<job>.lat.err (dmuser-lat's
 # stderr); for the
@@ -102,7 +113,7 @@
 #
 # Environment (set by bench.sh): BENCH_RUNTIME, BENCH_RAMP (seconds), BENCH_REPEAT,
 # BENCH_PATHS, BENCH_JOBS (space-separated), BENCH_THREADS (N of dmuser-N),
-# BENCH_SIZE (file size, fallocate syntax), BENCH_STAGES (PATH:JOB entries of the
+# BENCH_SIZE (file or RBD image size, fallocate syntax), BENCH_STAGES (PATH:JOB entries of the
 # stages pass, may be empty), BENCH_BPF_PAIRS (pairs, 0 for none),
 # BENCH_BPF_RUNTIME (seconds of each paired run, BPF and in-flight alike),
 # BENCH_INFLIGHT_PAIRS (in-flight pairs, 0 for none), BENCH_MODULE_PAIRS (module
