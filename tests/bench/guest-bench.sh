@@ -6,7 +6,7 @@
 # rep 2, ...), and each repetition starts one path further along the list, so slow
 # drift of the shared host and position effects fall on every path alike.
 #
-# With an RBD path (krbd, rbd-nbd, dmuser-rbd: BENCH_SET=rbd) the paths serve one
+# With an RBD path (krbd, rbd-nbd, dmuser-rbd: BENCH_SET=rbd; dmuser-rbd-N) the paths serve one
 # RBD image instead of the file: before the repetitions, once, tests/ceph/cluster.sh
 # starts a one-mon one-OSD (memstore) cluster in a tmpfs directory, rbd/dmu-bench
 # of BENCH_SIZE is created (layering only) and written through with 4 MiB
@@ -143,7 +143,7 @@ tmp=$(dmu_tmpdir)
 file=$tmp/backing.img
 # The RBD set's paths (BENCH_SET=rbd): one RBD image on a Ceph cluster in this
 # guest; the other paths use the file.
-rbd_paths=" krbd rbd-nbd dmuser-rbd "
+rbd_paths=" krbd rbd-nbd dmuser-rbd dmuser-rbd-N "
 use_rbd=0 use_file=0
 for p in "${paths[@]}"; do
 	if [[ $rbd_paths == *" $p "* ]]; then use_rbd=1; else use_file=1; fi
@@ -433,14 +433,17 @@ setup_rbd-nbd() {
 	note rbd-nbd client "rbd-nbd map, rbd_cache=false"
 }
 
-# dmuserd's RBD backend (librbd, asynchronous, cache off) on the image. One
-# worker: it has 32 slots, the qd32 jobs' depth, and every worker shares the
-# one image handle, so more workers add only the hand-off between them.
-setup_dmuser-rbd() {
-	dmu_daemon_run "$name" --backend "rbd:$rbd_image?conf=$ceph_conf" --threads 1 --metrics 0
+# dmuserd's RBD backend (librbd, asynchronous, cache off) on the image, with $1
+# worker threads. dmuser-rbd has one: it has 32 slots, the qd32 jobs' depth, and
+# every worker shares the one image handle, so more workers add only the
+# hand-off between them; dmuser-rbd-N (not in the set: BENCH_PATHS) measures N.
+setup_dmuser_rbd_threads() {
+	dmu_daemon_run "$name" --backend "rbd:$rbd_image?conf=$ceph_conf" --threads "$1" --metrics 0
 	dmuserd_device
-	note dmuser-rbd server "dmuserd --backend rbd (librbd aio, rbd_cache=false), 1 thread"
+	note "$path" server "dmuserd --backend rbd (librbd aio, rbd_cache=false), $1 thread(s)"
 }
+setup_dmuser-rbd() { setup_dmuser_rbd_threads 1; }
+setup_dmuser-rbd-N() { setup_dmuser_rbd_threads "$threads"; }
 setup_dmuser-1() {
 	setup_dmuser_threads 1
 	note dmuser-1 threads 1
