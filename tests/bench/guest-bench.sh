@@ -6,13 +6,13 @@
 # rep 2, ...), and each repetition starts one path further along the list, so slow
 # drift of the shared host and position effects fall on every path alike.
 #
-# With an RBD path (krbd, rbd-nbd, dmuser-rbd: BENCH_SET=rbd; dmuser-rbd-N) the paths serve one
-# RBD image instead of the file: before the repetitions, once, tests/ceph/cluster.sh
-# starts a one-mon one-OSD (memstore) cluster in a tmpfs directory, rbd/dmu-bench
-# of BENCH_SIZE is created (layering only) and written through with 4 MiB
-# sequential writes (checked: every object exists); each path maps or opens it
-# per repetition; the cluster is stopped after the last run. The file is made
-# only when a path other than those needs it.
+# With an RBD path (krbd, rbd-nbd, dmuser-rbd: BENCH_SET=rbd; dmuser-rbd-N) the
+# paths serve one RBD image instead of the file: before the repetitions, once,
+# tests/ceph/cluster.sh starts a one-mon one-OSD (memstore) cluster in a tmpfs
+# directory, rbd/dmu-bench of BENCH_SIZE is created (layering only) and written
+# through with 4 MiB sequential writes (checked: every object exists); each path
+# maps or opens it per repetition; the cluster is stopped after the last run.
+# The file is made only when a path other than those needs it.
 #
 # Then the stages pass (BENCH_STAGES, space-separated PATH:JOB entries; empty for
 # none): for each entry whose PATH is in BENCH_PATHS and JOB in BENCH_JOBS (else a
