@@ -52,7 +52,7 @@ DEPS := make gcc clang llvm pkg-config git \
 	prometheus chromium fonts-dejavu-core gnuplot-nox
 
 # What only `make bench` needs, installed by it (not by make check).
-BENCH_DEPS := nbd-client linux-perf
+BENCH_DEPS := nbd-client linux-perf rbd-nbd
 
 # What only `make check-debug` needs: the source and tools to build its kernel,
 # and Debian's PREEMPT_RT kernel with headers.

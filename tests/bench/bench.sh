@@ -3,7 +3,7 @@
 # `make bench`: boot ONE guest on the newest installed kernel (or --kernel KVER),
 # run the same fio jobs on one tmpfs-backed file through every path (the file,
 # loop, nbd + nbdkit, dm-user at 1 and N daemon threads, dm-user with the BPF
-# collectors attached), then the stages pass (BENCH_STAGES: per PATH:JOB, the path
+# collectors attached; or another BENCH_SET: nbd, rbd), then the stages pass (BENCH_STAGES: per PATH:JOB, the path
 # set up afresh and that job run once with bpf/dmuser-lat -p <daemon> -S all
 # --json attached: where the time goes), then, on one dm-user device, BENCH_BPF_PAIRS pairs of
 # randread-4k-qd32 runs without and with the BPF collectors (their cost in CPU
@@ -25,13 +25,14 @@
 # Environment (see tests/bench/README.md):
 #   BENCH_RUNTIME  seconds of each fio job (2)     BENCH_RAMP     ramp seconds (1)
 #   BENCH_REPEAT   repetitions, >= 1 (3)           BENCH_THREADS  N of dmuser-N (4)
-#   BENCH_SET      a set of paths: local (the default) or nbd (path_sets below)
-#   BENCH_PATHS    paths to run (BENCH_SET's)      BENCH_JOBS     jobs to run (all)
+#   BENCH_SET      a set of paths: local (the default), nbd or rbd (path_sets below)
+#   BENCH_PATHS    paths to run (BENCH_SET's)      BENCH_JOBS     jobs to run (all; rbd: job_sets)
 #   BENCH_SIZE     backing file size (1G)          BENCH_MEM      guest MiB (3072)
 #   BENCH_SMP      the guest's vCPUs (2)
 #   BENCH_STAGES   PATH:JOB entries of the stages pass, space-separated; "" for none
 #                  (local: dmuser-1:randread-4k-qd1 dmuser-1:randwrite-4k-qd1;
-#                  nbd: dmuser-nbd:randread-4k-qd32 dmuser-nbd:randwrite-4k-qd32)
+#                  nbd: dmuser-nbd:randread-4k-qd32 dmuser-nbd:randwrite-4k-qd32;
+#                  rbd: dmuser-rbd:randread-4k-qd32 dmuser-rbd:randwrite-4k-qd32)
 #   BENCH_BPF_PAIRS  pairs of runs without/with the BPF collectors, 0 for none (8)
 #   BENCH_BPF_RUNTIME  seconds each paired run is measured (4)
 #   BENCH_INFLIGHT_PAIRS  pairs of runs without/with dmuser-inflight polled, 0 for none (4)
@@ -45,14 +46,22 @@ set -euo pipefail
 # shellcheck source=../vm/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../vm/common.sh"
 
-all_paths="file loop nbd dmuser-1 dmuser-N dmuser-N-bpf dmuser-uring dmuser-nbd"
+all_paths="file loop nbd dmuser-1 dmuser-N dmuser-N-bpf dmuser-uring dmuser-nbd krbd rbd-nbd dmuser-rbd dmuser-rbd-N"
 # The sets of paths BENCH_SET names (BENCH_PATHS, if given, wins):
 #   local   the default: dm-user on a local file against the file, loop and nbd
 #   nbd     one NBD export (nbdkit's file plugin on the same file) through the
 #           kernel's nbd client and through dmuserd's NBD backend
+#   rbd     one RBD image on a Ceph cluster in the guest (tests/ceph/cluster.sh)
+#           through the kernel's RBD client, rbd-nbd and dmuserd's RBD backend
 declare -A path_sets=(
 	[local]="file loop nbd dmuser-1 dmuser-N dmuser-N-bpf dmuser-uring"
 	[nbd]="nbd dmuser-nbd"
+	[rbd]="krbd rbd-nbd dmuser-rbd"
+)
+# The jobs of a set, when BENCH_JOBS is unset (all jobs for a set not here): for
+# rbd the remote goals' jobs and the iodepth-1 latencies (a round trip to the OSD).
+declare -A job_sets=(
+	[rbd]="randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd1 randwrite-4k-qd32"
 )
 # The stages pass's entries (PATH:JOB) of each set, when BENCH_STAGES is unset:
 # iodepth 1 for the local set (#19: where dm-user's latency goes next to loop's),
@@ -60,10 +69,13 @@ declare -A path_sets=(
 declare -A stage_sets=(
 	[local]="dmuser-1:randread-4k-qd1 dmuser-1:randwrite-4k-qd1"
 	[nbd]="dmuser-nbd:randread-4k-qd32 dmuser-nbd:randwrite-4k-qd32"
+	[rbd]="dmuser-rbd:randread-4k-qd32 dmuser-rbd:randwrite-4k-qd32"
 )
 # The paths whose daemon has libdmuser's USDT probes (dmuser-lat -p): dmuserd,
 # and examples/dmu-passthrough.
-stage_paths="dmuser-1 dmuser-N dmuser-nbd dmuser-uring"
+stage_paths="dmuser-1 dmuser-N dmuser-nbd dmuser-rbd dmuser-rbd-N dmuser-uring"
+# The paths on the RBD image: the guest starts a Ceph cluster for them.
+rbd_paths="krbd rbd-nbd dmuser-rbd dmuser-rbd-N"
 all_jobs=$(sed -n 's/^\[\(.*\)\]$/\1/p' "$DMU_ROOT/tests/bench/jobs.fio" | grep -vx global | paste -sd' ')
 
 kernel="" out=$DMU_ROOT/build/bench timeout="" profile=0
@@ -102,7 +114,7 @@ set_name=${BENCH_SET:-local}
 	{ vm_log "error: unknown BENCH_SET '$set_name' (known: ${!path_sets[*]})"; exit 2; }
 runtime=${BENCH_RUNTIME:-2} ramp=${BENCH_RAMP:-1} repeat=${BENCH_REPEAT:-3}
 threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-1G} mem=${BENCH_MEM:-3072} smp=${BENCH_SMP:-2}
-paths=${BENCH_PATHS:-${path_sets[$set_name]}} jobs=${BENCH_JOBS:-$all_jobs} pairs=${BENCH_BPF_PAIRS:-8}
+paths=${BENCH_PATHS:-${path_sets[$set_name]}} jobs=${BENCH_JOBS:-${job_sets[$set_name]:-$all_jobs}} pairs=${BENCH_BPF_PAIRS:-8}
 bpf_runtime=${BENCH_BPF_RUNTIME:-4} ipairs=${BENCH_INFLIGHT_PAIRS:-4}
 base_ref=${BENCH_BASE_REF:-} mpairs=${BENCH_MODULE_PAIRS:-12}
 stages=${BENCH_STAGES-${stage_sets[$set_name]}}
@@ -151,6 +163,32 @@ for e in "${stage_list[@]}"; do
 	fi
 done
 
+# An RBD path: the guest starts the Ceph cluster and fills the image once.
+use_rbd=0
+for p in "${path_list[@]}"; do
+	[[ " $rbd_paths " != *" $p "* ]] || use_rbd=1
+done
+if ((use_rbd)); then
+	for c in ceph-mon ceph-osd ceph rbd rados; do
+		command -v "$c" >/dev/null || vm_die "$c not found (run make deps: Ceph is in DEPS)"
+	done
+	if [[ " $paths " == *" rbd-nbd "* ]]; then
+		command -v rbd-nbd >/dev/null || vm_die "rbd-nbd not found (run make bench-deps)"
+	fi
+	[[ $size =~ ^[1-9][0-9]*[MG]$ ]] ||
+		usage_die "BENCH_SIZE must be in M or G with an RBD path (whole 4 MiB objects), got '$size'"
+	# The image lives in the OSD's memstore (2 GiB, tests/ceph/cluster.sh; full at
+	# 95 %), in the guest's RAM, and takes about twice its size there: after the
+	# fill a 3072 MiB guest had used 780 MiB with a 256 MiB image, 2353 MiB with
+	# 1 GiB (MemAvailable). Asked for: twice the image and 1 GiB for the rest.
+	image_mib=$(($(numfmt --from=iec "$size") / 1048576))
+	((image_mib % 4 == 0)) || usage_die "BENCH_SIZE $size is not a whole number of 4 MiB RBD objects"
+	((image_mib <= 1536)) ||
+		usage_die "BENCH_SIZE $size: an RBD image is at most 1536M (the OSD's memstore holds 2 GiB)"
+	((mem >= 2 * image_mib + 1024)) ||
+		usage_die "BENCH_MEM $mem: an RBD image of $size needs at least $((2 * image_mib + 1024)) MiB in the guest"
+fi
+
 # The guest runs the pairs only with both dmuser-N paths and their job.
 pair_runs=0
 if [[ " $paths " == *" dmuser-N "* && " $paths " == *" dmuser-N-bpf "* &&
@@ -181,6 +219,11 @@ if [[ -z $timeout ]]; then
 	((ipair_runs == 0)) || timeout=$((timeout + 20 + ipair_runs * (bpf_runtime + ramp + 2 + 5)))
 	# each module run also unloads and loads the module and sets a device up
 	((mpair_runs == 0)) || timeout=$((timeout + 20 + mpair_runs * (bpf_runtime + ramp + 2 + 25)))
+	# the Ceph cluster's start (cluster.sh's bound: 90 s) and the image's fill,
+	# allowed 4 MiB/s (TCG), and its stop
+	if ((use_rbd)); then
+		timeout=$((timeout + 90 + $(numfmt --from=iec "$size") / 4194304 + 30))
+	fi
 fi
 
 # The base module: BENCH_BASE_REF's module/ (git archive) built for $kver by the

@@ -6,6 +6,14 @@
 # rep 2, ...), and each repetition starts one path further along the list, so slow
 # drift of the shared host and position effects fall on every path alike.
 #
+# With an RBD path (krbd, rbd-nbd, dmuser-rbd: BENCH_SET=rbd; dmuser-rbd-N) the
+# paths serve one RBD image instead of the file: before the repetitions, once,
+# tests/ceph/cluster.sh starts a one-mon one-OSD (memstore) cluster in a tmpfs
+# directory, rbd/dmu-bench of BENCH_SIZE is created (layering only) and written
+# through with 4 MiB sequential writes (checked: every object exists); each path
+# maps or opens it per repetition; the cluster is stopped after the last run.
+# The file is made only when a path other than those needs it.
+#
 # Then the stages pass (BENCH_STAGES, space-separated PATH:JOB entries; empty for
 # none): for each entry whose PATH is in BENCH_PATHS and JOB in BENCH_JOBS (else a
 # meta stages_skipped line says why not), PATH is set up afresh, `bpf/dmuser-lat
@@ -49,7 +57,9 @@
 # 41167 to 89266 IOPS over six runs with ASLR, 74147 to 81028 without.
 #
 # Writes to $DMU_OUT: manifest.tsv (tab-separated, read by tests/bench/report.py):
-#   meta <key> <value>              the run's parameters and environment
+#   meta <key> <value>              the run's parameters and environment (with an
+#                                   RBD path also ceph_start_s, ceph, rbd_fill_s,
+#                                   rbd_image, mem_avail_kib_after_fill, ceph_stopped)
 #   note <path> <key> <value>       what a path really used (O_DIRECT, loop dio, ...)
 #   run <rep> <path> ok|failed <fio json file> <message>
 #   stage <path> <job> ok|failed <json file> <message>
@@ -87,7 +97,8 @@
 #   mpairs ok|failed <message>      the module pairs as a whole: whether the
 #                                   module under test ($DMU_KO) was loaded again after
 #                                   them
-# plus fio/<rep>-<path>.json (fio's output) and logs/<rep>-<path>.log; for the
+# plus fio/<rep>-<path>.json (fio's output) and logs/<rep>-<path>.log (with an RBD
+# path also logs/ceph-start.log and logs/rbd-fill.log); for the
 # stages pass stages/<path>-<job>.json, fio/stage-<path>-<job>.json,
 # logs/stage-<path>-<job>.log and logs/stage-<path>-<job>.lat.err (dmuser-lat's
 # stderr); for the
@@ -102,7 +113,7 @@
 #
 # Environment (set by bench.sh): BENCH_RUNTIME, BENCH_RAMP (seconds), BENCH_REPEAT,
 # BENCH_PATHS, BENCH_JOBS (space-separated), BENCH_THREADS (N of dmuser-N),
-# BENCH_SIZE (file size, fallocate syntax), BENCH_STAGES (PATH:JOB entries of the
+# BENCH_SIZE (file or RBD image size, fallocate syntax), BENCH_STAGES (PATH:JOB entries of the
 # stages pass, may be empty), BENCH_BPF_PAIRS (pairs, 0 for none),
 # BENCH_BPF_RUNTIME (seconds of each paired run, BPF and in-flight alike),
 # BENCH_INFLIGHT_PAIRS (in-flight pairs, 0 for none), BENCH_MODULE_PAIRS (module
@@ -130,9 +141,19 @@ note() { printf 'note\t%s\t%s\t%s\n' "$1" "$2" "$3" >>"$manifest"; }
 
 tmp=$(dmu_tmpdir)
 file=$tmp/backing.img
-# Allocated up front: writes then measure the path, not tmpfs page allocation.
-fallocate -l "$size" "$file"
-bytes=$(stat -c %s "$file")
+# The RBD set's paths (BENCH_SET=rbd): one RBD image on a Ceph cluster in this
+# guest; the other paths use the file.
+rbd_paths=" krbd rbd-nbd dmuser-rbd dmuser-rbd-N "
+use_rbd=0 use_file=0
+for p in "${paths[@]}"; do
+	if [[ $rbd_paths == *" $p "* ]]; then use_rbd=1; else use_file=1; fi
+done
+bytes=$(numfmt --from=iec "$size")
+if ((use_file)); then
+	# Allocated up front: writes then measure the path, not tmpfs page allocation.
+	fallocate -l "$size" "$file"
+	bytes=$(stat -c %s "$file")
+fi
 
 meta kernel "$(uname -r)"
 meta cpus "$(nproc)"
@@ -140,7 +161,11 @@ meta mem_kib "$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
 meta cpu_model "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 meta fio "$(fio --version)"
 meta nbdkit "$(nbdkit --version)"
-meta file "$file ($(stat -f -c %T "$file"), $bytes bytes)"
+if ((use_file)); then
+	meta file "$file ($(stat -f -c %T "$file"), $bytes bytes)"
+else
+	meta file "none: the RBD image rbd/$name ($bytes bytes) is the backing store"
+fi
 meta file_bytes "$bytes"
 meta runtime_s "$runtime"
 meta ramp_s "$ramp"
@@ -250,6 +275,49 @@ dmu_load
 modprobe loop || die "modprobe loop failed"
 modprobe nbd || die "modprobe nbd failed"
 
+# ---- the RBD set: one Ceph cluster and one image for the whole run --------------
+
+ceph_dir=$tmp/ceph ceph_conf=$tmp/ceph/ceph.conf rbd_image=rbd/$name
+# Seconds since $1 (date +%s.%N), one decimal.
+secs_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+# tests/ceph/cluster.sh's one-mon one-OSD cluster on 127.0.0.1 (memstore: the
+# image lives in this guest's RAM), then the image, BENCH_SIZE, written through
+# once with 4 MiB sequential writes (every object exists, so reads read data from
+# the OSD, as the local set's file is allocated up front). Only the layering
+# feature: no exclusive lock to hand over between the paths' clients, and no
+# object map to update; krbd, rbd-nbd and librbd all take such an image.
+start_rbd() {
+	local t0 objects want
+	modprobe rbd || die "modprobe rbd failed"
+	ip link set lo up # init does it; the cluster needs 127.0.0.1
+	t0=$(date +%s.%N)
+	"$DMU_ROOT/tests/ceph/cluster.sh" start "$ceph_dir" >"$out/logs/ceph-start.log" 2>&1 ||
+		die "the Ceph cluster did not start: $(tail -n 5 "$out/logs/ceph-start.log")"
+	meta ceph_start_s "$(secs_since "$t0")"
+	meta ceph "$(ceph --version), tests/ceph/cluster.sh: 1 mon, 1 OSD (memstore), pool rbd size 1, auth none, msgr v1"
+	((bytes % 4194304 == 0)) || die "BENCH_SIZE $size is not a whole number of 4 MiB RBD objects"
+	rbd -c "$ceph_conf" create --size "$((bytes / 1048576))" --image-feature layering "$rbd_image" ||
+		die "rbd create $rbd_image failed"
+	t0=$(date +%s.%N)
+	rbd -c "$ceph_conf" bench --io-type write --io-pattern seq --io-size 4M --io-threads 8 \
+		--io-total "$bytes" "$rbd_image" >"$out/logs/rbd-fill.log" 2>&1 ||
+		die "filling $rbd_image failed: $(tail -n 5 "$out/logs/rbd-fill.log")"
+	meta rbd_fill_s "$(secs_since "$t0")"
+	objects=$(rados -c "$ceph_conf" -p rbd ls | grep -c '^rbd_data\.' || true)
+	want=$((bytes / 4194304))
+	((objects == want)) || die "$rbd_image has $objects data objects after the fill, not $want"
+	meta rbd_image "$rbd_image: $bytes bytes, layering only, $objects objects of 4 MiB written (rbd bench, sequential 4 MiB writes)"
+	meta mem_avail_kib_after_fill "$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)"
+}
+stop_rbd() {
+	"$DMU_ROOT/tests/ceph/cluster.sh" stop "$ceph_dir" || die "stopping the Ceph cluster failed"
+}
+if ((use_rbd)); then
+	log "rbd: starting the Ceph cluster and filling $rbd_image ($bytes bytes)"
+	start_rbd
+	log "rbd: cluster up in $(awk -F'\t' '$2 == "ceph_start_s" { print $3 }' "$manifest") s, image filled in $(awk -F'\t' '$2 == "rbd_fill_s" { print $3 }' "$manifest") s"
+fi
+
 # ---- paths: setup_<path> sets target and direct, and pushes undo commands -----
 
 undo=()
@@ -317,25 +385,65 @@ setup_dmuser-nbd() {
 	undo+=("dmu_stop $DMU_BG_PID")
 	wait_for_path "$sock" 30 || return 1
 	dmu_daemon_run "$name" --backend "nbd+unix:///?socket=$sock" --threads 1 --metrics 0
+	dmuserd_device
+	note dmuser-nbd server "nbdkit file plugin, unix socket; dmuserd --backend nbd+unix, 1 thread, 1 connection"
+}
+
+# After dmu_daemon_run: its stop on undo, its pid, metrics URL and device.
+dmuserd_device() {
 	undo+=("dmu_daemon_stop $DMU_DAEMON_PID")
 	daemon_pid=$DMU_DAEMON_PID
 	metrics_url=http://$(sed -n 's/^metrics=//p' "$DMU_DAEMON_READY")/metrics
 	target=/dev/mapper/$name
 	wait_for_path "$target" 10 || dmsetup mknodes "$name"
 	[[ -b $target ]] || { echo "$target is not a block device"; return 1; }
-	note dmuser-nbd server "nbdkit file plugin, unix socket; dmuserd --backend nbd+unix, 1 thread, 1 connection"
 }
 
 # dmuserd on the file, with $1 worker threads.
 setup_dmuser_threads() {
 	dmu_daemon_start "$name" "$file" "$bytes" --threads "$1" --metrics 0
-	undo+=("dmu_daemon_stop $DMU_DAEMON_PID")
-	daemon_pid=$DMU_DAEMON_PID
-	metrics_url=http://$(sed -n 's/^metrics=//p' "$DMU_DAEMON_READY")/metrics
-	target=/dev/mapper/$name
-	wait_for_path "$target" 10 || dmsetup mknodes "$name"
-	[[ -b $target ]] || { echo "$target is not a block device"; return 1; }
+	dmuserd_device
 }
+
+# The kernel's RBD client on the image. Auth none, so no key: the cluster's
+# ceph.conf gives rbd its mon address. -o noudev: the guest runs no udev, and
+# without it rbd map (and unmap) waits for udev's event that never comes; the
+# node comes from devtmpfs. No ms_mode: legacy (msgr v1) is the kernel's
+# default, and the cluster speaks only v1.
+setup_krbd() {
+	local dev
+	dev=$(rbd -c "$ceph_conf" map -o noudev "$rbd_image") || return 1
+	undo+=("rbd -c $ceph_conf unmap -o noudev $dev")
+	wait_for_path "$dev" 10 || return 1
+	target=$dev
+	note krbd device "$dev"
+	note krbd client "rbd map -o noudev (kernel rbd.ko, msgr v1)"
+}
+
+# rbd-nbd on the image: librbd in a daemon, served to the kernel's nbd client.
+# librbd's cache off, as dmuserd's RBD backend has it (every write answered once
+# the OSD has it). rbd-nbd map returns once the device is set up; unmap
+# disconnects it and waits for the daemon to exit.
+setup_rbd-nbd() {
+	local dev
+	dev=$(rbd-nbd -c "$ceph_conf" --rbd-cache=false map "$rbd_image") || return 1
+	undo+=("rbd-nbd -c $ceph_conf unmap $dev")
+	target=$dev
+	note rbd-nbd device "$dev"
+	note rbd-nbd client "rbd-nbd map, rbd_cache=false"
+}
+
+# dmuserd's RBD backend (librbd, asynchronous, cache off) on the image, with $1
+# worker threads. dmuser-rbd has one: it has 32 slots, the qd32 jobs' depth, and
+# every worker shares the one image handle, so more workers add only the
+# hand-off between them; dmuser-rbd-N (not in the set: BENCH_PATHS) measures N.
+setup_dmuser_rbd_threads() {
+	dmu_daemon_run "$name" --backend "rbd:$rbd_image?conf=$ceph_conf" --threads "$1" --metrics 0
+	dmuserd_device
+	note "$path" server "dmuserd --backend rbd (librbd aio, rbd_cache=false), $1 thread(s)"
+}
+setup_dmuser-rbd() { setup_dmuser_rbd_threads 1; }
+setup_dmuser-rbd-N() { setup_dmuser_rbd_threads "$threads"; }
 setup_dmuser-1() {
 	setup_dmuser_threads 1
 	note dmuser-1 threads 1
@@ -793,6 +901,10 @@ run_series ipair "$ipairs" "In-flight table cost" "dmuser-inflight poller" "$ipa
 # Last: it unloads and loads the module between its runs (and $DMU_KO after them).
 run_series mpair "$mpairs" "Module A/B" "module" "$mpairs_skipped"
 
+if ((use_rbd)); then
+	stop_rbd
+	meta ceph_stopped yes
+fi
 # Every path must be gone before the module goes.
 dmu_unload
 exit "$failed"

@@ -57,11 +57,18 @@ BASELINE = "loop"
 # The paths of the goals. dmuser-N is dmuserd at N threads.
 DMU, DMU_1, DMU_BPF, NBD = "dmuser-N", "dmuser-1", "dmuser-N-bpf", "nbd"
 GOAL_JOB = "randread-4k-qd32"
-# The remote backends' goals (BENCH_SET=nbd): dmuserd's NBD backend against the
-# kernel's nbd client on the same export, at least REMOTE_MIN on each of these jobs.
+# The remote backends' goals (BENCH_SET=nbd, BENCH_SET=rbd): a dmuserd backend
+# against another client of the same remote store, on each REMOTE_JOBS job:
+# (dmuserd's path, the other path, the minimum ratio of median IOPS, what the two
+# share), checked only when dmuserd's path ran.
 DMU_NBD = "dmuser-nbd"
+DMU_RBD, RBD_NBD, KRBD = "dmuser-rbd", "rbd-nbd", "krbd"
 REMOTE_JOBS = ("randread-4k-qd32", "randwrite-4k-qd32")
-REMOTE_MIN = 1.0
+REMOTE_GOALS = (
+    (DMU_NBD, NBD, 1.0, "one nbdkit export, one connection each"),
+    (DMU_RBD, RBD_NBD, 1.0, "one RBD image, librbd in both, its cache off"),
+    (DMU_RBD, KRBD, 0.8, "one RBD image; krbd is the kernel's own RBD client"),
+)
 QD1_JOBS = ("randread-4k-qd1", "randwrite-4k-qd1")
 # dmuser-lat's stages in the order a request goes through them: the kernel's
 # (queue, daemon, total) and, with -p, libdmuser's (queue, handoff, pickup,
@@ -649,22 +656,24 @@ def goals(summary, paired=None, meta=None):
 
 
 def remote_goals(summary):
-    """dmuserd's NBD backend against the kernel's nbd client, per REMOTE_JOBS job:
-    only when the run had the dmuser-nbd path (BENCH_SET=nbd)."""
-    if not any(DMU_NBD in paths for paths in summary.values()):
-        return []
+    """Each REMOTE_GOALS goal whose dmuserd path ran (BENCH_SET=nbd: dmuser-nbd
+    against the kernel's nbd client; BENCH_SET=rbd: dmuser-rbd against rbd-nbd and
+    krbd), per REMOTE_JOBS job."""
     res = []
-    for job in REMOTE_JOBS:
-        a, b = _median_iops(summary, job, DMU_NBD), _median_iops(summary, job, NBD)
-        r = ratio(a, b)
-        gone = [p for p, v in ((DMU_NBD, a), (NBD, b)) if v is None]
-        detail = (f"not measured: no {job} result for {', '.join(gone)}" if gone else
-                  f"{DMU_NBD} {a:.0f} IOPS, {NBD} {b:.0f} IOPS (one nbdkit export, one connection each)")
-        res.append({"goal": f"{job}: {DMU_NBD} / {NBD} >= {REMOTE_MIN:g}", "job": job, "value": r,
-                    "threshold": REMOTE_MIN, "fmt": "{:.2f}",
-                    "verdict": "N/A" if r is None else
-                    ("PASS" if round(r, 9) >= REMOTE_MIN else "FAIL"),
-                    "detail": detail})
+    for num, den, least, shared in REMOTE_GOALS:
+        if not any(num in paths for paths in summary.values()):
+            continue
+        for job in REMOTE_JOBS:
+            a, b = _median_iops(summary, job, num), _median_iops(summary, job, den)
+            r = ratio(a, b)
+            gone = [p for p, v in ((num, a), (den, b)) if v is None]
+            detail = (f"not measured: no {job} result for {', '.join(gone)}" if gone else
+                      f"{num} {a:.0f} IOPS, {den} {b:.0f} IOPS ({shared})")
+            res.append({"goal": f"{job}: {num} / {den} >= {least:g}", "job": job, "path": num,
+                        "value": r, "threshold": least, "fmt": "{:.2f}",
+                        "verdict": "N/A" if r is None else
+                        ("PASS" if round(r, 9) >= least else "FAIL"),
+                        "detail": detail})
     return res
 
 
@@ -722,7 +731,7 @@ def build_results(meta, notes, runs, failures, paths, jobs, pairs=None, ipairs=N
                   stages=None):
     """pairs, ipairs, mpairs: load_manifest's paired BPF, in-flight and module runs
     after collect_pairs (None: none); stages: the stages runs after collect_stages.
-    A FAILed remote goal whose job has a stages run on dmuser-nbd points to it."""
+    A FAILed remote goal whose job has a stages run on its dmuserd path points to it."""
     summary = summarize(runs, paths, jobs)
     stages = stages or []
     pairs = pairs or {"runs": [], "device": None}
@@ -732,8 +741,8 @@ def build_results(meta, notes, runs, failures, paths, jobs, pairs=None, ipairs=N
     gl = goals(summary, paired, meta)
     for g in gl:
         if g["verdict"] == "FAIL" and g.get("job") and any(
-                st["path"] == DMU_NBD and st["job"] == g["job"] for st in stages):
-            g["detail"] += f"; see {STAGES_REF} ({DMU_NBD} {g['job']})"
+                st["path"] == g["path"] and st["job"] == g["job"] for st in stages):
+            g["detail"] += f"; see {STAGES_REF} ({g['path']} {g['job']})"
     return {
         "emulated": True,
         "emulated_note": EMULATED,

@@ -268,6 +268,53 @@ class RemoteGoals(unittest.TestCase):
         self.assertEqual(self.remote(res), [])
 
 
+class RbdGoals(unittest.TestCase):
+    """BENCH_SET=rbd: dmuserd's RBD backend against rbd-nbd (>= 1) and krbd (>= 0.8)."""
+    JOBS = ["randread-4k-qd32", "randwrite-4k-qd32"]
+    PATHS = ["krbd", "rbd-nbd", "dmuser-rbd"]
+
+    def rbd(self, res):
+        return [g for g in res["goals"] if "dmuser-rbd /" in g["goal"]]
+
+    def test_two_goals_per_job_in_order(self):
+        res = results_from({"krbd": [100, 90, 110], "rbd-nbd": [50, 40, 60], "dmuser-rbd": [80, 81, 79]},
+                           paths=self.PATHS, jobs=self.JOBS)
+        gs = self.rbd(res)
+        self.assertEqual([g["goal"] for g in gs], ["randread-4k-qd32: dmuser-rbd / rbd-nbd >= 1",
+                                                   "randwrite-4k-qd32: dmuser-rbd / rbd-nbd >= 1",
+                                                   "randread-4k-qd32: dmuser-rbd / krbd >= 0.8",
+                                                   "randwrite-4k-qd32: dmuser-rbd / krbd >= 0.8"])
+        self.assertEqual([g["verdict"] for g in gs], ["PASS", "PASS", "PASS", "PASS"])
+        self.assertAlmostEqual(gs[0]["value"], 80 / 50)    # the medians
+        self.assertAlmostEqual(gs[2]["value"], 80 / 100)   # 0.8 exactly: inclusive
+        self.assertIn("dmuser-rbd 80 IOPS, krbd 100 IOPS", gs[2]["detail"])
+        # no nbd goal in the rbd set, and the local goals are N/A
+        self.assertEqual([g for g in res["goals"] if "dmuser-nbd" in g["goal"]], [])
+        self.assertEqual(goal(res, "dmuser-N / loop")["verdict"], "N/A")
+        md = report.render_md(res)
+        self.assertIn("| randwrite-4k-qd32: dmuser-rbd / krbd >= 0.8 | 0.80 | **PASS** |", md)
+
+    def test_thresholds_fail_just_below(self):
+        res = results_from({"krbd": [100] * 3, "rbd-nbd": [79] * 3, "dmuser-rbd": [79.9] * 3},
+                           paths=self.PATHS, jobs=self.JOBS)
+        self.assertEqual([g["verdict"] for g in self.rbd(res)], ["PASS", "PASS", "FAIL", "FAIL"])
+        res = results_from({"krbd": [10] * 3, "rbd-nbd": [100] * 3, "dmuser-rbd": [99] * 3},
+                           paths=self.PATHS, jobs=self.JOBS)
+        self.assertEqual([g["verdict"] for g in self.rbd(res)], ["FAIL", "FAIL", "PASS", "PASS"])
+
+    def test_a_path_not_run_is_not_measured(self):
+        res = results_from({"rbd-nbd": [10] * 3, "dmuser-rbd": [12] * 3},
+                           paths=["rbd-nbd", "dmuser-rbd"], jobs=self.JOBS)
+        gs = self.rbd(res)
+        self.assertEqual([g["verdict"] for g in gs], ["PASS", "PASS", "N/A", "N/A"])
+        self.assertIn("not measured: no randread-4k-qd32 result for krbd", gs[2]["detail"])
+
+    def test_no_rbd_goal_without_dmuser_rbd(self):
+        res = results_from({"krbd": [10] * 3, "rbd-nbd": [10] * 3}, paths=["krbd", "rbd-nbd"],
+                           jobs=self.JOBS)
+        self.assertEqual(self.rbd(res), [])
+
+
 class MissingPaths(unittest.TestCase):
     def test_path_not_requested_gives_na_not_fail(self):
         paths = ["file", "loop", "dmuser-N"]
@@ -1220,6 +1267,16 @@ class Stages(unittest.TestCase):
         gs = [g for g in res["goals"] if "dmuser-nbd / nbd" in g["goal"]]
         self.assertEqual(gs[0]["verdict"], "PASS")
         self.assertNotIn("Where the time goes", gs[0]["detail"])
+
+    def test_a_failed_rbd_goal_points_to_dmuser_rbd_stages(self):
+        res = self.results([("dmuser-rbd", "randwrite-4k-qd32")],
+                           {"krbd": 10, "rbd-nbd": 10, "dmuser-rbd": 9},
+                           paths=RbdGoals.PATHS, jobs=RbdGoals.JOBS)
+        gs = [g for g in res["goals"] if "dmuser-rbd /" in g["goal"]]
+        self.assertEqual([g["verdict"] for g in gs], ["FAIL", "FAIL", "PASS", "PASS"])
+        self.assertNotIn("Where the time goes", gs[0]["detail"])    # no stages run for randread
+        self.assertIn("see Where the time goes (dmuser-rbd randwrite-4k-qd32)", gs[1]["detail"])
+        self.assertNotIn("Where the time goes", gs[3]["detail"])    # PASS
 
     def test_main_a_failed_stages_run_keeps_exit_0(self):
         with tempfile.TemporaryDirectory() as d:
