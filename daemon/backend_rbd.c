@@ -40,16 +40,22 @@
  * otherwise.  Before connecting, rados_osd_op_timeout and
  * rados_mon_op_timeout are set to OP_TIMEOUT_S and client_mount_timeout
  * (start-up) to MOUNT_TIMEOUT_S, each only where ceph.conf or CEPH_ARGS
- * leave it at Ceph's default (0: forever; 300 s): then a request the
- * cluster does not answer fails (ETIMEDOUT, answered as ERROR: EIO) after
- * at most the timeout, and the first failure is logged until a request
- * succeeds again.  librbd reads these only when it connects, and dmuserd
- * learns its reconnect window (recovery_ms) only after opening its
- * backend, so the window does not set them (no set_reconnect_ms).
- * There is no reconnect logic here: librados itself reconnects to
- * whichever mon and OSDs are up; a request fails only when it is not done
- * within the timeout.  No counters: librados keeps no count of
- * reconnections for us.
+ * leave it at Ceph's default (0: forever; 300 s): then a call the cluster
+ * does not answer fails (ETIMEDOUT) after at most the timeout, and the
+ * first failure is logged until a request succeeds again.  librados
+ * reconnects by itself to whichever mon and OSDs are up.
+ *
+ * The reconnect window (set_reconnect_ms: --reconnect-ms, or the table's
+ * recovery_ms, as for NBD; librbd reads its timeouts only when it
+ * connects, before dmuserd knows the window, so the window cannot be the
+ * timeout): a request whose call timed out is started again from its
+ * first call, as long as the window, counted from its submission, has not
+ * passed; past it, or with a window of 0, it is answered ERROR (EIO).
+ * Block requests may be done twice (a write of the same bytes, a flush);
+ * a call that timed out is not sent again by librados, and later calls of
+ * this client reach each object in the order sent.  Counted:
+ * requests_replayed (started again) and requests_failed (timed out past
+ * the window); librados keeps no count of its reconnections.
  *
  * Closing: rbd_close releases the image's exclusive lock and its watch,
  * rados_shutdown ends the sessions; with the cluster gone each of those
@@ -110,6 +116,8 @@ struct rbd_slot {
 	enum how how;
 	int zero_flags;		/* RBD_WRITE_ZEROES_FLAG_* */
 	bool preflush, postflush;
+	bool preflush0;		/* preflush as submitted: a retry starts over */
+	uint64_t since_ms;	/* submitted (CLOCK_MONOTONIC), for the window */
 	uint64_t start, next, end;	/* DATA: [start, end), issued up to next */
 	unsigned pending;	/* calls issued and not yet taken from the done list */
 	int err;		/* the first error, negative */
@@ -137,6 +145,8 @@ struct dmu_rbd_backend {
 	unsigned n;
 	struct rbd_worker *workers;
 	_Atomic bool failing;	/* a failure was logged, no success since */
+	_Atomic uint32_t window_ms;	/* the reconnect window; 0: none */
+	_Atomic uint64_t replayed, failed;	/* requests_replayed, requests_failed */
 	char op_timeout[32];	/* rados_osd_op_timeout as used, for messages */
 };
 
@@ -245,12 +255,49 @@ static void note_result(struct dmu_rbd_backend *rb, int err)
 	}
 	if (atomic_exchange(&rb->failing, true))
 		return;
-	if (err == -ETIMEDOUT)
+	if (err == -ETIMEDOUT && atomic_load(&rb->window_ms))
+		dmu_error("rbd: %s: the cluster did not answer within rados_osd_op_timeout (%s s): "
+			  "requests are started again until it answers, for up to %u ms each "
+			  "(the reconnect window), then fail with EIO", rb->spec, rb->op_timeout,
+			  atomic_load(&rb->window_ms));
+	else if (err == -ETIMEDOUT)
 		dmu_error("rbd: %s: the cluster did not answer within rados_osd_op_timeout (%s s): "
 			  "requests fail with EIO until it answers again", rb->spec, rb->op_timeout);
 	else
 		dmu_error("rbd: %s: a request failed: %s; requests that fail are answered ERROR",
 			  rb->spec, strerror(-err));
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/*
+ * A request whose call timed out: started again from its first call while
+ * the reconnect window, from its submission, lasts; true if so.
+ */
+static bool retry(struct rbd_slot *s)
+{
+	struct dmu_rbd_backend *rb = s->w->rb;
+	uint32_t window = atomic_load(&rb->window_ms);
+
+	if (s->err != -ETIMEDOUT)
+		return false;
+	if (!window || mono_ms() - s->since_ms >= window) {
+		atomic_fetch_add(&rb->failed, 1);
+		return false;
+	}
+	note_result(rb, s->err);
+	atomic_fetch_add(&rb->replayed, 1);
+	s->stage = ST_START;
+	s->next = s->start;
+	s->err = 0;
+	s->preflush = s->preflush0;
+	return true;
 }
 
 /* Move the request on as far as it goes without waiting for the cluster. */
@@ -262,6 +309,8 @@ static void advance(struct rbd_slot *s)
 		if (s->pending)
 			return;
 		if (s->stage == ST_DATA && !s->err && s->next < s->end)
+			continue;
+		if (s->err && retry(s))
 			continue;
 		if (s->err || s->stage == ST_POSTFLUSH) {
 			struct dmu_req *req = s->req;
@@ -332,6 +381,8 @@ static int rbd_submit(struct dmu_backend *b, struct dmu_req *req)
 	}
 	if ((flags & DMU_REQ_FLAG_FUA) && s->how != H_READ && s->how != H_NONE)
 		s->postflush = true;	/* RBD has no FUA */
+	s->preflush0 = s->preflush;
+	s->since_ms = mono_ms();
 	advance(s);
 	return 0;
 }
@@ -390,10 +441,27 @@ static const struct dmu_backend_async_ops rbd_async = {
 	.notify = rbd_notify,
 };
 
+static void rbd_set_reconnect_ms(struct dmu_backend *b, uint32_t ms)
+{
+	atomic_store(&to_worker(b)->rb->window_ms, ms);
+}
+
+static void rbd_counters(struct dmu_backend *b, struct dmu_backend_counters *c)
+{
+	struct dmu_rbd_backend *rb = to_worker(b)->rb;
+
+	*c = (struct dmu_backend_counters){
+		.requests_replayed = atomic_load_explicit(&rb->replayed, memory_order_relaxed),
+		.requests_failed = atomic_load_explicit(&rb->failed, memory_order_relaxed),
+	};
+}
+
 static const struct dmu_backend_ops rbd_ops = {
 	.probe_size = rbd_probe_size,
 	.worker = rbd_worker_of,
 	.async = &rbd_async,
+	.set_reconnect_ms = rbd_set_reconnect_ms,
+	.counters = rbd_counters,
 };
 
 /* ---- the URI ------------------------------------------------------------ */

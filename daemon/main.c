@@ -223,7 +223,7 @@ static int start_metrics(struct daemon *d)
 /* ---- 5 to 7. device and workers ---------------------------------------- */
 
 /*
- * The NBD backend's reconnect window: --reconnect-ms, or else the table's
+ * The reconnect window of a remote backend (NBD, RBD): --reconnect-ms, or else the table's
  * recovery_ms, read from the live table (the one dmuserd created, or the
  * one it attached to).  Again at each SIGHUP, which follows a
  * `dmsetup message NAME 0 recovery_ms MS`.
@@ -248,7 +248,7 @@ static void set_reconnect_window(struct dmu_backend *b, const struct dmu_device 
 	if (ms > UINT32_MAX)
 		ms = UINT32_MAX;
 	b->ops->set_reconnect_ms(b, (uint32_t)ms);
-	dmu_info("nbd: a lost server is waited for %lu ms (%s)", ms,
+	dmu_info("%s: a lost server is waited for %lu ms (%s)", o->type->name, ms,
 		 o->reconnect_ms_set ? "--reconnect-ms" : "the table's recovery_ms");
 }
 

@@ -75,8 +75,8 @@ void dmu_usage(FILE *out)
 "                           (--attach) instead of failing (default 0)\n"
 "                           These three set up the table of a device dmuserd\n"
 "                           creates; they cannot be combined with --attach.\n"
-"      --reconnect-ms MS    NBD backend: how long requests wait for a lost\n"
-"                           server to come back (reconnecting) before they\n"
+"      --reconnect-ms MS    NBD and RBD backends: how long requests wait for a\n"
+"                           lost server to come back (reconnecting) before they\n"
 "                           fail with EIO (default: the table's recovery_ms)\n"
 "      --no-batch           read one request at a time, even where the kernel\n"
 "                           could return several per read() (DM_USER_CHANNEL_BATCH)\n"
@@ -550,8 +550,8 @@ enum dmu_parse_result dmu_options_parse(int argc, char **argv,
 		dmu_error("--backend (or --file) and --name are required (see --help)");
 		return DMU_PARSE_ERROR;
 	}
-	if (o->reconnect_ms_set && strcmp(o->type->name, "nbd")) {
-		dmu_error("--reconnect-ms is for the NBD backend: a %s backend has no server to reconnect to",
+	if (o->reconnect_ms_set && strcmp(o->type->name, "nbd") && strcmp(o->type->name, "rbd")) {
+		dmu_error("--reconnect-ms is for the NBD and RBD backends: a %s backend has no server to reconnect to",
 			  o->type->name);
 		return DMU_PARSE_ERROR;
 	}

@@ -835,6 +835,144 @@ TEST(rbd_discard_and_write_zeroes_read_back_as_zeroes)
 	rig_stop(&r);
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* A client's conf with rados_osd_op_timeout OP_TIMEOUT_S, into buf. */
+static void fast_conf(char *buf, size_t size)
+{
+	FILE *f;
+
+	snprintf(buf, size, "%s/fast.conf", dir);
+	REQUIRE_EQ(run("cp %s %s", conf, buf), 0);
+	f = fopen(buf, "a");
+	REQUIRE(f != NULL);
+	fprintf(f, "\n[client]\nrados osd op timeout = %d\n", OP_TIMEOUT_S);
+	fclose(f);
+}
+
+/*
+ * SIGSTOP pid; a child sends it SIGCONT once *guard is closed, or once
+ * this test's process ends however it ends (a failed REQUIRE _exits): the
+ * next test must not find the OSD stopped.
+ */
+static void stop_guarded(pid_t pid, int *guard)
+{
+	int p[2];
+	pid_t child;
+	char c;
+
+	REQUIRE(pipe(p) == 0);
+	child = fork();
+	REQUIRE(child >= 0);
+	if (child == 0) {
+		close(p[1]);
+		while (read(p[0], &c, 1) > 0)
+			;
+		kill(pid, SIGCONT);
+		_exit(0);
+	}
+	close(p[0]);
+	*guard = p[1];
+	REQUIRE_EQ(kill(pid, SIGSTOP), 0);
+}
+
+static void cont_guarded(int guard)
+{
+	close(guard);
+	while (wait(NULL) > 0)
+		;
+}
+
+static uint64_t replayed(struct rig *r)
+{
+	struct dmu_backend_counters c;
+
+	REQUIRE(r->b->ops->counters != NULL);
+	r->b->ops->counters(r->b, &c);
+	return c.requests_replayed;
+}
+
+/*
+ * The reconnect window (set_reconnect_ms): the OSD stopped for longer
+ * than the op timeout (5 s here) and less than the window (60 s): a write
+ * and a read sent meanwhile time out, are started again (counted in
+ * requests_replayed, said once) and, once the OSD goes on, answered
+ * SUCCESS, the data read back.  With a window of 0, a request sent to the
+ * stopped OSD is answered ERROR after its timeouts (counted in
+ * requests_failed), with no retry.
+ */
+TEST(rbd_stall_within_the_reconnect_window_is_ridden_out)
+{
+	static unsigned char p[4096], back[4096];
+	static unsigned char data[64][CAP];
+	uint64_t status[64];
+	struct dmu_backend_counters c;
+	struct timespec t0;
+	char fast[400], path[256];
+	struct rig r;
+	int saved, guard;
+	pid_t osd;
+
+	alarm(90);
+	cluster_up();
+	fast_conf(fast, sizeof(fast));
+	rig_start_uri(&r, "window", fast);
+	r.b->ops->set_reconnect_ms(r.b, 60000);
+	pattern(p, sizeof(p), 9);
+	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 0, 4096, p, NULL),
+		 DM_USER_RESP_SUCCESS);
+	osd = daemon_pid("osd.0");
+	REQUIRE(osd > 0);
+	capture_start(&saved, path, sizeof(path));
+	stop_guarded(osd, &guard);
+	send_req(&r, 2, DM_USER_REQ_MAP_WRITE, DM_USER_REQ_MAP_FLAG_FUA, 8 << 20, 4096, p);
+	send_req(&r, 3, DM_USER_REQ_MAP_READ, 0, 0, 4096, NULL);
+	/* both timed out once and went out again: the stall outlasted a timeout */
+	uint64_t end = mono_ms() + (OP_TIMEOUT_S + 20) * 1000;
+
+	while (replayed(&r) < 2 && mono_ms() < end)
+		poll(NULL, 0, 50);
+	CHECK(replayed(&r) >= 2);
+	CHECK(!reply_within(&r, 0));	/* held, not failed */
+	cont_guarded(guard);
+	memset(status, 0xff, sizeof(status));
+	collect(&r, 2, status, data);
+	CHECK_EQ(status[2], DM_USER_RESP_SUCCESS);
+	CHECK_EQ(status[3], DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(data[3], p, 4096) == 0);
+	CHECK_EQ(round_trip(&r, 4, DM_USER_REQ_MAP_READ, 0, 8 << 20, 4096, NULL, back),
+		 DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(back, p, 4096) == 0);
+	r.b->ops->counters(r.b, &c);
+	CHECK_EQ(c.requests_failed, 0);
+	char *text = capture_end(saved, path);
+
+	if (!strstr(text, "requests are started again until it answers, for up to 60000 ms"))
+		t_fail(__FILE__, __LINE__, "no message about the window: \"%s\"", text);
+
+	/* no window: the timeout's ERROR */
+	r.b->ops->set_reconnect_ms(r.b, 0);
+	stop_guarded(osd, &guard);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_EQ(round_trip(&r, 5, DM_USER_REQ_MAP_WRITE, 0, 16 << 20, 4096, p, NULL),
+		 DM_USER_RESP_ERROR);
+	double took = elapsed_s(&t0);
+
+	cont_guarded(guard);
+	printf("    without a window: ERROR after %.1f s\n", took);
+	/* a write to a new object is two calls to the OSD in librbd, 2 timeouts */
+	CHECK(took < 2 * OP_TIMEOUT_S + 3);
+	r.b->ops->counters(r.b, &c);
+	CHECK_EQ(c.requests_failed, 1);
+	rig_stop(&r);
+}
+
 /*
  * The OSD killed (kill -9) under I/O: the reads in flight and the ones
  * after, and the FLUSH after them, fail with ERROR within the timeout
@@ -851,17 +989,11 @@ TEST(rbd_osd_killed_is_an_error_in_bounded_time)
 	struct timespec t0;
 	struct rig r;
 	pid_t osd;
-	FILE *f;
 	int saved;
 
 	alarm(60);	/* it waits for timeouts: the op's, and the close's */
 	cluster_up();
-	snprintf(fast, sizeof(fast), "%s/fast.conf", dir);
-	REQUIRE_EQ(run("cp %s %s", conf, fast), 0);
-	f = fopen(fast, "a");
-	REQUIRE(f != NULL);
-	fprintf(f, "\n[client]\nrados osd op timeout = %d\n", OP_TIMEOUT_S);
-	fclose(f);
+	fast_conf(fast, sizeof(fast));
 	rig_start_uri(&r, "killed", fast);
 	pattern(p, sizeof(p), 7);
 	/*

@@ -174,7 +174,7 @@ TEST(options_backend_uri_chooses_the_backend)
 
 	static const char *const bad[][8] = {
 		{ "--backend", "file:/tmp/f", "--file", "/tmp/f", "-n", "d0", NULL },	/* both */
-		{ "--backend", "rbd:pool/image", "-n", "d0", "--reconnect-ms", "100", NULL },	/* NBD's */
+		{ "--backend", "file:/tmp/f", "-n", "d0", "--reconnect-ms", "100", NULL },	/* remote backends' */
 		{ "--backend", "ftp://h/x", "-n", "d0", NULL },
 		{ "--backend", "/tmp/f", "-n", "d0", NULL },		/* no scheme */
 		{ "--backend", "file:", "-n", "d0", NULL },
@@ -236,6 +236,10 @@ TEST(options_reconnect_ms)
 	CHECK(o.reconnect_ms_set);
 	REQUIRE_EQ(parse(&o, none), DMU_PARSE_OK);
 	CHECK(!o.reconnect_ms_set);	/* the table's recovery_ms decides */
+	const char *rbd[] = { "--backend", "rbd:pool/image", "-n", "d0", "--reconnect-ms", "60000", NULL };
+
+	REQUIRE_EQ(parse(&o, rbd), DMU_PARSE_OK);	/* RBD's window too */
+	CHECK_EQ(o.reconnect_ms, 60000);
 
 	static const char *const bad[][8] = {
 		{ "-f", "/tmp/f", "-n", "d0", "--reconnect-ms", "100", NULL },	/* no server */
