@@ -25,14 +25,15 @@
 # Environment (see tests/bench/README.md):
 #   BENCH_RUNTIME  seconds of each fio job (2)     BENCH_RAMP     ramp seconds (1)
 #   BENCH_REPEAT   repetitions, >= 1 (3)           BENCH_THREADS  N of dmuser-N (4)
-#   BENCH_SET      a set of paths: local (the default), nbd or rbd (path_sets below)
+#   BENCH_SET      a set of paths: local (the default), nbd, rbd or remote (path_sets below)
 #   BENCH_PATHS    paths to run (BENCH_SET's)      BENCH_JOBS     jobs to run (all; rbd: job_sets)
-#   BENCH_SIZE     backing file size (1G)          BENCH_MEM      guest MiB (3072)
+#   BENCH_SIZE     backing file size (1G; remote: 512M)          BENCH_MEM      guest MiB (3072)
 #   BENCH_SMP      the guest's vCPUs (2)
 #   BENCH_STAGES   PATH:JOB entries of the stages pass, space-separated; "" for none
 #                  (local: dmuser-1:randread-4k-qd1 dmuser-1:randwrite-4k-qd1;
 #                  nbd: dmuser-nbd:randread-4k-qd32 dmuser-nbd:randwrite-4k-qd32;
-#                  rbd: dmuser-rbd:randread-4k-qd32 dmuser-rbd:randwrite-4k-qd32)
+#                  rbd: dmuser-rbd:randread-4k-qd32 dmuser-rbd:randwrite-4k-qd32;
+#                  remote: rbd's and nbd's)
 #   BENCH_BPF_PAIRS  pairs of runs without/with the BPF collectors, 0 for none (8)
 #   BENCH_BPF_RUNTIME  seconds each paired run is measured (4)
 #   BENCH_INFLIGHT_PAIRS  pairs of runs without/with dmuser-inflight polled, 0 for none (4)
@@ -53,15 +54,23 @@ all_paths="file loop nbd dmuser-1 dmuser-N dmuser-N-bpf dmuser-uring dmuser-nbd 
 #           kernel's nbd client and through dmuserd's NBD backend
 #   rbd     one RBD image on a Ceph cluster in the guest (tests/ceph/cluster.sh)
 #           through the kernel's RBD client, rbd-nbd and dmuserd's RBD backend
+#   remote  rbd's and nbd's paths in one guest run: every remote goal (#17) in
+#           one results.md; 512M by default (an image and a file in the guest's RAM)
 declare -A path_sets=(
 	[local]="file loop nbd dmuser-1 dmuser-N dmuser-N-bpf dmuser-uring"
 	[nbd]="nbd dmuser-nbd"
 	[rbd]="krbd rbd-nbd dmuser-rbd"
+	[remote]="krbd rbd-nbd dmuser-rbd nbd dmuser-nbd"
+)
+# BENCH_SIZE's default of a set, when not 1G
+declare -A size_sets=(
+	[remote]=512M
 )
 # The jobs of a set, when BENCH_JOBS is unset (all jobs for a set not here): for
 # rbd the remote goals' jobs and the iodepth-1 latencies (a round trip to the OSD).
 declare -A job_sets=(
 	[rbd]="randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd1 randwrite-4k-qd32"
+	[remote]="randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd1 randwrite-4k-qd32"
 )
 # The stages pass's entries (PATH:JOB) of each set, when BENCH_STAGES is unset:
 # iodepth 1 for the local set (#19: where dm-user's latency goes next to loop's),
@@ -70,6 +79,7 @@ declare -A stage_sets=(
 	[local]="dmuser-1:randread-4k-qd1 dmuser-1:randwrite-4k-qd1"
 	[nbd]="dmuser-nbd:randread-4k-qd32 dmuser-nbd:randwrite-4k-qd32"
 	[rbd]="dmuser-rbd:randread-4k-qd32 dmuser-rbd:randwrite-4k-qd32"
+	[remote]="dmuser-rbd:randread-4k-qd32 dmuser-rbd:randwrite-4k-qd32 dmuser-nbd:randread-4k-qd32 dmuser-nbd:randwrite-4k-qd32"
 )
 # The paths whose daemon has libdmuser's USDT probes (dmuser-lat -p): dmuserd,
 # and examples/dmu-passthrough.
@@ -113,7 +123,7 @@ set_name=${BENCH_SET:-local}
 [[ -n ${path_sets[$set_name]:-} ]] ||
 	{ vm_log "error: unknown BENCH_SET '$set_name' (known: ${!path_sets[*]})"; exit 2; }
 runtime=${BENCH_RUNTIME:-2} ramp=${BENCH_RAMP:-1} repeat=${BENCH_REPEAT:-3}
-threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-1G} mem=${BENCH_MEM:-3072} smp=${BENCH_SMP:-2}
+threads=${BENCH_THREADS:-4} size=${BENCH_SIZE:-${size_sets[$set_name]:-1G}} mem=${BENCH_MEM:-3072} smp=${BENCH_SMP:-2}
 paths=${BENCH_PATHS:-${path_sets[$set_name]}} jobs=${BENCH_JOBS:-${job_sets[$set_name]:-$all_jobs}} pairs=${BENCH_BPF_PAIRS:-8}
 bpf_runtime=${BENCH_BPF_RUNTIME:-4} ipairs=${BENCH_INFLIGHT_PAIRS:-4}
 base_ref=${BENCH_BASE_REF:-} mpairs=${BENCH_MODULE_PAIRS:-12}
@@ -185,8 +195,16 @@ if ((use_rbd)); then
 	((image_mib % 4 == 0)) || usage_die "BENCH_SIZE $size is not a whole number of 4 MiB RBD objects"
 	((image_mib <= 1536)) ||
 		usage_die "BENCH_SIZE $size: an RBD image is at most 1536M (the OSD's memstore holds 2 GiB)"
-	((mem >= 2 * image_mib + 1024)) ||
-		usage_die "BENCH_MEM $mem: an RBD image of $size needs at least $((2 * image_mib + 1024)) MiB in the guest"
+	# and a path on the tmpfs file too: the file's size more
+	need_mib=$((2 * image_mib + 1024))
+	for p in "${path_list[@]}"; do
+		if [[ " $rbd_paths " != *" $p "* ]]; then
+			need_mib=$((need_mib + image_mib))
+			break
+		fi
+	done
+	((mem >= need_mib)) ||
+		usage_die "BENCH_MEM $mem: an RBD image of $size (and a file of that size if a path needs one) needs at least $need_mib MiB in the guest"
 fi
 
 # The guest runs the pairs only with both dmuser-N paths and their job.

@@ -17,12 +17,16 @@
 #  - the metrics say backend "rbd" (JSON device.backend, dmuser_info);
 #  - the OSD stopped (SIGSTOP) for 5 s under fio, less than the client's
 #    rados_osd_op_timeout (10 s here, from the client's conf; 30 s is
-#    dmuserd's default): librados holds the requests and sends them again,
-#    fio sees no error and verifies, the target counts no failed request;
+#    dmuserd's default): librados holds the requests, none is started
+#    again; then for 15 s, more than the timeout and less than the reconnect
+#    window (the table's recovery_ms, 60 s): requests time out and dmuserd
+#    starts them again (backend.requests_replayed > 0, said once); fio sees
+#    no error and verifies, the target counts no failed request;
 #  - dmuserd stops on SIGTERM (exit 0, device removed, no watcher left on
 #    the image);
-#  - the OSD killed (SIGKILL) under writes: the writer gets an error within
-#    the timeout and some slack, not a hang; dmuserd says the cluster did not
+#  - the window set to 0 (dmsetup message recovery_ms 0, SIGHUP), the OSD
+#    killed (SIGKILL) under writes: the writer gets an error within the
+#    timeout and some slack, not a hang; dmuserd says the cluster did not
 #    answer, stays up, and still stops on SIGTERM, removing the device.
 #    Last: memstore keeps the data in the OSD's memory, so it is gone.
 # The remote lane (make check-remote, on 6.12): the kernel sees the file
@@ -49,7 +53,7 @@ uri="rbd:rbd/img?conf=$tmp/client.conf"
 DMU_DAEMON_ERR=$tmp/dmuserd.err
 daemon_start() {
 	: >"$DMU_DAEMON_ERR"
-	dmu_daemon_run "$name" --backend "$uri" --threads 2 --metrics 0
+	dmu_daemon_run "$name" --backend "$uri" --threads 2 --metrics 0 --recovery-ms 60000
 	daemon=$DMU_DAEMON_PID
 	url=http://127.0.0.1:$(sed -n 's/^metrics=127\.0\.0\.1://p' "$DMU_DAEMON_READY")/metrics
 }
@@ -119,10 +123,10 @@ prom=$(curl -sf "$url?format=prometheus") || die "GET $url?format=prometheus fai
 grep -q "^dmuser_info{.*backend=\"rbd\"} 1$" <<<"$prom" ||
 	die "no dmuser_info{backend=\"rbd\"}: $(grep dmuser_info <<<"$prom")"
 
-log "the OSD stopped for 5 s under fio (the op timeout is 10 s)"
+log "the OSD stopped for 5 s under fio (the op timeout is 10 s), then 15 s (the window is 60 s)"
 osd=$(cat "$ceph_dir/run/osd.0.pid")
 held() { (($(curl -sf "$url" | jq '.in_flight') > 0)); }
-dmu_bg fio_verify 8M --rate_iops=,100
+dmu_bg fio_verify 16M --rate_iops=,50
 fio_pid=$DMU_BG_PID
 opw0=$(ceph_perf osd.0 .osd.op_w)
 osd_wrote() { (($(ceph_perf osd.0 .osd.op_w) > opw0)); }
@@ -132,13 +136,27 @@ wait_until 30 held || { kill -CONT "$osd"; die "dmuserd holds no request with th
 sleep 5 # the stall under test, not a wait for an event
 dmu_running "$fio_pid" || { kill -CONT "$osd"; die "fio ended while the OSD was stopped"; }
 kill -CONT "$osd"
+assert_eq "$(curl -sf "$url" | jq .backend.requests_replayed)" 0 "requests started again after a stall shorter than the op timeout"
+# longer than the op timeout: requests time out and are started again
+opw0=$(ceph_perf osd.0 .osd.op_w)
+wait_until 60 osd_wrote || { dmu_running "$fio_pid" || die "fio ended before the second stall"; die "fio's writes do not reach the OSD"; }
+kill -STOP "$osd"
+wait_until 30 held || { kill -CONT "$osd"; die "dmuserd holds no request with the OSD stopped"; }
+sleep 15 # the stall under test
+dmu_running "$fio_pid" || { kill -CONT "$osd"; die "fio ended while the OSD was stopped for 15 s"; }
+kill -CONT "$osd"
 rc=0
 dmu_wait "$fio_pid" 300 || rc=$?
 assert_eq "$rc" 0 "fio across the OSD's stall (status; 124: still running after 300 s): $(cat "$tmp/fio.json")"
 fio_checked
 read -r _ _ _ _ _ _ _ errors _ <<<"$(dmsetup status "$name")"
 assert_eq "$errors" 0 "failed requests after the OSD's stall"
-! grep -q "did not answer" "$DMU_DAEMON_ERR" || die "dmuserd reported a timeout for a 5 s stall: $(cat "$DMU_DAEMON_ERR")"
+replayed=$(curl -sf "$url" | jq .backend.requests_replayed)
+log "requests started again after the 15 s stall: $replayed"
+((replayed > 0)) || die "no request was started again after a stall longer than the op timeout"
+assert_eq "$(curl -sf "$url" | jq .backend.requests_failed)" 0 "backend.requests_failed"
+grep -q "requests are started again until it answers, for up to 60000 ms" "$DMU_DAEMON_ERR" ||
+	die "dmuserd did not say it starts requests again: $(cat "$DMU_DAEMON_ERR")"
 
 log "dmuserd stops on SIGTERM"
 dmu_daemon_stop "$daemon"
@@ -147,7 +165,11 @@ watchers=$(rbd -c "$ceph_conf" status rbd/img --format json | jq '.watchers | le
 assert_eq "$watchers" 0 "watchers left on the image after dmuserd stopped"
 daemon_start
 
-log "the OSD killed under writes"
+log "the window to 0 (the table's recovery_ms, SIGHUP), the OSD killed under writes"
+dmsetup message "$name" 0 recovery_ms 0
+kill -HUP "$daemon"
+window_0() { grep -q "rbd: a lost server is waited for 0 ms (the table's recovery_ms)" "$DMU_DAEMON_ERR"; }
+wait_until 10 window_0 || die "dmuserd did not take the window of 0: $(cat "$DMU_DAEMON_ERR")"
 dmu_bg dd if=/dev/zero of="$dev" bs=64k count=100000 oflag=direct status=none
 writer=$DMU_BG_PID
 opw0=$(ceph_perf osd.0 .osd.op_w)
