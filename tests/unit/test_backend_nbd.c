@@ -41,7 +41,7 @@
 struct srv {
 	pid_t pid;
 	char dir[128], sock[192], log[192], uri[256];
-	int tcp_port;		/* > 0: TCP on 127.0.0.1 (srv_start_tcp), not s->sock */
+	int tcp_port;		/* > 0: TCP on 127.0.0.1 (srv_init), not s->sock */
 };
 
 /*
@@ -52,20 +52,33 @@ struct srv {
  */
 static void srv_spawn(struct srv *s, const char *const *extra, const char *const *plugin);
 
-static void srv_start_plugin(struct srv *s, const char *const *extra,
-			     const char *const *plugin)
+/*
+ * A server's directory, log and URI: on the unix socket s->sock, or with
+ * tcp_port > 0 on 127.0.0.1:tcp_port (nbd://).
+ */
+static void srv_init(struct srv *s, int tcp_port)
 {
 	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	struct sockaddr_un a;
 
 	if (access("/usr/sbin/nbdkit", X_OK) && access("/usr/bin/nbdkit", X_OK))
 		SKIP("nbdkit is not installed (Debian package nbdkit)");
+	s->tcp_port = tcp_port;
 	snprintf(s->dir, sizeof(s->dir), "%s/dmu-nbd-XXXXXX", tmp);
 	REQUIRE(mkdtemp(s->dir) != NULL);
 	snprintf(s->sock, sizeof(s->sock), "%s/sock", s->dir);
 	snprintf(s->log, sizeof(s->log), "%s/log", s->dir);
-	snprintf(s->uri, sizeof(s->uri), "nbd+unix:///?socket=%s", s->sock);
+	if (tcp_port)
+		snprintf(s->uri, sizeof(s->uri), "nbd://127.0.0.1:%d/", tcp_port);
+	else
+		snprintf(s->uri, sizeof(s->uri), "nbd+unix:///?socket=%s", s->sock);
 	REQUIRE(strlen(s->sock) < sizeof(a.sun_path));
+}
+
+static void srv_start_plugin(struct srv *s, const char *const *extra,
+			     const char *const *plugin)
+{
+	srv_init(s, 0);
 	srv_spawn(s, extra, plugin);
 }
 
@@ -984,6 +997,24 @@ TEST(nbd_reconnect_within_window_loses_nothing)
 }
 
 /*
+ * A write just sent reaches the server (whose delay filter sits on it for
+ * 10 s); the server is killed with it in flight, nothing is answered, and
+ * the server starts again at the same address without the filter.
+ */
+static void restart_with_write_held(struct rig *r)
+{
+	static const char *const plain[] = { NULL };
+	uint64_t end = mono_ms() + 5000;
+
+	while (!log_count(&r->srv, "Write ", NULL, NULL) && mono_ms() < end)
+		poll(NULL, 0, 5);
+	REQUIRE(log_count(&r->srv, "Write ", NULL, NULL) >= 1);
+	srv_kill(&r->srv);
+	CHECK(no_reply(r));
+	srv_spawn(&r->srv, plain, NULL);
+}
+
+/*
  * Also a server killed with requests in flight (held in the server by the
  * delay filter): they are replayed, and the write lands.
  */
@@ -998,16 +1029,7 @@ TEST(nbd_reconnect_replays_requests_in_flight)
 	r.b->ops->set_reconnect_ms(r.b, 10000);	/* but not the requests */
 	pattern(p, sizeof(p), 21);
 	send_req(&r, 1, DM_USER_REQ_MAP_WRITE, DM_USER_REQ_MAP_FLAG_FUA, 0, CAP, p);
-	/* the write reached the server, which sits on it for 10 s */
-	uint64_t end = mono_ms() + 5000;
-
-	while (!log_count(&r.srv, "Write ", NULL, NULL) && mono_ms() < end)
-		poll(NULL, 0, 5);
-	REQUIRE(log_count(&r.srv, "Write ", NULL, NULL) >= 1);
-	srv_kill(&r.srv);
-	CHECK(no_reply(&r));
-	static const char *const plain[] = { NULL };
-	srv_spawn(&r.srv, plain, NULL);
+	restart_with_write_held(&r);
 	memset(status, 0xff, sizeof(status));
 	collect(&r, 1, status, NULL);
 	CHECK_EQ(status[1], DM_USER_RESP_SUCCESS);
@@ -1029,25 +1051,15 @@ TEST(nbd_reconnect_replays_requests_in_flight)
 TEST(nbd_tcp_round_trip_and_reconnect)
 {
 	static const char *const filters[] = { "--filter=delay", "wdelay=10", NULL };
-	static const char *const plain[] = { NULL };
 	static unsigned char p[CAP], back[CAP];
 	uint64_t status[64];
 	struct rig r;
 
-	if (access("/usr/sbin/nbdkit", X_OK) && access("/usr/bin/nbdkit", X_OK))
-		SKIP("nbdkit is not installed (Debian package nbdkit)");
 	REQUIRE(unshare(CLONE_NEWNET) == 0);
 	REQUIRE_EQ(system("ip link set lo up"), 0);
 	/* the rig on TCP: a fixed port, free in a fresh namespace */
 	memset(&r, 0, sizeof(r));
-	r.srv.tcp_port = 10809;
-	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-
-	snprintf(r.srv.dir, sizeof(r.srv.dir), "%s/dmu-nbd-XXXXXX", tmp);
-	REQUIRE(mkdtemp(r.srv.dir) != NULL);
-	snprintf(r.srv.sock, sizeof(r.srv.sock), "%s/unused", r.srv.dir);
-	snprintf(r.srv.log, sizeof(r.srv.log), "%s/log", r.srv.dir);
-	snprintf(r.srv.uri, sizeof(r.srv.uri), "nbd://127.0.0.1:%d/", r.srv.tcp_port);
+	srv_init(&r.srv, 10809);
 	srv_spawn(&r.srv, filters, NULL);
 	rig_attach(&r);
 	CHECK_STR(dmu_backend_find(r.srv.uri)->name, "nbd");
@@ -1057,14 +1069,7 @@ TEST(nbd_tcp_round_trip_and_reconnect)
 	CHECK_EQ(round_trip(&r, 1, DM_USER_REQ_MAP_READ, 0, 0, CAP, NULL, back),
 		 DM_USER_RESP_SUCCESS);
 	send_req(&r, 2, DM_USER_REQ_MAP_WRITE, DM_USER_REQ_MAP_FLAG_FUA, 0, CAP, p);
-	uint64_t end = mono_ms() + 5000;
-
-	while (!log_count(&r.srv, "Write ", NULL, NULL) && mono_ms() < end)
-		poll(NULL, 0, 5);
-	REQUIRE(log_count(&r.srv, "Write ", NULL, NULL) >= 1);
-	srv_kill(&r.srv);
-	CHECK(no_reply(&r));
-	srv_spawn(&r.srv, plain, NULL);
+	restart_with_write_held(&r);
 	memset(status, 0xff, sizeof(status));
 	collect(&r, 1, status, NULL);
 	CHECK_EQ(status[2], DM_USER_RESP_SUCCESS);
