@@ -66,8 +66,12 @@ dmu_bg "$DMU_DAEMON" --file "$tmp/backing" --name "$name" --attach --threads 2 \
 daemon=$DMU_BG_PID
 wait_for_path "$tmp/ready" 30 || die "dmuserd --attach did not start"
 
+# The writes are paced so that fio outlasts the steps below; the debug lane's
+# kernel (DMU_TIMEOUT_SCALE > 1) does those steps that many times slower, so it
+# paces them that many times slower too.
 fio --name=verify --filename="$dev" --rw=randwrite --bssplit=4k/50:16k/25:64k/25 \
-	--size=32M --iodepth=16 --ioengine=libaio --direct=1 --rate_iops=,600 \
+	--size=32M --iodepth=16 --ioengine=libaio --direct=1 \
+	--rate_iops=,$((600 / ${DMU_TIMEOUT_SCALE:-1})) \
 	--verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
 	--output-format=json --output="$tmp/fio.json" &
 fio_pid=$!
