@@ -70,6 +70,15 @@ REMOTE_GOALS = (
     (DMU_RBD, KRBD, 0.8, "one RBD image; krbd is the kernel's own RBD client"),
 )
 QD1_JOBS = ("randread-4k-qd1", "randwrite-4k-qd1")
+# Issue #19's goals, checked when dmuser-1 ran (the local set): dmuser-N at least
+# dmuser-1 on every job; dmuser-1 at least LARGE_MIN of the file on the large
+# sequential jobs; dmuser-1's iodepth-1 p50 at most loop's; and, in a run with at
+# least SCALE_CPUS vCPUs (BENCH_SMP), dmuser-N above dmuser-1 on GOAL_JOB.
+FILE = "file"
+THREADS_MIN = 1.0
+LARGE_JOBS = ("read-128k-seq", "write-128k-seq")
+LARGE_MIN = 0.85
+SCALE_CPUS = 4
 # dmuser-lat's stages in the order a request goes through them: the kernel's
 # (queue, daemon, total) and, with -p, libdmuser's (queue, handoff, pickup,
 # backend, reply, total); any other stage after these.
@@ -652,7 +661,55 @@ def goals(summary, paired=None, meta=None):
                     f"{BPF_NS_MAX / 1000:g} µs"),
            bpf_goal("bpf_share", BPF_SHARE_MAX, "BPF time as a share of the CPU time per request",
                     "{:.2%}", f"{BPF_SHARE_MAX:.0%}")]
-    return res + remote_goals(summary)
+    return res + local_goals(summary, meta) + remote_goals(summary)
+
+
+def local_goals(summary, meta=None):
+    """Issue #19's goals, when dmuser-1 ran: per job dmuser-N / dmuser-1 >= 1; on
+    LARGE_JOBS dmuser-1 / file >= LARGE_MIN; on QD1_JOBS dmuser-1's median p50 over
+    loop's <= 1; and dmuser-N / dmuser-1 > 1 on GOAL_JOB with SCALE_CPUS vCPUs or
+    more (N/A in a smaller guest: that is a BENCH_SMP run of its own)."""
+    if not any(DMU_1 in paths for paths in summary.values()):
+        return []
+
+    def row(job, name, num, den, a, b, value, ok, unit="IOPS", fmt="{:.0f}"):
+        gone = [p for p, v in ((num, a), (den, b)) if v is None]
+        if gone or value is None:
+            why = f"no {job} result for {', '.join(gone)}" if gone else f"{den}'s is 0"
+            return {"goal": name, "job": job, "path": num, "value": None, "fmt": "{:.2f}",
+                    "verdict": "N/A", "detail": f"not measured: {why}"}
+        return {"goal": name, "job": job, "path": num, "value": value, "fmt": "{:.2f}",
+                "verdict": "PASS" if ok(round(value, 9)) else "FAIL",
+                "detail": f"{num} {fmt.format(a)} {unit}, {den} {fmt.format(b)} {unit}"}
+
+    def iops_row(job, num, den, least, strict=False, name=None):
+        a, b = _median_iops(summary, job, num), _median_iops(summary, job, den)
+        r = ratio(a, b)
+        name = name or f"{job}: {num} / {den} {'>' if strict else '>='} {least:g}"
+        return row(job, name, num, den, a, b, r,
+                   (lambda v: v > least) if strict else (lambda v: v >= least))
+
+    res = [iops_row(job, DMU, DMU_1, THREADS_MIN) for job in summary]
+    res += [iops_row(job, DMU_1, FILE, LARGE_MIN) for job in LARGE_JOBS]
+    for job in QD1_JOBS:
+        e1, el = summary.get(job, {}).get(DMU_1), summary.get(job, {}).get(BASELINE)
+        a = e1["clat_p50_us"]["median"] if e1 and e1["clat_p50_us"] else None
+        b = el["clat_p50_us"]["median"] if el and el["clat_p50_us"] else None
+        res.append(row(job, f"{job}: {DMU_1} p50 / {BASELINE} p50 <= 1", DMU_1, BASELINE, a, b,
+                       ratio(a, b), lambda v: v <= 1.0, unit="µs", fmt="{:.1f}"))
+    name = f"{GOAL_JOB} with {SCALE_CPUS}+ vCPUs: {DMU} / {DMU_1} > 1"
+    try:
+        cpus = int((meta or {}).get("cpus"))
+    except (TypeError, ValueError):
+        cpus = None
+    if cpus is None or cpus < SCALE_CPUS:
+        had = f"this run had {cpus} vCPUs" if cpus is not None else "this run's vCPUs are not known"
+        res.append({"goal": name, "job": GOAL_JOB, "path": DMU, "value": None, "fmt": "{:.2f}",
+                    "verdict": "N/A",
+                    "detail": f"not measured: needs BENCH_SMP={SCALE_CPUS} or more ({had})"})
+    else:
+        res.append(iops_row(GOAL_JOB, DMU, DMU_1, 1.0, strict=True, name=name))
+    return res
 
 
 def remote_goals(summary):

@@ -45,14 +45,17 @@ def manifest(paths=PATHS, jobs=JOBS, repeat=3, runs=None):
     return "\n".join(lines) + "\n"
 
 
-def results_from(iops, paths=PATHS, jobs=JOBS, repeat=3, failed=()):
-    """iops[path] = list of per-repetition IOPS (the same for every job)."""
+def results_from(iops, paths=PATHS, jobs=JOBS, repeat=3, failed=(), p50=None, cpus=None):
+    """iops[path] = list of per-repetition IOPS (the same for every job); p50[path]:
+    its clat p50 in ns (default fio_job's); cpus: the meta's vCPUs."""
     runs = [(rep, p, "failed" if (rep, p) in failed else "ok", "exit 1: boom" if (rep, p) in failed else "")
             for rep in range(1, repeat + 1) for p in paths if rep <= len(iops.get(p, []))]
-    meta, notes, mruns, *_ = report.load_manifest(manifest(paths, jobs, repeat, runs))
+    text = manifest(paths, jobs, repeat, runs) + (f"meta\tcpus\t{cpus}\n" if cpus else "")
+    meta, notes, mruns, *_ = report.load_manifest(text)
 
     def load(run):
-        return fio_out({j: iops[run["path"]][run["rep"] - 1] for j in jobs})
+        kw = {"p50_ns": p50[run["path"]]} if p50 and run["path"] in p50 else {}
+        return fio_out({j: iops[run["path"]][run["rep"] - 1] for j in jobs}, **kw)
     mruns, failures = report.collect(mruns, paths, jobs, repeat, load)
     return report.build_results(meta, notes, mruns, failures, paths, jobs)
 
@@ -226,11 +229,79 @@ class Summary(unittest.TestCase):
         iops = dict(self.IOPS, **{"loop": [50] * 3, "nbd": [10] * 3, "dmuser-N": [40] * 3,
                                   "dmuser-N-bpf": [38] * 3})
         res = results_from(iops)
-        self.assertEqual([g["verdict"] for g in res["goals"]], ["PASS", "PASS", "N/A", "N/A"])
+        self.assertEqual([g["verdict"] for g in res["goals"][:4]], ["PASS", "PASS", "N/A", "N/A"])
         self.assertEqual(view(res)["within"], True)
 
     def test_no_failures_when_all_ran(self):
         self.assertEqual(results_from(self.IOPS)["failures"], [])
+
+
+class LocalGoals(unittest.TestCase):
+    """Issue #19's goals: dmuser-N >= dmuser-1 per job, dmuser-1 >= 0.85 x the file on
+    the 128k jobs, dmuser-1's iodepth-1 p50 <= loop's, dmuser-N > dmuser-1 with 4+ vCPUs."""
+    JOBS = ["randread-4k-qd1", "randread-4k-qd32", "randwrite-4k-qd1", "read-128k-seq",
+            "write-128k-seq"]
+    PATHS = ["file", "loop", "dmuser-1", "dmuser-N"]
+    IOPS = {"file": [100, 100, 100], "loop": [50, 50, 50], "dmuser-1": [85, 86, 84],
+            "dmuser-N": [85, 90, 80]}
+    P50 = {"loop": 80_000, "dmuser-1": 80_000}
+
+    def local(self, res):
+        return [g for g in res["goals"] if g["goal"].split(": ", 1)[1].startswith(
+            ("dmuser-N / dmuser-1", "dmuser-1 / file", "dmuser-1 p50")) or "vCPUs" in g["goal"]]
+
+    def test_goals_in_order_and_at_their_thresholds(self):
+        res = results_from(self.IOPS, paths=self.PATHS, jobs=self.JOBS, p50=self.P50, cpus=2)
+        gs = self.local(res)
+        self.assertEqual([g["goal"] for g in gs], [
+            "randread-4k-qd1: dmuser-N / dmuser-1 >= 1", "randread-4k-qd32: dmuser-N / dmuser-1 >= 1",
+            "randwrite-4k-qd1: dmuser-N / dmuser-1 >= 1", "read-128k-seq: dmuser-N / dmuser-1 >= 1",
+            "write-128k-seq: dmuser-N / dmuser-1 >= 1",
+            "read-128k-seq: dmuser-1 / file >= 0.85", "write-128k-seq: dmuser-1 / file >= 0.85",
+            "randread-4k-qd1: dmuser-1 p50 / loop p50 <= 1",
+            "randwrite-4k-qd1: dmuser-1 p50 / loop p50 <= 1",
+            "randread-4k-qd32 with 4+ vCPUs: dmuser-N / dmuser-1 > 1"])
+        # 85/85 = 1 and 85/100 = 0.85, p50 80 against 80: all inclusive; 2 vCPUs: N/A
+        self.assertEqual([g["verdict"] for g in gs], ["PASS"] * 9 + ["N/A"])
+        self.assertAlmostEqual(gs[0]["value"], 1.0)
+        self.assertAlmostEqual(gs[5]["value"], 0.85)
+        self.assertIn("dmuser-1 85 IOPS, file 100 IOPS", gs[5]["detail"])
+        self.assertIn("dmuser-1 80.0 µs, loop 80.0 µs", gs[7]["detail"])
+        self.assertIn("needs BENCH_SMP=4 or more (this run had 2 vCPUs)", gs[9]["detail"])
+        md = report.render_md(res)
+        self.assertIn("| read-128k-seq: dmuser-1 / file >= 0.85 | 0.85 | **PASS** |", md)
+
+    def test_just_past_each_threshold_fails(self):
+        iops = dict(self.IOPS, **{"dmuser-N": [84.9] * 3, "dmuser-1": [84.99, 85, 84.98]})
+        res = results_from(iops, paths=self.PATHS, jobs=self.JOBS,
+                           p50={"loop": 80_000, "dmuser-1": 80_100}, cpus=2)
+        self.assertEqual([g["verdict"] for g in self.local(res)], ["FAIL"] * 9 + ["N/A"])
+
+    def test_scaling_goal_needs_4_vcpus_and_is_strict(self):
+        gs = self.local(results_from(self.IOPS, paths=self.PATHS, jobs=self.JOBS, cpus=4))
+        self.assertEqual(gs[-1]["verdict"], "FAIL")     # 85 / 85 is not above 1
+        self.assertIn("dmuser-N 85 IOPS, dmuser-1 85 IOPS", gs[-1]["detail"])
+        iops = dict(self.IOPS, **{"dmuser-N": [90] * 3})
+        gs = self.local(results_from(iops, paths=self.PATHS, jobs=self.JOBS, cpus=4))
+        self.assertEqual(gs[-1]["verdict"], "PASS")
+        self.assertAlmostEqual(gs[-1]["value"], 90 / 85)
+
+    def test_a_path_or_job_not_run_is_not_measured(self):
+        res = results_from({p: v for p, v in self.IOPS.items() if p != "file"},
+                           paths=["loop", "dmuser-1", "dmuser-N"], jobs=["randread-4k-qd32"])
+        gs = self.local(res)
+        by = {g["goal"]: g for g in gs}
+        self.assertEqual(by["randread-4k-qd32: dmuser-N / dmuser-1 >= 1"]["verdict"], "PASS")
+        g = by["read-128k-seq: dmuser-1 / file >= 0.85"]
+        self.assertEqual(g["verdict"], "N/A")
+        self.assertIn("not measured: no read-128k-seq result for dmuser-1, file", g["detail"])
+        self.assertEqual(by["randread-4k-qd1: dmuser-1 p50 / loop p50 <= 1"]["verdict"], "N/A")
+        self.assertIn("vCPUs are not known", gs[-1]["detail"])
+
+    def test_no_local_goal_without_dmuser_1(self):
+        res = results_from({"nbd": [10] * 3, "dmuser-nbd": [12] * 3}, paths=["nbd", "dmuser-nbd"],
+                           jobs=["randread-4k-qd32"])
+        self.assertEqual(self.local(res), [])
 
 
 class RemoteGoals(unittest.TestCase):
@@ -474,7 +545,7 @@ class PairedBpfCost(unittest.TestCase):
     def test_iops_view_is_over_above_and_within_at_5_percent_and_decides_no_goal(self):
         res = paired_results([(100, 80)] * 3)
         self.assertEqual(view(res)["within"], False)
-        self.assertEqual([g["verdict"] for g in res["goals"]], ["PASS", "PASS", "PASS", "PASS"])
+        self.assertEqual([g["verdict"] for g in res["goals"][:4]], ["PASS", "PASS", "PASS", "PASS"])
         self.assertIn("Second view, informational (no verdict): randread-4k-qd32: BPF cost, median"
                       " of 3 paired runs without/with the collectors (IOPS): **20.0%** (over 5%,"
                       " its goal before the CPU-time goals);", report.render_md(res))
