@@ -673,7 +673,11 @@ static void dmu_end_list(struct dmu_target *t, struct list_head *list,
  * DMU_COMING_JIFFIES (starved of CPU) is no longer waited for.
  *
  * Readers "busy".  A reader that took messages is busy with them until it
- * waits again (dmu_idle(): in read() or poll(), on the wait queue).  While
+ * waits again (dmu_idle(): in read() or poll(), on the wait queue); a
+ * reader whose poll() finds messages is busy from then on too
+ * (dmu_reader_polled()), since it will read() them: a poller woken is
+ * neither waiting nor coming, and without this map() would wake another
+ * reader for every message queued between its wakeup and its read().  While
  * it is busy, on a CPU or runnable (not blocked in its backend, a disk or a
  * server), and took within DMU_COMING_JIFFIES or keeps up (no more queued
  * than it took last), it will come back soon and
@@ -685,7 +689,9 @@ static void dmu_end_list(struct dmu_target *t, struct list_head *list,
  * costs a context switch, which is what made more daemon threads slower
  * than one.  More readers join when the busy ones block or fall behind (a
  * channel without batches: more than one message queued; past the bound:
- * more than the last take), and through dmu_hand_off().
+ * more than the last take), and through dmu_hand_off(), which on a batched
+ * channel hands off only what is queued elsewhere than on the busy reader's
+ * own channel (that, it takes itself on its next read()).
  *
  * The counter pairs two barriers: dmu_looked() drops it and then reads the
  * queues, dmu_wake_reader() queues and then reads it; so either the reader
@@ -750,6 +756,18 @@ static void dmu_reader_took(struct dmu_channel *c)
 	WRITE_ONCE(c->busy_since, jiffies);
 	WRITE_ONCE(c->busy, true);
 	WRITE_ONCE(c->t->hot_id, c->id);
+}
+
+/*
+ * @c's reader polled and found messages: it will read() them, so it is
+ * busy as after a take, from the poll on.  Without this a reader woken in
+ * poll() is neither busy nor waiting from its wakeup until its read(), and
+ * map() would wake another reader for each message queued meanwhile.
+ */
+static void dmu_reader_polled(struct dmu_channel *c)
+{
+	WRITE_ONCE(c->busy_since, jiffies);
+	WRITE_ONCE(c->busy, true);
 }
 
 /*
@@ -1401,26 +1419,38 @@ static int dmu_take(struct dmu_channel *c, struct list_head *to, size_t room,
 }
 
 /*
+ * Is a message queued where @c's reader may take it, other than @c's own
+ * queue: the backlog, another channel's queue?  Lockless, as dmu_readable().
+ */
+static bool dmu_queued_elsewhere(struct dmu_channel *c)
+{
+	struct dmu_target *t = c->t;
+	struct dmu_chanset *cs;
+	struct dmu_channel *x;
+	unsigned int i, nr;
+	bool r = false;
+
+	if (!list_empty_careful(&t->backlog))
+		return true;
+	rcu_read_lock();
+	cs = rcu_dereference(t->chans);
+	nr = dmu_chans_nr(cs);
+	for (i = 0; i < nr && !r; i++) {
+		x = dmu_chans_at(cs, i);
+		r = x != c && !list_empty_careful(&x->queue);
+	}
+	rcu_read_unlock();
+	return r;
+}
+
+/*
  * Is there anything for @c to read, from any channel, or an error to
  * report?  A refused channel reads nothing more, but its reader must wake.
  */
 static bool dmu_readable(struct dmu_channel *c)
 {
-	struct dmu_target *t = c->t;
-	struct dmu_chanset *cs;
-	unsigned int i, nr;
-	bool r = false;
-
-	if (READ_ONCE(t->dead) || READ_ONCE(c->broken) ||
-	    !list_empty_careful(&c->queue) || !list_empty_careful(&t->backlog))
-		return true;
-	rcu_read_lock();
-	cs = rcu_dereference(t->chans);
-	nr = dmu_chans_nr(cs);
-	for (i = 0; i < nr && !r; i++)
-		r = !list_empty_careful(&dmu_chans_at(cs, i)->queue);
-	rcu_read_unlock();
-	return r;
+	return READ_ONCE(c->t->dead) || READ_ONCE(c->broken) ||
+	       !list_empty_careful(&c->queue) || dmu_queued_elsewhere(c);
 }
 
 /*
@@ -1453,11 +1483,18 @@ static int dmu_wait_readable(struct dmu_channel *c)
 	return r;
 }
 
-/* After a take: wakes a reader for what is still queued, unless one comes. */
-static void dmu_hand_off(struct dmu_channel *c)
+/*
+ * After a take: wakes a reader for what is still queued, unless one comes.
+ * A batched reader that took is busy (dmu_reader_busy()): what was queued on
+ * its own channel since its take, it takes itself on its next read(), as
+ * map() counted on when it queued there without a wakeup; waking another
+ * reader for it would only spread one load over threads that then compete
+ * for the CPUs.  So it hands off only what is queued elsewhere.
+ */
+static void dmu_hand_off(struct dmu_channel *c, bool batch)
 {
 	/* dmu_looked() ordered our look; this one is as late as theirs. */
-	if (dmu_readable(c))
+	if ((batch && dmu_reader_busy(c)) ? dmu_queued_elsewhere(c) : dmu_readable(c))
 		dmu_wake_reader(c->t, NULL);
 }
 
@@ -1602,7 +1639,7 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 		dmu_looked(c);
 		r = dmu_take(c, &reading, iov_iter_count(to), true, batch);
 		if (r > 0) {
-			dmu_hand_off(c);
+			dmu_hand_off(c, batch);
 			break;
 		}
 		if (r != -EAGAIN)
@@ -1849,10 +1886,14 @@ static __poll_t dev_poll(struct file *file, poll_table *wait)
 	dmu_idle(c);
 	if (READ_ONCE(c->broken))
 		return EPOLLERR;
-	if (READ_ONCE(t->dead))
+	if (READ_ONCE(t->dead)) {
 		mask |= EPOLLHUP | EPOLLIN | EPOLLRDNORM;
-	else if (READ_ONCE(c->rd_cur) || dmu_gone_left(c) || dmu_readable(c))
+	} else if (READ_ONCE(c->rd_cur) || dmu_gone_left(c) || dmu_readable(c)) {
 		mask |= EPOLLIN | EPOLLRDNORM;
+		/* Its reader will read(): busy again (see "Readers busy"). */
+		if (READ_ONCE(c->reader) == current)
+			dmu_reader_polled(c);
+	}
 	return mask;
 }
 
