@@ -223,7 +223,8 @@ static int open_common(struct dmu_device *dev, int fd,
 		o.buffer_size = dmu_device_max_io(dev);
 	if (o.buffer_size % PAGE || o.buffer_size > (size_t)1 << 30 ||
 	    o.mem_align > PAGE || (o.mem_align & (o.mem_align - 1)) ||
-	    o.batch > DMU_BATCH_OFF || o.async_depth > 65536) {
+	    o.batch > DMU_BATCH_OFF || o.async_depth > 65536 ||
+	    o.poll_us > 1000000) {
 		close(fd);
 		return -EINVAL;
 	}
@@ -246,6 +247,7 @@ static int open_common(struct dmu_device *dev, int fd,
 	ch->epfd = ch->done_fd = -1;
 	ch->cap = o.buffer_size;
 	ch->align = o.mem_align;
+	ch->poll_ns = (uint64_t)o.poll_us * 1000;
 	ch->depth = o.async_depth;
 	ch->want_batch = o.batch != DMU_BATCH_OFF;
 	ch->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -976,6 +978,7 @@ static enum result serve_once(const struct ctx *x)
 	ch->read_ns = dmu__now_ns();
 	dmu__m_received(&ch->m, count);
 	ch->inflight = count;
+	ch->last_count = count;
 
 	for (size_t off = 0; r == RS_OK && off < got;) {
 		struct request rq = parse(x, off, got);
@@ -1016,14 +1019,34 @@ DMU_API int dmu_channel_run(struct dmu_channel *ch, const struct dmu_ops *ops, v
 	OPTS_COPY(o, ops);
 
 	struct ctx x = { .ch = ch, .ops = &o, .arg = arg };
+	/*
+	 * Busy polling (poll_ns): after a read() that brought one request,
+	 * read again without waiting until then.  One at a time is the light
+	 * load whose every request would otherwise cost a wake-up; a read
+	 * that brought several found a queue, and its reader sleeps as usual
+	 * when it runs dry, so that the next read gathers a batch again.
+	 */
+	uint64_t spin_until = 0;
+	bool served = false;
 
 	while (!stopping(ch)) {
 		int err;
 
 		switch (serve_once(&x)) {
 		case RS_OK:
+			served = ch->last_count == 1;
+			spin_until = 0;
 			break;
 		case RS_AGAIN:
+			if (ch->poll_ns) {
+				uint64_t now = dmu__now_ns();
+
+				if (served)
+					spin_until = now + ch->poll_ns;
+				served = false;
+				if (now < spin_until)
+					break;
+			}
 			err = wait_readable(ch);
 			if (err)
 				return err;

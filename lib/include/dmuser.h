@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 #define DMU_VERSION_MAJOR 1
-#define DMU_VERSION_MINOR 3
+#define DMU_VERSION_MINOR 4
 #define DMU_VERSION_PATCH 0
 
 #if defined(__GNUC__)
@@ -278,6 +278,19 @@ struct dmu_channel_opts {
 	size_t mem_align;
 	/* Do not call prctl(PR_SET_IO_FLUSHER) on the opening thread. */
 	bool no_io_flusher;
+	/*
+	 * Blocking channels (since 1.4): after a read() that brought
+	 * requests, keep reading without sleeping for up to poll_us
+	 * microseconds before waiting in poll() (busy polling).  The thread
+	 * spends that CPU; in return a request that comes within it is taken
+	 * without a wake-up, the cost that dominates at queue depth 1.  The
+	 * reader stays busy for the module meanwhile, so map() wakes nobody.
+	 * 0: off (wait at once); at most 1000000.  An asynchronous channel
+	 * ignores it.  64 bits so that it starts past the end of the 1.3
+	 * struct: a caller built against 1.3 passes a sz that stops before
+	 * it, never its padding after no_io_flusher.
+	 */
+	uint64_t poll_us;
 };
 
 /*

@@ -109,6 +109,7 @@ static int mem_read(void *arg, void *buf, size_t len, uint64_t off)
 	struct mem *m = arg;
 
 	logc(m, 'R');
+	atomic_store(&m->tid, (int)gettid());
 	if (m->fail[DMU_REQ_READ])
 		return m->fail[DMU_REQ_READ];
 	memcpy(buf, m->data + off, len);
@@ -120,6 +121,7 @@ static int mem_write(void *arg, const void *buf, size_t len, uint64_t off)
 	struct mem *m = arg;
 
 	logc(m, 'W');
+	atomic_store(&m->tid, (int)gettid());
 	if (m->fail[DMU_REQ_WRITE])
 		return m->fail[DMU_REQ_WRITE];
 	memcpy(m->data + off, buf, len);
@@ -186,7 +188,8 @@ struct dmu_channel *rig_open_channel(struct rig *r, const struct rig_cfg *cfg, i
 		 .batch = cfg->batch_mode,
 		 .buffer_size = cfg->buffer ? cfg->buffer : CAP,
 		 .async_depth = cfg->depth,
-		 .no_io_flusher = true);
+		 .no_io_flusher = true,
+		 .poll_us = cfg->poll_us);
 	struct dmu_channel *ch = NULL;
 	int sv[2];
 

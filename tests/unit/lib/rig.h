@@ -78,6 +78,7 @@ struct mem {
 	int fail[8];		/* by enum dmu_req_type: what the callback returns */
 	uint64_t advance_ns;	/* each call advances the fake clock by this */
 	unsigned delay_ms;	/* each call takes at least this long (the real clock) */
+	_Atomic int tid;	/* the thread of the last read or write call */
 };
 
 extern const struct dmu_ops mem_ops;
@@ -88,6 +89,7 @@ struct rig_cfg {
 	unsigned depth;		/* async_depth */
 	bool read_only;
 	size_t buffer;		/* 0: CAP */
+	uint32_t poll_us;	/* busy polling */
 };
 
 struct rig {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* The blocking loop, dmu_channel_run(), against the fake kernel. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -398,6 +399,99 @@ TEST(stop_wakes_an_idle_loop)
 	CHECK_EQ(dmu_channel_close(r2.ch), 0);
 	close(r2.k);
 	rig_close(&r);
+}
+
+/* The serving thread's voluntary context switches: each is a sleep. */
+static unsigned long voluntary_switches(int tid)
+{
+	char path[64], line[128];
+	unsigned long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", tid);
+	f = fopen(path, "r");
+	REQUIRE(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "voluntary_ctxt_switches: %lu", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/*
+ * Busy polling (poll_us): after serving, the loop keeps reading without
+ * sleeping for poll_us, so a request that comes within it is taken without
+ * a wake-up; once poll_us has passed with nothing, it sleeps in poll().
+ * Without it (0), the same gap is a sleep.  A sleep is a voluntary context
+ * switch of the serving thread; spinning reads of a non-blocking socket
+ * make none.
+ */
+TEST(blocking_poll_us_takes_a_request_within_it_without_sleeping)
+{
+	struct rig r;
+	struct rig_cfg cfg = { .poll_us = 300000 };
+	unsigned char *p = pattern(4096, 3), got[4096];
+	unsigned long before, after;
+	double t0;
+	int tid;
+
+	rig_open(&r, &cfg);
+	rig_serve(&r);
+	round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 8, 4096, p, NULL, 0);
+	tid = atomic_load(&r.mem->tid);
+	before = voluntary_switches(tid);
+	sleep_ms(30);	/* the gap, well within poll_us */
+	struct dm_user_message m = round_trip(&r, 2, DM_USER_REQ_MAP_READ, 0, 8, 4096, NULL,
+					      got, sizeof(got));
+	after = voluntary_switches(tid);
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(got, p, 4096) == 0);
+	CHECK_EQ(after, before);	/* it never slept: the read found the request */
+
+	/* Past poll_us with nothing to read, it sleeps, and not before. */
+	t0 = now_s();
+	while (voluntary_switches(tid) == after && now_s() - t0 < 5)
+		sleep_ms(5);
+	CHECK(voluntary_switches(tid) > after);
+	CHECK(now_s() - t0 >= 0.25);
+	dmu_channel_stop(r.ch);
+	CHECK_EQ(rig_join(&r), 0);
+	rig_close(&r);
+
+	/* Without busy polling the same gap is a sleep: what the check above sees. */
+	cfg.poll_us = 0;
+	rig_open(&r, &cfg);
+	rig_serve(&r);
+	round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 8, 4096, p, NULL, 0);
+	tid = atomic_load(&r.mem->tid);
+	before = voluntary_switches(tid);
+	sleep_ms(30);
+	round_trip(&r, 2, DM_USER_REQ_MAP_READ, 0, 8, 4096, NULL, got, sizeof(got));
+	CHECK(voluntary_switches(tid) > before);
+	dmu_channel_stop(r.ch);
+	CHECK_EQ(rig_join(&r), 0);
+	rig_close(&r);
+
+	/* More than a second is refused. */
+	struct dmu_channel *ch = NULL;
+	int sv[2];
+	DMU_OPTS(dmu_channel_opts, o, .poll_us = 1000001, .no_io_flusher = true);
+
+	rig_open(&r, &(struct rig_cfg){ 0 });
+	REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+	CHECK_EQ(dmu_channel_open_fd(r.dev, sv[1], &o, &ch), -EINVAL);
+	CHECK(ch == NULL);
+	close(sv[0]);
+	rig_close(&r);
+	free(p);
 }
 
 /* The kernel's end closes (the target went): the loop ends with -ENOTBLK. */
