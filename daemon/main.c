@@ -267,7 +267,8 @@ static int open_channels(struct daemon *d)
 		 .buffer_size = async ? 0 : WORKER_BUFFER,
 		 .async_depth = async ? async->depth : 0,
 		 .mem_align = d->backend->mem_align,
-		 .no_io_flusher = true);	/* setup_memory() did it for the process */
+		 .no_io_flusher = true,		/* setup_memory() did it for the process */
+		 .poll_us = d->opt.poll_us);
 	struct dmu_serve_ctx ctx = {
 		.inject_delay_us = d->opt.inject_delay_us,
 		.read_only = d->opt.read_only,

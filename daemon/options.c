@@ -80,6 +80,11 @@ void dmu_usage(FILE *out)
 "                           fail with EIO (default: the table's recovery_ms)\n"
 "      --no-batch           read one request at a time, even where the kernel\n"
 "                           could return several per read() (DM_USER_CHANNEL_BATCH)\n"
+"      --poll-us N          file backend: after a read that brought requests,\n"
+"                           keep reading for N microseconds before sleeping\n"
+"                           (busy polling: a request that comes meanwhile\n"
+"                           needs no wake-up; costs that CPU).  Default " DMU_STR(DMU_DEFAULT_POLL_US) ",\n"
+"                           0 turns it off, at most 1000000\n"
 "      --resize BYTES       do not serve: resize the device NAME, which a\n"
 "                           dmuserd serves, to BYTES (a multiple of 512).\n"
 "                           With --file, a regular file smaller than BYTES\n"
@@ -175,7 +180,7 @@ int dmu_parse_size(const char *text, uint64_t *out)
 }
 
 enum { OPT_INJECT_DELAY = 256, OPT_NO_BATCH, OPT_RESIZE, OPT_QUEUE_DEPTH, OPT_TIMEOUT_MS,
-       OPT_RECOVERY_MS, OPT_ADOPT, OPT_RECONNECT_MS };
+       OPT_RECOVERY_MS, OPT_ADOPT, OPT_RECONNECT_MS, OPT_POLL_US };
 
 static const struct option long_options[] = {
 	{ "backend",		required_argument, NULL, 'b' },
@@ -190,6 +195,7 @@ static const struct option long_options[] = {
 	{ "ready-file",		required_argument, NULL, 'R' },
 	{ "metrics",		required_argument, NULL, 'm' },
 	{ "no-batch",		no_argument,       NULL, OPT_NO_BATCH },
+	{ "poll-us",		required_argument, NULL, OPT_POLL_US },
 	{ "queue-depth",	required_argument, NULL, OPT_QUEUE_DEPTH },
 	{ "timeout-ms",		required_argument, NULL, OPT_TIMEOUT_MS },
 	{ "recovery-ms",	required_argument, NULL, OPT_RECOVERY_MS },
@@ -312,6 +318,12 @@ static int parse_one(int opt, const char *arg, struct dmu_options *o)
 		return 0;
 	case OPT_NO_BATCH:
 		o->no_batch = true;
+		return 0;
+	case OPT_POLL_US:
+		if (parse_unsigned(arg, DMU_MAX_POLL_US, &o->poll_us)) {
+			dmu_error("invalid --poll-us '%s': expected 0 to %u", arg, DMU_MAX_POLL_US);
+			return -1;
+		}
 		return 0;
 	case OPT_RESIZE:
 		if (dmu_parse_size(arg, &o->resize) || o->resize == 0 || o->resize % 512) {
@@ -480,6 +492,7 @@ enum dmu_parse_result dmu_options_parse(int argc, char **argv,
 
 	memset(o, 0, sizeof(*o));
 	o->threads = 1;
+	o->poll_us = DMU_DEFAULT_POLL_US;
 	optind = 1;
 	opterr = 0;	/* we print our own messages */
 

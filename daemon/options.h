@@ -12,6 +12,15 @@
 
 
 #define DMU_MAX_THREADS 256
+/*
+ * --poll-us: busy polling after a read that brought requests (the library's
+ * dmu_channel_opts.poll_us).  The default is what make bench measured
+ * (tests/bench/README.md, "Busy polling").
+ */
+#define DMU_DEFAULT_POLL_US 50
+#define DMU_MAX_POLL_US 1000000
+#define DMU_STR_(x) #x
+#define DMU_STR(x) DMU_STR_(x)
 
 struct dmu_backend_type;
 
@@ -38,6 +47,7 @@ struct dmu_options {
 		char text[80];	/* normalised "ADDR:PORT" or "[ADDR6]:PORT" */
 	} metrics;
 	bool no_batch;		/* never ask for several requests per read() */
+	unsigned poll_us;	/* busy polling after a read (dmu_channel_opts) */
 	unsigned inject_delay_us;
 	/*
 	 * Table options (module/README.md, "Table line") for a device

@@ -87,7 +87,7 @@ TEST(options_full_command_line)
 	const char *args[] = {
 		"--file", "/tmp/f", "--name", "d0", "--size", "1G", "--threads", "4",
 		"--direct", "--read-only", "--ready-file", "/tmp/r", "--metrics",
-		"127.0.0.1:9100", "--inject-delay-us", "250", "--no-batch", NULL,
+		"127.0.0.1:9100", "--inject-delay-us", "250", "--no-batch", "--poll-us", "0", NULL,
 	};
 
 	REQUIRE_EQ(parse(&o, args), DMU_PARSE_OK);
@@ -103,6 +103,7 @@ TEST(options_full_command_line)
 	CHECK_STR(o.metrics.text, "127.0.0.1:9100");
 	CHECK_EQ(o.inject_delay_us, 250);
 	CHECK(o.no_batch);
+	CHECK_EQ(o.poll_us, 0);
 }
 
 TEST(options_defaults)
@@ -117,6 +118,11 @@ TEST(options_defaults)
 	CHECK(!o.metrics.enabled);
 	CHECK(o.ready_file == NULL);
 	CHECK(!o.no_batch);		/* batching is asked for by default */
+	CHECK_EQ(o.poll_us, 50);	/* busy polling, 50 us */
+
+	const char *most[] = { "-f", "/tmp/f", "-n", "d0", "--poll-us", "1000000", NULL };
+	CHECK_EQ(parse(&o, most), DMU_PARSE_OK);
+	CHECK_EQ(o.poll_us, 1000000);
 
 	const char *longest[] = {	/* the longest name: 64 characters */
 		"-f", "/tmp/f", "-n",
@@ -142,6 +148,8 @@ TEST(options_usage_errors)
 		{ "-f", "/tmp/f", "-n", "d0", "--metrics", "nope", NULL },
 		{ "-f", "/tmp/f", "-n", "d0", "--size", NULL },
 		{ "-f", "/tmp/f", "-n", "d0", "--no-batch=1", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--poll-us", "1000001", NULL },
+		{ "-f", "/tmp/f", "-n", "d0", "--poll-us", "-1", NULL },
 		{ "-f", "/tmp/f", "-n", "x2345678901234567890123456789012345678901234567890123456789012345", NULL },
 	};
 	struct dmu_options o;
@@ -285,7 +293,7 @@ TEST(options_help_documents_every_option)
 {
 	static const char *const flags[] = {
 		"--backend", "--file", "--name", "--size", "--threads", "--direct", "--read-only",
-		"--attach", "--ready-file", "--metrics", "--no-batch",
+		"--attach", "--ready-file", "--metrics", "--no-batch", "--poll-us",
 		"--inject-delay-us", "--resize", "--help", "--version",
 		"--queue-depth", "--timeout-ms", "--recovery-ms", "--reconnect-ms", "--config",
 	};
