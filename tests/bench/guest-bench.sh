@@ -399,9 +399,9 @@ dmuserd_device() {
 	[[ -b $target ]] || { echo "$target is not a block device"; return 1; }
 }
 
-# dmuserd on the file, with $1 worker threads.
+# dmuserd on the file, with $1 worker threads (and any more options).
 setup_dmuser_threads() {
-	dmu_daemon_start "$name" "$file" "$bytes" --threads "$1" --metrics 0
+	dmu_daemon_start "$name" "$file" "$bytes" --threads "$@" --metrics 0
 	dmuserd_device
 }
 
@@ -451,6 +451,15 @@ setup_dmuser-1() {
 setup_dmuser-N() {
 	setup_dmuser_threads "$threads"
 	note dmuser-N threads "$threads"
+}
+# The same without busy polling (dmuserd's --poll-us 0): what it buys.
+setup_dmuser-1-nopoll() {
+	setup_dmuser_threads 1 --poll-us 0
+	note dmuser-1-nopoll threads "1, --poll-us 0"
+}
+setup_dmuser-N-nopoll() {
+	setup_dmuser_threads "$threads" --poll-us 0
+	note dmuser-N-nopoll threads "$threads, --poll-us 0"
 }
 
 # examples/dmu-passthrough on the file: libdmuser's asynchronous API, one
