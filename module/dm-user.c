@@ -784,9 +784,16 @@ static void dmu_reader_polled(struct dmu_channel *c)
 static bool dmu_reader_busy(struct dmu_channel *c)
 {
 	struct task_struct *p = READ_ONCE(c->reader);
+	unsigned int state;
 
-	if (!READ_ONCE(c->busy) || !p || READ_ONCE(c->reader_shared) ||
-	    !task_is_running(p))
+	if (!READ_ONCE(c->busy) || !p || READ_ONCE(c->reader_shared))
+		return false;
+	/*
+	 * Running, or on PREEMPT_RT waiting for a spinlock (which sleeps
+	 * there: a map() holding the channel's lock is enough): not blocked.
+	 */
+	state = READ_ONCE(p->__state);
+	if (state != TASK_RUNNING && state != TASK_RTLOCK_WAIT)
 		return false;
 	/* A batch takes all that is queued; else one per read(). */
 	if (time_before(jiffies, READ_ONCE(c->busy_since) + DMU_COMING_JIFFIES))
