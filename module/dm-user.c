@@ -681,9 +681,9 @@ static void dmu_end_list(struct dmu_target *t, struct list_head *list,
  * it is busy, on a CPU or runnable (not blocked in its backend, a disk or a
  * server; on PREEMPT_RT a spinlock's wait counts as running), and took
  * within DMU_COMING_JIFFIES or keeps up (no more queued than it took last),
- * it will come back soon and take what was queued meanwhile (all of it, on a batched channel): map()
- * queues on its channel and wakes nobody (dmu_pick_channel(),
- * dmu_reader_busy()).  When none is, map() wakes the reader that took last
+ * it will come back soon and take what was queued meanwhile (all of it, on
+ * a batched channel): map() queues on its channel and wakes nobody
+ * (dmu_pick_channel(), dmu_reader_busy()).  When none is, map() wakes the reader that took last
  * (t->hot_id), so that a light load keeps to one daemon thread instead of
  * waking each in turn: on a machine with few CPUs every extra thread woken
  * costs a context switch, which is what made more daemon threads slower
