@@ -961,8 +961,8 @@ bool dmu__frame(const struct dmu_channel *ch, const unsigned char *buf, size_t g
 	return true;
 }
 
-/* Serve what one read() brings. */
-static enum result serve_once(const struct ctx *x)
+/* Serve what one read() brings: *taken requests. */
+static enum result serve_once(const struct ctx *x, unsigned *taken)
 {
 	struct dmu_channel *ch = x->ch;
 	size_t got = 0;
@@ -978,7 +978,7 @@ static enum result serve_once(const struct ctx *x)
 	ch->read_ns = dmu__now_ns();
 	dmu__m_received(&ch->m, count);
 	ch->inflight = count;
-	ch->last_count = count;
+	*taken = count;
 
 	for (size_t off = 0; r == RS_OK && off < got;) {
 		struct request rq = parse(x, off, got);
@@ -1030,11 +1030,12 @@ DMU_API int dmu_channel_run(struct dmu_channel *ch, const struct dmu_ops *ops, v
 	bool served = false;
 
 	while (!stopping(ch)) {
+		unsigned taken = 0;
 		int err;
 
-		switch (serve_once(&x)) {
+		switch (serve_once(&x, &taken)) {
 		case RS_OK:
-			served = ch->last_count == 1;
+			served = taken == 1;
 			spin_until = 0;
 			break;
 		case RS_AGAIN:

@@ -191,7 +191,6 @@ struct dmu_channel {
 	size_t cap;			/* payload buffer bytes */
 	size_t align;			/* the backend's, for writes */
 	uint64_t poll_ns;		/* busy polling after a read (poll_us) */
-	unsigned last_count;		/* requests the last read() brought */
 	uint64_t read_ns;
 	int last_errno;
 	unsigned logged_errors;

@@ -683,8 +683,8 @@ static void dmu_end_list(struct dmu_target *t, struct list_head *list,
  * within DMU_COMING_JIFFIES or keeps up (no more queued than it took last),
  * it will come back soon and take what was queued meanwhile (all of it, on
  * a batched channel): map() queues on its channel and wakes nobody
- * (dmu_pick_channel(), dmu_reader_busy()).  When none is, map() wakes the reader that took last
- * (t->hot_id), so that a light load keeps to one daemon thread instead of
+ * (dmu_pick_channel(), dmu_reader_busy()).  When none is, map() wakes the
+ * reader that took last (t->hot_id), so that a light load keeps to one daemon thread instead of
  * waking each in turn: on a machine with few CPUs every extra thread woken
  * costs a context switch, which is what made more daemon threads slower
  * than one.  More readers join when the busy ones block or fall behind (a
@@ -746,6 +746,18 @@ static void dmu_idle(struct dmu_channel *c)
 	}
 }
 
+/*
+ * @c's reader is busy from now: it polled and found messages, which it
+ * will read() (without this a reader woken in poll() is neither busy nor
+ * waiting from its wakeup until its read(), and map() would wake another
+ * reader for each message queued meanwhile), or it took some.
+ */
+static void dmu_reader_polled(struct dmu_channel *c)
+{
+	WRITE_ONCE(c->busy_since, jiffies);
+	WRITE_ONCE(c->busy, true);
+}
+
 /* After a take that returns messages: @c's reader is busy with them. */
 static void dmu_reader_took(struct dmu_channel *c)
 {
@@ -753,21 +765,8 @@ static void dmu_reader_took(struct dmu_channel *c)
 		c->reader = get_task_struct(current);
 	else if (c->reader != current)
 		WRITE_ONCE(c->reader_shared, true);
-	WRITE_ONCE(c->busy_since, jiffies);
-	WRITE_ONCE(c->busy, true);
+	dmu_reader_polled(c);
 	WRITE_ONCE(c->t->hot_id, c->id);
-}
-
-/*
- * @c's reader polled and found messages: it will read() them, so it is
- * busy as after a take, from the poll on.  Without this a reader woken in
- * poll() is neither busy nor waiting from its wakeup until its read(), and
- * map() would wake another reader for each message queued meanwhile.
- */
-static void dmu_reader_polled(struct dmu_channel *c)
-{
-	WRITE_ONCE(c->busy_since, jiffies);
-	WRITE_ONCE(c->busy, true);
 }
 
 /*

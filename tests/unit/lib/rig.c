@@ -90,16 +90,20 @@ int open(const char *path, int flags, ...)
 
 /* ---- the memory backend ----------------------------------------------- */
 
+void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
 static void logc(struct mem *m, char c)
 {
 	atomic_fetch_add(&fake_clock_ns, m->advance_ns);
-	if (m->delay_ms) {
-		struct timespec ts = { 0, (long)m->delay_ms * 1000000 };
-
-		/* a backend that takes this long: an input, not a wait for anything */
-		while (nanosleep(&ts, &ts) && errno == EINTR)
-			;
-	}
+	/* a backend that takes this long: an input, not a wait for anything */
+	if (m->delay_ms)
+		sleep_ms(m->delay_ms);
 	if (m->nlog < sizeof(m->log) - 1)
 		m->log[m->nlog++] = c;
 }

@@ -128,6 +128,9 @@ struct dm_user_message reply_at(const unsigned char *rec, size_t *off, size_t da
 
 unsigned char *pattern(size_t len, unsigned seed);
 
+/* Sleep ms milliseconds of the real clock (through EINTR). */
+void sleep_ms(unsigned ms);
+
 /* The integer at a dotted path of a JSON document ("ops.read.bytes"); REQUIREd. */
 uint64_t jget(json_t *doc, const char *path);
 /*

@@ -418,14 +418,6 @@ static unsigned long voluntary_switches(int tid)
 	return v;
 }
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
 /*
  * Busy polling (poll_us): after serving, the loop keeps reading without
  * sleeping for poll_us, so a request that comes within it is taken without
