@@ -94,6 +94,8 @@
  *
  * Lock order (outer to inner)
  *
+ *  0. a pipe's mutex: splice() holds it around dev_splice_read(), and
+ *     around dev_write() when it splices into the control device
  *  1. dmu_targets_lock (the control names: ctr and dtr)
  *  2. misc_mtx (the misc core's, around (de)registration and dev_open())
  *  3. channel->rd_lock, channel->wr_lock (never both)
@@ -106,8 +108,12 @@
  *
  * Memory: map() and the paths that end requests (a reply, a refusal, a
  * release, the timeout and recovery work, presuspend) allocate nothing they
- * would wait for.  Only read() allocates, and under no spinlock: the
- * xarray nodes of its reservations (GFP_NOIO; see dmu_reserve_seqs()).
+ * would wait for.  Only read() and splice() allocate, and under no
+ * spinlock: the xarray nodes of their reservations (GFP_NOIO; see
+ * dmu_reserve_seqs()), and a splice's pages for headers and for payload
+ * pages it cannot reference (GFP_NOIO; see dmu_splice_out()).  A pipe
+ * buffer holds a reference to a page of a WRITE's BIO; it keeps the page,
+ * not the message, and nothing in the module looks at it again.
  * The work runs on dmu_wq, a WQ_MEM_RECLAIM workqueue, so it makes progress
  * when reclaim is waiting on this very device.
  *
@@ -154,6 +160,7 @@
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/percpu.h>
+#include <linux/pipe_fs_i.h>
 #include <linux/poll.h>
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
@@ -161,6 +168,7 @@
 #include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/spinlock.h>
+#include <linux/splice.h>
 #include <linux/uio.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
@@ -1613,10 +1621,170 @@ static void dmu_index_sent(struct dmu_channel *c, struct dmu_msg *m)
  * original protocol allows.  With DM_USER_CHANNEL_BATCH, as many more whole
  * requests as fit follow the first.
  */
-static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
+/*
+ * Where a read() or a splice() puts what it takes: a read()'s user buffer,
+ * or a splice()'s pipe (see dmu_splice_out()).  The caller of a splice
+ * holds the pipe's mutex throughout.
+ */
+struct dmu_sink {
+	struct iov_iter *iter;		/* read() */
+	struct pipe_inode_info *pipe;	/* splice() */
+	size_t len;			/* splice(): bytes it may still move */
+	struct page *hdrs;		/* splice(): the page headers go to */
+	unsigned int hdrs_used;
+	int err;			/* splice(): why it stopped, if not full */
+};
+
+static size_t dmu_sink_room(const struct dmu_sink *s)
 {
-	struct file *file = iocb->ki_filp;
-	struct dmu_channel *c = file->private_data;
+	return s->iter ? iov_iter_count(s->iter) : s->len;
+}
+
+/*
+ * A page a pipe may hold a reference to instead of a copy: not slab memory,
+ * which is not reference counted, and not a page already being freed.
+ */
+static bool dmu_page_refable(struct page *page)
+{
+	return !PageSlab(page) && page_count(page) >= 1;
+}
+
+/* Hands one buffer to s->pipe; it owns the page reference from then on. */
+static int dmu_pipe_add(struct dmu_sink *s, struct page *page,
+			unsigned int offset, unsigned int len)
+{
+	struct pipe_buffer buf = {
+		.page = page,
+		.offset = offset,
+		.len = len,
+		.ops = &nosteal_pipe_buf_ops,
+	};
+	ssize_t n = add_to_pipe(s->pipe, &buf);
+
+	return n < 0 ? n : 0;
+}
+
+/* The pipe buffers @m takes in a splice: its header's, one per page after. */
+static unsigned int dmu_pipe_slots(const struct dmu_msg *m)
+{
+	struct bvec_iter it = m->data;
+	unsigned int n = 1;
+
+	if (m->hdr.type != DM_USER_REQ_MAP_WRITE)
+		return n;
+	while (it.bi_size) {
+		struct bio_vec bv = bio_iter_iovec(m->bio, it);
+
+		bio_advance_iter_single(m->bio, &it, bv.bv_len);
+		n++;
+	}
+	return n;
+}
+
+/*
+ * splice(): moves the whole of @m, not yet read, into the pipe, or nothing
+ * (0) if it does not fit in what the splice may still move or in the free
+ * pipe buffers.  The header is copied, into a page shared by the headers
+ * of one splice; a WRITE's payload is not: each pipe buffer holds a
+ * reference to a page of the BIO, as FUSE's splice does, except a page
+ * that cannot be referenced (dmu_page_refable()), which is copied.  A
+ * daemon that consumes them after its reply, or after the request timed
+ * out, sees whatever the pages hold then; the references keep them
+ * allocated.  Everything that can fail (the allocations) comes before the
+ * first buffer goes in, and adding cannot fail under the pipe's mutex once
+ * it has readers and room, so a request goes in whole or not at all.
+ * Returns the bytes moved; 0 with s->err set on failure.
+ */
+static size_t dmu_splice_out(struct dmu_msg *m, struct dmu_sink *s)
+{
+	struct pipe_inode_info *pipe = s->pipe;
+	size_t total = dmu_bytes_to_user(m);
+	unsigned int slots = pipe->max_usage -
+			     pipe_occupancy(pipe->head, pipe->tail);
+	bool payload = total > sizeof(m->hdr);
+	struct page *page, *next;
+	LIST_HEAD(copies);
+	struct bvec_iter it;
+	int err = 0;
+
+	if (total > s->len || dmu_pipe_slots(m) > slots)
+		return 0;
+	if (!s->hdrs || s->hdrs_used + sizeof(m->hdr) > PAGE_SIZE) {
+		if (s->hdrs)
+			put_page(s->hdrs);
+		s->hdrs = alloc_page(GFP_NOIO | __GFP_NOWARN);
+		s->hdrs_used = 0;
+		if (!s->hdrs) {
+			s->err = -ENOMEM;
+			return 0;
+		}
+	}
+	for (it = m->data; payload && it.bi_size;) {
+		struct bio_vec bv = bio_iter_iovec(m->bio, it);
+
+		bio_advance_iter_single(m->bio, &it, bv.bv_len);
+		if (dmu_page_refable(bv.bv_page))
+			continue;
+		page = alloc_page(GFP_NOIO | __GFP_NOWARN);
+		if (!page) {
+			list_for_each_entry_safe(page, next, &copies, lru)
+				__free_page(page);
+			s->err = -ENOMEM;
+			return 0;
+		}
+		memcpy_page(page, 0, bv.bv_page, bv.bv_offset, bv.bv_len);
+		list_add_tail(&page->lru, &copies);
+	}
+
+	memcpy_to_page(s->hdrs, s->hdrs_used, (const char *)&m->hdr,
+		       sizeof(m->hdr));
+	get_page(s->hdrs);
+	err = dmu_pipe_add(s, s->hdrs, s->hdrs_used, sizeof(m->hdr));
+	s->hdrs_used += sizeof(m->hdr);
+	for (it = m->data; payload && it.bi_size;) {
+		struct bio_vec bv = bio_iter_iovec(m->bio, it);
+		unsigned int off = bv.bv_offset;
+
+		bio_advance_iter_single(m->bio, &it, bv.bv_len);
+		if (dmu_page_refable(bv.bv_page)) {
+			page = bv.bv_page;
+			get_page(page);
+		} else {
+			page = list_first_entry(&copies, struct page, lru);
+			list_del(&page->lru);
+			off = 0;
+		}
+		/* On failure add_to_pipe() has put the reference. */
+		if (!err)
+			err = dmu_pipe_add(s, page, off, bv.bv_len);
+		else
+			put_page(page);
+	}
+	if (WARN_ON_ONCE(err)) {
+		/* Not expected: see above.  The stream is now torn. */
+		s->err = err;
+		return 0;
+	}
+	m->pos = total;
+	s->len -= total;
+	return total;
+}
+
+/* Moves what is left of @m to @s; returns bytes. */
+static size_t dmu_sink_out(struct dmu_msg *m, struct dmu_sink *s)
+{
+	return s->iter ? dmu_copy_out(m, s->iter) : dmu_splice_out(m, s);
+}
+
+/*
+ * read() and splice(): take requests and move them to @s.  A read() may
+ * end inside a request (the next read() continues it: rd_cur); a splice
+ * moves whole requests only, and fails with EBUSY while a read() has left
+ * one partly read.
+ */
+static ssize_t dmu_read(struct dmu_channel *c, struct dmu_sink *s,
+			bool nonblock)
+{
 	struct dmu_target *t = c->t;
 	bool batch = READ_ONCE(c->flags) & DM_USER_CHANNEL_BATCH;
 	struct dmu_msg *m, *tmp;
@@ -1626,7 +1794,7 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 	ssize_t r;
 	int err = 0;
 
-	if (!iov_iter_count(to))
+	if (!dmu_sink_room(s))
 		return 0;
 
 	for (;;) {
@@ -1636,14 +1804,18 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 			r = -EIO;
 			goto out;
 		}
+		if (!s->iter && (c->rd_cur || dmu_gone_left(c))) {
+			r = -EBUSY;
+			goto out;
+		}
 		if (dmu_gone_left(c)) {
-			r = dmu_copy_gone(c, to) ?: -EFAULT;
+			r = dmu_copy_gone(c, s->iter) ?: -EFAULT;
 			goto out;
 		}
 		if (c->rd_cur)
 			break;
 		dmu_looked(c);
-		r = dmu_take(c, &reading, iov_iter_count(to), true, batch);
+		r = dmu_take(c, &reading, dmu_sink_room(s), true, batch);
 		if (r > 0) {
 			dmu_hand_off(c, batch);
 			break;
@@ -1651,7 +1823,7 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 		if (r != -EAGAIN)
 			goto out;
 		mutex_unlock(&c->rd_lock);
-		if ((file->f_flags & O_NONBLOCK) || (iocb->ki_flags & IOCB_NOWAIT))
+		if (nonblock)
 			return -EAGAIN;
 		if (dmu_wait_readable(c))
 			return -ERESTARTSYS;
@@ -1660,19 +1832,20 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 	r = 0;
 	m = c->rd_cur;
 	if (m) {
-		r += dmu_copy_out(m, to);
+		r += dmu_copy_out(m, s->iter);
 		if (m->pos < dmu_bytes_to_user(m))
 			goto sent;
 		WRITE_ONCE(c->rd_cur, NULL);
 		list_add_tail(&m->node, &done);
-		if (batch && iov_iter_count(to))
-			dmu_take(c, &reading, iov_iter_count(to), false, true);
+		if (batch && iov_iter_count(s->iter))
+			dmu_take(c, &reading, iov_iter_count(s->iter), false,
+				 true);
 	}
 	err = dmu_reserve_seqs(c, &reading);
 	if (err)
 		goto sent;
 	list_for_each_entry_safe(m, tmp, &reading, node) {
-		size_t n = dmu_copy_out(m, to);
+		size_t n = dmu_sink_out(m, s);
 
 		if (m->pos == dmu_bytes_to_user(m)) {
 			list_move_tail(&m->node, &done);
@@ -1682,15 +1855,19 @@ static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
 		/*
 		 * The buffer ended or faulted.  A request partly copied, or
 		 * the first, stays with this channel for the next read();
-		 * those after it go back on its queue.
+		 * those after it go back on its queue.  A splice leaves
+		 * none partly moved: they all go back.
 		 */
-		if (m->pos || !r) {
+		if (s->iter && (m->pos || !r)) {
 			list_del_init(&m->node);
 			WRITE_ONCE(c->rd_cur, m);
 		}
 		r += n;
 		break;
 	}
+	if (!s->iter && !r && !s->err)
+		s->err = -EMSGSIZE;	/* the first does not fit the pipe */
+	err = err ?: s->err;
 
 sent:
 	if (!list_empty(&done))
@@ -1717,6 +1894,42 @@ sent:
 		r = err ?: -EFAULT;
 out:
 	mutex_unlock(&c->rd_lock);
+	return r;
+}
+
+static ssize_t dev_read(struct kiocb *iocb, struct iov_iter *to)
+{
+	struct dmu_sink s = { .iter = to };
+
+	return dmu_read(iocb->ki_filp->private_data, &s,
+			(iocb->ki_filp->f_flags & O_NONBLOCK) ||
+			(iocb->ki_flags & IOCB_NOWAIT));
+}
+
+/*
+ * splice() from the control device into a pipe: as read(), but whole
+ * requests only, as many as fit in @len and in the pipe's free buffers
+ * (one for each header, one for each page of a WRITE's payload), and a
+ * WRITE's payload by reference (dmu_splice_out()).  A request that would
+ * not fit even in an empty pipe fails the call with EMSGSIZE; it stays
+ * queued.  Waiting for requests, it holds the pipe's mutex, as FUSE's
+ * device does.
+ */
+static ssize_t dev_splice_read(struct file *in, loff_t *ppos,
+			       struct pipe_inode_info *pipe, size_t len,
+			       unsigned int flags)
+{
+	struct dmu_sink s = { .pipe = pipe, .len = len };
+	ssize_t r;
+
+	if (!pipe->readers) {
+		send_sig(SIGPIPE, current, 0);
+		return -EPIPE;
+	}
+	r = dmu_read(in->private_data, &s,
+		     (in->f_flags & O_NONBLOCK) || (flags & SPLICE_F_NONBLOCK));
+	if (s.hdrs)
+		put_page(s.hdrs);
 	return r;
 }
 
@@ -1932,6 +2145,8 @@ static const struct file_operations dmu_fops = {
 	.release = dev_release,
 	.read_iter = dev_read,
 	.write_iter = dev_write,
+	.splice_read = dev_splice_read,
+	.splice_write = iter_file_splice_write,
 	.poll = dev_poll,
 	.unlocked_ioctl = dev_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
@@ -2857,7 +3072,7 @@ static int user_iterate_devices(struct dm_target *ti,
 
 static struct target_type user_target = {
 	.name = "user",
-	.version = { 1, 5, 0 },
+	.version = { 1, 6, 0 },
 	.features = DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = user_ctr,

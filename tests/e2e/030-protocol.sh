@@ -10,6 +10,11 @@
 #   nonblock    O_NONBLOCK reads with poll(), batches of 8
 #   kbatch      DM_USER_CHANNEL_BATCH: as many requests per read() as fit, all
 #               those of one read() answered, in reverse order, by one writev()
+#   splice      splice(2) from the channel into a pipe, one request per call
+#               (a WRITE's payload by page reference), read from the pipe;
+#               each reply spliced to the channel from a pipe (target 1.6.0)
+#   ksplice     splice with DM_USER_CHANNEL_BATCH: as many whole requests per
+#               splice as fit, never one cut in two (dmu-client dies if so)
 # Each mode: data written through the device reads back identical, fio verify
 # passes, and read, write, flush and discard all reach the daemon (counted in
 # the dm_user tracepoints) and complete without error.
@@ -17,6 +22,7 @@
 # returns more than one request (the client also dies if one does), and in
 # the default mode, whose buffer has room for many, every read() returns
 # exactly one; with it, under fio at iodepth 16, some read() returns several.
+# The same holds of a splice() ("read" below counts splices in those modes).
 . "$(dirname "$0")/lib.sh"
 
 client=$DMU_ROOT/build/tools/dmu-client
@@ -51,13 +57,15 @@ stats_now() {
 	stats_read
 }
 
-for mode in default piecewise batch nonblock kbatch; do
+for mode in default piecewise batch nonblock kbatch splice ksplice; do
 	case $mode in
 	default) args=() ;;
 	piecewise) args=(--piecewise) ;;
 	batch) args=(--batch 16) ;;
 	nonblock) args=(--nonblock --batch 8) ;;
 	kbatch) args=(--kbatch) ;;
+	splice) args=(--splice) ;;
+	ksplice) args=(--splice --kbatch) ;;
 	esac
 	stats=$tmp/stats.$mode
 	log "mode $mode: create $name"
@@ -88,7 +96,7 @@ for mode in default piecewise batch nonblock kbatch; do
 	fio_reads=$((st_reads - fio_reads0)) fio_requests=$((st_requests - fio_requests0))
 	fio_multi=$((st_multi - fio_multi0))
 	log "$mode: under fio: $fio_reads read() calls, $fio_requests requests, $fio_multi read() calls with several"
-	if [[ $mode == kbatch ]]; then
+	if [[ $mode == kbatch || $mode == ksplice ]]; then
 		((fio_multi > 0)) || die "$mode: no read() returned more than one request under fio at iodepth 16"
 	else
 		assert_eq "$fio_multi" 0 "$mode: read() calls that returned several requests without the flag, under fio"
@@ -127,8 +135,8 @@ for mode in default piecewise batch nonblock kbatch; do
 	((st_requests >= reads + writes + flushes + discards)) ||
 		die "$mode: dmu-client read $st_requests requests, fewer than the $((reads + writes + flushes + discards)) traced"
 	case $mode in
-	kbatch) ((st_max > 1)) || die "$mode: no read() returned more than one request" ;;
-	default)
+	kbatch | ksplice) ((st_max > 1)) || die "$mode: no read() returned more than one request" ;;
+	default | splice)
 		assert_eq "$st_max" 1 "$mode: most requests one read() returned"
 		assert_eq "$st_reads" "$st_requests" "$mode: read() calls (each must return exactly one request)"
 		;;

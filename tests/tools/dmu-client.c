@@ -16,6 +16,13 @@
  *     --kbatch           set DM_USER_CHANNEL_BATCH (dies if the kernel refuses)
  *                        and read many requests per read(); answer all those
  *                        of one read() with one writev(), in reverse order
+ *     --splice           take requests with splice(2) into a pipe (a WRITE's
+ *                        payload by reference), one per call, or with
+ *                        --kbatch as many as fit; read them from the pipe;
+ *                        answer in reverse order, each reply spliced from a
+ *                        pipe (header written, READ data vmspliced).  Dies if
+ *                        a splice without --kbatch moves other than exactly
+ *                        one whole request, or if one with it ends inside one
  *     --stats FILE       write read() statistics to FILE at exit, and on
  *                        SIGUSR1 (FILE appears once complete, by rename):
  *                          reads R requests Q max_per_read M multi_reads K
@@ -87,6 +94,7 @@ struct opts {
 	long delay_ms;
 	const char *ready;
 	int kbatch;
+	int splice;
 	const char *stats;
 };
 
@@ -553,6 +561,144 @@ static int serve_kbatch(int fd, const struct opts *o)
 	return 0;
 }
 
+/* ---- --splice: requests and replies through pipes ---- */
+
+#define PIPE_BYTES (4u << 20)	/* a 1 MiB request needs 257 buffers */
+
+static void pipe_sized(int p[2])
+{
+	if (pipe2(p, O_CLOEXEC))
+		die("pipe2");
+	if (fcntl(p[1], F_SETPIPE_SZ, PIPE_BYTES) < 0)
+		die("fcntl F_SETPIPE_SZ");
+}
+
+/* Reads exactly @n bytes from pipe @fd (all there: the splice put them). */
+static void pipe_read(int fd, void *buf, size_t n)
+{
+	uint8_t *p = buf;
+
+	while (n) {
+		ssize_t r = read(fd, p, n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			die("read from the request pipe");
+		p += r;
+		n -= r;
+	}
+}
+
+/* Moves exactly @n bytes from pipe @in to the control device @fd. */
+static void splice_all(int in, int fd, size_t n)
+{
+	while (n) {
+		ssize_t r = splice(in, NULL, fd, NULL, n, SPLICE_F_MOVE);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			die("splice reply to the control device");
+		n -= r;
+	}
+}
+
+/* A reply spliced from pipe @p: its header written in, its data vmspliced. */
+static void answer_spliced(int fd, int p[2], const struct dm_user_message *rep,
+			   const uint8_t *data, size_t len)
+{
+	struct iovec iov = { (void *)data, len };
+
+	if (write(p[1], rep, HDR) != (ssize_t)HDR)
+		die("write reply header to the pipe");
+	while (iov.iov_len) {
+		ssize_t r = vmsplice(p[1], &iov, 1, 0);
+
+		if (r <= 0)
+			die("vmsplice reply data");
+		iov.iov_base = (uint8_t *)iov.iov_base + r;
+		iov.iov_len -= r;
+	}
+	splice_all(p[0], fd, HDR + len);
+}
+
+static int serve_splice(int fd, const struct opts *o)
+{
+	static struct kreq kq[MAX_BATCH];
+	static struct dm_user_message reps[MAX_BATCH];
+	int in[2], out[2];
+	uint8_t *data;
+	long nread = 0;
+
+	pipe_sized(in);
+	pipe_sized(out);
+	data = malloc(bufsize);
+	if (!data)
+		die("malloc");
+	for (;;) {
+		size_t got, off = 0, n = 0, i;
+		ssize_t r;
+
+		if (o->nonblock)
+			wait_readable(fd);
+		r = splice(fd, NULL, in[1], NULL, PIPE_BYTES,
+			   o->nonblock ? SPLICE_F_NONBLOCK : 0);
+		if (r < 0 && (errno == EINTR || (errno == EAGAIN && o->nonblock)))
+			continue;
+		if (r < 0 && errno == ENOTBLK)
+			break;
+		if (r <= 0)
+			die("splice from the control device");
+		got = r;
+		/* Parse the whole requests the pipe now holds, in order. */
+		while (off < got) {
+			struct kreq *q = &kq[n];
+
+			if (n == MAX_BATCH)
+				failf("a splice moved more than %d requests", MAX_BATCH);
+			if (got - off < HDR)
+				failf("a splice of %zu bytes ends in a partial header", got);
+			pipe_read(in[0], &q->h, HDR);
+			check_request(&q->h);
+			if (got - off < request_bytes(&q->h))
+				failf("a splice of %zu bytes ends inside request %zu (%zu of its %zu bytes)",
+				      got, n + 1, got - off, request_bytes(&q->h));
+			/* A WRITE's payload goes straight to the disk. */
+			if (q->h.type == DM_USER_REQ_MAP_WRITE)
+				pipe_read(in[0], disk + q->h.sector * 512, q->h.len);
+			off += request_bytes(&q->h);
+			n++;
+		}
+		if (!o->kbatch && n != 1)
+			failf("a splice without DM_USER_CHANNEL_BATCH moved %zu requests", n);
+		count_read(n);
+		nread += n;
+		if (o->exit_after && nread >= o->exit_after) {
+			final_stats();
+			return 0;
+		}
+		if (!may_answer(o))
+			continue;
+		for (i = n; i-- > 0;) {
+			size_t len = 0;
+
+			if (kq[i].h.type == DM_USER_REQ_MAP_WRITE) {
+				/* Its payload went to the disk at parse time. */
+				reps[i] = kq[i].h;
+				reps[i].type = DM_USER_RESP_SUCCESS;
+			} else {
+				len = execute(&kq[i].h, NULL, &reps[i], data);
+			}
+
+			answer_spliced(fd, out, &reps[i], data, len);
+		}
+	}
+	close(fd);
+	final_stats();
+	return 0;
+}
+
 /* ---- channel flags ---- */
 
 static void check_flags(int fd, const struct opts *o)
@@ -591,6 +737,8 @@ static int serve(const char *ctl, const struct opts *o)
 			die(o->ready);
 		close(r);
 	}
+	if (o->splice)
+		return serve_splice(fd, o);
 	if (o->kbatch)
 		return serve_kbatch(fd, o);
 	for (i = 0; i < o->batch; i++) {
@@ -632,7 +780,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: %s serve CTL SIZE [--piecewise] [--batch N] [--nonblock]\n"
 		"       [--exit-after N] [--stall] [--delay-ms N] [--ready FILE]\n"
-		"       [--kbatch] [--stats FILE]\n", prog);
+		"       [--kbatch] [--splice] [--stats FILE]\n", prog);
 	exit(2);
 }
 
@@ -655,6 +803,8 @@ int main(int argc, char **argv)
 			o.stall = 1;
 		else if (!strcmp(argv[i], "--kbatch"))
 			o.kbatch = 1;
+		else if (!strcmp(argv[i], "--splice"))
+			o.splice = 1;
 		else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
 			o.batch = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--delay-ms") && i + 1 < argc)
@@ -672,6 +822,8 @@ int main(int argc, char **argv)
 		fail("--batch must be 1..256");
 	if (o.kbatch && (o.piecewise || o.batch != 1))
 		fail("--kbatch batches in the kernel: it takes no --piecewise or --batch");
+	if (o.splice && (o.piecewise || o.batch != 1))
+		fail("--splice takes no --piecewise or --batch");
 	if (o.stats) {
 		struct sigaction sa = { .sa_handler = on_usr1, .sa_flags = SA_RESTART };
 
