@@ -90,6 +90,15 @@ struct dmu_backend_ops {
 	 */
 	int (*probe_size)(struct dmu_backend *b, uint64_t *size);
 	/*
+	 * Optional (NULL: read and write only): the descriptor holding
+	 * [off, off + len) and the offset there, which libdmuser splices a
+	 * WRITE's payload to (write) or a READ's data from (dmu_ops.locate):
+	 * one copy of the data instead of two.  -EOPNOTSUPP: read or write
+	 * this one.
+	 */
+	int (*locate)(struct dmu_backend *b, bool write, uint64_t off, uint64_t len,
+		      int *fd, uint64_t *fd_off);
+	/*
 	 * Optional (NULL: every worker shares b): the instance worker
 	 * `index` (0 .. threads - 1, as opened) serves with, for a backend
 	 * whose connection serialises its commands (a libnbd handle).

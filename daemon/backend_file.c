@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The file backend.  Request → syscall:
- *   read          pread
- *   write         pwrite
+ *   read          splice from the file (libdmuser's, see file_locate()),
+ *                 else pread
+ *   write         splice to the file, else pwrite
  *   flush         fdatasync
  *   discard       fallocate(PUNCH_HOLE), else ZERO_RANGE, else zeroes written
  *   write_zeroes  fallocate(ZERO_RANGE), else PUNCH_HOLE (if unmapping is
@@ -186,6 +187,24 @@ static int file_probe_size(struct dmu_backend *b, uint64_t *size)
 	return 0;
 }
 
+/*
+ * For libdmuser's splice: the file itself, at the same offset.  With
+ * --direct, a WRITE splices to the O_DIRECT descriptor (libdmuser falls
+ * back to write, and that to the buffered descriptor, on EINVAL); a READ
+ * splices from the buffered one, since splice from an O_DIRECT file copies
+ * into pages of its own first.
+ */
+static int file_locate(struct dmu_backend *b, bool write, uint64_t off, uint64_t len,
+		       int *fd, uint64_t *fd_off)
+{
+	struct dmu_file_backend *fb = to_file(b);
+
+	(void)len;
+	*fd = write ? fb->fd : fb->fd_buffered;
+	*fd_off = off;
+	return 0;
+}
+
 static const struct dmu_backend_ops file_ops = {
 	.read = file_read,
 	.write = file_write,
@@ -194,6 +213,7 @@ static const struct dmu_backend_ops file_ops = {
 	.write_zeroes = file_write_zeroes,
 	.secure_erase = file_secure_erase,
 	.probe_size = file_probe_size,
+	.locate = file_locate,
 };
 
 static int current_size(struct dmu_file_backend *fb, const char *path,

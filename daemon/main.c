@@ -272,6 +272,7 @@ static int open_channels(struct daemon *d)
 	struct dmu_serve_ctx ctx = {
 		.inject_delay_us = d->opt.inject_delay_us,
 		.read_only = d->opt.read_only,
+		.splice = !d->opt.no_splice,
 	};
 
 	for (unsigned i = 0; i < d->opt.threads; i++) {

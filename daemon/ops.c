@@ -71,6 +71,29 @@ static int op_probe_size(void *arg, uint64_t *size)
 	return b->ops->probe_size ? b->ops->probe_size(b, size) : -EOPNOTSUPP;
 }
 
+/* Where the backend keeps these bytes, for libdmuser's splice (--no-splice: not asked). */
+static int op_locate(void *arg, bool write, uint64_t off, uint64_t len, int *fd,
+		     uint64_t *fd_off)
+{
+	struct dmu_backend *b = enter(arg);
+
+	if (write && refused(arg))
+		return -EROFS;
+	return b->ops->locate(b, write, off, len, fd, fd_off);
+}
+
+const struct dmu_ops dmu_serve_splice_ops = {
+	.sz = sizeof(struct dmu_ops),
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.discard = op_discard,
+	.write_zeroes = op_write_zeroes,
+	.secure_erase = op_secure_erase,
+	.probe_size = op_probe_size,
+	.locate = op_locate,
+};
+
 const struct dmu_ops dmu_serve_ops = {
 	.sz = sizeof(struct dmu_ops),
 	.read = op_read,

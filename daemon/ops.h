@@ -21,11 +21,14 @@ struct dmu_serve_ctx {
 	struct dmu_backend *backend;
 	unsigned inject_delay_us;	/* slept in each callback, before the backend */
 	bool read_only;			/* refuse every change with EROFS */
+	bool splice;			/* dmu_serve_splice_ops where the backend can */
 	unsigned long calls;		/* callbacks made: only the serving thread writes it */
 };
 
 /* Pass a struct dmu_serve_ctx as the argument; one per serving thread. */
 extern const struct dmu_ops dmu_serve_ops;
+/* The same with locate, for a backend that has it (backend->ops->locate). */
+extern const struct dmu_ops dmu_serve_splice_ops;
 /* The same for an asynchronous backend (backend->ops->async): its submit. */
 extern const struct dmu_async_ops dmu_serve_async_ops;
 

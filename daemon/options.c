@@ -85,6 +85,10 @@ void dmu_usage(FILE *out)
 "                           (busy polling: a request that comes meanwhile\n"
 "                           needs no wake-up; costs that CPU).  Default " DMU_STR(DMU_DEFAULT_POLL_US) ",\n"
 "                           0 turns it off, at most 1000000\n"
+"      --no-splice          file backend: read requests and write replies\n"
+"                           through a buffer (two copies of the data) instead\n"
+"                           of splicing them between the kernel and the file\n"
+"                           (one copy; target 1.6.0, else read and write)\n"
 "      --resize BYTES       do not serve: resize the device NAME, which a\n"
 "                           dmuserd serves, to BYTES (a multiple of 512).\n"
 "                           With --file, a regular file smaller than BYTES\n"
@@ -180,7 +184,7 @@ int dmu_parse_size(const char *text, uint64_t *out)
 }
 
 enum { OPT_INJECT_DELAY = 256, OPT_NO_BATCH, OPT_RESIZE, OPT_QUEUE_DEPTH, OPT_TIMEOUT_MS,
-       OPT_RECOVERY_MS, OPT_ADOPT, OPT_RECONNECT_MS, OPT_POLL_US };
+       OPT_RECOVERY_MS, OPT_ADOPT, OPT_RECONNECT_MS, OPT_POLL_US, OPT_NO_SPLICE };
 
 static const struct option long_options[] = {
 	{ "backend",		required_argument, NULL, 'b' },
@@ -196,6 +200,7 @@ static const struct option long_options[] = {
 	{ "metrics",		required_argument, NULL, 'm' },
 	{ "no-batch",		no_argument,       NULL, OPT_NO_BATCH },
 	{ "poll-us",		required_argument, NULL, OPT_POLL_US },
+	{ "no-splice",		no_argument,       NULL, OPT_NO_SPLICE },
 	{ "queue-depth",	required_argument, NULL, OPT_QUEUE_DEPTH },
 	{ "timeout-ms",		required_argument, NULL, OPT_TIMEOUT_MS },
 	{ "recovery-ms",	required_argument, NULL, OPT_RECOVERY_MS },
@@ -318,6 +323,9 @@ static int parse_one(int opt, const char *arg, struct dmu_options *o)
 		return 0;
 	case OPT_NO_BATCH:
 		o->no_batch = true;
+		return 0;
+	case OPT_NO_SPLICE:
+		o->no_splice = true;
 		return 0;
 	case OPT_POLL_US:
 		if (parse_unsigned(arg, DMU_MAX_POLL_US, &o->poll_us)) {

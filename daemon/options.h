@@ -48,6 +48,7 @@ struct dmu_options {
 	} metrics;
 	bool no_batch;		/* never ask for several requests per read() */
 	unsigned poll_us;	/* busy polling after a read (dmu_channel_opts) */
+	bool no_splice;		/* never give libdmuser dmu_ops.locate */
 	unsigned inject_delay_us;
 	/*
 	 * Table options (module/README.md, "Table line") for a device

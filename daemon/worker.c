@@ -98,8 +98,10 @@ static enum dmu_worker_exit serve(struct dmu_worker *w)
 
 	while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
 		unsigned long calls = w->ctx.calls;
+		const struct dmu_ops *ops = w->ctx.splice && w->ctx.backend->ops->locate ?
+					    &dmu_serve_splice_ops : &dmu_serve_ops;
 		int err = w->ctx.backend->ops->async ? run_async(w) :
-			  dmu_channel_run(w->channel, &dmu_serve_ops, &w->ctx);
+			  dmu_channel_run(w->channel, ops, &w->ctx);
 		enum dmu_worker_exit e;
 
 		if (err == 0)

@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/sdt.h>
@@ -199,8 +200,21 @@ static int open_control(const char *path, bool wait)
 	}
 }
 
+static void close_pipes(struct dmu_channel *ch)
+{
+	for (int i = 0; i < 2; i++) {
+		if (ch->pin[i] >= 0)
+			close(ch->pin[i]);
+		if (ch->pout[i] >= 0)
+			close(ch->pout[i]);
+		ch->pin[i] = ch->pout[i] = -1;
+	}
+	ch->splicing = false;
+}
+
 static void free_channel(struct dmu_channel *ch)
 {
+	close_pipes(ch);
 	dmu__async_free(ch);
 	if (ch->fd >= 0)
 		close(ch->fd);
@@ -245,6 +259,7 @@ static int open_common(struct dmu_device *dev, int fd,
 	ch->dev = dev;
 	ch->fd = fd;
 	ch->epfd = ch->done_fd = -1;
+	ch->pin[0] = ch->pin[1] = ch->pout[0] = ch->pout[1] = -1;
 	ch->cap = o.buffer_size;
 	ch->align = o.mem_align;
 	ch->poll_ns = (uint64_t)o.poll_us * 1000;
@@ -331,6 +346,9 @@ DMU_API int dmu_channel_reopen(struct dmu_channel *ch)
 		dmu__async_detach_fd(ch);
 	close(ch->fd);
 	ch->fd = fd;
+	/* What a broken stream left in the pipes is not this channel's. */
+	close_pipes(ch);
+	ch->splice_tried = false;
 	ch->npending = 0;
 	ch->reply_data_used = 0;
 	ch->staged_off = ch->staged_got = 0;
@@ -760,6 +778,248 @@ static enum result do_read(const struct ctx *x, struct request *rq, int *err)
 	return r;
 }
 
+/* ---- splicing (dmu_ops.locate) ----------------------------------------- */
+
+/*
+ * With a backend that says where its bytes are (locate), a blocking
+ * channel takes requests with splice() into the pipe pin: the kernel
+ * moves whole requests, each header copied and a WRITE's payload as
+ * references to the BIO's pages (module/README.md, "Splice"), so that the
+ * payload goes from there to the backend's descriptor with one copy, the
+ * one into the file.  A READ's reply goes the other way: its header is
+ * written into the pipe pout, its data spliced in from the descriptor
+ * (page references where the descriptor's cache has them), and the whole
+ * spliced to the control device, which copies it into the BIO.  A read()
+ * and a write() with the buffer between them make two copies.
+ *
+ * Everything else is as with read(): the same checks, flushes and
+ * replies; a request the backend will not locate, or whose first splice
+ * fails with EINVAL, goes through the buffer and the read and write
+ * callbacks.  A module without splice fails the first splice() with
+ * EINVAL, and the channel reads from then on.
+ */
+
+/* /proc/sys/fs/pipe-max-size, or 0. */
+static size_t pipe_max_size(void)
+{
+	char buf[32] = "";
+	int fd = open("/proc/sys/fs/pipe-max-size", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	return n > 0 ? strtoul(buf, NULL, 10) : 0;
+}
+
+/* Both pipes at size bytes; the size they got, or -1. */
+static int size_pipes(struct dmu_channel *ch, size_t size)
+{
+	int in, out;
+
+	if (size > INT_MAX)
+		return -1;
+	in = fcntl(ch->pin[1], F_SETPIPE_SZ, (int)size);
+	out = in < 0 ? -1 : fcntl(ch->pout[1], F_SETPIPE_SZ, (int)size);
+	return out < 0 ? -1 : in < out ? in : out;
+}
+
+/*
+ * The pipes, each for the largest request: its header and its payload in
+ * separate buffers, a page each, one more for a payload that does not
+ * start on a page (F_SETPIPE_SZ rounds up to a power of two).  Sizes past
+ * /proc/sys/fs/pipe-max-size need CAP_SYS_RESOURCE; without it the pipes
+ * get that size, and a request too large for them is read (the module
+ * refuses to splice it: EMSGSIZE).
+ */
+static bool open_pipes(struct dmu_channel *ch)
+{
+	size_t want = (dmu_device_max_io(ch->dev) / PAGE + 3) * PAGE, max;
+	int got;
+
+	if (pipe2(ch->pin, O_CLOEXEC | O_NONBLOCK) || pipe2(ch->pout, O_CLOEXEC | O_NONBLOCK))
+		goto fail;
+	got = size_pipes(ch, want);
+	if (got < 0 && errno == EPERM && (max = pipe_max_size()) && max < want)
+		got = size_pipes(ch, max);
+	if (got < 0)
+		goto fail;
+	ch->pipe_bytes = (size_t)got;
+	return true;
+fail:
+	dmu__info("%s: no pipes of %zu bytes to splice with (%s): reading and writing instead",
+		  ch->dev->name, want, strerror(errno));
+	close_pipes(ch);
+	return false;
+}
+
+/* Exactly len bytes the kernel spliced into pin: all there, or the stream is wrong. */
+static enum result pipe_read(struct dmu_channel *ch, void *buf, size_t len)
+{
+	unsigned char *p = buf;
+
+	while (len) {
+		ssize_t n = read(ch->pin[0], p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			dmu__err("%s: protocol error: a spliced request ends %zu bytes early",
+				 ch->dev->name, len);
+			ch->last_errno = EPROTO;
+			return RS_BROKEN;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return RS_OK;
+}
+
+/* Empty pout after a reply that could not be completed (into the buffer, discarded). */
+static void drain_out(struct dmu_channel *ch)
+{
+	while (read(ch->pout[0], ch->data, ch->cap) > 0)
+		;
+}
+
+/* Where the backend keeps a request's bytes: 0 and *fd, or -EOPNOTSUPP, or an error. */
+static int locate(const struct ctx *x, const struct request *rq, int *fd, loff_t *off)
+{
+	uint64_t o = 0;
+	int err;
+
+	if (!rq->len)
+		return -EOPNOTSUPP;
+	err = x->ops->locate(x->arg, rq->type == DM_USER_REQ_MAP_WRITE, rq->offset, rq->len,
+			     fd, &o);
+	if (!err && o > (uint64_t)INT64_MAX - rq->len)
+		err = -EOVERFLOW;
+	*off = (loff_t)o;
+	return err;
+}
+
+/*
+ * WRITE: its payload from pin to the backend's descriptor, or through the
+ * buffer and the write callback.  All of it leaves pin, whatever happens,
+ * so that the next request starts where it should.
+ */
+static enum result do_write_spliced(const struct ctx *x, struct request *rq, int *err)
+{
+	struct dmu_channel *ch = x->ch;
+	uint64_t done = 0;
+	int fd = -1;
+	loff_t off;
+
+	*err = x->ops->write ? preflush(x, rq, refuse_change(ch, rq)) : -EOPNOTSUPP;
+	if (!*err) {
+		int e = locate(x, rq, &fd, &off);
+
+		if (e && e != -EOPNOTSUPP)
+			*err = e;
+		if (e)
+			fd = -1;
+	}
+	while (fd >= 0 && !*err && done < rq->len) {
+		ssize_t n = splice(ch->pin[0], NULL, fd, &off, rq->len - done, SPLICE_F_MOVE);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EINVAL && !done)
+			break;		/* O_DIRECT and these pages: the buffer */
+		if (n <= 0)
+			*err = n < 0 ? -errno : -EIO;
+		else
+			done += (uint64_t)n;
+	}
+	/* The rest: through the buffer, or only out of the pipe after a failure. */
+	while (done < rq->len) {
+		uint64_t left = rq->len - done;
+		size_t chunk = left < ch->cap ? (size_t)left : ch->cap;
+		enum result r = pipe_read(ch, ch->data, chunk);
+
+		if (r != RS_OK)
+			return r;
+		if (!*err)
+			*err = x->ops->write(x->arg, ch->data, chunk, rq->offset + done);
+		done += chunk;
+	}
+	*err = fua(x, rq, *err);
+	rq->status = dmu__status_for(*err);
+	return RS_OK;
+}
+
+/* Move exactly len bytes from pout to the control device. */
+static enum result splice_out(struct dmu_channel *ch, size_t len)
+{
+	while (len) {
+		ssize_t n = splice(ch->pout[0], NULL, ch->fd, NULL, len, SPLICE_F_MOVE);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return dmu__fd_failed(ch, errno);
+		if (n == 0)
+			return dmu__fd_failed(ch, EIO);
+		dmu__m_wrote(&ch->m);
+		len -= (size_t)n;
+	}
+	return RS_OK;
+}
+
+/*
+ * READ: header and data through pout to the control device, in one
+ * splice(), once the data are all in the pipe (so a failure of the
+ * backend's descriptor is an ERROR reply, not a broken stream); or, when
+ * the backend will not locate them, as do_read().
+ */
+static enum result do_read_spliced(const struct ctx *x, struct request *rq, int *err)
+{
+	struct dmu_channel *ch = x->ch;
+	uint64_t done = 0;
+	int fd = -1, e;
+	loff_t off;
+
+	if (!x->ops->read || !rq->in_range || rq->len + MSG_SIZE + 2 * PAGE > ch->pipe_bytes)
+		return do_read(x, rq, err);
+	e = locate(x, rq, &fd, &off);
+	if (e == -EOPNOTSUPP)
+		return do_read(x, rq, err);
+	if (e) {
+		*err = e;
+		rq->status = dmu__status_for(e);
+		return RS_OK;
+	}
+	dmu__set_status(rq->msg, DM_USER_RESP_SUCCESS);
+	if (write(ch->pout[1], rq->msg, MSG_SIZE) != (ssize_t)MSG_SIZE) {
+		*err = -errno;
+		drain_out(ch);
+		rq->status = dmu__status_for(*err);
+		return RS_OK;
+	}
+	while (done < rq->len) {
+		ssize_t n = splice(fd, &off, ch->pout[1], NULL, rq->len - done, SPLICE_F_MOVE);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* 0: the descriptor ends inside the device */
+			*err = n < 0 ? -errno : -EIO;
+			drain_out(ch);
+			if (*err == -EINVAL && !done)
+				return do_read(x, rq, err);
+			rq->status = dmu__status_for(*err);
+			return RS_OK;
+		}
+		done += (uint64_t)n;
+	}
+	rq->status = DM_USER_RESP_SUCCESS;
+	rq->sent = true;
+	enum result r = splice_out(ch, MSG_SIZE + (size_t)rq->len);
+
+	if (r == RS_OK)
+		DTRACE_PROBE3(dmuser, reply_sent, ch->dev->devt, rq->seq, rq->status);
+	return r;
+}
+
 static int write_zeroes(const struct ctx *x, const struct request *rq)
 {
 	bool may_unmap = !(rq->flags & DM_USER_REQ_MAP_FLAG_NOUNMAP);
@@ -808,9 +1068,9 @@ static enum result dispatch(const struct ctx *x, struct request *rq, int *err)
 	*err = 0;
 	switch (rq->type) {
 	case DM_USER_REQ_MAP_READ:
-		return do_read(x, rq, err);
+		return x->ch->splicing ? do_read_spliced(x, rq, err) : do_read(x, rq, err);
 	case DM_USER_REQ_MAP_WRITE:
-		return do_write(x, rq, err);
+		return x->ch->splicing ? do_write_spliced(x, rq, err) : do_write(x, rq, err);
 	case DM_USER_REQ_MAP_FLUSH:
 		*err = flush(x);
 		rq->status = dmu__status_for(*err);
@@ -890,12 +1150,10 @@ static bool in_range_or_grown(const struct ctx *x, uint64_t sector, uint64_t len
 	return dmu__in_range(dev, sector, len);
 }
 
-/* The request whose header is at offset off of the got bytes read. */
-static struct request parse(const struct ctx *x, size_t off, size_t got)
+/* The request whose header is at msg, with after bytes read after it. */
+static struct request parse_at(const struct ctx *x, unsigned char *msg, size_t after)
 {
 	struct dmu_channel *ch = x->ch;
-	unsigned char *msg = (unsigned char *)ch->msg + off;
-	size_t after = got - off - MSG_SIZE;
 	struct dm_user_message m;
 
 	memcpy(&m, msg, MSG_SIZE);
@@ -915,6 +1173,12 @@ static struct request parse(const struct ctx *x, size_t off, size_t got)
 	rq.in_range = in_range_or_grown(x, m.sector, rq.len);
 	DTRACE_PROBE5(dmuser, request_received, ch->dev->devt, rq.seq, rq.type, rq.offset, rq.len);
 	return rq;
+}
+
+/* The request whose header is at offset off of the got bytes read. */
+static struct request parse(const struct ctx *x, size_t off, size_t got)
+{
+	return parse_at(x, (unsigned char *)x->ch->msg + off, got - off - MSG_SIZE);
 }
 
 /*
@@ -961,13 +1225,101 @@ bool dmu__frame(const struct dmu_channel *ch, const unsigned char *buf, size_t g
 	return true;
 }
 
-/* Serve what one read() brings: *taken requests. */
+/*
+ * Serve what one splice() brings, *taken requests; or, with *read_instead,
+ * nothing: a module without splice (EINVAL: the channel reads from now on)
+ * or a request larger than the pipe (EMSGSIZE, after a reload raised
+ * max_io_len: this once).
+ */
+static enum result serve_once_spliced(const struct ctx *x, unsigned *taken,
+				      bool *read_instead)
+{
+	struct dmu_channel *ch = x->ch;
+	ssize_t n = splice(ch->fd, NULL, ch->pin[1], NULL, ch->pipe_bytes, SPLICE_F_NONBLOCK);
+	enum result r = RS_OK;
+	unsigned count = 0;
+	size_t got, off = 0;
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return RS_AGAIN;
+	if (n < 0 && (errno == EINVAL || errno == EMSGSIZE)) {
+		if (errno == EINVAL) {
+			dmu__info("%s: the module cannot splice (target before 1.6.0): reading instead",
+				  ch->dev->name);
+			close_pipes(ch);
+		}
+		*read_instead = true;
+		return RS_OK;
+	}
+	if (n < 0)
+		return dmu__fd_failed(ch, errno);
+	if (n == 0) {
+		ch->last_errno = ENOTBLK;
+		return RS_GONE;
+	}
+	dmu__m_read(&ch->m);
+	ch->read_ns = dmu__now_ns();
+	got = (size_t)n;
+	while (r == RS_OK && off < got) {
+		/* The ring holds the pending replies' headers and this one. */
+		unsigned char *msg = (unsigned char *)&ch->hdrs[ch->hdr_next];
+		uint64_t bytes;
+
+		ch->hdr_next = (ch->hdr_next + 1) % (MAX_REPLIES + 1);
+
+		if (got - off < MSG_SIZE) {
+			dmu__err("%s: protocol error: a splice of %zu bytes ends in a partial header",
+				 ch->dev->name, got);
+			ch->last_errno = EPROTO;
+			r = RS_BROKEN;
+			break;
+		}
+		r = pipe_read(ch, msg, MSG_SIZE);
+		if (r != RS_OK)
+			break;
+
+		struct request rq = parse_at(x, msg, 0);
+
+		bytes = MSG_SIZE + (rq.type == DM_USER_REQ_MAP_WRITE ? rq.len : 0);
+		if (bytes > got - off || (!ch->batching && bytes != got)) {
+			dmu__err("%s: protocol error: a splice of %zu bytes does not end after request %u (%llu bytes)",
+				 ch->dev->name, got, count + 1, (unsigned long long)bytes);
+			ch->last_errno = EPROTO;
+			r = RS_BROKEN;
+			break;
+		}
+		count++;
+		ch->inflight = count;
+		dmu__m_received(&ch->m, 1);
+		r = serve_request(x, &rq);
+		off += (size_t)bytes;
+	}
+	*taken = count;
+	if (r == RS_OK)
+		r = send_pending(ch);
+	else
+		retire_pending(ch, 0);
+	ch->inflight = 0;
+	dmu__m_idle(&ch->m);
+	return r;
+}
+
+/* Serve what one read() (or splice()) brings: *taken requests. */
 static enum result serve_once(const struct ctx *x, unsigned *taken)
 {
 	struct dmu_channel *ch = x->ch;
 	size_t got = 0;
 	unsigned count;
-	enum result r = receive(ch, &got);
+	enum result r;
+
+	if (ch->splicing) {
+		bool read_instead = false;
+
+		r = serve_once_spliced(x, taken, &read_instead);
+		if (!read_instead)
+			return r;
+	}
+	r = receive(ch, &got);
 
 	if (r != RS_OK)
 		return r;
@@ -1019,6 +1371,11 @@ DMU_API int dmu_channel_run(struct dmu_channel *ch, const struct dmu_ops *ops, v
 	OPTS_COPY(o, ops);
 
 	struct ctx x = { .ch = ch, .ops = &o, .arg = arg };
+
+	if (o.locate && !ch->splice_tried) {
+		ch->splice_tried = true;
+		ch->splicing = open_pipes(ch);
+	}
 	/*
 	 * Busy polling (poll_ns): after a read() that brought one request,
 	 * read again without waiting until then.  One at a time is the light

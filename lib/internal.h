@@ -195,6 +195,19 @@ struct dmu_channel {
 	int last_errno;
 	unsigned logged_errors;
 
+	/*
+	 * Splicing (dmu_ops.locate, target 1.6.0): requests are spliced into
+	 * pin, READ replies go out through pout; -1 when not set up.  hdrs
+	 * holds the headers taken out of pin: the pending replies are the
+	 * last MAX_REPLIES of them at most, and one more is being served.
+	 */
+	int pin[2], pout[2];
+	size_t pipe_bytes;
+	bool splicing;
+	bool splice_tried;
+	unsigned hdr_next;
+	struct dm_user_message hdrs[MAX_REPLIES + 1];
+
 	/* Read buffer: [ page: header at its end | cap | batching: cap ] */
 	unsigned char *mem;
 	size_t mem_size;

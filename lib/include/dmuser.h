@@ -24,7 +24,8 @@
  * symbol version of the release that added it (DMUSER_1.0, DMUSER_1.1);
  * 1.2 added no function, only members at the end of struct
  * dmu_target_status; 1.3 likewise `backend` at the end of struct
- * dmu_metrics_opts.  The soname is libdmuser.so.1.
+ * dmu_metrics_opts; 1.4 `poll_us` at the end of struct dmu_channel_opts;
+ * 1.5 `locate` at the end of struct dmu_ops.  The soname is libdmuser.so.1.
  *
  * Thread safety is stated per function.  In short: device calls may be
  * made from any thread (libdevmapper calls are serialised inside); a
@@ -45,7 +46,7 @@ extern "C" {
 #endif
 
 #define DMU_VERSION_MAJOR 1
-#define DMU_VERSION_MINOR 4
+#define DMU_VERSION_MINOR 5
 #define DMU_VERSION_PATCH 0
 
 #if defined(__GNUC__)
@@ -372,6 +373,25 @@ struct dmu_ops {
 	 * negative errno (then nothing changes).  NULL: such requests fail.
 	 */
 	int (*probe_size)(void *arg, uint64_t *size);
+	/*
+	 * Optional, since 1.5: where the backend keeps the bytes [offset,
+	 * offset + len), for a WRITE (write true: it will splice to it) or a
+	 * READ (from it): a descriptor the library may splice(2) with (a
+	 * regular file or a block device; the backend keeps it open), in
+	 * *fd, and the offset there, in *fd_offset.  With it a blocking
+	 * channel takes requests with splice() (target 1.6.0) and moves a
+	 * WRITE's payload from the kernel's pages to fd, and a READ's data
+	 * from fd to the kernel, through pipes: one copy, where read and
+	 * write make two (the buffer's).  Flushes, FUA and errors are as
+	 * with read and write, which stay required: a request this returns
+	 * -EOPNOTSUPP for, or whose first splice fails with EINVAL (an
+	 * O_DIRECT descriptor and unaligned memory), is served by them, as
+	 * is everything on a module without splice.  Another negative errno
+	 * fails the request.  Called on the serving thread, once per READ
+	 * or WRITE.
+	 */
+	int (*locate)(void *arg, bool write, uint64_t offset, uint64_t len,
+		      int *fd, uint64_t *fd_offset);
 };
 
 /*

@@ -47,7 +47,7 @@ set -euo pipefail
 # shellcheck source=../vm/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../vm/common.sh"
 
-all_paths="file loop nbd dmuser-1 dmuser-N dmuser-1-nopoll dmuser-N-nopoll dmuser-N-bpf dmuser-uring dmuser-nbd krbd rbd-nbd dmuser-rbd dmuser-rbd-N"
+all_paths="file loop nbd dmuser-1 dmuser-N dmuser-1-nopoll dmuser-N-nopoll dmuser-1-copy dmuser-N-bpf dmuser-uring dmuser-nbd krbd rbd-nbd dmuser-rbd dmuser-rbd-N"
 # The sets of paths BENCH_SET names (BENCH_PATHS, if given, wins):
 #   local   the default: dm-user on a local file against the file, loop and nbd
 #   nbd     one NBD export (nbdkit's file plugin on the same file) through the
@@ -83,7 +83,7 @@ declare -A stage_sets=(
 )
 # The paths whose daemon has libdmuser's USDT probes (dmuser-lat -p): dmuserd,
 # and examples/dmu-passthrough.
-stage_paths="dmuser-1 dmuser-N dmuser-1-nopoll dmuser-N-nopoll dmuser-nbd dmuser-rbd dmuser-rbd-N dmuser-uring"
+stage_paths="dmuser-1 dmuser-N dmuser-1-nopoll dmuser-N-nopoll dmuser-1-copy dmuser-nbd dmuser-rbd dmuser-rbd-N dmuser-uring"
 # The paths on the RBD image: the guest starts a Ceph cluster for them.
 rbd_paths="krbd rbd-nbd dmuser-rbd dmuser-rbd-N"
 all_jobs=$(sed -n 's/^\[\(.*\)\]$/\1/p' "$DMU_ROOT/tests/bench/jobs.fio" | grep -vx global | paste -sd' ')

@@ -461,6 +461,12 @@ setup_dmuser-N-nopoll() {
 	setup_dmuser_threads "$threads" --poll-us 0
 	note dmuser-N-nopoll threads "$threads, --poll-us 0"
 }
+# The same without splice (dmuserd's --no-splice): data through the
+# worker's buffer, two copies; what splicing buys.
+setup_dmuser-1-copy() {
+	setup_dmuser_threads 1 --no-splice
+	note dmuser-1-copy threads "1, --no-splice"
+}
 
 # examples/dmu-passthrough on the file: libdmuser's asynchronous API, one
 # channel and one thread, io_uring with O_DIRECT (the file must take it:

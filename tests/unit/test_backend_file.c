@@ -174,6 +174,35 @@ TEST(backend_file_ops_round_trip)
 	unlink(path);
 }
 
+/*
+ * locate (libdmuser's splice): the file itself at the same offset; a READ
+ * from the buffered descriptor, a WRITE to the one --direct opened (the
+ * same here, without it), each a descriptor of this file.
+ */
+TEST(backend_file_locate_is_the_file_at_the_offset)
+{
+	struct dmu_file_backend fb;
+	struct dmu_backend *b = &fb.base;
+	struct stat want, st;
+	uint64_t off = 1;
+	int fd = -1;
+
+	make_file(1 << 20);
+	open_backend(&fb, 0, false);
+	REQUIRE(stat(path, &want) == 0);
+	REQUIRE(b->ops->locate);
+	CHECK_EQ(b->ops->locate(b, false, 8192, 4096, &fd, &off), 0);
+	CHECK_EQ(fd, fb.fd_buffered);
+	CHECK_EQ(off, 8192);
+	CHECK_EQ(b->ops->locate(b, true, 65536, 4096, &fd, &off), 0);
+	CHECK_EQ(fd, fb.fd);
+	CHECK_EQ(off, 65536);
+	REQUIRE(fstat(fd, &st) == 0);
+	CHECK(st.st_ino == want.st_ino && st.st_dev == want.st_dev);
+	dmu_file_backend_close(&fb);
+	unlink(path);
+}
+
 TEST(backend_file_read_past_eof_is_eio)
 {
 	struct dmu_file_backend fb;

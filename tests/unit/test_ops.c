@@ -197,6 +197,40 @@ TEST(ops_read_only_refuses_changes)
 }
 
 /*
+ * The splice ops: locate is the backend's, but --read-only refuses a
+ * WRITE's before the backend is asked, as it refuses write.
+ */
+static int fake_locate(struct dmu_backend *b, bool write, uint64_t off, uint64_t len,
+		       int *fd, uint64_t *fd_off)
+{
+	(void)b;
+	(void)len;
+	*fd = write ? 7 : 8;
+	*fd_off = off + 1;
+	return 0;
+}
+
+TEST(ops_locate_is_the_backends_and_refused_when_read_only)
+{
+	struct dmu_backend_ops bo = { 0 };
+	struct dmu_backend b = { .ops = &bo };
+	struct dmu_serve_ctx ctx = { .backend = &b };
+	uint64_t off = 0;
+	int fd = -1;
+
+	bo.locate = fake_locate;
+	REQUIRE(dmu_serve_splice_ops.locate && !dmu_serve_ops.locate);
+	CHECK_EQ(dmu_serve_splice_ops.locate(&ctx, true, 4096, 512, &fd, &off), 0);
+	CHECK_EQ(fd, 7);
+	CHECK_EQ(off, 4097);
+	ctx.read_only = true;
+	CHECK_EQ(dmu_serve_splice_ops.locate(&ctx, true, 4096, 512, &fd, &off), -EROFS);
+	CHECK_EQ(dmu_serve_splice_ops.locate(&ctx, false, 0, 512, &fd, &off), 0);
+	CHECK_EQ(fd, 8);
+	CHECK_EQ(ctx.calls, 3);
+}
+
+/*
  * dmuserd --resize grew the storage, then the table, after start-up: a
  * request past the size known asks the backend once, and is served.
  */

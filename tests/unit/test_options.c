@@ -87,7 +87,7 @@ TEST(options_full_command_line)
 	const char *args[] = {
 		"--file", "/tmp/f", "--name", "d0", "--size", "1G", "--threads", "4",
 		"--direct", "--read-only", "--ready-file", "/tmp/r", "--metrics",
-		"127.0.0.1:9100", "--inject-delay-us", "250", "--no-batch", "--poll-us", "0", NULL,
+		"127.0.0.1:9100", "--inject-delay-us", "250", "--no-batch", "--poll-us", "0", "--no-splice", NULL,
 	};
 
 	REQUIRE_EQ(parse(&o, args), DMU_PARSE_OK);
@@ -104,6 +104,7 @@ TEST(options_full_command_line)
 	CHECK_EQ(o.inject_delay_us, 250);
 	CHECK(o.no_batch);
 	CHECK_EQ(o.poll_us, 0);
+	CHECK(o.no_splice);
 }
 
 TEST(options_defaults)
@@ -119,6 +120,7 @@ TEST(options_defaults)
 	CHECK(o.ready_file == NULL);
 	CHECK(!o.no_batch);		/* batching is asked for by default */
 	CHECK_EQ(o.poll_us, 50);	/* busy polling, 50 us */
+	CHECK(!o.no_splice);		/* splicing where the backend can */
 
 	const char *most[] = { "-f", "/tmp/f", "-n", "d0", "--poll-us", "1000000", NULL };
 	CHECK_EQ(parse(&o, most), DMU_PARSE_OK);

@@ -81,7 +81,7 @@ def expected_files(prefix="/usr/local", libdir=None, units=None, modload=None, s
         f"{modload}/dm-user.conf",
         f"{prefix}/include/dmuser.h",
         f"{libdir}/libdmuser.a", f"{libdir}/libdmuser.so", f"{libdir}/libdmuser.so.1",
-        f"{libdir}/libdmuser.so.1.4.0", f"{libdir}/pkgconfig/libdmuser.pc",
+        f"{libdir}/libdmuser.so.1.5.0", f"{libdir}/pkgconfig/libdmuser.pc",
         f"{prefix}/sbin/dmuserd", f"{prefix}/sbin/dmuser-lat", f"{prefix}/sbin/dmuser-top",
         f"{prefix}/sbin/dmuser-exporter", f"{prefix}/sbin/dmuser-inflight",
         f"{prefix}/share/dm-user/dashboards/grafana/dm-user.json",
@@ -140,7 +140,7 @@ class Install(unittest.TestCase):
             self.assertEqual(os.stat(f"{top}{unitdir()}/{f}").st_mode & 0o777, 0o644, f)
         lib = f"{top}/usr/local/lib"
         self.assertEqual(os.readlink(f"{lib}/libdmuser.so"), "libdmuser.so.1")
-        self.assertEqual(os.readlink(f"{lib}/libdmuser.so.1"), "libdmuser.so.1.4.0")
+        self.assertEqual(os.readlink(f"{lib}/libdmuser.so.1"), "libdmuser.so.1.5.0")
 
     def test_pc_file_points_at_the_prefix(self):
         for top, prefix, libdir in ((destdir_install(), "/usr/local", "/usr/local/lib"),

@@ -228,7 +228,7 @@ static void *serve_main(void *arg)
 {
 	struct rig *r = arg;
 
-	r->result = dmu_channel_run(r->ch, &mem_ops, r->mem);
+	r->result = dmu_channel_run(r->ch, r->ops ? r->ops : &mem_ops, r->mem);
 	return NULL;
 }
 

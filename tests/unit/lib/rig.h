@@ -100,6 +100,7 @@ struct rig {
 	pthread_t thread;
 	int result;		/* of dmu_channel_run on the thread */
 	bool running;
+	const struct dmu_ops *ops;	/* rig_serve's; NULL: mem_ops */
 };
 
 void rig_open(struct rig *r, const struct rig_cfg *cfg);

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /* The blocking loop, dmu_channel_run(), against the fake kernel. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -487,6 +489,143 @@ TEST(blocking_poll_us_takes_a_request_within_it_without_sleeping)
 }
 
 /* The kernel's end closes (the target went): the loop ends with -ENOTBLK. */
+/* ---- splicing: dmu_ops.locate ---- */
+
+static int disk_fd = -1;	/* the device, a page into this file */
+static int locate_result;	/* what locate returns besides the place */
+
+static int locate_disk(void *arg, bool write, uint64_t offset, uint64_t len, int *fd,
+		       uint64_t *fd_offset)
+{
+	(void)arg;
+	(void)write;
+	(void)len;
+	*fd = disk_fd;
+	*fd_offset = offset + 4096;
+	return locate_result;
+}
+
+static struct dmu_ops locate_ops(void)
+{
+	struct dmu_ops o = mem_ops;
+
+	o.locate = locate_disk;
+	return o;
+}
+
+static bool logged(const struct mem *m, char c)
+{
+	return memchr(m->log, c, m->nlog) != NULL;
+}
+
+/*
+ * With locate, a WRITE's payload reaches the backend's descriptor and a
+ * READ's data come from it, by splice(): neither the read nor the write
+ * callback is called; the data are where locate said, and the replies
+ * are what read and write would have made.  The fake kernel's socket
+ * splices a record at a time, as the module splices whole requests.
+ */
+TEST(blocking_locate_splices_payloads_to_and_from_the_descriptor)
+{
+	struct rig r;
+	struct rig_cfg cfg = { 0 };
+	struct dmu_ops ops = locate_ops();
+	unsigned char *p = pattern(8192, 3), got[8192], file[8192];
+
+	disk_fd = memfd_create("disk", MFD_CLOEXEC);
+	REQUIRE(disk_fd >= 0 && ftruncate(disk_fd, DEV_SIZE + 4096) == 0);
+	locate_result = 0;
+	rig_open(&r, &cfg);
+	r.ops = &ops;
+	rig_serve(&r);
+	struct dm_user_message m = round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 16, 8192, p,
+					      NULL, 0);
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+	REQUIRE_EQ(pread(disk_fd, file, sizeof(file), 4096 + 16 * 512), (ssize_t)sizeof(file));
+	CHECK(memcmp(file, p, sizeof(file)) == 0);
+
+	/* Another pattern in the file: the READ must bring it, not memory's. */
+	free(p);
+	p = pattern(8192, 4);
+	REQUIRE_EQ(pwrite(disk_fd, p, 8192, 4096 + 64 * 512), 8192);
+	m = round_trip(&r, 2, DM_USER_REQ_MAP_READ, 0, 64, 8192, NULL, got, sizeof(got));
+	CHECK_EQ(m.seq, 2);
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(got, p, sizeof(got)) == 0);
+	CHECK(!logged(r.mem, 'W') && !logged(r.mem, 'R'));
+
+	/* A flush is served as ever. */
+	m = round_trip(&r, 3, DM_USER_REQ_MAP_FLUSH, 0, 0, 0, NULL, NULL, 0);
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+	CHECK(logged(r.mem, 'F'));
+
+	dmu_channel_stop(r.ch);
+	CHECK_EQ(rig_join(&r), 0);
+	rig_close(&r);
+	close(disk_fd);
+	free(p);
+}
+
+/*
+ * locate's -EOPNOTSUPP: the request goes through the buffer and the
+ * callbacks.  Another error fails the request (ERROR), and a WRITE's
+ * payload still leaves the pipe: the next request is read whole.  So does
+ * a descriptor the splice cannot write (read-only: EBADF).
+ */
+TEST(blocking_locate_falls_back_or_fails_and_keeps_the_stream)
+{
+	struct rig r;
+	struct rig_cfg cfg = { 0 };
+	struct dmu_ops ops = locate_ops();
+	unsigned char *p = pattern(8192, 5), got[8192];
+	struct dm_user_message m;
+
+	disk_fd = memfd_create("disk", MFD_CLOEXEC);
+	REQUIRE(disk_fd >= 0 && ftruncate(disk_fd, DEV_SIZE + 4096) == 0);
+	rig_open(&r, &cfg);
+	r.ops = &ops;
+	rig_serve(&r);
+
+	locate_result = -EOPNOTSUPP;
+	m = round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 8, 8192, p, NULL, 0);
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(r.mem->data + 8 * 512, p, 8192) == 0);
+	m = round_trip(&r, 2, DM_USER_REQ_MAP_READ, 0, 8, 8192, NULL, got, sizeof(got));
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(got, p, sizeof(got)) == 0);
+	CHECK(logged(r.mem, 'W') && logged(r.mem, 'R'));
+
+	locate_result = -EIO;
+	m = round_trip(&r, 3, DM_USER_REQ_MAP_WRITE, 0, 8, 8192, p, NULL, 0);
+	CHECK_EQ(m.seq, 3);
+	CHECK_EQ(m.type, DM_USER_RESP_ERROR);
+	m = round_trip(&r, 4, DM_USER_REQ_MAP_READ, 0, 8, 8192, NULL, NULL, 0);
+	CHECK_EQ(m.seq, 4);
+	CHECK_EQ(m.type, DM_USER_RESP_ERROR);
+
+	int rw = disk_fd;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", rw);
+	disk_fd = open(path, O_RDONLY | O_CLOEXEC);
+	REQUIRE(disk_fd >= 0);
+	locate_result = 0;
+	m = round_trip(&r, 5, DM_USER_REQ_MAP_WRITE, 0, 8, 8192, p, NULL, 0);
+	CHECK_EQ(m.seq, 5);
+	CHECK_EQ(m.type, DM_USER_RESP_ERROR);
+	/* The stream is whole: a request after it is served (from the file). */
+	m = round_trip(&r, 6, DM_USER_REQ_MAP_READ, 0, 8, 8192, NULL, got, sizeof(got));
+	CHECK_EQ(m.seq, 6);
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+
+	dmu_channel_stop(r.ch);
+	CHECK_EQ(rig_join(&r), 0);
+	rig_close(&r);
+	close(disk_fd);
+	close(rw);
+	free(p);
+}
+
 TEST(blocking_target_gone)
 {
 	struct rig r;
