@@ -792,6 +792,13 @@ static enum result do_read(const struct ctx *x, struct request *rq, int *err)
  * spliced to the control device, which copies it into the BIO.  A read()
  * and a write() with the buffer between them make two copies.
  *
+ * Only where it pays: for a request of SPLICE_MIN or more.  A READ that
+ * large is answered by splice, whichever way it came; the requests of a
+ * round are taken by splice when the round before had a WRITE that large
+ * (serve_once()), else by read(), which takes a batch of small ones in one
+ * call where a splice needs a read() of the pipe per header, and gathers
+ * their replies in one writev() where a spliced READ is three calls.
+ *
  * Everything else is as with read(): the same checks, flushes and
  * replies; a request the backend will not locate, or whose first splice
  * fails with EINVAL, goes through the buffer and the read and write
@@ -1068,9 +1075,12 @@ static enum result dispatch(const struct ctx *x, struct request *rq, int *err)
 	*err = 0;
 	switch (rq->type) {
 	case DM_USER_REQ_MAP_READ:
-		return x->ch->splicing ? do_read_spliced(x, rq, err) : do_read(x, rq, err);
+		return x->ch->splicing && rq->len >= SPLICE_MIN ? do_read_spliced(x, rq, err) :
+		       do_read(x, rq, err);
 	case DM_USER_REQ_MAP_WRITE:
-		return x->ch->splicing ? do_write_spliced(x, rq, err) : do_write(x, rq, err);
+		if (rq->len >= SPLICE_MIN)
+			x->ch->large_write = true;
+		return x->ch->in_pipe ? do_write_spliced(x, rq, err) : do_write(x, rq, err);
 	case DM_USER_REQ_MAP_FLUSH:
 		*err = flush(x);
 		rq->status = dmu__status_for(*err);
@@ -1312,12 +1322,24 @@ static enum result serve_once(const struct ctx *x, unsigned *taken)
 	unsigned count;
 	enum result r;
 
-	if (ch->splicing) {
+	/*
+	 * Which way to take requests: by splice after a round that had a
+	 * large WRITE (its payload then reaches the file with one copy),
+	 * else by read(), which takes a batch of small ones in one call
+	 * where splice needs a read() of the pipe per header.
+	 */
+	ch->large_write = false;
+	if (ch->splicing && ch->splice_in) {
 		bool read_instead = false;
 
+		ch->in_pipe = true;
 		r = serve_once_spliced(x, taken, &read_instead);
-		if (!read_instead)
+		ch->in_pipe = false;
+		if (!read_instead) {
+			if (r != RS_AGAIN)
+				ch->splice_in = ch->large_write;
 			return r;
+		}
 	}
 	r = receive(ch, &got);
 
@@ -1345,6 +1367,7 @@ static enum result serve_once(const struct ctx *x, unsigned *taken)
 	/* Answered, or left to the kernel with the broken stream. */
 	ch->inflight = 0;
 	dmu__m_idle(&ch->m);
+	ch->splice_in = ch->large_write;
 	return r;
 }
 

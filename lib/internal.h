@@ -154,6 +154,12 @@ HIDDEN void dmu__device_snapshot(struct dmu_device *dev, struct metrics_snapshot
 
 /* ---- channel.c ---- */
 
+/*
+ * The smallest request worth a splice: below it the syscalls a splice adds
+ * (per READ: three, and no reply gathering) cost more than the copy they
+ * save (make bench, tests/bench/README.md "Splice").
+ */
+#define SPLICE_MIN (64 * 1024)
 #define MAX_REPLIES 256		/* gathered for one writev(): 2 iovecs each */
 
 struct pending_reply {
@@ -203,7 +209,10 @@ struct dmu_channel {
 	 */
 	int pin[2], pout[2];
 	size_t pipe_bytes;
-	bool splicing;
+	bool splicing;			/* the pipes are there: large READs splice */
+	bool splice_in;			/* take the next requests by splice */
+	bool in_pipe;			/* this round's requests came by splice */
+	bool large_write;		/* this round had a WRITE of SPLICE_MIN or more */
 	bool splice_tried;
 	unsigned hdr_next;
 	struct dm_user_message hdrs[MAX_REPLIES + 1];

@@ -379,10 +379,12 @@ struct dmu_ops {
 	 * READ (from it): a descriptor the library may splice(2) with (a
 	 * regular file or a block device; the backend keeps it open), in
 	 * *fd, and the offset there, in *fd_offset.  With it a blocking
-	 * channel takes requests with splice() (target 1.6.0) and moves a
-	 * WRITE's payload from the kernel's pages to fd, and a READ's data
-	 * from fd to the kernel, through pipes: one copy, where read and
-	 * write make two (the buffer's).  Flushes, FUA and errors are as
+	 * channel moves large requests (64 KiB or more) with splice()
+	 * (target 1.6.0): a WRITE's payload from the kernel's pages to fd
+	 * (once a round of requests had such a WRITE, the next is taken by
+	 * splice), a READ's data from fd to the kernel, through pipes: one
+	 * copy, where read and write make two (the buffer's).  Smaller ones
+	 * go through the buffer, where batching costs fewer calls.  Flushes, FUA and errors are as
 	 * with read and write, which stay required: a request this returns
 	 * -EOPNOTSUPP for, or whose first splice fails with EINVAL (an
 	 * O_DIRECT descriptor and unaligned memory), is served by them, as

@@ -6,7 +6,8 @@
 # memory.  /proc/PID/io shows it: rchar and wchar count what read() and
 # write() calls copy (splice() moves are not in them).
 #   - 32 MiB written through the device (direct, 128 KiB and 1 MiB
-#     requests): dmuserd's rchar grows by less than 1 MiB (the request
+#     requests): dmuserd's rchar grows by less than 1 MiB (the first
+#     128 KiB write, which it reads before it splices, and the request
 #     headers it reads from the pipe), and its wchar by less than 1 MiB;
 #   - 32 MiB read back: likewise; the data are those written, and after
 #     dmuserd stops the backing file is too;

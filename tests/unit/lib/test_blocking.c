@@ -13,7 +13,7 @@
 #include "rig.h"
 #include "test.h"
 
-static unsigned char rec[4 * CAP];
+static unsigned char rec[4 * CAP + 128 * 1024];
 
 /* Send one request, read its reply (header, data_len bytes of data). */
 static struct dm_user_message round_trip(struct rig *r, uint64_t seq, uint64_t type,
@@ -25,6 +25,9 @@ static struct dm_user_message round_trip(struct rig *r, uint64_t seq, uint64_t t
 
 	send_req(r->k, seq, type, flags, sector, len, payload);
 	n = recv_record(r->k, rec, sizeof(rec));
+	/* A spliced reply may come in several writes: the module takes any split. */
+	while (n < MSG + data_len)
+		n += recv_record(r->k, rec + n, sizeof(rec) - n);
 	REQUIRE_EQ(n, MSG + data_len);
 	m = reply_at(rec, &off, data_len);
 	if (data_len)
@@ -519,43 +522,66 @@ static bool logged(const struct mem *m, char c)
 }
 
 /*
- * With locate, a WRITE's payload reaches the backend's descriptor and a
- * READ's data come from it, by splice(): neither the read nor the write
- * callback is called; the data are where locate said, and the replies
- * are what read and write would have made.  The fake kernel's socket
- * splices a record at a time, as the module splices whole requests.
+ * With locate, large requests move by splice(): a READ of 64 KiB or more
+ * comes from the descriptor, and after a round with a WRITE that large the
+ * next requests are taken by splice, a WRITE's payload going to the
+ * descriptor; neither the read nor the write callback is called for them.
+ * The first large WRITE, taken by read(), and a small READ go through the
+ * callbacks (the memory backend), as without locate.  The fake kernel's
+ * socket splices a record at a time, as the module splices whole requests.
  */
-TEST(blocking_locate_splices_payloads_to_and_from_the_descriptor)
+TEST(blocking_locate_splices_large_payloads_to_and_from_the_descriptor)
 {
+	enum { BIG = 64 * 1024 };
 	struct rig r;
-	struct rig_cfg cfg = { 0 };
+	struct rig_cfg cfg = { .buffer = 2 * BIG };
 	struct dmu_ops ops = locate_ops();
-	unsigned char *p = pattern(8192, 3), got[8192], file[8192];
+	unsigned char *p1 = pattern(BIG, 3), *p2 = pattern(BIG, 4), *got = malloc(BIG);
+	unsigned char *file = malloc(BIG);
+	unsigned w, rd;
 
+	REQUIRE(got && file);
 	disk_fd = memfd_create("disk", MFD_CLOEXEC);
 	REQUIRE(disk_fd >= 0 && ftruncate(disk_fd, DEV_SIZE + 4096) == 0);
 	locate_result = 0;
 	rig_open(&r, &cfg);
 	r.ops = &ops;
 	rig_serve(&r);
-	struct dm_user_message m = round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 16, 8192, p,
+
+	/* Read() takes it: through the callback, into memory. */
+	struct dm_user_message m = round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 0, BIG, p1,
 					      NULL, 0);
 	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
-	REQUIRE_EQ(pread(disk_fd, file, sizeof(file), 4096 + 16 * 512), (ssize_t)sizeof(file));
-	CHECK(memcmp(file, p, sizeof(file)) == 0);
+	CHECK(memcmp(r.mem->data, p1, BIG) == 0);
+	w = (unsigned)(memchr(r.mem->log, 'W', r.mem->nlog) != NULL);
+	CHECK_EQ(w, 1);
 
-	/* Another pattern in the file: the READ must bring it, not memory's. */
-	free(p);
-	p = pattern(8192, 4);
-	REQUIRE_EQ(pwrite(disk_fd, p, 8192, 4096 + 64 * 512), 8192);
-	m = round_trip(&r, 2, DM_USER_REQ_MAP_READ, 0, 64, 8192, NULL, got, sizeof(got));
+	/* The next round is spliced: the payload lands in the file. */
+	unsigned nlog = r.mem->nlog;
+
+	m = round_trip(&r, 2, DM_USER_REQ_MAP_WRITE, 0, 256, BIG, p2, NULL, 0);
 	CHECK_EQ(m.seq, 2);
 	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
-	CHECK(memcmp(got, p, sizeof(got)) == 0);
-	CHECK(!logged(r.mem, 'W') && !logged(r.mem, 'R'));
+	REQUIRE_EQ(pread(disk_fd, file, BIG, 4096 + 256 * 512), (ssize_t)BIG);
+	CHECK(memcmp(file, p2, BIG) == 0);
+	CHECK_EQ(r.mem->nlog, nlog);
+
+	/* A large READ: from the file, not memory (which has p1 there). */
+	m = round_trip(&r, 3, DM_USER_REQ_MAP_READ, 0, 256, BIG, NULL, got, BIG);
+	CHECK_EQ(m.seq, 3);
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(got, p2, BIG) == 0);
+	CHECK_EQ(r.mem->nlog, nlog);
+
+	/* A small READ goes through the callback. */
+	m = round_trip(&r, 4, DM_USER_REQ_MAP_READ, 0, 0, 4096, NULL, got, 4096);
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(got, p1, 4096) == 0);
+	rd = (unsigned)(memchr(r.mem->log + nlog, 'R', r.mem->nlog - nlog) != NULL);
+	CHECK_EQ(rd, 1);
 
 	/* A flush is served as ever. */
-	m = round_trip(&r, 3, DM_USER_REQ_MAP_FLUSH, 0, 0, 0, NULL, NULL, 0);
+	m = round_trip(&r, 5, DM_USER_REQ_MAP_FLUSH, 0, 0, 0, NULL, NULL, 0);
 	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
 	CHECK(logged(r.mem, 'F'));
 
@@ -563,60 +589,77 @@ TEST(blocking_locate_splices_payloads_to_and_from_the_descriptor)
 	CHECK_EQ(rig_join(&r), 0);
 	rig_close(&r);
 	close(disk_fd);
-	free(p);
+	free(p1);
+	free(p2);
+	free(got);
+	free(file);
 }
 
 /*
  * locate's -EOPNOTSUPP: the request goes through the buffer and the
  * callbacks.  Another error fails the request (ERROR), and a WRITE's
  * payload still leaves the pipe: the next request is read whole.  So does
- * a descriptor the splice cannot write (read-only: EBADF).
+ * a descriptor the splice cannot write (read-only: EBADF).  Each spliced
+ * round follows a round with a large WRITE (taken by read(), which does
+ * not ask locate).
  */
 TEST(blocking_locate_falls_back_or_fails_and_keeps_the_stream)
 {
+	enum { BIG = 64 * 1024 };
 	struct rig r;
-	struct rig_cfg cfg = { 0 };
+	struct rig_cfg cfg = { .buffer = 2 * BIG };
 	struct dmu_ops ops = locate_ops();
-	unsigned char *p = pattern(8192, 5), got[8192];
+	unsigned char *p = pattern(BIG, 5), *got = malloc(BIG);
 	struct dm_user_message m;
+	char path[64];
+	int rw;
 
+	REQUIRE(got);
 	disk_fd = memfd_create("disk", MFD_CLOEXEC);
 	REQUIRE(disk_fd >= 0 && ftruncate(disk_fd, DEV_SIZE + 4096) == 0);
+	REQUIRE_EQ(pwrite(disk_fd, p, BIG, 4096 + 8 * 512), (ssize_t)BIG);
 	rig_open(&r, &cfg);
 	r.ops = &ops;
 	rig_serve(&r);
 
 	locate_result = -EOPNOTSUPP;
-	m = round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 8, 8192, p, NULL, 0);
+	m = round_trip(&r, 1, DM_USER_REQ_MAP_WRITE, 0, 512, BIG, p, NULL, 0);
 	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
-	CHECK(memcmp(r.mem->data + 8 * 512, p, 8192) == 0);
-	m = round_trip(&r, 2, DM_USER_REQ_MAP_READ, 0, 8, 8192, NULL, got, sizeof(got));
+	r.mem->nlog = 0;
+	m = round_trip(&r, 2, DM_USER_REQ_MAP_WRITE, 0, 8, BIG, p, NULL, 0);
 	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
-	CHECK(memcmp(got, p, sizeof(got)) == 0);
+	CHECK(memcmp(r.mem->data + 8 * 512, p, BIG) == 0);
+	m = round_trip(&r, 3, DM_USER_REQ_MAP_READ, 0, 8, BIG, NULL, got, BIG);
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(got, p, BIG) == 0);
 	CHECK(logged(r.mem, 'W') && logged(r.mem, 'R'));
 
+	m = round_trip(&r, 4, DM_USER_REQ_MAP_WRITE, 0, 512, BIG, p, NULL, 0);
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
 	locate_result = -EIO;
-	m = round_trip(&r, 3, DM_USER_REQ_MAP_WRITE, 0, 8, 8192, p, NULL, 0);
-	CHECK_EQ(m.seq, 3);
+	m = round_trip(&r, 5, DM_USER_REQ_MAP_WRITE, 0, 8, BIG, p, NULL, 0);
+	CHECK_EQ(m.seq, 5);
 	CHECK_EQ(m.type, DM_USER_RESP_ERROR);
-	m = round_trip(&r, 4, DM_USER_REQ_MAP_READ, 0, 8, 8192, NULL, NULL, 0);
-	CHECK_EQ(m.seq, 4);
+	m = round_trip(&r, 6, DM_USER_REQ_MAP_READ, 0, 8, BIG, NULL, NULL, 0);
+	CHECK_EQ(m.seq, 6);
 	CHECK_EQ(m.type, DM_USER_RESP_ERROR);
 
-	int rw = disk_fd;
-	char path[64];
-
+	locate_result = 0;
+	m = round_trip(&r, 7, DM_USER_REQ_MAP_WRITE, 0, 512, BIG, p, NULL, 0);
+	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+	rw = disk_fd;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", rw);
 	disk_fd = open(path, O_RDONLY | O_CLOEXEC);
 	REQUIRE(disk_fd >= 0);
-	locate_result = 0;
-	m = round_trip(&r, 5, DM_USER_REQ_MAP_WRITE, 0, 8, 8192, p, NULL, 0);
-	CHECK_EQ(m.seq, 5);
+	m = round_trip(&r, 8, DM_USER_REQ_MAP_WRITE, 0, 8, BIG, p, NULL, 0);
+	CHECK_EQ(m.seq, 8);
 	CHECK_EQ(m.type, DM_USER_RESP_ERROR);
-	/* The stream is whole: a request after it is served (from the file). */
-	m = round_trip(&r, 6, DM_USER_REQ_MAP_READ, 0, 8, 8192, NULL, got, sizeof(got));
-	CHECK_EQ(m.seq, 6);
+	/* The stream is whole: the next request is served (from the file). */
+	memset(got, 0, BIG);
+	m = round_trip(&r, 9, DM_USER_REQ_MAP_READ, 0, 8, BIG, NULL, got, BIG);
+	CHECK_EQ(m.seq, 9);
 	CHECK_EQ(m.type, DM_USER_RESP_SUCCESS);
+	CHECK(memcmp(got, p, BIG) == 0);
 
 	dmu_channel_stop(r.ch);
 	CHECK_EQ(rig_join(&r), 0);
@@ -624,6 +667,7 @@ TEST(blocking_locate_falls_back_or_fails_and_keeps_the_stream)
 	close(disk_fd);
 	close(rw);
 	free(p);
+	free(got);
 }
 
 TEST(blocking_target_gone)
