@@ -17,6 +17,7 @@
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
+dmu_kernel_independent "dmuserd and libdmuser's splice; the module's splice is checked on every kernel by 030 and 031"
 tmp=$(dmu_tmpdir)
 name=dmu-test-splice
 size=$((64 << 20))
