@@ -105,7 +105,7 @@ fi
 # ---- builds --------------------------------------------------------------------
 t=$SECONDS
 if ! {
-	make -s -C "$root" daemon bpf tools &&
+	make -s -C "$root" daemon lib examples bpf tools &&
 		make -s -C "$root" modules KVERS="$rtkver"
 } >>"$blog" 2>&1; then
 	tail -n 30 "$blog"
