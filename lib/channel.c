@@ -209,7 +209,6 @@ static void close_pipes(struct dmu_channel *ch)
 			close(ch->pout[i]);
 		ch->pin[i] = ch->pout[i] = -1;
 	}
-	ch->splicing = false;
 }
 
 static void free_channel(struct dmu_channel *ch)
@@ -838,7 +837,7 @@ static int size_pipes(struct dmu_channel *ch, size_t size)
  * get that size, and a request too large for them is read (the module
  * refuses to splice it: EMSGSIZE).
  */
-static bool open_pipes(struct dmu_channel *ch)
+static void open_pipes(struct dmu_channel *ch)
 {
 	size_t want = (dmu_device_max_io(ch->dev) / PAGE + 3) * PAGE, max;
 	int got;
@@ -851,12 +850,11 @@ static bool open_pipes(struct dmu_channel *ch)
 	if (got < 0)
 		goto fail;
 	ch->pipe_bytes = (size_t)got;
-	return true;
+	return;
 fail:
 	dmu__info("%s: no pipes of %zu bytes to splice with (%s): reading and writing instead",
 		  ch->dev->name, want, strerror(errno));
 	close_pipes(ch);
-	return false;
 }
 
 /* Exactly len bytes the kernel spliced into pin: all there, or the stream is wrong. */
@@ -1075,7 +1073,7 @@ static enum result dispatch(const struct ctx *x, struct request *rq, int *err)
 	*err = 0;
 	switch (rq->type) {
 	case DM_USER_REQ_MAP_READ:
-		return x->ch->splicing && rq->len >= SPLICE_MIN ? do_read_spliced(x, rq, err) :
+		return x->ch->pin[0] >= 0 && rq->len >= SPLICE_MIN ? do_read_spliced(x, rq, err) :
 		       do_read(x, rq, err);
 	case DM_USER_REQ_MAP_WRITE:
 		if (rq->len >= SPLICE_MIN)
@@ -1329,7 +1327,7 @@ static enum result serve_once(const struct ctx *x, unsigned *taken)
 	 * where splice needs a read() of the pipe per header.
 	 */
 	ch->large_write = false;
-	if (ch->splicing && ch->splice_in) {
+	if (ch->pin[0] >= 0 && ch->splice_in) {
 		bool read_instead = false;
 
 		ch->in_pipe = true;
@@ -1397,7 +1395,7 @@ DMU_API int dmu_channel_run(struct dmu_channel *ch, const struct dmu_ops *ops, v
 
 	if (o.locate && !ch->splice_tried) {
 		ch->splice_tried = true;
-		ch->splicing = open_pipes(ch);
+		open_pipes(ch);
 	}
 	/*
 	 * Busy polling (poll_ns): after a read() that brought one request,

@@ -203,13 +203,13 @@ struct dmu_channel {
 
 	/*
 	 * Splicing (dmu_ops.locate, target 1.6.0): requests are spliced into
-	 * pin, READ replies go out through pout; -1 when not set up.  hdrs
+	 * pin, READ replies go out through pout; -1 when not set up, and
+	 * only then (the channel splices while pin[0] >= 0).  hdrs
 	 * holds the headers taken out of pin: the pending replies are the
 	 * last MAX_REPLIES of them at most, and one more is being served.
 	 */
 	int pin[2], pout[2];
 	size_t pipe_bytes;
-	bool splicing;			/* the pipes are there: large READs splice */
 	bool splice_in;			/* take the next requests by splice */
 	bool in_pipe;			/* this round's requests came by splice */
 	bool large_write;		/* this round had a WRITE of SPLICE_MIN or more */
