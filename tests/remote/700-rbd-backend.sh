@@ -147,7 +147,12 @@ dmu_running "$fio_pid" || { kill -CONT "$osd"; die "fio ended while the OSD was 
 kill -CONT "$osd"
 rc=0
 dmu_wait "$fio_pid" 300 || rc=$?
-assert_eq "$rc" 0 "fio across the OSD's stall (status; 124: still running after 300 s): $(cat "$tmp/fio.json")"
+# on a failure, what fio and dmuserd said (the whole fio JSON would bury it)
+((rc == 0)) || die "fio across the OSD's stall ended with status $rc (124: still running after 300 s):" \
+	"fio: $(jq -c '.jobs[0] | {error, write: {total_ios: .write.total_ios, io_bytes: .write.io_bytes}}' "$tmp/fio.json" 2>&1);" \
+	"the target: $(dmsetup status "$name");" \
+	"dmuserd's metrics: $(curl -sf "$url" | jq -c .backend);" \
+	"dmuserd said: $(cat "$DMU_DAEMON_ERR")"
 fio_checked
 read -r _ _ _ _ _ _ _ errors _ <<<"$(dmsetup status "$name")"
 assert_eq "$errors" 0 "failed requests after the OSD's stall"
