@@ -147,6 +147,15 @@ admin socket = $dir/run/\$name.asok
 
 [osd]
 admin socket = $dir/run/\$name.asok
+# A PG's read lease 80 s (4 x osd heartbeat grace), not 16 s: an OSD
+# stopped (SIGSTOP) for longer than its lease finds its PGs "laggy" when
+# continued, and Ceph 16.2 (Debian 12) at times never clears that on a
+# one-OSD acting set: every op to the PG then waits "for readable", still
+# 400 s later (700-rbd-backend's 15-s stall: 4 times in 16 with the default
+# lease, 0 in 14 with this one; upstream: ceph tracker 53806,
+# ceph/ceph-container#1682).  With one OSD there is no peer whose failure
+# the lease has to outlast.
+osd pool default read lease ratio = 4
 EOF
 	monmaptool --create --fsid "$fsid" --addv a "[v1:127.0.0.1:$port]" "$dir/monmap" >/dev/null
 	ceph-mon -c "$conf" -i a --mkfs --monmap "$dir/monmap" >"$dir/log/mkfs.log" 2>&1 ||

@@ -29,14 +29,14 @@
 #    timeout and some slack, not a hang; dmuserd says the cluster did not
 #    answer, stays up, and still stops on SIGTERM, removing the device.
 #    Last: memstore keeps the data in the OSD's memory, so it is gone.
-# Known to fail now and then at the 15-s stall, and not from dmuserd (CI, once,
-# 2026-12-06; then reproduced by repeating that stall in one guest, 3 times in
-# 11 tries): after the OSD is continued, librbd's write to one object times
-# out again every 10 s (the only op librados cancels; fio makes no progress
-# meanwhile), and dmuserd starts it again each time until the window ends,
-# then answers EIO (backend.requests_failed 1).  With a window of 300 s the
-# same write was still timing out 400 s after the OSD was continued.  The
-# failure message gives fio's error, dmuserd's counters and its log.
+# The stalls rely on the cluster's read lease of 80 s (tests/ceph/cluster.sh),
+# which the test checks: with Ceph's default of 16 s, the OSD stopped for
+# 15 s at times came back with a PG "laggy" for good (Ceph 16.2; every op to
+# it "waiting for readable" at the OSD), and librbd's write timed out every
+# 10 s until dmuserd's window ended and it answered EIO, as designed (CI
+# twice; 4 times in 16 stalls repeated in one guest).  On a failure the
+# message gives fio's error, dmuserd's counters and log, and where the OSD's
+# ops wait.
 # The remote lane (make check-remote, on 6.12): the kernel sees the file
 # backend's requests; what differs is dmuserd's backend.
 # shellcheck source=tests/e2e/lib.sh
@@ -133,6 +133,15 @@ grep -q "^dmuser_info{.*backend=\"rbd\"} 1$" <<<"$prom" ||
 
 log "the OSD stopped for 5 s under fio (the op timeout is 10 s), then 15 s (the window is 60 s)"
 osd=$(cat "$ceph_dir/run/osd.0.pid")
+# the PGs' read lease outlasts the stalls (see above): 4 x 20 s
+osd_conf() { ceph --admin-daemon "$ceph_dir/run/osd.0.asok" config get "$1" | jq -r ".$1"; }
+lease=$(jq -n "$(osd_conf osd_pool_default_read_lease_ratio) * $(osd_conf osd_heartbeat_grace)")
+# (Ceph's default, 16 s, is renewed only every few seconds: a 15-s stall can
+# outlast what is left of it)
+log "the PGs' read lease: $lease s"
+((${lease%.*} >= 60)) || die "the OSD's read lease is $lease s, not the 80 s of tests/ceph/cluster.sh: a 15-s stall can outlast it"
+# where the OSD's ops wait, for a failure's message: {"waiting for readable": 12}
+osd_ops() { ceph --admin-daemon "$ceph_dir/run/osd.0.asok" dump_ops_in_flight | jq -c '[.ops[].type_data.flag_point] | group_by(.) | map({(.[0]): length}) | add'; }
 held() { (($(curl -sf "$url" | jq '.in_flight') > 0)); }
 dmu_bg fio_verify 16M --rate_iops=,50
 fio_pid=$DMU_BG_PID
@@ -160,6 +169,7 @@ dmu_wait "$fio_pid" 300 || rc=$?
 	"fio: $(jq -c '.jobs[0] | {error, write: {total_ios: .write.total_ios, io_bytes: .write.io_bytes}}' "$tmp/fio.json" 2>&1);" \
 	"the target: $(dmsetup status "$name");" \
 	"dmuserd's metrics: $(curl -sf "$url" | jq -c .backend);" \
+	"the OSD's ops in flight: $(osd_ops 2>&1);" \
 	"dmuserd said: $(cat "$DMU_DAEMON_ERR")"
 fio_checked
 read -r _ _ _ _ _ _ _ errors _ <<<"$(dmsetup status "$name")"
