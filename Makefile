@@ -47,7 +47,7 @@ DEPS := make gcc clang llvm pkg-config git \
 	librbd-dev ceph-mon ceph-osd ceph-common \
 	systemtap-sdt-dev liburing-dev abigail-tools man-db mandoc bsdextrautils shellcheck \
 	libbpf-dev bpftool bpftrace libncurses-dev \
-	fio e2fsprogs util-linux strace procps psmisc iproute2 curl jq \
+	fio e2fsprogs xfsprogs util-linux strace procps psmisc iproute2 curl jq \
 	python3 python3-jsonschema python3-yaml sparse bash-builtins \
 	prometheus chromium fonts-dejavu-core gnuplot-nox
 

@@ -1643,8 +1643,10 @@ static size_t dmu_sink_room(const struct dmu_sink *s)
 /*
  * A page a pipe may hold a reference to instead of a copy: not slab memory,
  * which is not reference counted, and not a page already being freed.
+ * Kept out of line, where a kretprobe can count its answers: nothing else
+ * shows which pages were copied (tests/e2e/032-splice-slab-pages.sh).
  */
-static bool dmu_page_refable(struct page *page)
+static noinline bool dmu_page_refable(struct page *page)
 {
 	return !PageSlab(page) && page_count(page) >= 1;
 }
