@@ -134,14 +134,14 @@ grep -q "^dmuser_info{.*backend=\"rbd\"} 1$" <<<"$prom" ||
 log "the OSD stopped for 5 s under fio (the op timeout is 10 s), then 15 s (the window is 60 s)"
 osd=$(cat "$ceph_dir/run/osd.0.pid")
 # the PGs' read lease outlasts the stalls (see above): 4 x 20 s
-osd_conf() { ceph --admin-daemon "$ceph_dir/run/osd.0.asok" config get "$1" | jq -r ".$1"; }
+osd_conf() { ceph --admin-daemon "$(_ceph_asok osd.0)" config get "$1" | jq -r ".$1"; }
 lease=$(jq -n "$(osd_conf osd_pool_default_read_lease_ratio) * $(osd_conf osd_heartbeat_grace)")
 # (Ceph's default, 16 s, is renewed only every few seconds: a 15-s stall can
 # outlast what is left of it)
 log "the PGs' read lease: $lease s"
 ((${lease%.*} >= 60)) || die "the OSD's read lease is $lease s, not the 80 s of tests/ceph/cluster.sh: a 15-s stall can outlast it"
 # where the OSD's ops wait, for a failure's message: {"waiting for readable": 12}
-osd_ops() { ceph --admin-daemon "$ceph_dir/run/osd.0.asok" dump_ops_in_flight | jq -c '[.ops[].type_data.flag_point] | group_by(.) | map({(.[0]): length}) | add'; }
+osd_ops() { ceph --admin-daemon "$(_ceph_asok osd.0)" dump_ops_in_flight | jq -c '[.ops[].type_data.flag_point] | group_by(.) | map({(.[0]): length}) | add'; }
 held() { (($(curl -sf "$url" | jq '.in_flight') > 0)); }
 dmu_bg fio_verify 16M --rate_iops=,50
 fio_pid=$DMU_BG_PID
